@@ -1,0 +1,107 @@
+"""streamnb: attached streams native to Jupyter.
+
+A *handler* defines a stream kind; the :class:`StreamRuntime` runs *streams* of
+it, each observed by *sessions* that read *frames*, send input, cancel and
+detach; every stream ends in exactly one *settlement* committed to the
+:class:`Ledger`; :func:`project_attached_stream` folds frames into pandas
+DataFrames. The core (this namespace minus the widgets) imports nothing from
+Jupyter: ``StreamWidget`` and ``ChatWidget`` load their modules on first use.
+
+See ``design.md`` for the vocabulary and the guarantees.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from . import testing
+from .errors import (
+    HandlerDefinitionError,
+    InputNotAcceptedError,
+    InvalidFrameError,
+    LedgerBusyError,
+    LedgerError,
+    LedgerQueryError,
+    RuntimeClosedError,
+    StartRejectedError,
+    StreamnbError,
+    StreamSettledError,
+    StreamTimeoutError,
+    UnknownKindError,
+    UnknownStreamError,
+)
+from .frames import Frame, cancelled, completed, failed, output, progress
+from .handler import (
+    AbortSignal,
+    AttachedStreamHandler,
+    ParseError,
+    ParseOk,
+    StreamContext,
+    parse_ok,
+)
+from .ledger import Ledger, LedgerTx
+from .projection import StreamProjection, project_attached_stream, project_streams
+from .runtime import Session, StreamInfo, StreamRuntime, read_until_terminal
+
+if TYPE_CHECKING:
+    from .widget import ChatWidget, StreamWidget
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "StreamWidget": ("streamnb.widget", "StreamWidget"),
+    "ChatWidget": ("streamnb.widget", "ChatWidget"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Load the Jupyter-facing classes only when they are first used."""
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'streamnb' has no attribute {name!r}")
+
+
+__all__ = [
+    "AbortSignal",
+    "AttachedStreamHandler",
+    "ChatWidget",
+    "Frame",
+    "HandlerDefinitionError",
+    "InputNotAcceptedError",
+    "InvalidFrameError",
+    "Ledger",
+    "LedgerBusyError",
+    "LedgerError",
+    "LedgerQueryError",
+    "LedgerTx",
+    "ParseError",
+    "ParseOk",
+    "RuntimeClosedError",
+    "Session",
+    "StartRejectedError",
+    "StreamContext",
+    "StreamInfo",
+    "StreamProjection",
+    "StreamRuntime",
+    "StreamSettledError",
+    "StreamTimeoutError",
+    "StreamWidget",
+    "StreamnbError",
+    "UnknownKindError",
+    "UnknownStreamError",
+    "cancelled",
+    "completed",
+    "failed",
+    "output",
+    "parse_ok",
+    "progress",
+    "project_attached_stream",
+    "project_streams",
+    "read_until_terminal",
+    "testing",
+]

@@ -1,0 +1,169 @@
+"""Exceptions raised by streamnb.
+
+Every error streamnb raises derives from :class:`StreamnbError`. Messages are
+built in ``__init__`` and say what was wrong and what to do about it; errors
+from third-party libraries (sqlite3, json) are translated at the boundary with
+``raise ... from exc``. (Modelled on httpx ``_exceptions.py``.)
+
+The tree::
+
+    StreamnbError
+    ├── HandlerDefinitionError     a handler is defined wrongly (register time)
+    ├── UnknownKindError           attach() names a kind nobody registered
+    ├── StartRejectedError         parse_start returned ParseError (carries .issues)
+    ├── UnknownStreamError         a stream_ref the runtime does not know
+    ├── InputNotAcceptedError      send() on an output_only stream, or while cancelling
+    │   └── StreamSettledError     send() on a stream that already settled
+    ├── InvalidFrameError          a frame (dict or Frame) is malformed or not JSON
+    ├── RuntimeClosedError         the runtime was closed (aclose) or is bound to another loop
+    ├── StreamTimeoutError         read_until_terminal(timeout_s=...) ran out of time
+    └── LedgerError                the ledger could not be opened, written or queried
+        ├── LedgerBusyError        another process holds the file ledger's writer lock
+        └── LedgerQueryError       ledger.sql() was given a bad or writing statement
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+__all__ = [
+    "HandlerDefinitionError",
+    "InputNotAcceptedError",
+    "InvalidFrameError",
+    "LedgerBusyError",
+    "LedgerError",
+    "LedgerQueryError",
+    "RuntimeClosedError",
+    "StartRejectedError",
+    "StreamSettledError",
+    "StreamTimeoutError",
+    "StreamnbError",
+    "UnknownKindError",
+    "UnknownStreamError",
+]
+
+
+class StreamnbError(Exception):
+    """Root of every exception raised by streamnb."""
+
+
+class HandlerDefinitionError(StreamnbError):
+    """An :class:`~streamnb.AttachedStreamHandler` is defined wrongly."""
+
+    def __init__(self, kind: str, problem: str) -> None:
+        self.kind = kind
+        super().__init__(f"handler {kind!r} is not valid: {problem}")
+
+
+class UnknownKindError(StreamnbError):
+    """``attach`` named a stream kind that no registered handler provides."""
+
+    def __init__(self, kind: str, known: Iterable[str]) -> None:
+        self.kind = kind
+        self.known = sorted(known)
+        listed = ", ".join(repr(k) for k in self.known) or "none"
+        super().__init__(
+            f"no handler is registered for kind {kind!r} (registered kinds: {listed}); "
+            "call runtime.register(handler) first or check the spelling"
+        )
+
+
+class StartRejectedError(StreamnbError):
+    """``parse_start`` rejected the start payload; ``issues`` lists why."""
+
+    def __init__(self, kind: str, issues: Sequence[str]) -> None:
+        self.kind = kind
+        self.issues = list(issues)
+        joined = "; ".join(self.issues) or "no reason given"
+        super().__init__(
+            f"the start payload for {kind!r} was rejected: {joined}; "
+            "fix the payload passed to attach() and try again (no stream was opened)"
+        )
+
+
+class UnknownStreamError(StreamnbError):
+    """A ``stream_ref`` the runtime does not know (never opened, or evicted)."""
+
+    def __init__(self, stream_ref: str, hint: str = "") -> None:
+        self.stream_ref = stream_ref
+        extra = f"; {hint}" if hint else ""
+        super().__init__(f"no stream with ref {stream_ref!r} in this runtime{extra}")
+
+
+class InputNotAcceptedError(StreamnbError):
+    """``send`` was refused: the stream takes no input now (nothing was queued)."""
+
+    def __init__(self, stream_ref: str, why: str) -> None:
+        self.stream_ref = stream_ref
+        super().__init__(f"input to stream {stream_ref!r} was not accepted: {why}")
+
+
+class StreamSettledError(InputNotAcceptedError):
+    """``send`` on a stream that has already settled."""
+
+    def __init__(self, stream_ref: str, status: str) -> None:
+        self.status = status
+        super().__init__(
+            stream_ref,
+            f"the stream already settled as {status!r}; attach a new stream to continue",
+        )
+
+
+class InvalidFrameError(StreamnbError):
+    """A frame is malformed (unknown kind, missing channel, non-JSON payload, ...)."""
+
+    def __init__(self, problem: str, frame: object = None) -> None:
+        self.problem = problem
+        self.frame = frame
+        shown = "" if frame is None else f" in frame {_short(frame)}"
+        super().__init__(f"invalid frame{shown}: {problem}")
+
+
+class RuntimeClosedError(StreamnbError):
+    """The runtime cannot be used: it was closed, or it belongs to another event loop."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+
+
+class StreamTimeoutError(StreamnbError, TimeoutError):
+    """Waiting for a stream ran out of time; the stream itself is untouched."""
+
+    def __init__(self, timeout_s: float, frames_read: int) -> None:
+        self.timeout_s = timeout_s
+        self.frames_read = frames_read
+        super().__init__(
+            f"no terminal frame within {timeout_s:g} s ({frames_read} frames read); "
+            "the stream keeps running: cancel it or wait longer"
+        )
+
+
+class LedgerError(StreamnbError):
+    """The ledger could not be opened, written or queried."""
+
+
+class LedgerBusyError(LedgerError):
+    """Another live process holds the writer lock of a file ledger."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(
+            f"the ledger {path!r} is being written by another live process; open it with "
+            "Ledger(path, read_only=True) to read it, or stop the other runtime first"
+        )
+
+
+class LedgerQueryError(LedgerError):
+    """``ledger.sql`` was given a statement that failed or tried to write."""
+
+    def __init__(self, query: str, reason: str) -> None:
+        self.query = query
+        super().__init__(
+            f"ledger query failed: {reason} (query: {query.strip()[:200]!r}); "
+            "ledger.sql() runs read-only SELECT statements"
+        )
+
+
+def _short(obj: object, limit: int = 120) -> str:
+    text = repr(obj)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,303 @@
+"""Frames: the messages between a stream and its observers.
+
+Outbound kinds (stream -> observer) are ``opened``, ``progress``, ``output``,
+``completed``, ``cancelled`` and ``failed``; the last three are *terminal*.
+The inbound kind (observer -> stream) is ``input``. Every outbound frame carries
+``stream_ref``, a per-stream ``seq`` (``opened`` is 0) and a time ``at``
+(seconds since the Unix epoch, float). This follows the seeds' attached-stream
+frames (seed 000 and 001); the camelCase ``streamRef`` is spelled
+``stream_ref`` here.
+
+A handler yields *frame specs*: plain dicts such as
+``{"kind": "output", "channel": "assistant.delta", "payload": "hi"}`` exactly as
+in the seeds, or the same dicts built by :func:`progress`, :func:`output`,
+:func:`completed`, :func:`cancelled` and :func:`failed`. The runtime validates a
+spec with :func:`build_frame` and stamps ``stream_ref``, ``seq`` and ``at``;
+observers always receive :class:`Frame` objects.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Literal, TypedDict
+
+from .errors import InvalidFrameError
+
+__all__ = [
+    "OUTBOUND_KINDS",
+    "TERMINAL_KINDS",
+    "Frame",
+    "FrameKind",
+    "FrameSpec",
+    "build_frame",
+    "cancelled",
+    "check_json",
+    "completed",
+    "failed",
+    "output",
+    "progress",
+]
+
+FrameKind = Literal["opened", "progress", "output", "completed", "cancelled", "failed", "input"]
+
+TERMINAL_KINDS: frozenset[str] = frozenset({"completed", "cancelled", "failed"})
+OUTBOUND_KINDS: frozenset[str] = frozenset({"opened", "progress", "output"}) | TERMINAL_KINDS
+#: kinds a handler may yield (``opened`` is the runtime's, ``input`` is inbound)
+_YIELDABLE = frozenset({"progress", "output"}) | TERMINAL_KINDS
+_SPEC_KEYS = frozenset({"kind", "channel", "payload", "reason", "error", "terminal"})
+_SCALARS = (str, int, bool, type(None))
+
+
+class FrameSpec(TypedDict, total=False):
+    """A frame as a handler yields it (a plain dict; only ``kind`` is required)."""
+
+    kind: str
+    channel: str
+    payload: Any
+    reason: str
+    error: str
+    terminal: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One message of an attached stream, as observers receive it.
+
+    Attributes
+    ----------
+    kind : str
+        ``opened``, ``progress``, ``output``, ``completed``, ``cancelled``,
+        ``failed`` (outbound) or ``input`` (inbound).
+    stream_ref : str
+        The stream this frame belongs to.
+    seq : int
+        Position in the stream: 0, 1, 2, ... per direction (``opened`` is 0).
+    at : float
+        When the runtime stamped the frame, seconds since the Unix epoch.
+    channel : str or None
+        For ``output`` frames, the channel (``"assistant.delta"``, ``"stdout"``...).
+    payload : JSON value
+        The frame's data (a token, a progress dict, the user's input...).
+    reason : str or None
+        Why a stream was cancelled or failed.
+    error : str or None
+        For ``failed`` frames, the error message.
+    terminal : JSON value
+        For terminal frames, the value the handler settled with
+        (``{"ok": True}``, ``{"cancelled": True, "forced": True}``...).
+    """
+
+    kind: str
+    stream_ref: str
+    seq: int
+    at: float
+    channel: str | None = None
+    payload: Any = None
+    reason: str | None = None
+    error: str | None = None
+    terminal: Any = None
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for ``completed``, ``cancelled`` and ``failed`` frames."""
+        return self.kind in TERMINAL_KINDS
+
+    def to_dict(self) -> dict[str, Any]:
+        """The frame's JSON form: always ``kind, stream_ref, seq, at``, other keys when set."""
+        out: dict[str, Any] = {
+            "kind": self.kind,
+            "stream_ref": self.stream_ref,
+            "seq": self.seq,
+            "at": self.at,
+        }
+        if self.channel is not None:
+            out["channel"] = self.channel
+        if self.payload is not None:
+            out["payload"] = self.payload
+        if self.reason is not None:
+            out["reason"] = self.reason
+        if self.error is not None:
+            out["error"] = self.error
+        if self.terminal is not None:
+            out["terminal"] = self.terminal
+        return out
+
+    def to_json(self) -> str:
+        """The frame as a compact JSON string (what SSE ``data:`` lines carry)."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Frame:
+        """Rebuild a frame from its JSON form (:meth:`to_dict`).
+
+        Raises
+        ------
+        InvalidFrameError
+            If a required key is missing or has the wrong type.
+        """
+        if not isinstance(data, dict):
+            raise InvalidFrameError("expected a JSON object", data)
+        try:
+            kind, ref, seq, at = data["kind"], data["stream_ref"], data["seq"], data["at"]
+        except KeyError as exc:
+            raise InvalidFrameError(f"missing key {exc.args[0]!r}", data) from exc
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+            raise InvalidFrameError("'seq' must be a non-negative integer", data)
+        if kind not in OUTBOUND_KINDS and kind != "input":
+            raise InvalidFrameError(f"unknown kind {kind!r}", data)
+        return cls(
+            kind=kind,
+            stream_ref=str(ref),
+            seq=seq,
+            at=float(at),
+            channel=data.get("channel"),
+            payload=data.get("payload"),
+            reason=data.get("reason"),
+            error=data.get("error"),
+            terminal=data.get("terminal"),
+        )
+
+
+def frame_json_default(obj: object) -> Any:
+    """``json.dumps(default=...)`` hook: a :class:`Frame` is stored as its JSON form."""
+    if isinstance(obj, Frame):
+        return obj.to_dict()
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+def check_json(value: Any, what: str, frame: object = None) -> None:
+    """Raise :class:`InvalidFrameError` unless ``value`` is plain JSON (no NaN).
+
+    Strings, ints, bools and ``None`` pass without encoding; containers and
+    floats are encoded once with ``json.dumps(allow_nan=False)``.
+    """
+    if isinstance(value, _SCALARS):
+        return
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return
+        raise InvalidFrameError(f"{what} is {value!r}, which JSON cannot carry", frame)
+    try:
+        json.dumps(value, allow_nan=False, default=frame_json_default)
+    except (TypeError, ValueError) as exc:
+        raise InvalidFrameError(f"{what} is not JSON-serializable ({exc})", frame) from exc
+
+
+def build_frame(spec: Any, stream_ref: str, seq: int, at: float) -> Frame:
+    """Validate a handler's frame spec and stamp it into a :class:`Frame`.
+
+    Parameters
+    ----------
+    spec : dict or Frame
+        What the handler yielded. A :class:`Frame` is accepted too (its own
+        ``stream_ref``, ``seq`` and ``at`` are replaced), so recorded frames can
+        be replayed.
+    stream_ref, seq, at
+        The stamp the runtime gives the frame.
+
+    Raises
+    ------
+    InvalidFrameError
+        Unknown or non-yieldable kind, unknown keys, an ``output`` without a
+        string ``channel``, a non-string ``reason``/``error``, or a
+        payload/terminal that is not JSON.
+    """
+    if isinstance(spec, Frame):
+        spec = {
+            k: v
+            for k, v in (
+                ("kind", spec.kind),
+                ("channel", spec.channel),
+                ("payload", spec.payload),
+                ("reason", spec.reason),
+                ("error", spec.error),
+                ("terminal", spec.terminal),
+            )
+            if v is not None
+        }
+    elif type(spec) is not dict:
+        if not isinstance(spec, dict):
+            raise InvalidFrameError(
+                f"a handler must yield dicts or sn.Frame objects, got {type(spec).__name__}",
+                spec,
+            )
+    if not spec.keys() <= _SPEC_KEYS:
+        extra = sorted(str(k) for k in spec.keys() - _SPEC_KEYS)
+        raise InvalidFrameError(
+            f"unknown keys {extra}; a frame has only {sorted(_SPEC_KEYS)}", spec
+        )
+    kind = spec.get("kind")
+    if kind not in _YIELDABLE:
+        if kind in ("opened", "input"):
+            raise InvalidFrameError(
+                f"a handler cannot yield {kind!r} frames (the runtime makes those)", spec
+            )
+        raise InvalidFrameError(
+            f"unknown kind {kind!r}; use one of {sorted(_YIELDABLE)}", spec
+        )
+    channel = spec.get("channel")
+    payload = spec.get("payload")
+    if kind == "output":
+        if not isinstance(channel, str) or not channel:
+            raise InvalidFrameError("an 'output' frame needs a non-empty string 'channel'", spec)
+        if type(payload) is not str:
+            check_json(payload, "'payload'", spec)
+        return Frame(kind, stream_ref, seq, at, channel, payload)
+    if channel is not None and not isinstance(channel, str):
+        raise InvalidFrameError("'channel' must be a string", spec)
+    check_json(payload, "'payload'", spec)
+    reason = spec.get("reason")
+    error = spec.get("error")
+    terminal = spec.get("terminal")
+    if reason is not None and not isinstance(reason, str):
+        raise InvalidFrameError("'reason' must be a string", spec)
+    if error is not None and not isinstance(error, str):
+        raise InvalidFrameError("'error' must be a string", spec)
+    if kind == "progress":
+        if terminal is not None:
+            raise InvalidFrameError("only terminal frames carry 'terminal'", spec)
+    else:
+        check_json(terminal, "'terminal'", spec)
+    return Frame(kind, stream_ref, seq, at, channel, payload, reason, error, terminal)
+
+
+# --- helpers a handler may use instead of dict literals ---------------------------------
+
+
+def progress(payload: Any = None) -> FrameSpec:
+    """A ``progress`` frame spec, e.g. ``sn.progress({"phase": "waiting_for_user"})``."""
+    return {"kind": "progress", "payload": payload}
+
+
+def output(payload: Any, channel: str = "assistant.delta") -> FrameSpec:
+    """An ``output`` frame spec on ``channel`` (default ``"assistant.delta"``)."""
+    return {"kind": "output", "channel": channel, "payload": payload}
+
+
+def completed(terminal: Any = None, *, payload: Any = None) -> FrameSpec:
+    """A ``completed`` terminal frame spec; ``terminal`` defaults to ``{"ok": True}``."""
+    spec: FrameSpec = {"kind": "completed", "terminal": {"ok": True} if terminal is None else terminal}
+    if payload is not None:
+        spec["payload"] = payload
+    return spec
+
+
+def cancelled(reason: str = "cancelled", terminal: Any = None) -> FrameSpec:
+    """A ``cancelled`` terminal frame spec; ``terminal`` defaults to ``{"cancelled": True}``."""
+    return {
+        "kind": "cancelled",
+        "reason": reason,
+        "terminal": {"cancelled": True} if terminal is None else terminal,
+    }
+
+
+def failed(error: str, reason: str = "failed", terminal: Any = None) -> FrameSpec:
+    """A ``failed`` terminal frame spec carrying the error message."""
+    return {
+        "kind": "failed",
+        "error": error,
+        "reason": reason,
+        "terminal": {"ok": False} if terminal is None else terminal,
+    }

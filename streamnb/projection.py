@@ -1,0 +1,309 @@
+"""Projections: fold frames into a summary and pandas DataFrames.
+
+:func:`project_attached_stream` is the seeds' ``projectAttachedStream`` (seed
+001): given the frames an observer read (in any order, with duplicates, with
+frames of other streams mixed in) it reports the stream's ``status``, its
+``terminal``, the seq numbers it never saw (``omitted``), and tables of frames
+and outputs. :func:`project_streams` summarises many streams at once.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from .frames import TERMINAL_KINDS, Frame
+
+__all__ = ["StreamProjection", "project_attached_stream", "project_streams"]
+
+_FRAME_COLUMNS = ["seq", "kind", "channel", "payload", "at", "dt"]
+_OUTPUT_COLUMNS = ["channel", "text", "n_frames", "first_at", "last_at"]
+
+
+def _text(payload: Any) -> str:
+    if type(payload) is str:
+        return payload
+    return json.dumps(payload, ensure_ascii=False)
+
+
+def _select(frames: Iterable[Frame], stream_ref: str | None) -> list[Frame]:
+    """Frames of ``stream_ref`` (outbound only), one per seq, ordered by seq."""
+    picked = [
+        f for f in frames if (stream_ref is None or f.stream_ref == stream_ref) and f.kind != "input"
+    ]
+    prev = -1
+    for f in picked:  # fast path: already strictly increasing (the usual case)
+        if f.seq <= prev:
+            break
+        prev = f.seq
+    else:
+        return picked
+    by_seq: dict[int, Frame] = {}
+    for f in picked:
+        by_seq.setdefault(f.seq, f)
+    return [by_seq[s] for s in sorted(by_seq)]
+
+
+@dataclass(frozen=True)
+class StreamProjection:
+    """What :func:`project_attached_stream` returns.
+
+    Attributes
+    ----------
+    stream_ref : str
+    status : str
+        ``"empty"`` (no frames), ``"opened"``, ``"running"`` (frames but no
+        terminal yet) or the terminal kind (``completed``/``cancelled``/``failed``).
+    terminal : Frame or None
+        The terminal frame, if seen.
+    omitted : tuple of int
+        Seq numbers between 0 and the last seq seen that are missing (frames
+        not delivered to this reader: retention, late attach, a lost connection).
+    frames : pandas.DataFrame
+        One row per frame: ``seq`` (int64), ``kind``, ``channel``, ``payload``
+        (object), ``at`` (datetime64[ns, UTC]), ``dt`` (float64 seconds since
+        the ``opened`` frame, or since the first frame seen).
+    outputs : pandas.DataFrame
+        One row per output channel, in order of first appearance: ``channel``,
+        ``text`` (payloads joined; non-strings as JSON), ``n_frames`` (int64),
+        ``first_at``, ``last_at`` (datetime64[ns, UTC]).
+    """
+
+    stream_ref: str
+    status: str
+    terminal: Frame | None
+    omitted: tuple[int, ...]
+    frames: pd.DataFrame = field(repr=False)
+    outputs: pd.DataFrame = field(repr=False)
+    _texts: dict[str, str] = field(repr=False, default_factory=dict)
+
+    def text(self, channel: str | None = "assistant.delta") -> str:
+        """The text of ``channel`` (default ``"assistant.delta"``); ``None`` joins all channels
+        in seq order. A channel never seen gives ``""``."""
+        if channel is None:
+            return "".join(
+                _text(p)
+                for k, p in zip(self.frames["kind"], self.frames["payload"], strict=True)
+                if k == "output"
+            )
+        return self._texts.get(channel, "")
+
+    @property
+    def n_outputs(self) -> int:
+        """Number of ``output`` frames."""
+        return int(self.outputs["n_frames"].sum()) if len(self.outputs) else 0
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready dict: ref, status, counts, omitted, texts per channel, terminal."""
+        return {
+            "stream_ref": self.stream_ref,
+            "status": self.status,
+            "n_frames": len(self.frames),
+            "n_outputs": self.n_outputs,
+            "omitted": list(self.omitted),
+            "texts": dict(self._texts),
+            "terminal": None if self.terminal is None else self.terminal.to_dict(),
+        }
+
+    def _repr_html_(self) -> str:
+        esc = html.escape
+        rows = "".join(
+            f"<tr><td><code>{esc(str(ch))}</code></td><td>{n}</td>"
+            f"<td style='white-space:pre-wrap;text-align:left'>{esc(t[:500])}"
+            f"{'…' if len(t) > 500 else ''}</td></tr>"
+            for ch, t, n in zip(
+                self.outputs["channel"], self.outputs["text"], self.outputs["n_frames"], strict=True
+            )
+        )
+        term = ""
+        if self.terminal is not None:
+            t = self.terminal
+            bits = [f"reason={t.reason}" if t.reason else "", f"error={t.error}" if t.error else ""]
+            term = esc(" ".join(b for b in bits if b) + " " + json.dumps(t.terminal))
+        omitted = (
+            f"<b style='color:var(--jp-warn-color0,#b45309)'>omitted seqs: "
+            f"{esc(_ranges(self.omitted))}</b>"
+            if self.omitted
+            else "no omitted frames"
+        )
+        return (
+            "<div class='streamnb-projection'>"
+            f"<b>{esc(self.stream_ref)}</b> · status <b>{esc(self.status)}</b> · "
+            f"{len(self.frames)} frames · {omitted}<br><small>{term}</small>"
+            "<table><thead><tr><th>channel</th><th>frames</th><th>text</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table></div>"
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"StreamProjection(stream_ref={self.stream_ref!r}, status={self.status!r}, "
+            f"frames={len(self.frames)}, outputs={self.n_outputs}, "
+            f"omitted={_ranges(self.omitted) or '[]'})"
+        )
+
+
+def _ranges(seqs: Sequence[int]) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(seqs):
+        j = i
+        while j + 1 < len(seqs) and seqs[j + 1] == seqs[j] + 1:
+            j += 1
+        out.append(str(seqs[i]) if i == j else f"{seqs[i]}-{seqs[j]}")
+        i = j + 1
+    return ", ".join(out)
+
+
+def project_attached_stream(frames: Iterable[Frame], stream_ref: str) -> StreamProjection:
+    """Fold the frames an observer read into a :class:`StreamProjection`.
+
+    Parameters
+    ----------
+    frames : iterable of Frame
+        Frames in any order; frames of other streams, inbound ``input``
+        frames and repeated seqs (first one kept) are ignored.
+    stream_ref : str
+        The stream to project.
+
+    Returns
+    -------
+    StreamProjection
+        ``status``, ``terminal``, ``omitted``, ``text(channel)``, and the
+        ``frames`` and ``outputs`` DataFrames.
+
+    Examples
+    --------
+    >>> proj = project_attached_stream(frames, session.stream_ref)  # doctest: +SKIP
+    >>> proj.status, proj.text("assistant.delta")                   # doctest: +SKIP
+    ('completed', 'streamnb reply to hello')
+    """
+    picked = _select(frames, stream_ref)
+    n = len(picked)
+    seqs = [f.seq for f in picked]
+    kinds = [f.kind for f in picked]
+    channels = [f.channel for f in picked]
+    payloads = [f.payload for f in picked]
+    ats = [f.at for f in picked]
+
+    terminal = None
+    status = "empty"
+    if n:
+        for f in reversed(picked):
+            if f.kind in TERMINAL_KINDS:
+                terminal = f
+                break
+        if terminal is not None:
+            status = terminal.kind
+        elif n == 1 and kinds[0] == "opened":
+            status = "opened"
+        else:
+            status = "running"
+
+    last = seqs[-1] if n else -1
+    omitted: tuple[int, ...] = ()
+    if n != last + 1:
+        present = set(seqs)
+        omitted = tuple(s for s in range(last + 1) if s not in present)
+
+    t0 = ats[0] if n else 0.0
+    if n and kinds[0] != "opened":
+        t0 = min(ats)
+    at_s = pd.Series(ats, dtype="float64")
+    frames_df = pd.DataFrame(
+        {
+            "seq": pd.Series(seqs, dtype="int64"),
+            "kind": pd.Series(kinds, dtype="object"),
+            "channel": pd.Series(channels, dtype="object"),
+            "payload": pd.Series(payloads, dtype="object"),
+            "at": pd.to_datetime(at_s, unit="s", utc=True),
+            "dt": at_s - t0,
+        },
+        columns=_FRAME_COLUMNS,
+    )
+
+    parts: dict[str, list[str]] = {}
+    counts: dict[str, int] = {}
+    first: dict[str, float] = {}
+    lastat: dict[str, float] = {}
+    for k, ch, p, at in zip(kinds, channels, payloads, ats, strict=True):
+        if k != "output" or ch is None:
+            continue
+        bucket = parts.get(ch)
+        if bucket is None:
+            parts[ch] = bucket = []
+            counts[ch] = 0
+            first[ch] = at
+        bucket.append(p if type(p) is str else _text(p))
+        counts[ch] += 1
+        lastat[ch] = at
+    texts = {ch: "".join(b) for ch, b in parts.items()}
+    chans = list(parts)
+    outputs_df = pd.DataFrame(
+        {
+            "channel": pd.Series(chans, dtype="object"),
+            "text": pd.Series([texts[c] for c in chans], dtype="object"),
+            "n_frames": pd.Series([counts[c] for c in chans], dtype="int64"),
+            "first_at": pd.to_datetime(
+                pd.Series([first[c] for c in chans], dtype="float64"), unit="s", utc=True
+            ),
+            "last_at": pd.to_datetime(
+                pd.Series([lastat[c] for c in chans], dtype="float64"), unit="s", utc=True
+            ),
+        },
+        columns=_OUTPUT_COLUMNS,
+    )
+    return StreamProjection(stream_ref, status, terminal, omitted, frames_df, outputs_df, texts)
+
+
+def project_streams(frames: Iterable[Frame]) -> pd.DataFrame:
+    """One row per stream found in ``frames`` (a projection of many streams at once).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``stream_ref`` (object), ``status`` (object), ``opened_at``
+        (datetime64[ns, UTC]), ``duration_s`` (float64: first to last frame
+        seen, seconds), ``ttfo_s`` (float64: opened to first ``output``,
+        seconds; NaN without output), ``n_outputs``, ``n_frames`` and
+        ``n_omitted`` (int64), ordered by ``opened_at``.
+    """
+    groups: dict[str, list[Frame]] = {}
+    for f in frames:
+        groups.setdefault(f.stream_ref, []).append(f)
+    rows = []
+    for ref, fs in groups.items():
+        picked = _select(fs, ref)
+        if not picked:
+            continue
+        start = picked[0].at
+        end = picked[-1].at
+        first_out = next((f.at for f in picked if f.kind == "output"), None)
+        term = next((f for f in reversed(picked) if f.kind in TERMINAL_KINDS), None)
+        status = term.kind if term else ("opened" if len(picked) == 1 else "running")
+        last = picked[-1].seq
+        rows.append(
+            (
+                ref,
+                status,
+                start,
+                end - start,
+                float("nan") if first_out is None else first_out - start,
+                sum(1 for f in picked if f.kind == "output"),
+                len(picked),
+                last + 1 - len(picked),
+            )
+        )
+    cols = ["stream_ref", "status", "opened_at", "duration_s", "ttfo_s",
+            "n_outputs", "n_frames", "n_omitted"]
+    df = pd.DataFrame.from_records(rows, columns=cols)
+    df["opened_at"] = pd.to_datetime(df["opened_at"].astype("float64"), unit="s", utc=True)
+    for c in ("duration_s", "ttfo_s"):
+        df[c] = df[c].astype("float64")
+    for c in ("n_outputs", "n_frames", "n_omitted"):
+        df[c] = df[c].astype("int64")
+    return df.sort_values("opened_at", kind="stable").reset_index(drop=True)

@@ -1,0 +1,64 @@
+"""Exceptions raised by :mod:`streamnb.providers`.
+
+Both derive from :class:`streamnb.errors.StreamnbError`, so ``except StreamnbError``
+catches them with the rest of streamnb::
+
+    StreamnbError
+    ├── ProviderConfigError   route, credential or model missing or malformed
+    │                         (raised at configuration time, never mid-stream)
+    └── ProviderError         the provider failed a request or a stream: HTTP 4xx/5xx,
+                              an ``error`` object mid-stream, a timeout, a dropped
+                              connection (carries .status, .retryable, .provider_message)
+
+Errors of the ``openai`` SDK and of its HTTP layer are translated into
+:class:`ProviderError` at the boundary (``raise ... from exc``), so callers never need
+to import ``openai`` to handle a failed stream.
+"""
+
+from __future__ import annotations
+
+from streamnb.errors import StreamnbError
+
+__all__ = ["ProviderConfigError", "ProviderError"]
+
+
+class ProviderConfigError(StreamnbError):
+    """The provider configuration is incomplete or malformed.
+
+    Raised by :meth:`ProviderConfig.resolve` (and the constructor) before any request
+    is made. The message names the missing or bad fact and what to set to fix it.
+    """
+
+    def __init__(self, problem: str, fix: str = "") -> None:
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"{problem}; {fix}" if fix else problem)
+
+
+class ProviderError(StreamnbError):
+    """A request to the provider, or its stream, failed.
+
+    Parameters
+    ----------
+    message : str
+        The provider's own message when it sent one (for example the ``message`` of
+        an OpenAI error object), otherwise a description of the transport failure.
+    status : int or None
+        The HTTP status of the failed response; ``None`` for timeouts, dropped
+        connections and error objects sent inside a ``200`` stream.
+    retryable : bool
+        Whether the same request may succeed if sent again (connection errors,
+        timeouts, 408/409/429 and 5xx). streamnb retries only before the first token.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
+        self.provider_message = message
+        self.status = status
+        self.retryable = retryable
+        where = f"HTTP {status}" if status is not None else "no HTTP status"
+        hint = (
+            "the error is transient: try again, or raise ProviderConfig.max_retries"
+            if retryable
+            else "check the model name, the request and the credential"
+        )
+        super().__init__(f"provider error ({where}): {message} ({hint})")

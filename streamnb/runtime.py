@@ -1,0 +1,978 @@
+"""The stream runtime: runs handlers, fans frames out to sessions, settles exactly once.
+
+Inside (see ARCHITECTURE.md): each stream has one append-only frame log; every
+session is a cursor into it, so replay, ``reattach`` and late widgets read the
+same list and a slow reader never stalls the handler (it only falls behind in
+the log). Each stream is owned by one *driver* task, created by the runtime,
+which owns one *pump* task that iterates the handler's ``run`` generator. The
+driver waits for the pump to finish (or for a forced cancel to give up on it),
+decides the terminal, commits the settlement to the ledger and only then
+appends the terminal frame to the log (settle, then announce).
+
+Cancellation follows the seeds' cooperative model (seed 000/001): ``cancel``
+sets ``ctx.signal.aborted``, ends the handler's ``input`` iterator and returns
+``"requested"`` at once. A handler still running ``cancel_grace_s`` seconds
+later has its pump task cancelled; if even that does not end it within
+``force_wait_s``, the stream is settled anyway and the pump is kept aside and
+cancelled again at :meth:`StreamRuntime.aclose`. Either way the stream settles
+``cancelled`` with ``terminal["forced"] = True``. Departure from the seeds: when
+the input iterator ends because of a cancel, a seed handler never reaches its
+``if (ctx.signal.aborted)`` check; the runtime settles such a return as
+``cancelled`` with the cancel's reason, which is the same outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import inspect
+import secrets
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Coroutine
+from dataclasses import dataclass, replace
+from typing import Any, Literal, TypeVar
+
+from .errors import (
+    InputNotAcceptedError,
+    InvalidFrameError,
+    LedgerError,
+    RuntimeClosedError,
+    StartRejectedError,
+    StreamSettledError,
+    StreamTimeoutError,
+    UnknownKindError,
+    UnknownStreamError,
+)
+from .frames import TERMINAL_KINDS, Frame, build_frame, check_json
+from .handler import AbortSignal, AttachedStreamHandler, ParseError, ParseOk, StreamContext
+from .ledger import Ledger, LedgerTx, Settlement
+
+__all__ = [
+    "CancelResult",
+    "Session",
+    "StreamInfo",
+    "StreamRuntime",
+    "read_until_terminal",
+]
+
+T = TypeVar("T")
+CancelResult = Literal["requested", "already_requested", "already_settled"]
+SendResult = Literal["accepted", "duplicate"]
+
+#: frames the pump publishes before it yields to the event loop once
+_FAIRNESS_BATCH = 64
+#: most input frames queued for a handler that is not reading them
+_MAX_INBOX = 1024
+
+
+class _State(enum.Enum):
+    RUNNING = "running"
+    SETTLING = "settling"
+    SETTLED = "settled"
+
+
+class _Stream:
+    """Mutable state of one stream, owned by the runtime (one per stream_ref)."""
+
+    __slots__ = (
+        "base",
+        "driver",
+        "forced",
+        "handler",
+        "inbox",
+        "inbox_waiter",
+        "input_seqs",
+        "log",
+        "next_input_seq",
+        "next_seq",
+        "observers",
+        "opened_at",
+        "outcome",
+        "pump",
+        "ref",
+        "settled",
+        "signal",
+        "state",
+        "terminal",
+        "timer",
+        "waiters",
+    )
+
+    def __init__(self, handler: AttachedStreamHandler, ref: str, opened_at: float) -> None:
+        self.handler = handler
+        self.ref = ref
+        self.opened_at = opened_at
+        self.log: list[Frame] = []
+        self.base = 0  # seq of log[0] (frames before it were trimmed)
+        self.next_seq = 0
+        self.state = _State.RUNNING
+        self.signal = AbortSignal()
+        self.inbox: deque[Frame] = deque()
+        self.inbox_waiter: asyncio.Future[None] | None = None
+        self.input_seqs: set[int] = set()
+        self.next_input_seq = 0
+        self.waiters: list[asyncio.Future[None]] = []
+        self.observers = 0
+        self.forced = False
+        self.terminal: Frame | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.driver: asyncio.Task[None] | None = None
+        self.pump: asyncio.Task[Frame | None] | None = None
+        self.outcome: asyncio.Future[None] | None = None
+        self.settled: asyncio.Future[Frame] | None = None
+
+    @property
+    def status(self) -> str:
+        if self.terminal is not None:
+            return self.terminal.kind
+        if self.state is _State.SETTLING:
+            return "settling"
+        return "running" if self.next_seq > 1 else "opened"
+
+    def wake_readers(self) -> None:
+        waiters = self.waiters
+        if waiters:
+            self.waiters = []
+            for w in waiters:
+                if not w.done():
+                    w.set_result(None)
+
+    def wake_input(self) -> None:
+        w = self.inbox_waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+
+class _Input:
+    """The ``input`` iterator a bidi handler reads; ends on cancel or settlement."""
+
+    __slots__ = ("_st",)
+
+    def __init__(self, st: _Stream) -> None:
+        self._st = st
+
+    def __aiter__(self) -> _Input:
+        return self
+
+    async def __anext__(self) -> Frame:
+        st = self._st
+        while True:
+            if st.signal.aborted or st.state is not _State.RUNNING:
+                raise StopAsyncIteration
+            if st.inbox:
+                return st.inbox.popleft()
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            st.inbox_waiter = fut
+            try:
+                await fut
+            finally:
+                st.inbox_waiter = None
+
+
+class _Output:
+    """``session.output``: a cursor into the stream's frame log (one iterator per session)."""
+
+    __slots__ = ("_detached", "_next", "_st", "_waiter")
+
+    def __init__(self, st: _Stream, start_seq: int) -> None:
+        self._st = st
+        self._next = start_seq
+        self._detached = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def __aiter__(self) -> _Output:
+        return self
+
+    async def __anext__(self) -> Frame:
+        st = self._st
+        while True:
+            if self._detached:
+                raise StopAsyncIteration
+            i = self._next - st.base
+            if i < 0:  # trimmed by retention: skip ahead; the seq gap shows it
+                self._next = st.base
+                i = 0
+            log = st.log
+            if i < len(log):
+                frame = log[i]
+                self._next += 1
+                return frame
+            if st.terminal is not None:
+                raise StopAsyncIteration
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiter = fut
+            st.waiters.append(fut)
+            try:
+                await fut
+            finally:
+                self._waiter = None
+
+    @property
+    def next_seq(self) -> int:
+        """The seq this cursor will read next."""
+        return self._next
+
+    def _close(self) -> None:
+        self._detached = True
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    """A snapshot of one stream as the runtime sees it (see :meth:`StreamRuntime.info`)."""
+
+    stream_ref: str
+    kind: str
+    mode: str
+    on_detach: str
+    status: str
+    opened_at: float
+    next_seq: int
+    first_retained_seq: int
+    observers: int
+    cancel_requested: bool
+    cancel_reason: str | None
+    terminal: Frame | None
+
+
+class Session:
+    """An observer attached to a stream: reads ``output``, may ``send``, ``cancel``, ``detach``.
+
+    Sessions come from :meth:`StreamRuntime.attach` and :meth:`StreamRuntime.reattach`.
+    ``display(session)`` in Jupyter shows a :class:`~streamnb.StreamWidget`.
+    """
+
+    __slots__ = ("_detached", "_output", "_rt", "_st", "kind", "mode", "stream_ref")
+
+    def __init__(self, rt: StreamRuntime, st: _Stream, start_seq: int) -> None:
+        self._rt = rt
+        self._st = st
+        self.stream_ref = st.ref
+        self.kind = st.handler.kind
+        self.mode = st.handler.mode
+        self._output = _Output(st, start_seq)
+        self._detached = False
+        st.observers += 1
+
+    @property
+    def runtime(self) -> StreamRuntime:
+        """The runtime this session belongs to."""
+        return self._rt
+
+    @property
+    def output(self) -> _Output:
+        """Outbound frames as one async iterator, consumed as it is read.
+
+        It yields :class:`~streamnb.Frame` objects in ``seq`` order, starting
+        with ``opened`` (seq 0) for a fresh attach, and stops after the
+        terminal frame or when this session detaches.
+        """
+        return self._output
+
+    @property
+    def status(self) -> str:
+        """``opened``, ``running``, ``settling``, or the terminal kind once settled."""
+        return self._st.status
+
+    @property
+    def terminal(self) -> Frame | None:
+        """The terminal frame once the stream settled, else None."""
+        return self._st.terminal
+
+    @property
+    def detached(self) -> bool:
+        """True once :meth:`detach` was called."""
+        return self._detached
+
+    async def send(self, frame: Any) -> SendResult:
+        """Send input to a ``bidi`` stream.
+
+        Parameters
+        ----------
+        frame : dict, Frame or JSON value
+            A full input frame ``{"kind": "input", "seq": 0, "payload": ...}``
+            (``stream_ref`` optional, must match) or just the payload. A frame
+            whose ``seq`` was already accepted is a retry and is ignored.
+
+        Returns
+        -------
+        "accepted" or "duplicate"
+
+        Raises
+        ------
+        InputNotAcceptedError
+            The stream is ``output_only``, is being cancelled, or its inbox
+            (1024 unread inputs) is full.
+        StreamSettledError
+            The stream already settled.
+        InvalidFrameError
+            Malformed frame or non-JSON payload. Nothing is queued.
+        """
+        self._rt._check_loop()
+        return self._rt._send(self._st, frame)
+
+    async def cancel(self, reason: str = "cancelled") -> CancelResult:
+        """Ask the stream to stop (cooperative cancel, seed 000's Stop).
+
+        Returns at once: ``"requested"`` the first time, ``"already_requested"``
+        after that, ``"already_settled"`` once the stream has ended.
+        The terminal frame follows on ``output``.
+        """
+        self._rt._check_loop()
+        return self._rt._cancel(self._st, str(reason))
+
+    async def detach(self) -> None:
+        """Stop observing: ``output`` ends. Not a cancel (seed 001).
+
+        If this was the last observer of an ``on_detach="abort"`` stream, the
+        stream is cancelled with reason ``"detached"``. Idempotent.
+        """
+        self._rt._check_loop()
+        self._detach_now()
+
+    def _detach_now(self) -> None:
+        if self._detached:
+            return
+        self._detached = True
+        self._output._close()
+        st = self._st
+        st.observers -= 1
+        if st.observers <= 0 and st.handler.on_detach == "abort" and st.state is _State.RUNNING:
+            self._rt._cancel(st, "detached")
+
+    async def wait(self, timeout_s: float | None = None) -> Frame:
+        """Wait until the stream settles and return its terminal frame.
+
+        Does not consume ``output``. Raises :class:`~streamnb.StreamTimeoutError`
+        after ``timeout_s`` seconds (the stream keeps running).
+        """
+        self._rt._check_loop()
+        return await self._rt.wait_settled(self.stream_ref, timeout_s=timeout_s)
+
+    def frames(self) -> list[Frame]:
+        """A snapshot of every retained outbound frame so far (does not move ``output``)."""
+        return list(self._st.log)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Session {self.stream_ref} kind={self.kind!r} mode={self.mode} "
+            f"status={self.status}>"
+        )
+
+    def _ipython_display_(self) -> None:  # pragma: no cover - exercised in Jupyter tests
+        from IPython.display import display  # noqa: PLC0415 - Jupyter only when displayed
+
+        from .widget import StreamWidget  # noqa: PLC0415
+
+        display(StreamWidget(self))
+
+
+class StreamRuntime:
+    """Runs attached streams and settles each exactly once in a ledger.
+
+    Parameters
+    ----------
+    ledger : Ledger, optional
+        Where settlements go; default an in-memory :class:`~streamnb.Ledger`.
+    cancel_grace_s : float, default 2.0
+        Seconds a cooperative handler gets after ``cancel`` before it is
+        stopped by force (settled ``cancelled`` with ``terminal["forced"]``).
+    force_wait_s : float, default 1.0
+        Seconds to wait for a force-cancelled handler to unwind before the
+        stream is settled without it.
+    max_retained_frames : int, optional
+        Keep at most this many frames per stream in memory (oldest dropped;
+        readers that fall behind see a seq gap, listed as ``omitted`` by the
+        projection). Default: keep all.
+    retain_settled : int, default 1000
+        How many settled streams stay in memory for ``reattach`` and replay.
+
+    Raises
+    ------
+    LedgerBusyError
+        ``ledger`` was opened read-only.
+
+    Examples
+    --------
+    >>> runtime = StreamRuntime()                                  # doctest: +SKIP
+    >>> runtime.register(handler)                                  # doctest: +SKIP
+    >>> session = runtime.run(runtime.attach(handler.kind, {}))    # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger | None = None,
+        *,
+        cancel_grace_s: float = 2.0,
+        force_wait_s: float = 1.0,
+        max_retained_frames: int | None = None,
+        retain_settled: int = 1000,
+    ) -> None:
+        self.ledger = Ledger() if ledger is None else ledger
+        self.ledger.check_writable()
+        if cancel_grace_s < 0 or force_wait_s < 0:
+            raise ValueError("cancel_grace_s and force_wait_s are seconds >= 0")
+        if max_retained_frames is not None and max_retained_frames < 1:
+            raise ValueError("max_retained_frames must be >= 1 or None")
+        self.cancel_grace_s = float(cancel_grace_s)
+        self.force_wait_s = float(force_wait_s)
+        self.max_retained_frames = max_retained_frames
+        self.retain_settled = retain_settled
+        self._handlers: dict[str, AttachedStreamHandler] = {}
+        self._streams: dict[str, _Stream] = {}
+        self._settled_order: deque[str] = deque()
+        self._drivers: set[asyncio.Task[None]] = set()
+        self._zombies: set[asyncio.Task[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._own_loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    # --- registry -----------------------------------------------------------------------
+
+    def register(self, handler: AttachedStreamHandler) -> AttachedStreamHandler:
+        """Make ``handler.kind`` attachable; returns the handler.
+
+        Registering a kind again replaces its handler for new streams (running
+        streams keep theirs), so re-running a notebook cell is harmless.
+        """
+        if not isinstance(handler, AttachedStreamHandler):
+            raise TypeError(
+                f"register() takes an sn.AttachedStreamHandler, got {type(handler).__name__}"
+            )
+        self._handlers[handler.kind] = handler
+        return handler
+
+    @property
+    def kinds(self) -> list[str]:
+        """The registered kinds, sorted."""
+        return sorted(self._handlers)
+
+    def handler(self, kind: str) -> AttachedStreamHandler:
+        """The handler registered for ``kind`` (raises :class:`UnknownKindError`)."""
+        try:
+            return self._handlers[kind]
+        except KeyError:
+            raise UnknownKindError(kind, self._handlers) from None
+
+    # --- loop handling ---------------------------------------------------------------
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop this runtime's streams run on (bound at first use)."""
+        return self._loop
+
+    def _check_loop(self) -> asyncio.AbstractEventLoop:
+        running = asyncio.get_running_loop()
+        if self._loop is None or self._loop.is_closed():
+            self._loop = running
+        elif running is not self._loop:
+            raise RuntimeClosedError(
+                "this StreamRuntime runs on another event loop; use it from that loop "
+                "(in Jupyter: the kernel's loop; in scripts: runtime.run(...)) or create "
+                "one StreamRuntime per loop"
+            )
+        return running
+
+    def run(self, awaitable: Awaitable[T]) -> T:
+        """Run ``awaitable`` to completion from synchronous code and return its result.
+
+        The sync facade (the seeds' ``runtime.runPromise``). In a plain script
+        the runtime keeps one event loop of its own, so streams attached in one
+        ``run`` call keep running in the next. Inside Jupyter, where the
+        kernel's loop is already running, it re-enters that loop with
+        ``nest_asyncio``; prefer ``await`` in cells, which needs no nesting.
+        """
+        coro = awaitable if inspect.iscoroutine(awaitable) else _await(awaitable)
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not None:
+            if self._loop is not None and self._loop is not running and not self._loop.is_closed():
+                coro.close()
+                raise RuntimeClosedError(
+                    "runtime.run() was called on a different running loop than the one "
+                    "this runtime is bound to"
+                )
+            import nest_asyncio  # noqa: PLC0415 - only needed in an already-running loop
+
+            nest_asyncio.apply(running)
+            return running.run_until_complete(coro)
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            if self._own_loop is None or self._own_loop.is_closed():
+                self._own_loop = asyncio.new_event_loop()
+            loop = self._own_loop
+        return loop.run_until_complete(coro)
+
+    # --- attach ------------------------------------------------------------------------
+
+    async def attach(self, kind: str, payload: Any = None) -> Session:
+        """Open a stream of ``kind`` with start ``payload`` and return its first session.
+
+        The stream's ``streams`` row is committed before this returns; its
+        ``opened`` frame (seq 0) is the first frame on ``session.output``.
+
+        Raises
+        ------
+        UnknownKindError
+            No handler is registered for ``kind``.
+        StartRejectedError
+            ``parse_start`` returned :class:`ParseError` or raised (nothing opened).
+        RuntimeClosedError
+            The runtime was closed.
+        LedgerError
+            The ledger could not record the new stream (nothing opened).
+        """
+        loop = self._check_loop()
+        if self._closed:
+            raise RuntimeClosedError("the runtime is closed; create a new StreamRuntime")
+        handler = self.handler(kind)
+        try:
+            parsed = handler.parse_start(payload)
+        except Exception as exc:
+            raise StartRejectedError(kind, [f"parse_start raised {type(exc).__name__}: {exc}"]) from exc
+        if isinstance(parsed, ParseError):
+            raise StartRejectedError(kind, [str(i) for i in parsed.issues])
+        if not isinstance(parsed, ParseOk):
+            raise StartRejectedError(
+                kind, [f"parse_start must return ParseOk or ParseError, got {parsed!r}"]
+            )
+        ref = "st_" + secrets.token_hex(8)
+        opened_at = time.time()
+        await self.ledger.open_stream(ref, kind, handler.mode, opened_at)
+        st = _Stream(handler, ref, opened_at)
+        self._streams[ref] = st
+        self._publish(
+            st,
+            Frame("opened", ref, 0, opened_at, payload={"kind": kind, "mode": handler.mode}),
+        )
+        session = Session(self, st, 0)
+        st.settled = loop.create_future()
+        driver = loop.create_task(self._drive(st, parsed.value), name=f"streamnb:{ref}")
+        st.driver = driver
+        self._drivers.add(driver)
+        driver.add_done_callback(self._drivers.discard)
+        return session
+
+    async def reattach(self, stream_ref: str, after_seq: int | None = None) -> Session:
+        """A new session on an existing stream, reading from ``after_seq + 1``.
+
+        ``after_seq=None`` replays from the first retained frame. Works on
+        settled streams still held in memory (replay ends at the terminal).
+
+        Raises
+        ------
+        UnknownStreamError
+            The ref was never opened here, or it settled and was evicted
+            (its settlement is in ``runtime.ledger``).
+        """
+        self._check_loop()
+        st = self._get(stream_ref)
+        start = 0 if after_seq is None else int(after_seq) + 1
+        if start < 0:
+            raise InvalidFrameError(f"after_seq must be >= -1, got {after_seq}")
+        return Session(self, st, start)
+
+    def _get(self, stream_ref: str) -> _Stream:
+        try:
+            return self._streams[stream_ref]
+        except KeyError:
+            raise UnknownStreamError(
+                stream_ref,
+                "if it settled, its settlement is in runtime.ledger.streams()",
+            ) from None
+
+    def info(self, stream_ref: str) -> StreamInfo:
+        """A :class:`StreamInfo` snapshot of a stream held in memory."""
+        st = self._get(stream_ref)
+        h = st.handler
+        return StreamInfo(
+            stream_ref=st.ref,
+            kind=h.kind,
+            mode=h.mode,
+            on_detach=h.on_detach,
+            status=st.status,
+            opened_at=st.opened_at,
+            next_seq=st.next_seq,
+            first_retained_seq=st.base,
+            observers=st.observers,
+            cancel_requested=st.signal.aborted,
+            cancel_reason=st.signal.reason,
+            terminal=st.terminal,
+        )
+
+    def frames(self, stream_ref: str, after_seq: int = -1) -> list[Frame]:
+        """Retained outbound frames of a stream with ``seq > after_seq`` (a snapshot)."""
+        st = self._get(stream_ref)
+        return st.log[max(0, after_seq + 1 - st.base) :]
+
+    def active_refs(self) -> list[str]:
+        """Refs of streams that have not settled yet, oldest first."""
+        return [r for r, st in self._streams.items() if st.terminal is None]
+
+    async def wait_settled(self, stream_ref: str, timeout_s: float | None = None) -> Frame:
+        """Wait for a stream's terminal frame (without consuming any session's output)."""
+        self._check_loop()
+        st = self._get(stream_ref)
+        if st.terminal is not None:
+            return st.terminal
+        assert st.settled is not None
+        try:
+            return await asyncio.wait_for(asyncio.shield(st.settled), timeout_s)
+        except asyncio.TimeoutError:
+            raise StreamTimeoutError(float(timeout_s or 0), 0) from None
+
+    async def cancel(self, stream_ref: str, reason: str = "cancelled") -> CancelResult:
+        """Cancel a stream by ref (same as ``session.cancel``)."""
+        self._check_loop()
+        return self._cancel(self._get(stream_ref), str(reason))
+
+    async def send(self, stream_ref: str, frame: Any) -> SendResult:
+        """Send input to a stream by ref (same as ``session.send``)."""
+        self._check_loop()
+        return self._send(self._get(stream_ref), frame)
+
+    # --- frames out -------------------------------------------------------------------
+
+    def _publish(self, st: _Stream, frame: Frame) -> None:
+        st.log.append(frame)
+        st.next_seq = frame.seq + 1
+        self.ledger.record_frame(frame)
+        if st.waiters:
+            st.wake_readers()
+        cap = self.max_retained_frames
+        if cap is not None and len(st.log) > cap:
+            drop = len(st.log) - cap
+            del st.log[:drop]
+            st.base += drop
+
+    async def _pump(self, st: _Stream, start: Any) -> Frame | None:
+        """Iterate the handler; publish non-terminal frames; return its terminal, if any."""
+        h = st.handler
+        ctx = StreamContext(st.ref, h.kind, h.mode, st.signal)
+        agen = h.run(start, _Input(st), ctx)
+        if not hasattr(agen, "__anext__"):
+            raise InvalidFrameError(
+                f"run() of {h.kind!r} returned {type(agen).__name__}, not an async generator; "
+                "define run with 'async def' and 'yield'"
+            )
+        ref = st.ref
+        publish = self._publish
+        n = 0
+        try:
+            async for spec in agen:
+                if st.forced or st.state is not _State.RUNNING:
+                    return None
+                frame = build_frame(spec, ref, st.next_seq, time.time())
+                if frame.kind in TERMINAL_KINDS:
+                    return frame
+                publish(st, frame)
+                n += 1
+                if n % _FAIRNESS_BATCH == 0:
+                    await asyncio.sleep(0)
+            return None
+        finally:
+            aclose = getattr(agen, "aclose", None)
+            if aclose is not None:
+                # bounded: a handler's cleanup must not hold the settlement hostage
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(aclose(), self.cancel_grace_s + self.force_wait_s)
+
+    async def _drive(self, st: _Stream, start: Any) -> None:
+        loop = asyncio.get_running_loop()
+        pump = loop.create_task(self._pump(st, start), name=f"streamnb:{st.ref}:run")
+        st.pump = pump
+        outcome: asyncio.Future[None] = loop.create_future()
+        st.outcome = outcome
+
+        def _pump_done(_: asyncio.Task[Frame | None]) -> None:
+            if not outcome.done():
+                outcome.set_result(None)
+
+        pump.add_done_callback(_pump_done)
+        interrupted: asyncio.CancelledError | None = None
+        try:
+            await outcome
+        except asyncio.CancelledError as exc:  # the loop is shutting down under us
+            interrupted = exc
+            if not st.signal.aborted:
+                st.signal._abort("runtime_closed")
+            st.forced = True
+            pump.cancel()
+        terminal = self._decide(st, pump)
+        if not pump.done():
+            pump.cancel()
+            self._zombies.add(pump)
+            pump.add_done_callback(self._zombies.discard)
+        settle = asyncio.ensure_future(self._settle(st, terminal))
+        try:
+            await asyncio.shield(settle)
+        except asyncio.CancelledError as exc:
+            interrupted = interrupted or exc
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(asyncio.shield(settle), 5.0)
+        if interrupted is not None:
+            raise interrupted
+
+    def _decide(self, st: _Stream, pump: asyncio.Task[Frame | None]) -> Frame:
+        """The terminal frame (unstamped seq/time fixed here) from how the pump ended."""
+        ref, seq, now = st.ref, st.next_seq, time.time()
+        sig = st.signal
+        if pump.done() and not pump.cancelled() and not st.forced:
+            exc = pump.exception()
+            if exc is None:
+                result = pump.result()
+                if result is not None:
+                    return replace(result, seq=seq, at=now)
+                if sig.aborted:
+                    return Frame("cancelled", ref, seq, now, reason=sig.reason,
+                                 terminal={"cancelled": True})
+                return Frame(
+                    "failed", ref, seq, now, reason="no_terminal",
+                    error=f"handler {st.handler.kind!r} returned without a terminal frame",
+                    terminal={"ok": False},
+                )
+            if isinstance(exc, InvalidFrameError):
+                return Frame("failed", ref, seq, now, reason="invalid_frame", error=str(exc),
+                             terminal={"ok": False})
+            error = f"{type(exc).__name__}: {exc}"
+            if sig.aborted:
+                return Frame("cancelled", ref, seq, now, reason=sig.reason, error=error,
+                             terminal={"cancelled": True})
+            return Frame("failed", ref, seq, now, reason="handler_error", error=error,
+                         terminal={"ok": False})
+        return Frame("cancelled", ref, seq, now, reason=sig.reason or "cancelled",
+                     terminal={"cancelled": True, "forced": True})
+
+    async def _settle(self, st: _Stream, frame: Frame) -> None:
+        """Commit the settlement, then announce the terminal frame (exactly once)."""
+        st.state = _State.SETTLING
+        if st.timer is not None:
+            st.timer.cancel()
+            st.timer = None
+        st.wake_input()
+        tx: LedgerTx | None = LedgerTx(st.ref)
+        try:
+            result = st.handler.commit_terminal(frame, tx)  # type: ignore[arg-type]
+            if inspect.isawaitable(result):
+                await asyncio.wait_for(_await(result), self.cancel_grace_s + self.force_wait_s)
+        except Exception as exc:
+            tx = None
+            frame = replace(
+                frame, kind="failed", reason="commit_terminal_error",
+                error=f"commit_terminal raised {type(exc).__name__}: {exc}",
+                terminal={"ok": False, "was": frame.kind},
+            )
+        settlement = Settlement(
+            stream_ref=st.ref, status=frame.kind, reason=frame.reason,
+            terminal=frame.terminal, settled_at=frame.at, tx=tx, terminal_frame=frame,
+        )
+        try:
+            done = await self.ledger.settle(settlement)
+        except LedgerError as exc:
+            # Not even a failed record could be written: announce the failure; the
+            # ledger row stays 'open' and is recovered as runtime_lost on reopen.
+            frame = replace(frame, kind="failed", reason="ledger_error", error=str(exc),
+                            terminal={"ok": False, "ledger_error": True})
+        else:
+            if done.fallback_error is not None:
+                frame = replace(frame, kind="failed", reason="settlement_error",
+                                error=done.fallback_error,
+                                terminal={"ok": False, "settlement_error": done.fallback_error})
+        st.terminal = frame
+        st.state = _State.SETTLED
+        st.log.append(frame)
+        st.next_seq = frame.seq + 1
+        st.wake_readers()
+        if st.settled is not None and not st.settled.done():
+            st.settled.set_result(frame)
+        self._settled_order.append(st.ref)
+        while len(self._settled_order) > self.retain_settled:
+            self._streams.pop(self._settled_order.popleft(), None)
+
+    # --- frames in, cancel ----------------------------------------------------------
+
+    def _send(self, st: _Stream, frame: Any) -> SendResult:
+        ref = st.ref
+        if st.handler.mode != "bidi":
+            raise InputNotAcceptedError(
+                ref, "it is an output_only stream; only 'bidi' handlers read input"
+            )
+        if st.state is not _State.RUNNING:
+            raise StreamSettledError(ref, st.status)
+        if st.signal.aborted:
+            raise InputNotAcceptedError(
+                ref, f"the stream is being cancelled ({st.signal.reason}); attach a new one"
+            )
+        seq: Any = None
+        if isinstance(frame, Frame):
+            frame = {"kind": frame.kind, "stream_ref": frame.stream_ref, "seq": frame.seq,
+                     "payload": frame.payload}
+        if isinstance(frame, dict) and frame.get("kind") == "input":
+            extra = set(frame) - {"kind", "stream_ref", "seq", "payload"}
+            if extra:
+                raise InvalidFrameError(
+                    f"unknown keys {sorted(extra)}; an input frame has kind, stream_ref, seq, "
+                    "payload",
+                    frame,
+                )
+            if frame.get("stream_ref", ref) != ref:
+                raise InvalidFrameError(
+                    f"input frame is for stream {frame.get('stream_ref')!r}, not {ref!r}", frame
+                )
+            seq = frame.get("seq")
+            payload = frame.get("payload")
+            if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool) or seq < 0):
+                raise InvalidFrameError("input 'seq' must be an integer >= 0", frame)
+        else:
+            payload = frame
+        check_json(payload, "input payload", frame)
+        if seq is None:
+            seq = st.next_input_seq
+        elif seq in st.input_seqs:
+            return "duplicate"
+        if len(st.inbox) >= _MAX_INBOX:
+            raise InputNotAcceptedError(
+                ref, f"{_MAX_INBOX} inputs are already waiting; the handler is not reading input"
+            )
+        st.input_seqs.add(seq)
+        st.next_input_seq = max(st.next_input_seq, seq + 1)
+        st.inbox.append(Frame("input", ref, seq, time.time(), payload=payload))
+        st.wake_input()
+        return "accepted"
+
+    def _cancel(self, st: _Stream, reason: str) -> CancelResult:
+        if st.state is not _State.RUNNING:
+            return "already_settled"
+        if st.signal.aborted:
+            return "already_requested"
+        st.signal._abort(reason)
+        st.wake_input()
+        loop = self._loop
+        assert loop is not None
+        st.timer = loop.call_later(self.cancel_grace_s, self._force, st)
+        return "requested"
+
+    def _force(self, st: _Stream) -> None:
+        st.timer = None
+        pump = st.pump
+        if st.state is not _State.RUNNING or pump is None or pump.done():
+            return
+        st.forced = True
+        pump.cancel()
+        assert self._loop is not None
+        st.timer = self._loop.call_later(self.force_wait_s, self._give_up, st)
+
+    def _give_up(self, st: _Stream) -> None:
+        st.timer = None
+        if st.outcome is not None and not st.outcome.done():
+            st.outcome.set_result(None)
+
+    # --- shutdown ---------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Cancel every running stream (reason ``runtime_closed``) and wait for each to settle.
+
+        Handlers get the usual grace period, then are stopped by force, so this
+        returns within about ``cancel_grace_s + force_wait_s`` seconds plus the
+        ledger's commit time. Every stream ends with exactly one settlement.
+        New ``attach`` calls raise :class:`~streamnb.RuntimeClosedError`. The
+        ledger stays open for queries; close it with ``runtime.ledger.close()``.
+        """
+        if self._loop is not None and not self._loop.is_closed():
+            self._check_loop()
+        self._closed = True
+        for st in list(self._streams.values()):
+            if st.state is _State.RUNNING:
+                self._cancel(st, "runtime_closed")
+        if self._drivers:
+            await asyncio.gather(*list(self._drivers), return_exceptions=True)
+        for task in list(self._zombies):
+            task.cancel()
+        if self._zombies:
+            await asyncio.wait(list(self._zombies), timeout=self.force_wait_s)
+
+    def close(self) -> None:
+        """Synchronous :meth:`aclose` (via :meth:`run`); also closes the runtime's own loop."""
+        if self._loop is not None and self._loop.is_closed():
+            self._closed = True
+            return
+        self.run(self.aclose())
+        own = self._own_loop
+        if own is not None and not own.is_running():
+            own.run_until_complete(own.shutdown_asyncgens())
+            own.close()
+
+    async def __aenter__(self) -> StreamRuntime:
+        self._check_loop()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        active = len(self.active_refs())
+        return (
+            f"<StreamRuntime kinds={self.kinds} active={active} "
+            f"ledger={self.ledger!r}{' closed' if self._closed else ''}>"
+        )
+
+
+async def _await(aw: Awaitable[T]) -> T:
+    return await aw
+
+
+async def read_until_terminal(
+    output: AsyncIterator[Frame], timeout_s: float | None = None
+) -> list[Frame]:
+    """Read frames from ``output`` up to and including the terminal frame.
+
+    Parameters
+    ----------
+    output : async iterator of Frame
+        Usually ``session.output``.
+    timeout_s : float, optional
+        Give up after this many seconds.
+
+    Returns
+    -------
+    list of Frame
+        Every frame read. If the iterator ended without a terminal (the
+        session detached) the list simply has none.
+
+    Raises
+    ------
+    StreamTimeoutError
+        ``timeout_s`` passed before the terminal frame; ``.frames`` holds what was
+        read. The stream itself is not cancelled.
+    """
+    frames: list[Frame] = []
+
+    async def collect() -> None:
+        async for frame in output:
+            frames.append(frame)
+            if frame.kind in TERMINAL_KINDS:
+                return
+
+    if timeout_s is None:
+        await collect()
+        return frames
+    try:
+        await asyncio.wait_for(collect(), timeout_s)
+    except asyncio.TimeoutError:
+        err = StreamTimeoutError(timeout_s, len(frames))
+        err.frames = frames  # type: ignore[attr-defined]
+        raise err from None
+    return frames
+
+
+def _noop_coro() -> Coroutine[Any, Any, None]:  # pragma: no cover - typing helper
+    async def _c() -> None:
+        return None
+
+    return _c()
