@@ -41,7 +41,9 @@ def chatbot_handler(
     """
     tokens = source or FakeTokenSource()
 
-    async def run(_start: Any, input: AsyncIterator[Frame], ctx: StreamContext) -> AsyncIterator[Any]:
+    async def run(
+        _start: Any, input: AsyncIterator[Frame], ctx: StreamContext
+    ) -> AsyncIterator[Any]:
         yield {"kind": "progress", "payload": {"phase": "waiting_for_user"}}
         async for frame in input:
             if ctx.signal.aborted:
@@ -85,7 +87,9 @@ def output_only_handler(
     signal between tokens.
     """
 
-    async def run(start: Any, _input: AsyncIterator[Frame], ctx: StreamContext) -> AsyncIterator[Any]:
+    async def run(
+        start: Any, _input: AsyncIterator[Frame], ctx: StreamContext
+    ) -> AsyncIterator[Any]:
         yield {"kind": "progress", "payload": {"step": "started"}}
         if source is None:
             yield {"kind": "output", "channel": "stdout", "payload": "hello"}
@@ -119,10 +123,12 @@ def output_only_handler(
 
 def demo_handlers(rate_tokens_per_s: float | None = 20.0) -> list[AttachedStreamHandler]:
     """The two seed handlers with a paced token source (what ``streamnb serve`` registers)."""
-    from .testing import lorem_tokens  # noqa: PLC0415
+    from .testing import lorem_tokens
 
     source = FakeTokenSource(lorem_tokens(40), rate_tokens_per_s=rate_tokens_per_s)
     return [
         chatbot_handler(source=source),
-        output_only_handler(source=FakeTokenSource(lorem_tokens(40), rate_tokens_per_s=rate_tokens_per_s)),
+        output_only_handler(
+            source=FakeTokenSource(lorem_tokens(40), rate_tokens_per_s=rate_tokens_per_s)
+        ),
     ]

@@ -104,7 +104,7 @@ class StreamContext:
 
 
 RunFn = Callable[[Any, AsyncIterator["Frame"], StreamContext], AsyncIterator[Any]]
-CommitFn = Callable[["Frame", "LedgerTx"], "None | Awaitable[None]"]
+CommitFn = Callable[["Frame", "LedgerTx"], "Awaitable[None] | None"]
 
 
 def _no_commit(terminal: Frame, tx: LedgerTx) -> None:

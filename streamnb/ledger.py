@@ -44,7 +44,7 @@ from typing import Any
 import pandas as pd
 
 from .errors import LedgerBusyError, LedgerError, LedgerQueryError
-from .frames import Frame, frame_json_default
+from .frames import Frame, to_jsonable
 
 __all__ = ["Ledger", "LedgerTx", "Settlement"]
 
@@ -89,11 +89,14 @@ _FLUSH = object()
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=frame_json_default)
+    if not isinstance(value, (str, int, float, bool)):
+        value = to_jsonable(value)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+def _loads(text: Any) -> Any:
+    # pandas may turn an all-NULL column into NaN floats: anything not a string is "no value"
+    return json.loads(text) if isinstance(text, str) else None
 
 
 def _frame_row(f: Frame) -> tuple[Any, ...]:
@@ -143,7 +146,8 @@ class LedgerTx:
                 raise LedgerError(
                     "insert_event takes (kind, payload) or one {'kind': ..., 'payload': ...} dict"
                 )
-            kind, payload = kind["kind"], kind.get("payload")
+            spec = kind
+            kind, payload = spec["kind"], spec.get("payload")
         if not isinstance(kind, str) or not kind:
             raise LedgerError(f"event kind must be a non-empty string, got {kind!r}")
         try:
@@ -179,8 +183,21 @@ class Settlement:
 @dataclass(slots=True)
 class _Op:
     fn: Callable[[sqlite3.Connection], Any]
-    future: concurrent.futures.Future[Any]
+    #: a concurrent future for sync callers, or an asyncio future (resolved on its loop)
+    future: concurrent.futures.Future[Any] | asyncio.Future[Any]
     write: bool
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+def _resolve_all(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    """Runs on the event loop: settle a whole batch of asyncio futures in one wake-up."""
+    for fut, value, exc in results:
+        if fut.done():  # the awaiting task was cancelled meanwhile
+            continue
+        if exc is None:
+            fut.set_result(value)
+        else:
+            fut.set_exception(exc)
 
 
 class Ledger:
@@ -376,6 +393,7 @@ class Ledger:
     def _run_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> bool:
         """Run a drained batch; consecutive writes share one transaction. True = stop."""
         pending: list[_Op] = []
+        done: list[tuple[_Op, Any, BaseException | None]] = []
         stop = False
         for item in batch:
             if item is _STOP:
@@ -386,11 +404,33 @@ class Ledger:
             if item.write:
                 pending.append(item)
             else:
-                self._commit_writes(conn, pending)
+                self._commit_writes(conn, pending, done)
                 pending = []
-                self._run_read(conn, item)
-        self._commit_writes(conn, pending, flush_frames=True)
+                try:
+                    done.append((item, item.fn(conn), None))
+                except BaseException as exc:
+                    done.append((item, None, exc))
+        self._commit_writes(conn, pending, done, flush_frames=True)
+        self._deliver(done)
         return stop
+
+    @staticmethod
+    def _deliver(done: list[tuple[_Op, Any, BaseException | None]]) -> None:
+        """Hand results back: sync futures directly, asyncio ones in one call per loop."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+        for op, value, exc in done:
+            if op.loop is None:
+                fut = op.future
+                assert isinstance(fut, concurrent.futures.Future)
+                if exc is None:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(exc)
+            else:
+                by_loop.setdefault(op.loop, []).append((op.future, value, exc))
+        for loop, items in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # loop closed: nobody is waiting
+                loop.call_soon_threadsafe(_resolve_all, items)
 
     def _drain_frames(self, conn: sqlite3.Connection) -> None:
         self._flush_queued = False
@@ -403,7 +443,11 @@ class Ledger:
         conn.executemany("INSERT OR IGNORE INTO frames VALUES (?,?,?,?,?,?,?,?,?)", rows)
 
     def _commit_writes(
-        self, conn: sqlite3.Connection, ops: list[_Op], flush_frames: bool = False
+        self,
+        conn: sqlite3.Connection,
+        ops: list[_Op],
+        done: list[tuple[_Op, Any, BaseException | None]],
+        flush_frames: bool = False,
     ) -> None:
         if not ops and not (flush_frames and self._frame_buf):
             return
@@ -418,7 +462,8 @@ class Ledger:
                 except (sqlite3.Error, LedgerError) as exc:
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
-                    results.append((op, None, exc))
+                    wrapped = exc if isinstance(exc, LedgerError) else LedgerError(str(exc))
+                    results.append((op, None, wrapped))
                 else:
                     conn.execute("RELEASE op")
                     results.append((op, value, None))
@@ -428,36 +473,30 @@ class Ledger:
                 conn.execute("ROLLBACK")
             err = LedgerError(f"ledger write failed and was rolled back: {exc}")
             err.__cause__ = exc
-            for op in ops:
-                if not op.future.done():
-                    op.future.set_exception(err)
+            done.extend((op, None, err) for op in ops)
             return
-        for op, value, exc in results:
-            if exc is None:
-                op.future.set_result(value)
-            else:
-                wrapped = exc if isinstance(exc, LedgerError) else LedgerError(str(exc))
-                op.future.set_exception(wrapped)
+        done.extend(results)
 
-    def _run_read(self, conn: sqlite3.Connection, op: _Op) -> None:
-        try:
-            op.future.set_result(op.fn(conn))
-        except BaseException as exc:
-            op.future.set_exception(exc)
-
-    def _submit(
-        self, fn: Callable[[sqlite3.Connection], Any], *, write: bool
-    ) -> concurrent.futures.Future[Any]:
+    def _check_open(self, write: bool) -> None:
         if self._closed:
             raise LedgerError("the ledger is closed; open a new Ledger to query it")
         if write and self.read_only:
             raise LedgerBusyError(self.path or ":memory:")
-        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._queue.put(_Op(fn, fut, write))
-        return fut
 
     def _query(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        return self._submit(fn, write=False).result()
+        """Run ``fn`` on the ledger thread and block this (calling) thread for the result."""
+        self._check_open(False)
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._queue.put(_Op(fn, fut, False))
+        return fut.result()
+
+    async def _awrite(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``fn`` in the next write transaction; await its commit on this loop."""
+        self._check_open(True)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._queue.put(_Op(fn, fut, True, loop))
+        return await fut
 
     # --- writes used by the runtime ---------------------------------------------------
 
@@ -478,7 +517,7 @@ class Ledger:
                 (stream_ref, kind, mode, opened_at),
             )
 
-        await asyncio.wrap_future(self._submit(fn, write=True))
+        await self._awrite(fn)
 
     def record_frame(self, frame: Frame) -> None:
         """Queue ``frame`` for the ``frames`` table (no-op unless ``record_frames``)."""
@@ -542,7 +581,7 @@ class Ledger:
             s.committed = (s.status, s.reason, s.terminal)
             return s
 
-        result: Settlement = await asyncio.wrap_future(self._submit(fn, write=True))
+        result: Settlement = await self._awrite(fn)
         return result
 
     # --- queries -------------------------------------------------------------------------
@@ -591,8 +630,7 @@ class Ledger:
         cols = ["stream_ref", "kind", "mode", "status", "opened_at", "settled_at", "reason"]
         rows = self._query(
             lambda c: c.execute(
-                f"SELECT {', '.join(cols)}, terminal FROM streams{where} "
-                "ORDER BY opened_at, rowid",
+                f"SELECT {', '.join(cols)}, terminal FROM streams{where} ORDER BY opened_at, rowid",
                 params,
             ).fetchall()
         )
@@ -614,7 +652,17 @@ class Ledger:
             not recorded.
         """
         where, params = _where(stream_ref=stream_ref)
-        cols = ["stream_ref", "seq", "kind", "channel", "payload", "reason", "error", "terminal", "at"]
+        cols = [
+            "stream_ref",
+            "seq",
+            "kind",
+            "channel",
+            "payload",
+            "reason",
+            "error",
+            "terminal",
+            "at",
+        ]
         rows = self._query(
             lambda c: c.execute(
                 f"SELECT {', '.join(cols)} FROM frames{where} ORDER BY stream_ref, seq", params
@@ -690,4 +738,6 @@ def _where(**filters: Any) -> tuple[str, tuple[Any, ...]]:
 
 
 def _utc(col: Iterable[Any]) -> pd.Series:
-    return pd.to_datetime(pd.Series(list(col), dtype="float64"), unit="s", utc=True)
+    """Epoch seconds -> datetime64[ns, UTC] (the same unit on pandas 2 and 3)."""
+    secs = pd.Series(list(col), dtype="float64")
+    return pd.to_datetime(secs, unit="s", utc=True).astype("datetime64[ns, UTC]")

@@ -25,6 +25,11 @@ _FRAME_COLUMNS = ["seq", "kind", "channel", "payload", "at", "dt"]
 _OUTPUT_COLUMNS = ["channel", "text", "n_frames", "first_at", "last_at"]
 
 
+def _utc(secs: pd.Series) -> pd.Series:
+    """Epoch seconds -> datetime64[ns, UTC] (the same unit on pandas 2 and 3)."""
+    return pd.to_datetime(secs, unit="s", utc=True).astype("datetime64[ns, UTC]")
+
+
 def _text(payload: Any) -> str:
     if type(payload) is str:
         return payload
@@ -34,7 +39,9 @@ def _text(payload: Any) -> str:
 def _select(frames: Iterable[Frame], stream_ref: str | None) -> list[Frame]:
     """Frames of ``stream_ref`` (outbound only), one per seq, ordered by seq."""
     picked = [
-        f for f in frames if (stream_ref is None or f.stream_ref == stream_ref) and f.kind != "input"
+        f
+        for f in frames
+        if (stream_ref is None or f.stream_ref == stream_ref) and f.kind != "input"
     ]
     prev = -1
     for f in picked:  # fast path: already strictly increasing (the usual case)
@@ -220,7 +227,7 @@ def project_attached_stream(frames: Iterable[Frame], stream_ref: str) -> StreamP
             "kind": pd.Series(kinds, dtype="object"),
             "channel": pd.Series(channels, dtype="object"),
             "payload": pd.Series(payloads, dtype="object"),
-            "at": pd.to_datetime(at_s, unit="s", utc=True),
+            "at": _utc(at_s),
             "dt": at_s - t0,
         },
         columns=_FRAME_COLUMNS,
@@ -248,12 +255,8 @@ def project_attached_stream(frames: Iterable[Frame], stream_ref: str) -> StreamP
             "channel": pd.Series(chans, dtype="object"),
             "text": pd.Series([texts[c] for c in chans], dtype="object"),
             "n_frames": pd.Series([counts[c] for c in chans], dtype="int64"),
-            "first_at": pd.to_datetime(
-                pd.Series([first[c] for c in chans], dtype="float64"), unit="s", utc=True
-            ),
-            "last_at": pd.to_datetime(
-                pd.Series([lastat[c] for c in chans], dtype="float64"), unit="s", utc=True
-            ),
+            "first_at": _utc(pd.Series([first[c] for c in chans], dtype="float64")),
+            "last_at": _utc(pd.Series([lastat[c] for c in chans], dtype="float64")),
         },
         columns=_OUTPUT_COLUMNS,
     )
@@ -298,10 +301,18 @@ def project_streams(frames: Iterable[Frame]) -> pd.DataFrame:
                 last + 1 - len(picked),
             )
         )
-    cols = ["stream_ref", "status", "opened_at", "duration_s", "ttfo_s",
-            "n_outputs", "n_frames", "n_omitted"]
+    cols = [
+        "stream_ref",
+        "status",
+        "opened_at",
+        "duration_s",
+        "ttfo_s",
+        "n_outputs",
+        "n_frames",
+        "n_omitted",
+    ]
     df = pd.DataFrame.from_records(rows, columns=cols)
-    df["opened_at"] = pd.to_datetime(df["opened_at"].astype("float64"), unit="s", utc=True)
+    df["opened_at"] = _utc(df["opened_at"].astype("float64"))
     for c in ("duration_s", "ttfo_s"):
         df[c] = df[c].astype("float64")
     for c in ("n_outputs", "n_frames", "n_omitted"):

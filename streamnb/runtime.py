@@ -31,7 +31,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Coroutine
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from .errors import (
@@ -61,8 +61,9 @@ T = TypeVar("T")
 CancelResult = Literal["requested", "already_requested", "already_settled"]
 SendResult = Literal["accepted", "duplicate"]
 
-#: frames the pump publishes before it yields to the event loop once
-_FAIRNESS_BATCH = 64
+_tuple_new = tuple.__new__
+#: frames the pump publishes before it yields to the event loop once (~1 ms of work)
+_FAIRNESS_BATCH = 256
 #: most input frames queued for a handler that is not reading them
 _MAX_INBOX = 1024
 
@@ -80,6 +81,7 @@ class _Stream:
         "base",
         "driver",
         "forced",
+        "halt",
         "handler",
         "inbox",
         "inbox_waiter",
@@ -116,6 +118,7 @@ class _Stream:
         self.waiters: list[asyncio.Future[None]] = []
         self.observers = 0
         self.forced = False
+        self.halt = False  # the pump must stop publishing (forced, or settling began)
         self.terminal: Frame | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.driver: asyncio.Task[None] | None = None
@@ -359,16 +362,15 @@ class Session:
 
     def __repr__(self) -> str:
         return (
-            f"<Session {self.stream_ref} kind={self.kind!r} mode={self.mode} "
-            f"status={self.status}>"
+            f"<Session {self.stream_ref} kind={self.kind!r} mode={self.mode} status={self.status}>"
         )
 
     def _ipython_display_(self) -> None:  # pragma: no cover - exercised in Jupyter tests
-        from IPython.display import display  # noqa: PLC0415 - Jupyter only when displayed
+        from IPython.display import display
 
-        from .widget import StreamWidget  # noqa: PLC0415
+        from .widget import StreamWidget
 
-        display(StreamWidget(self))
+        display(StreamWidget(self))  # type: ignore[no-untyped-call]
 
 
 class StreamRuntime:
@@ -385,9 +387,10 @@ class StreamRuntime:
         Seconds to wait for a force-cancelled handler to unwind before the
         stream is settled without it.
     max_retained_frames : int, optional
-        Keep at most this many frames per stream in memory (oldest dropped;
-        readers that fall behind see a seq gap, listed as ``omitted`` by the
-        projection). Default: keep all.
+        Keep at most this many non-terminal frames per stream in memory
+        (oldest dropped; readers that fall behind see a seq gap, listed as
+        ``omitted`` by the projection); the terminal frame is always kept.
+        Default: keep all.
     retain_settled : int, default 1000
         How many settled streams stay in memory for ``reattach`` and replay.
 
@@ -430,6 +433,10 @@ class StreamRuntime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._own_loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        # refs: a random prefix per runtime (unique across processes sharing a file
+        # ledger) plus a counter (cheap, and sorts in attach order)
+        self._ref_prefix = secrets.token_hex(5)
+        self._ref_counter = 0
 
     # --- registry -----------------------------------------------------------------------
 
@@ -498,16 +505,18 @@ class StreamRuntime:
                     "runtime.run() was called on a different running loop than the one "
                     "this runtime is bound to"
                 )
-            import nest_asyncio  # noqa: PLC0415 - only needed in an already-running loop
+            import nest_asyncio
 
             nest_asyncio.apply(running)
-            return running.run_until_complete(coro)
+            result: T = running.run_until_complete(coro)
+            return result
         loop = self._loop
         if loop is None or loop.is_closed():
             if self._own_loop is None or self._own_loop.is_closed():
                 self._own_loop = asyncio.new_event_loop()
             loop = self._own_loop
-        return loop.run_until_complete(coro)
+        value: T = loop.run_until_complete(coro)
+        return value
 
     # --- attach ------------------------------------------------------------------------
 
@@ -535,14 +544,17 @@ class StreamRuntime:
         try:
             parsed = handler.parse_start(payload)
         except Exception as exc:
-            raise StartRejectedError(kind, [f"parse_start raised {type(exc).__name__}: {exc}"]) from exc
+            raise StartRejectedError(
+                kind, [f"parse_start raised {type(exc).__name__}: {exc}"]
+            ) from exc
         if isinstance(parsed, ParseError):
             raise StartRejectedError(kind, [str(i) for i in parsed.issues])
         if not isinstance(parsed, ParseOk):
             raise StartRejectedError(
                 kind, [f"parse_start must return ParseOk or ParseError, got {parsed!r}"]
             )
-        ref = "st_" + secrets.token_hex(8)
+        self._ref_counter += 1
+        ref = f"st_{self._ref_prefix}{self._ref_counter:06x}"
         opened_at = time.time()
         await self.ledger.open_stream(ref, kind, handler.mode, opened_at)
         st = _Stream(handler, ref, opened_at)
@@ -611,6 +623,21 @@ class StreamRuntime:
         st = self._get(stream_ref)
         return st.log[max(0, after_seq + 1 - st.base) :]
 
+    def follow(self, stream_ref: str, after_seq: int = -1) -> AsyncIterator[Frame]:
+        """A read-only cursor over a stream's frames with ``seq > after_seq``.
+
+        Like ``(await reattach(ref, after_seq)).output`` but not an observer: it
+        does not count for ``on_detach`` and has nothing to detach. It ends after
+        the terminal frame; stop reading it early by cancelling the reading task.
+        Widgets use it so they never consume the ``output`` of the user's session.
+
+        Raises
+        ------
+        UnknownStreamError
+            The ref is not held in memory.
+        """
+        return _Output(self._get(stream_ref), max(0, int(after_seq) + 1))
+
     def active_refs(self) -> list[str]:
         """Refs of streams that have not settled yet, oldest first."""
         return [r for r, st in self._streams.items() if st.terminal is None]
@@ -622,6 +649,8 @@ class StreamRuntime:
         if st.terminal is not None:
             return st.terminal
         assert st.settled is not None
+        if timeout_s is None:
+            return await asyncio.shield(st.settled)
         try:
             return await asyncio.wait_for(asyncio.shield(st.settled), timeout_s)
         except asyncio.TimeoutError:
@@ -662,18 +691,41 @@ class StreamRuntime:
                 "define run with 'async def' and 'yield'"
             )
         ref = st.ref
-        publish = self._publish
-        n = 0
+        log = st.log
+        # _publish inlined for the common case (no retention cap, frames not recorded)
+        inline = self.max_retained_frames is None and not self.ledger.record_frames
+        now = time.time
+        budget = _FAIRNESS_BATCH
         try:
             async for spec in agen:
-                if st.forced or st.state is not _State.RUNNING:
+                if st.halt:
                     return None
-                frame = build_frame(spec, ref, st.next_seq, time.time())
-                if frame.kind in TERMINAL_KINDS:
-                    return frame
-                publish(st, frame)
-                n += 1
-                if n % _FAIRNESS_BATCH == 0:
+                seq = st.next_seq
+                if (
+                    type(spec) is dict
+                    and len(spec) == 3
+                    and spec.get("kind") == "output"
+                    and type(channel := spec.get("channel")) is str
+                    and type(payload := spec.get("payload")) is str
+                    and channel
+                ):  # build_frame's fast path, inlined: the common token frame
+                    frame = _tuple_new(
+                        Frame, ("output", ref, seq, now(), channel, payload, None, None, None)
+                    )
+                else:
+                    frame = build_frame(spec, ref, seq, now())
+                    if frame.kind in TERMINAL_KINDS:
+                        return frame
+                if inline:
+                    log.append(frame)
+                    st.next_seq = seq + 1
+                    if st.waiters:
+                        st.wake_readers()
+                else:
+                    self._publish(st, frame)
+                budget -= 1
+                if not budget:
+                    budget = _FAIRNESS_BATCH
                     await asyncio.sleep(0)
             return None
         finally:
@@ -703,19 +755,26 @@ class StreamRuntime:
             if not st.signal.aborted:
                 st.signal._abort("runtime_closed")
             st.forced = True
+            st.halt = True
             pump.cancel()
-        terminal = self._decide(st, pump)
+        try:
+            terminal = self._decide(st, pump)
+        except Exception as exc:  # a bug here must still end in exactly one settlement
+            terminal = Frame(
+                "failed",
+                st.ref,
+                st.next_seq,
+                time.time(),
+                reason="runtime_error",
+                error=f"{type(exc).__name__}: {exc}",
+                terminal={"ok": False},
+            )
         if not pump.done():
             pump.cancel()
             self._zombies.add(pump)
             pump.add_done_callback(self._zombies.discard)
-        settle = asyncio.ensure_future(self._settle(st, terminal))
-        try:
-            await asyncio.shield(settle)
-        except asyncio.CancelledError as exc:
-            interrupted = interrupted or exc
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(asyncio.shield(settle), 5.0)
+        cancelled_during_settle = await self._settle(st, terminal)
+        interrupted = interrupted or cancelled_during_settle
         if interrupted is not None:
             raise interrupted
 
@@ -728,30 +787,62 @@ class StreamRuntime:
             if exc is None:
                 result = pump.result()
                 if result is not None:
-                    return replace(result, seq=seq, at=now)
+                    return result._replace(seq=seq, at=now)
                 if sig.aborted:
-                    return Frame("cancelled", ref, seq, now, reason=sig.reason,
-                                 terminal={"cancelled": True})
+                    return Frame(
+                        "cancelled", ref, seq, now, reason=sig.reason, terminal={"cancelled": True}
+                    )
                 return Frame(
-                    "failed", ref, seq, now, reason="no_terminal",
+                    "failed",
+                    ref,
+                    seq,
+                    now,
+                    reason="no_terminal",
                     error=f"handler {st.handler.kind!r} returned without a terminal frame",
                     terminal={"ok": False},
                 )
             if isinstance(exc, InvalidFrameError):
-                return Frame("failed", ref, seq, now, reason="invalid_frame", error=str(exc),
-                             terminal={"ok": False})
+                return Frame(
+                    "failed",
+                    ref,
+                    seq,
+                    now,
+                    reason="invalid_frame",
+                    error=str(exc),
+                    terminal={"ok": False},
+                )
             error = f"{type(exc).__name__}: {exc}"
             if sig.aborted:
-                return Frame("cancelled", ref, seq, now, reason=sig.reason, error=error,
-                             terminal={"cancelled": True})
-            return Frame("failed", ref, seq, now, reason="handler_error", error=error,
-                         terminal={"ok": False})
-        return Frame("cancelled", ref, seq, now, reason=sig.reason or "cancelled",
-                     terminal={"cancelled": True, "forced": True})
+                return Frame(
+                    "cancelled",
+                    ref,
+                    seq,
+                    now,
+                    reason=sig.reason,
+                    error=error,
+                    terminal={"cancelled": True},
+                )
+            return Frame(
+                "failed", ref, seq, now, reason="handler_error", error=error, terminal={"ok": False}
+            )
+        return Frame(
+            "cancelled",
+            ref,
+            seq,
+            now,
+            reason=sig.reason or "cancelled",
+            terminal={"cancelled": True, "forced": True},
+        )
 
-    async def _settle(self, st: _Stream, frame: Frame) -> None:
-        """Commit the settlement, then announce the terminal frame (exactly once)."""
+    async def _settle(self, st: _Stream, frame: Frame) -> asyncio.CancelledError | None:
+        """Commit the settlement, then announce the terminal frame (exactly once).
+
+        A cancellation of the driver while the commit is under way is held
+        back until the terminal is announced, and returned for re-raising.
+        """
+        interrupted: asyncio.CancelledError | None = None
         st.state = _State.SETTLING
+        st.halt = True
         if st.timer is not None:
             st.timer.cancel()
             st.timer = None
@@ -763,27 +854,45 @@ class StreamRuntime:
                 await asyncio.wait_for(_await(result), self.cancel_grace_s + self.force_wait_s)
         except Exception as exc:
             tx = None
-            frame = replace(
-                frame, kind="failed", reason="commit_terminal_error",
+            frame = frame._replace(
+                kind="failed",
+                reason="commit_terminal_error",
                 error=f"commit_terminal raised {type(exc).__name__}: {exc}",
                 terminal={"ok": False, "was": frame.kind},
             )
         settlement = Settlement(
-            stream_ref=st.ref, status=frame.kind, reason=frame.reason,
-            terminal=frame.terminal, settled_at=frame.at, tx=tx, terminal_frame=frame,
+            stream_ref=st.ref,
+            status=frame.kind,
+            reason=frame.reason,
+            terminal=frame.terminal,
+            settled_at=frame.at,
+            tx=tx,
+            terminal_frame=frame,
         )
+        commit = asyncio.ensure_future(self.ledger.settle(settlement))
         try:
-            done = await self.ledger.settle(settlement)
-        except LedgerError as exc:
+            try:
+                done = await asyncio.shield(commit)
+            except asyncio.CancelledError as exc:  # finish the commit, then re-raise
+                interrupted = exc
+                done = await asyncio.wait_for(commit, 30.0)
+        except (LedgerError, asyncio.TimeoutError) as exc:
             # Not even a failed record could be written: announce the failure; the
             # ledger row stays 'open' and is recovered as runtime_lost on reopen.
-            frame = replace(frame, kind="failed", reason="ledger_error", error=str(exc),
-                            terminal={"ok": False, "ledger_error": True})
+            frame = frame._replace(
+                kind="failed",
+                reason="ledger_error",
+                error=str(exc),
+                terminal={"ok": False, "ledger_error": True},
+            )
         else:
             if done.fallback_error is not None:
-                frame = replace(frame, kind="failed", reason="settlement_error",
-                                error=done.fallback_error,
-                                terminal={"ok": False, "settlement_error": done.fallback_error})
+                frame = frame._replace(
+                    kind="failed",
+                    reason="settlement_error",
+                    error=done.fallback_error,
+                    terminal={"ok": False, "settlement_error": done.fallback_error},
+                )
         st.terminal = frame
         st.state = _State.SETTLED
         st.log.append(frame)
@@ -794,6 +903,7 @@ class StreamRuntime:
         self._settled_order.append(st.ref)
         while len(self._settled_order) > self.retain_settled:
             self._streams.pop(self._settled_order.popleft(), None)
+        return interrupted
 
     # --- frames in, cancel ----------------------------------------------------------
 
@@ -811,8 +921,12 @@ class StreamRuntime:
             )
         seq: Any = None
         if isinstance(frame, Frame):
-            frame = {"kind": frame.kind, "stream_ref": frame.stream_ref, "seq": frame.seq,
-                     "payload": frame.payload}
+            frame = {
+                "kind": frame.kind,
+                "stream_ref": frame.stream_ref,
+                "seq": frame.seq,
+                "payload": frame.payload,
+            }
         if isinstance(frame, dict) and frame.get("kind") == "input":
             extra = set(frame) - {"kind", "stream_ref", "seq", "payload"}
             if extra:
@@ -864,6 +978,7 @@ class StreamRuntime:
         if st.state is not _State.RUNNING or pump is None or pump.done():
             return
         st.forced = True
+        st.halt = True
         pump.cancel()
         assert self._loop is not None
         st.timer = self._loop.call_later(self.force_wait_s, self._give_up, st)

@@ -171,7 +171,7 @@ class ProviderConfig:
         *,
         model: str | None = None,
         base_url: str | None = None,
-        api_key_env: str | None | _Unset = _UNSET,
+        api_key_env: str | _Unset | None = _UNSET,
         timeout_s: float | None = None,
         connect_timeout_s: float | None = None,
         max_retries: int | None = None,
@@ -237,7 +237,7 @@ class ProviderConfig:
         if "model" not in values:
             raise ProviderConfigError(
                 "no model is configured",
-                "pass model=..., set STREAMNB_MODEL, or add model = \"...\" under "
+                'pass model=..., set STREAMNB_MODEL, or add model = "..." under '
                 f"{_TABLE} in pyproject.toml",
             )
         # Validate everything but the key first, then read the key from `env`.
@@ -322,8 +322,7 @@ def _read_secret(config: ProviderConfig, env: Mapping[str, str]) -> _Secret:
     if _is_local(config.base_url):
         return _Secret(_NO_KEY_PLACEHOLDER)
     raise ProviderConfigError(
-        f"the credential for {config.base_url} is missing: environment variable {name} "
-        "is not set",
+        f"the credential for {config.base_url} is missing: environment variable {name} is not set",
         f"export {name}=... in the shell that starts Python or Jupyter (never write the key "
         "into a notebook or pyproject.toml), or set STREAMNB_API_KEY_ENV to the name of the "
         "variable that holds it; for a local server that needs no key pass api_key_env=None",
@@ -363,7 +362,7 @@ def _load_table(toml_path: str | os.PathLike[str] | None) -> tuple[dict[str, Any
         raise ProviderConfigError(
             f"{path.name} contains api_key under {_TABLE}; keys must not be stored in files",
             "delete it, export the key in an environment variable and set "
-            "api_key_env = \"THAT_VARIABLE\" instead",
+            'api_key_env = "THAT_VARIABLE" instead',
         )
     unknown = sorted(set(table) - _TOML_KEYS)
     if unknown:

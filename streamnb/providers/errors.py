@@ -6,6 +6,7 @@ catches them with the rest of streamnb::
     StreamnbError
     ├── ProviderConfigError   route, credential or model missing or malformed
     │                         (raised at configuration time, never mid-stream)
+    ├── ToolDefinitionError   a Tool is defined wrongly (bad name, schema, duplicate)
     └── ProviderError         the provider failed a request or a stream: HTTP 4xx/5xx,
                               an ``error`` object mid-stream, a timeout, a dropped
                               connection (carries .status, .retryable, .provider_message)
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from streamnb.errors import StreamnbError
 
-__all__ = ["ProviderConfigError", "ProviderError"]
+__all__ = ["ProviderConfigError", "ProviderError", "ToolDefinitionError"]
 
 
 class ProviderConfigError(StreamnbError):
@@ -33,6 +34,14 @@ class ProviderConfigError(StreamnbError):
         self.problem = problem
         self.fix = fix
         super().__init__(f"{problem}; {fix}" if fix else problem)
+
+
+class ToolDefinitionError(StreamnbError):
+    """A :class:`~streamnb.providers.Tool` is defined wrongly; raised when it is made."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        self.name = name
+        super().__init__(f"tool {name!r} is not valid: {problem}")
 
 
 class ProviderError(StreamnbError):

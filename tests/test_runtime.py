@@ -1,0 +1,552 @@
+"""The runtime's guarantees (design.md, "Semantics the runtime guarantees")."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+import streamnb as sn
+from streamnb.testing import assert_checkpoint, checkpoint_path
+
+
+def handler(kind: str, run, **kw) -> sn.AttachedStreamHandler:
+    return sn.AttachedStreamHandler(kind=kind, run=run, **kw)
+
+
+# --- seed 000: streaming chatbot -----------------------------------------------------
+
+
+async def test_chatbot_completed_path_matches_seed_checkpoint(runtime):
+    session = await runtime.attach("tutorial.streaming_chatbot", {})
+    assert await session.send({"kind": "input", "seq": 0, "payload": "hello"}) == "accepted"
+    frames = await sn.read_until_terminal(session.output, timeout_s=5)
+    assert_checkpoint(frames, "opened -> progress -> output* -> completed")
+    assert [f.seq for f in frames] == list(range(len(frames)))
+    proj = sn.project_attached_stream(frames, session.stream_ref)
+    assert proj.status == "completed"
+    assert proj.text("assistant.delta") == "streamnb reply to hello"
+    events = runtime.ledger.events(kind="tutorial.streaming_chatbot.settled")
+    assert len(events) == 1
+    assert events.payload[0]["kind"] == "completed"
+    assert events.payload[0]["terminal"]["terminal"] == {"ok": True}
+
+
+async def test_chatbot_cancel_path_matches_seed_checkpoint(runtime):
+    session = await runtime.attach("tutorial.streaming_chatbot", {})
+    first = [await session.output.__anext__(), await session.output.__anext__()]
+    assert [f.kind for f in first] == ["opened", "progress"]
+    assert await session.cancel("user pressed stop") == "requested"
+    frames = first + await sn.read_until_terminal(session.output, timeout_s=5)
+    assert_checkpoint(frames, "opened -> progress -> cancelled")
+    assert frames[-1].reason == "user pressed stop"
+    assert frames[-1].terminal == {"cancelled": True}
+    events = runtime.ledger.events(kind="tutorial.streaming_chatbot.settled")
+    assert events.payload.tolist()[0]["kind"] == "cancelled"
+    assert await session.cancel("again") == "already_settled"
+
+
+async def test_cancel_twice_is_already_requested(runtime):
+    session = await runtime.attach("tutorial.streaming_chatbot", {})
+    assert await session.cancel("a") == "requested"
+    assert await session.cancel("b") == "already_requested"
+    terminal = await session.wait(timeout_s=5)
+    assert terminal.reason == "a"
+
+
+# --- seed 001: output-only stream ---------------------------------------------------
+
+
+async def test_output_only_completed_path(runtime):
+    session = await runtime.attach("tutorial.output_only", {})
+    frames = await sn.read_until_terminal(session.output, timeout_s=5)
+    assert checkpoint_path(frames) == "opened -> progress -> output -> completed"
+    proj = sn.project_attached_stream(frames, session.stream_ref)
+    assert proj.status == "completed" and proj.omitted == ()
+    assert list(runtime.ledger.events().kind) == ["tutorial.output_only.completed"]
+
+
+async def test_output_only_detach_continue_still_settles(runtime):
+    session = await runtime.attach("tutorial.output_only", {})
+    await session.detach()
+    assert [f async for f in session.output] == []
+    terminal = await runtime.wait_settled(session.stream_ref, timeout_s=5)
+    assert terminal.kind == "completed"
+    assert list(runtime.ledger.events().kind) == ["tutorial.output_only.completed"]
+
+
+async def test_output_only_explicit_cancel_commits_cancelled_event():
+    gate = asyncio.Event()
+
+    async def run(start, _input, ctx):
+        yield sn.progress({"step": "started"})
+        await gate.wait()
+        if ctx.signal.aborted:
+            yield {"kind": "cancelled", "reason": "cancelled", "terminal": {"cancelled": True}}
+            return
+        yield sn.completed()
+
+    def commit(terminal, tx):
+        tx.insert_event(f"oo.{terminal.kind}", terminal)
+
+    async with sn.StreamRuntime() as rt:
+        rt.register(handler("oo", run, on_detach="continue", commit_terminal=commit))
+        session = await rt.attach("oo")
+        assert await session.cancel("user") == "requested"
+        gate.set()
+        frames = await sn.read_until_terminal(session.output, timeout_s=5)
+        assert_checkpoint(frames, "opened -> progress -> cancelled")
+        ev = rt.ledger.events()
+        assert list(ev.kind) == ["oo.cancelled"]
+        assert ev.payload[0]["kind"] == "cancelled"  # the Frame stored as its JSON form
+
+
+# --- guarantee 1: exactly one terminal, one settlement ---------------------------
+
+
+async def _settle_one(run, **kw):
+    async with sn.StreamRuntime(cancel_grace_s=0.1, force_wait_s=0.1) as rt:
+        rt.register(handler("k", run, **kw))
+        session = await rt.attach("k")
+        frames = await sn.read_until_terminal(session.output, timeout_s=5)
+        streams = rt.ledger.streams()
+        return frames, streams
+
+
+async def test_handler_exception_settles_failed():
+    async def run(start, _input, ctx):
+        yield sn.output("partial")
+        raise ValueError("boom")
+
+    frames, streams = await _settle_one(run)
+    assert frames[-1].kind == "failed" and frames[-1].reason == "handler_error"
+    assert "ValueError: boom" in frames[-1].error
+    assert streams.status.tolist() == ["failed"]
+
+
+async def test_return_without_terminal_settles_failed():
+    async def run(start, _input, ctx):
+        yield sn.output("x")
+
+    frames, streams = await _settle_one(run)
+    assert frames[-1].reason == "no_terminal"
+    assert streams.status.tolist() == ["failed"]
+
+
+async def test_terminal_yielded_twice_gives_one_terminal():
+    async def run(start, _input, ctx):
+        yield sn.completed({"n": 1})
+        yield sn.completed({"n": 2})
+
+    frames, streams = await _settle_one(run)
+    assert [f.kind for f in frames] == ["opened", "completed"]
+    assert frames[-1].terminal == {"n": 1}
+    assert len(streams) == 1
+
+
+async def test_commit_terminal_raising_settles_failed_without_events():
+    async def run(start, _input, ctx):
+        yield sn.completed()
+
+    def commit(terminal, tx):
+        tx.insert_event("never", {})
+        raise RuntimeError("ledger logic bug")
+
+    async with sn.StreamRuntime() as rt:
+        rt.register(handler("k", run, commit_terminal=commit))
+        session = await rt.attach("k")
+        frames = await sn.read_until_terminal(session.output, timeout_s=5)
+        assert frames[-1].kind == "failed"
+        assert frames[-1].reason == "commit_terminal_error"
+        assert len(rt.ledger.events()) == 0
+        assert rt.ledger.streams().status.tolist() == ["failed"]
+
+
+async def test_handler_sql_error_rolls_back_its_writes_and_settles_failed():
+    async def run(start, _input, ctx):
+        yield sn.completed()
+
+    def commit(terminal, tx):
+        tx.insert_event("kept?", {"a": 1})
+        tx.execute("INSERT INTO no_such_table VALUES (1)")
+
+    async with sn.StreamRuntime() as rt:
+        rt.register(handler("k", run, commit_terminal=commit))
+        session = await rt.attach("k")
+        frames = await sn.read_until_terminal(session.output, timeout_s=5)
+        assert frames[-1].reason == "settlement_error"
+        assert len(rt.ledger.events()) == 0
+        row = rt.ledger.streams().iloc[0]
+        assert row.status == "failed" and row.reason == "settlement_error"
+
+
+async def test_invalid_frame_settles_failed_naming_the_frame():
+    async def run(start, _input, ctx):
+        yield {"kind": "output", "payload": "no channel"}
+
+    frames, _ = await _settle_one(run)
+    assert frames[-1].reason == "invalid_frame"
+    assert "channel" in frames[-1].error and "no channel" in frames[-1].error
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"kind": "bogus"},
+        {"kind": "output", "channel": "c", "payload": object()},
+        {"kind": "progress", "payload": float("nan")},
+        {"kind": "opened"},
+        {"kind": "output", "channel": "c", "payload": "x", "extra": 1},
+        "just a string",
+    ],
+)
+async def test_each_invalid_frame_kind_fails_the_stream(bad):
+    async def run(start, _input, ctx):
+        yield bad
+
+    frames, streams = await _settle_one(run)
+    assert frames[-1].kind == "failed" and frames[-1].reason == "invalid_frame"
+    assert streams.status.tolist() == ["failed"]
+
+
+async def test_stubborn_handler_is_forced_and_marked_forced():
+    async def run(start, _input, ctx):
+        yield sn.progress("working")
+        await asyncio.Event().wait()  # ignores the signal
+        yield sn.completed()
+
+    async with sn.StreamRuntime(cancel_grace_s=0.05, force_wait_s=0.05) as rt:
+        rt.register(handler("k", run))
+        session = await rt.attach("k")
+        assert (await session.output.__anext__()).kind == "opened"
+        assert (await session.output.__anext__()).kind == "progress"
+        await session.cancel("stop")
+        frames = await sn.read_until_terminal(session.output, timeout_s=5)
+        assert frames[-1].kind == "cancelled"
+        assert frames[-1].terminal == {"cancelled": True, "forced": True}
+        assert rt.ledger.streams().terminal[0]["forced"] is True
+
+
+async def test_handler_swallowing_cancellation_is_settled_anyway():
+    release = asyncio.Event()
+
+    async def run(start, _input, ctx):
+        yield sn.progress("x")
+        while not release.is_set():
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                continue  # a badly behaved handler
+        yield sn.output("late")
+
+    async with sn.StreamRuntime(cancel_grace_s=0.05, force_wait_s=0.05) as rt:
+        rt.register(handler("k", run))
+        session = await rt.attach("k")
+        await session.cancel("stop")
+        frames = await sn.read_until_terminal(session.output, timeout_s=5)
+        assert frames[-1].terminal["forced"] is True
+        release.set()
+    assert "late" not in [f.payload for f in session.frames()]
+
+
+async def test_aclose_settles_every_open_stream_once():
+    rt = sn.StreamRuntime(cancel_grace_s=0.05, force_wait_s=0.05)
+
+    async def waits(start, input, ctx):
+        yield sn.progress("waiting")
+        async for _ in input:
+            pass
+
+    rt.register(handler("w", waits, mode="bidi"))
+    sessions = [await rt.attach("w") for _ in range(5)]
+    await rt.aclose()
+    streams = rt.ledger.streams()
+    assert streams.status.tolist() == ["cancelled"] * 5
+    assert set(streams.reason) == {"runtime_closed"}
+    for s in sessions:
+        frames = [f async for f in s.output]
+        assert sum(f.is_terminal for f in frames) == 1
+    with pytest.raises(sn.RuntimeClosedError):
+        await rt.attach("w")
+    rt.ledger.close()
+
+
+# --- guarantee 2: settle, then announce -------------------------------------------
+
+
+async def test_terminal_is_announced_only_after_commit(runtime):
+    session = await runtime.attach("tutorial.streaming_chatbot", {})
+    await session.send("hi")
+    async for frame in session.output:
+        if frame.is_terminal:
+            # a fresh query (other thread, same ledger) already sees the settlement
+            assert runtime.ledger.stream_status(session.stream_ref) == "completed"
+            assert len(runtime.ledger.events(stream_ref=session.stream_ref)) == 1
+        else:
+            assert runtime.ledger.stream_status(session.stream_ref) == "open"
+
+
+# --- guarantee 3: cooperative cancel wakes input -----------------------------------
+
+
+async def test_cancel_wakes_handler_blocked_on_input():
+    seen = []
+
+    async def run(start, input, ctx):
+        yield sn.progress("waiting")
+        seen.extend([frame async for frame in input])
+        seen.append(("ended", ctx.signal.aborted, ctx.signal.reason))
+        yield sn.cancelled(ctx.signal.reason or "?")
+
+    async with sn.StreamRuntime(cancel_grace_s=5) as rt:
+        rt.register(handler("b", run, mode="bidi"))
+        session = await rt.attach("b")
+        await session.output.__anext__()
+        await session.output.__anext__()
+        assert await session.cancel("stop now") == "requested"
+        frames = await sn.read_until_terminal(session.output, timeout_s=2)
+        assert seen == [("ended", True, "stop now")]
+        assert frames[-1].terminal == {"cancelled": True}  # cooperative, not forced
+
+
+# --- guarantee 4: detach is not cancel ---------------------------------------------
+
+
+async def test_detach_last_observer_aborts_when_on_detach_abort(runtime):
+    session = await runtime.attach("tutorial.streaming_chatbot", {})
+    await session.detach()
+    terminal = await runtime.wait_settled(session.stream_ref, timeout_s=5)
+    assert terminal.kind == "cancelled"
+    assert runtime.ledger.streams().reason.tolist() == ["detached"]
+
+
+async def test_detach_with_another_observer_does_not_abort(runtime):
+    session = await runtime.attach("tutorial.streaming_chatbot", {})
+    other = await runtime.reattach(session.stream_ref)
+    await session.detach()
+    assert runtime.info(session.stream_ref).cancel_requested is False
+    await other.send("x")
+    frames = await sn.read_until_terminal(other.output, timeout_s=5)
+    assert frames[-1].kind == "completed"
+
+
+# --- guarantee 5: ordered, gap-aware, replay ----------------------------------------
+
+
+async def test_reattach_replays_after_seq(runtime):
+    session = await runtime.attach("tutorial.streaming_chatbot", {})
+    await session.send("hello")
+    frames = await sn.read_until_terminal(session.output, timeout_s=5)
+    again = await runtime.reattach(session.stream_ref, after_seq=2)
+    replay = [f async for f in again.output]
+    assert [f.seq for f in replay] == [f.seq for f in frames if f.seq > 2]
+    assert replay == frames[3:]
+
+
+async def test_retention_gap_is_visible_as_omitted():
+    async def run(start, _input, ctx):
+        for i in range(50):
+            yield sn.output(str(i), "c")
+        yield sn.completed()
+
+    async with sn.StreamRuntime(max_retained_frames=10) as rt:
+        rt.register(handler("r", run))
+        session = await rt.attach("r")
+        await rt.wait_settled(session.stream_ref, timeout_s=5)
+        frames = [f async for f in session.output]
+        proj = sn.project_attached_stream(frames, session.stream_ref)
+        assert proj.status == "completed"
+        assert proj.omitted == tuple(range(frames[0].seq))
+        assert len(frames) == 11  # ten retained outputs plus the terminal, always kept
+        assert frames[-1].kind == "completed"
+
+
+async def test_slow_reader_does_not_stall_handler_or_other_streams():
+    async def run(start, _input, ctx):
+        for i in range(10_000):
+            yield sn.output(i, "n")
+        yield sn.completed()
+
+    async with sn.StreamRuntime() as rt:
+        rt.register(handler("f", run))
+        slow = await rt.attach("f")  # never read while the others run
+        fast = await rt.attach("f")
+        fast_frames = await sn.read_until_terminal(fast.output, timeout_s=10)
+        assert len(fast_frames) == 10_002
+        terminal = await rt.wait_settled(slow.stream_ref, timeout_s=10)
+        assert terminal.kind == "completed"
+        slow_frames = await sn.read_until_terminal(slow.output, timeout_s=10)
+        assert [f.seq for f in slow_frames] == list(range(10_002))
+
+
+# --- guarantee 6: bad input, clear errors, nothing changes ---------------------------
+
+
+async def test_unknown_kind_names_the_known_kinds(runtime):
+    with pytest.raises(sn.UnknownKindError, match=r"tutorial\.output_only"):
+        await runtime.attach("nope")
+    assert len(runtime.ledger.streams()) == 0
+
+
+async def test_rejected_start_carries_issues_and_opens_nothing():
+    def parse(raw):
+        return sn.ParseError(["'topic' is required"]) if "topic" not in raw else sn.ParseOk(raw)
+
+    async def run(start, _input, ctx):
+        yield sn.completed({"topic": start["topic"]})
+
+    async with sn.StreamRuntime() as rt:
+        rt.register(handler("p", run, parse_start=parse))
+        with pytest.raises(sn.StartRejectedError) as info:
+            await rt.attach("p", {})
+        assert info.value.issues == ["'topic' is required"]
+        assert len(rt.ledger.streams()) == 0
+        session = await rt.attach("p", {"topic": "x"})
+        assert (await session.wait(5)).terminal == {"topic": "x"}
+
+
+async def test_send_to_output_only_is_refused(runtime):
+    session = await runtime.attach("tutorial.output_only", {})
+    with pytest.raises(sn.InputNotAcceptedError, match=r"output_only"):
+        await session.send("x")
+
+
+async def test_send_after_settlement_raises_stream_settled(runtime):
+    session = await runtime.attach("tutorial.streaming_chatbot", {})
+    await session.send("x")
+    await session.wait(5)
+    with pytest.raises(sn.StreamSettledError, match="completed"):
+        await session.send("y")
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"kind": "input", "seq": -1, "payload": "x"},
+        {"kind": "input", "seq": "0", "payload": "x"},
+        {"kind": "input", "payload": "x", "streamRef": "st_x"},
+        {"kind": "input", "stream_ref": "st_other", "payload": "x"},
+        {"kind": "input", "payload": {1, 2}},
+        object(),
+    ],
+)
+async def test_malformed_input_is_rejected_and_queues_nothing(runtime, frame):
+    session = await runtime.attach("tutorial.streaming_chatbot", {})
+    with pytest.raises(sn.InvalidFrameError):
+        await session.send(frame)
+    assert await session.send("ok") == "accepted"
+    frames = await sn.read_until_terminal(session.output, timeout_s=5)
+    assert sn.project_attached_stream(frames, session.stream_ref).text().endswith("ok")
+
+
+async def test_input_seq_makes_retries_idempotent():
+    got = []
+
+    async def run(start, input, ctx):
+        async for frame in input:
+            got.append((frame.seq, frame.payload))
+            if len(got) == 2:
+                break
+        yield sn.completed()
+
+    async with sn.StreamRuntime() as rt:
+        rt.register(handler("i", run, mode="bidi"))
+        s = await rt.attach("i")
+        assert await s.send({"kind": "input", "seq": 0, "payload": "a"}) == "accepted"
+        assert await s.send({"kind": "input", "seq": 0, "payload": "a"}) == "duplicate"
+        assert await s.send("b") == "accepted"
+        await s.wait(5)
+        assert got == [(0, "a"), (1, "b")]
+
+
+def test_handler_definition_errors():
+    async def gen(start, input, ctx):
+        yield sn.completed()
+
+    async def coro(start, input, ctx):
+        return None
+
+    with pytest.raises(sn.HandlerDefinitionError, match="mode"):
+        sn.AttachedStreamHandler(kind="k", run=gen, mode="duplex")
+    with pytest.raises(sn.HandlerDefinitionError, match="async generator"):
+        sn.AttachedStreamHandler(kind="k", run=coro)
+    with pytest.raises(sn.HandlerDefinitionError, match="on_detach"):
+        sn.AttachedStreamHandler(kind="k", run=gen, on_detach="ignore")
+
+
+# --- sync facade and loops ----------------------------------------------------------
+
+
+def test_run_facade_in_a_plain_script_keeps_streams_alive_between_calls():
+    from streamnb.demo import chatbot_handler
+
+    rt = sn.StreamRuntime()
+    rt.register(chatbot_handler())
+    session = rt.run(rt.attach("tutorial.streaming_chatbot", {}))
+    rt.run(session.send("hello"))
+    frames = rt.run(sn.read_until_terminal(session.output, timeout_s=5))
+    assert_checkpoint(frames, "opened -> progress -> output* -> completed")
+    rt.close()
+    rt.ledger.close()
+
+
+NESTED_CELL = """
+import asyncio, streamnb as sn
+from streamnb.demo import output_only_handler
+
+async def cell():  # what a Jupyter cell calling runtime.run(...) looks like
+    rt = sn.StreamRuntime()
+    rt.register(output_only_handler())
+    session = rt.run(rt.attach("tutorial.output_only", {}))
+    frames = rt.run(sn.read_until_terminal(session.output, timeout_s=5))
+    await rt.aclose()
+    rt.ledger.close()
+    print(sn.testing.checkpoint_path(frames))
+
+loop = asyncio.new_event_loop()
+loop.run_until_complete(cell())
+loop.close()
+"""
+
+
+def test_run_facade_inside_a_running_loop_uses_nest_asyncio():
+    # a subprocess: nest_asyncio patches asyncio for the whole process, as it does in Jupyter
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", NESTED_CELL], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "opened -> progress -> output -> completed"
+
+
+async def test_runtime_used_from_another_loop_is_a_clear_error(runtime):
+    await runtime.attach("tutorial.output_only", {})
+    errors = []
+
+    def other_thread():
+        async def use():
+            await runtime.attach("tutorial.output_only", {})
+
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(use())
+        except sn.RuntimeClosedError as exc:
+            errors.append(exc)
+        finally:
+            loop.close()
+
+    t = threading.Thread(target=other_thread)
+    t.start()
+    t.join(10)
+    assert errors and "another event loop" in str(errors[0])
+
+
+async def test_read_until_terminal_timeout_keeps_stream_running(runtime):
+    session = await runtime.attach("tutorial.streaming_chatbot", {})
+    with pytest.raises(sn.StreamTimeoutError) as info:
+        await sn.read_until_terminal(session.output, timeout_s=0.05)
+    assert [f.kind for f in info.value.frames] == ["opened", "progress"]
+    assert runtime.info(session.stream_ref).status == "running"
