@@ -25,15 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import inspect
 import secrets
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Coroutine
-from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
 
+from ._stream import _Input, _Output, _State, _Stream
 from .errors import (
     InputNotAcceptedError,
     InvalidFrameError,
@@ -46,8 +45,9 @@ from .errors import (
     UnknownStreamError,
 )
 from .frames import TERMINAL_KINDS, Frame, build_frame, check_json
-from .handler import AbortSignal, AttachedStreamHandler, ParseError, ParseOk, StreamContext
+from .handler import AttachedStreamHandler, ParseError, ParseOk, StreamContext
 from .ledger import Ledger, LedgerTx, Settlement
+from .session import CancelResult, SendResult, Session, StreamInfo
 
 __all__ = [
     "CancelResult",
@@ -58,319 +58,12 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-CancelResult = Literal["requested", "already_requested", "already_settled"]
-SendResult = Literal["accepted", "duplicate"]
 
 _tuple_new = tuple.__new__
 #: frames the pump publishes before it yields to the event loop once (~1 ms of work)
 _FAIRNESS_BATCH = 256
 #: most input frames queued for a handler that is not reading them
 _MAX_INBOX = 1024
-
-
-class _State(enum.Enum):
-    RUNNING = "running"
-    SETTLING = "settling"
-    SETTLED = "settled"
-
-
-class _Stream:
-    """Mutable state of one stream, owned by the runtime (one per stream_ref)."""
-
-    __slots__ = (
-        "base",
-        "driver",
-        "forced",
-        "halt",
-        "handler",
-        "inbox",
-        "inbox_waiter",
-        "input_seqs",
-        "log",
-        "next_input_seq",
-        "next_seq",
-        "observers",
-        "opened_at",
-        "outcome",
-        "pump",
-        "ref",
-        "settled",
-        "signal",
-        "state",
-        "terminal",
-        "timer",
-        "waiters",
-    )
-
-    def __init__(self, handler: AttachedStreamHandler, ref: str, opened_at: float) -> None:
-        self.handler = handler
-        self.ref = ref
-        self.opened_at = opened_at
-        self.log: list[Frame] = []
-        self.base = 0  # seq of log[0] (frames before it were trimmed)
-        self.next_seq = 0
-        self.state = _State.RUNNING
-        self.signal = AbortSignal()
-        self.inbox: deque[Frame] = deque()
-        self.inbox_waiter: asyncio.Future[None] | None = None
-        self.input_seqs: set[int] = set()
-        self.next_input_seq = 0
-        self.waiters: list[asyncio.Future[None]] = []
-        self.observers = 0
-        self.forced = False
-        self.halt = False  # the pump must stop publishing (forced, or settling began)
-        self.terminal: Frame | None = None
-        self.timer: asyncio.TimerHandle | None = None
-        self.driver: asyncio.Task[None] | None = None
-        self.pump: asyncio.Task[Frame | None] | None = None
-        self.outcome: asyncio.Future[None] | None = None
-        self.settled: asyncio.Future[Frame] | None = None
-
-    @property
-    def status(self) -> str:
-        if self.terminal is not None:
-            return self.terminal.kind
-        if self.state is _State.SETTLING:
-            return "settling"
-        return "running" if self.next_seq > 1 else "opened"
-
-    def wake_readers(self) -> None:
-        waiters = self.waiters
-        if waiters:
-            self.waiters = []
-            for w in waiters:
-                if not w.done():
-                    w.set_result(None)
-
-    def wake_input(self) -> None:
-        w = self.inbox_waiter
-        if w is not None and not w.done():
-            w.set_result(None)
-
-
-class _Input:
-    """The ``input`` iterator a bidi handler reads; ends on cancel or settlement."""
-
-    __slots__ = ("_st",)
-
-    def __init__(self, st: _Stream) -> None:
-        self._st = st
-
-    def __aiter__(self) -> _Input:
-        return self
-
-    async def __anext__(self) -> Frame:
-        st = self._st
-        while True:
-            if st.signal.aborted or st.state is not _State.RUNNING:
-                raise StopAsyncIteration
-            if st.inbox:
-                return st.inbox.popleft()
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            st.inbox_waiter = fut
-            try:
-                await fut
-            finally:
-                st.inbox_waiter = None
-
-
-class _Output:
-    """``session.output``: a cursor into the stream's frame log (one iterator per session)."""
-
-    __slots__ = ("_detached", "_next", "_st", "_waiter")
-
-    def __init__(self, st: _Stream, start_seq: int) -> None:
-        self._st = st
-        self._next = start_seq
-        self._detached = False
-        self._waiter: asyncio.Future[None] | None = None
-
-    def __aiter__(self) -> _Output:
-        return self
-
-    async def __anext__(self) -> Frame:
-        st = self._st
-        while True:
-            if self._detached:
-                raise StopAsyncIteration
-            i = self._next - st.base
-            if i < 0:  # trimmed by retention: skip ahead; the seq gap shows it
-                self._next = st.base
-                i = 0
-            log = st.log
-            if i < len(log):
-                frame = log[i]
-                self._next += 1
-                return frame
-            if st.terminal is not None:
-                raise StopAsyncIteration
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiter = fut
-            st.waiters.append(fut)
-            try:
-                await fut
-            finally:
-                self._waiter = None
-
-    @property
-    def next_seq(self) -> int:
-        """The seq this cursor will read next."""
-        return self._next
-
-    def _close(self) -> None:
-        self._detached = True
-        w = self._waiter
-        if w is not None and not w.done():
-            w.set_result(None)
-
-
-@dataclass(frozen=True, slots=True)
-class StreamInfo:
-    """A snapshot of one stream as the runtime sees it (see :meth:`StreamRuntime.info`)."""
-
-    stream_ref: str
-    kind: str
-    mode: str
-    on_detach: str
-    status: str
-    opened_at: float
-    next_seq: int
-    first_retained_seq: int
-    observers: int
-    cancel_requested: bool
-    cancel_reason: str | None
-    terminal: Frame | None
-
-
-class Session:
-    """An observer attached to a stream: reads ``output``, may ``send``, ``cancel``, ``detach``.
-
-    Sessions come from :meth:`StreamRuntime.attach` and :meth:`StreamRuntime.reattach`.
-    ``display(session)`` in Jupyter shows a :class:`~streamnb.StreamWidget`.
-    """
-
-    __slots__ = ("_detached", "_output", "_rt", "_st", "kind", "mode", "stream_ref")
-
-    def __init__(self, rt: StreamRuntime, st: _Stream, start_seq: int) -> None:
-        self._rt = rt
-        self._st = st
-        self.stream_ref = st.ref
-        self.kind = st.handler.kind
-        self.mode = st.handler.mode
-        self._output = _Output(st, start_seq)
-        self._detached = False
-        st.observers += 1
-
-    @property
-    def runtime(self) -> StreamRuntime:
-        """The runtime this session belongs to."""
-        return self._rt
-
-    @property
-    def output(self) -> _Output:
-        """Outbound frames as one async iterator, consumed as it is read.
-
-        It yields :class:`~streamnb.Frame` objects in ``seq`` order, starting
-        with ``opened`` (seq 0) for a fresh attach, and stops after the
-        terminal frame or when this session detaches.
-        """
-        return self._output
-
-    @property
-    def status(self) -> str:
-        """``opened``, ``running``, ``settling``, or the terminal kind once settled."""
-        return self._st.status
-
-    @property
-    def terminal(self) -> Frame | None:
-        """The terminal frame once the stream settled, else None."""
-        return self._st.terminal
-
-    @property
-    def detached(self) -> bool:
-        """True once :meth:`detach` was called."""
-        return self._detached
-
-    async def send(self, frame: Any) -> SendResult:
-        """Send input to a ``bidi`` stream.
-
-        Parameters
-        ----------
-        frame : dict, Frame or JSON value
-            A full input frame ``{"kind": "input", "seq": 0, "payload": ...}``
-            (``stream_ref`` optional, must match) or just the payload. A frame
-            whose ``seq`` was already accepted is a retry and is ignored.
-
-        Returns
-        -------
-        "accepted" or "duplicate"
-
-        Raises
-        ------
-        InputNotAcceptedError
-            The stream is ``output_only``, is being cancelled, or its inbox
-            (1024 unread inputs) is full.
-        StreamSettledError
-            The stream already settled.
-        InvalidFrameError
-            Malformed frame or non-JSON payload. Nothing is queued.
-        """
-        self._rt._check_loop()
-        return self._rt._send(self._st, frame)
-
-    async def cancel(self, reason: str = "cancelled") -> CancelResult:
-        """Ask the stream to stop (cooperative cancel, seed 000's Stop).
-
-        Returns at once: ``"requested"`` the first time, ``"already_requested"``
-        after that, ``"already_settled"`` once the stream has ended.
-        The terminal frame follows on ``output``.
-        """
-        self._rt._check_loop()
-        return self._rt._cancel(self._st, str(reason))
-
-    async def detach(self) -> None:
-        """Stop observing: ``output`` ends. Not a cancel (seed 001).
-
-        If this was the last observer of an ``on_detach="abort"`` stream, the
-        stream is cancelled with reason ``"detached"``. Idempotent.
-        """
-        self._rt._check_loop()
-        self._detach_now()
-
-    def _detach_now(self) -> None:
-        if self._detached:
-            return
-        self._detached = True
-        self._output._close()
-        st = self._st
-        st.observers -= 1
-        if st.observers <= 0 and st.handler.on_detach == "abort" and st.state is _State.RUNNING:
-            self._rt._cancel(st, "detached")
-
-    async def wait(self, timeout_s: float | None = None) -> Frame:
-        """Wait until the stream settles and return its terminal frame.
-
-        Does not consume ``output``. Raises :class:`~streamnb.StreamTimeoutError`
-        after ``timeout_s`` seconds (the stream keeps running).
-        """
-        self._rt._check_loop()
-        return await self._rt.wait_settled(self.stream_ref, timeout_s=timeout_s)
-
-    def frames(self) -> list[Frame]:
-        """A snapshot of every retained outbound frame so far (does not move ``output``)."""
-        return list(self._st.log)
-
-    def __repr__(self) -> str:
-        return (
-            f"<Session {self.stream_ref} kind={self.kind!r} mode={self.mode} status={self.status}>"
-        )
-
-    def _ipython_display_(self) -> None:  # pragma: no cover - exercised in Jupyter tests
-        from IPython.display import display
-
-        from .widget import StreamWidget
-
-        display(StreamWidget(self))  # type: ignore[no-untyped-call]
 
 
 class StreamRuntime:
@@ -1084,10 +777,3 @@ async def read_until_terminal(
         err.frames = frames  # type: ignore[attr-defined]
         raise err from None
     return frames
-
-
-def _noop_coro() -> Coroutine[Any, Any, None]:  # pragma: no cover - typing helper
-    async def _c() -> None:
-        return None
-
-    return _c()

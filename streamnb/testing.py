@@ -1,4 +1,9 @@
-"""Test helpers: checkpoint-path assertions and a fake token source.
+"""Test helpers: checkpoint paths, a fake token source, and pressing widget buttons.
+
+The widget helpers (:func:`press_stop`, :func:`press_send`, ...) drive a
+:class:`~streamnb.StreamWidget` or :class:`~streamnb.ChatWidget` through the same
+custom-message path the browser uses, so notebooks run under nbval can show the
+Stop and Send paths without a browser (see :mod:`streamnb.testing_widget`).
 
 Checkpoint paths are the seeds' notation for an expected frame sequence
 (seed 000 and 001)::
@@ -22,15 +27,33 @@ from typing import Any
 
 from .errors import StreamnbError
 from .frames import Frame
+from .testing_widget import (
+    WidgetLike,
+    press_enter,
+    press_escape,
+    press_hello,
+    press_send,
+    press_stop,
+    recorded_messages,
+    wait_settled,
+)
 
 __all__ = [
     "CheckpointMismatch",
     "CheckpointSyntaxError",
     "FakeTokenSource",
+    "WidgetLike",
     "assert_checkpoint",
     "checkpoint_path",
     "fake_tokens",
     "lorem_tokens",
+    "press_enter",
+    "press_escape",
+    "press_hello",
+    "press_send",
+    "press_stop",
+    "recorded_messages",
+    "wait_settled",
 ]
 
 _LETTERS = {

@@ -1,0 +1,166 @@
+"""Sessions: observers attached to a stream (read ``output``, ``send``, ``cancel``, ``detach``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from ._stream import _Output, _State, _Stream
+from .frames import Frame
+
+if TYPE_CHECKING:
+    from .runtime import StreamRuntime
+
+__all__ = ["CancelResult", "SendResult", "Session", "StreamInfo"]
+
+CancelResult = Literal["requested", "already_requested", "already_settled"]
+SendResult = Literal["accepted", "duplicate"]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    """A snapshot of one stream as the runtime sees it (see :meth:`StreamRuntime.info`)."""
+
+    stream_ref: str
+    kind: str
+    mode: str
+    on_detach: str
+    status: str
+    opened_at: float
+    next_seq: int
+    first_retained_seq: int
+    observers: int
+    cancel_requested: bool
+    cancel_reason: str | None
+    terminal: Frame | None
+
+
+class Session:
+    """An observer attached to a stream: reads ``output``, may ``send``, ``cancel``, ``detach``.
+
+    Sessions come from :meth:`StreamRuntime.attach` and :meth:`StreamRuntime.reattach`.
+    ``display(session)`` in Jupyter shows a :class:`~streamnb.StreamWidget`.
+    """
+
+    __slots__ = ("_detached", "_output", "_rt", "_st", "kind", "mode", "stream_ref")
+
+    def __init__(self, rt: StreamRuntime, st: _Stream, start_seq: int) -> None:
+        self._rt = rt
+        self._st = st
+        self.stream_ref = st.ref
+        self.kind = st.handler.kind
+        self.mode = st.handler.mode
+        self._output = _Output(st, start_seq)
+        self._detached = False
+        st.observers += 1
+
+    @property
+    def runtime(self) -> StreamRuntime:
+        """The runtime this session belongs to."""
+        return self._rt
+
+    @property
+    def output(self) -> _Output:
+        """Outbound frames as one async iterator, consumed as it is read.
+
+        It yields :class:`~streamnb.Frame` objects in ``seq`` order, starting
+        with ``opened`` (seq 0) for a fresh attach, and stops after the
+        terminal frame or when this session detaches.
+        """
+        return self._output
+
+    @property
+    def status(self) -> str:
+        """``opened``, ``running``, ``settling``, or the terminal kind once settled."""
+        return self._st.status
+
+    @property
+    def terminal(self) -> Frame | None:
+        """The terminal frame once the stream settled, else None."""
+        return self._st.terminal
+
+    @property
+    def detached(self) -> bool:
+        """True once :meth:`detach` was called."""
+        return self._detached
+
+    async def send(self, frame: Any) -> SendResult:
+        """Send input to a ``bidi`` stream.
+
+        Parameters
+        ----------
+        frame : dict, Frame or JSON value
+            A full input frame ``{"kind": "input", "seq": 0, "payload": ...}``
+            (``stream_ref`` optional, must match) or just the payload. A frame
+            whose ``seq`` was already accepted is a retry and is ignored.
+
+        Returns
+        -------
+        "accepted" or "duplicate"
+
+        Raises
+        ------
+        InputNotAcceptedError
+            The stream is ``output_only``, is being cancelled, or its inbox
+            (1024 unread inputs) is full.
+        StreamSettledError
+            The stream already settled.
+        InvalidFrameError
+            Malformed frame or non-JSON payload. Nothing is queued.
+        """
+        self._rt._check_loop()
+        return self._rt._send(self._st, frame)
+
+    async def cancel(self, reason: str = "cancelled") -> CancelResult:
+        """Ask the stream to stop (cooperative cancel, seed 000's Stop).
+
+        Returns at once: ``"requested"`` the first time, ``"already_requested"``
+        after that, ``"already_settled"`` once the stream has ended.
+        The terminal frame follows on ``output``.
+        """
+        self._rt._check_loop()
+        return self._rt._cancel(self._st, str(reason))
+
+    async def detach(self) -> None:
+        """Stop observing: ``output`` ends. Not a cancel (seed 001).
+
+        If this was the last observer of an ``on_detach="abort"`` stream, the
+        stream is cancelled with reason ``"detached"``. Idempotent.
+        """
+        self._rt._check_loop()
+        self._detach_now()
+
+    def _detach_now(self) -> None:
+        if self._detached:
+            return
+        self._detached = True
+        self._output._close()
+        st = self._st
+        st.observers -= 1
+        if st.observers <= 0 and st.handler.on_detach == "abort" and st.state is _State.RUNNING:
+            self._rt._cancel(st, "detached")
+
+    async def wait(self, timeout_s: float | None = None) -> Frame:
+        """Wait until the stream settles and return its terminal frame.
+
+        Does not consume ``output``. Raises :class:`~streamnb.StreamTimeoutError`
+        after ``timeout_s`` seconds (the stream keeps running).
+        """
+        self._rt._check_loop()
+        return await self._rt.wait_settled(self.stream_ref, timeout_s=timeout_s)
+
+    def frames(self) -> list[Frame]:
+        """A snapshot of every retained outbound frame so far (does not move ``output``)."""
+        return list(self._st.log)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Session {self.stream_ref} kind={self.kind!r} mode={self.mode} status={self.status}>"
+        )
+
+    def _ipython_display_(self) -> None:  # pragma: no cover - exercised in Jupyter tests
+        from IPython.display import display
+
+        from .widget import StreamWidget
+
+        display(StreamWidget(self))  # type: ignore[no-untyped-call]

@@ -1,0 +1,245 @@
+// streamnb StreamWidget front end (anywidget AFM).
+//
+// Text arrives as batched "delta" custom messages (see streamnb/widget/_protocol.py).
+// `initialize` keeps one text store per model, fed from the model's first message, so
+// every view of the model (a re-display, a second view) renders the full text at once.
+// A model created after deltas were sent (page reload: `_flushed` is already true) asks
+// the kernel with {type: "hello"} and takes the "snapshot" answer; from then on it
+// applies only the delta whose from_seq is last_seq + 1: no duplicates, no gaps. Stream text only ever enters the DOM as text
+// nodes (textContent / appendData), never as HTML.
+
+const STORES = new Map(); // model _uid -> store
+
+function getStore(uid) {
+  let store = STORES.get(uid);
+  if (store === undefined) {
+    // lastSeq === null: not in sync yet (waiting for a snapshot or for the first delta)
+    store = { lastSeq: null, texts: new Map(), listeners: new Set() };
+    STORES.set(uid, store);
+  }
+  return store;
+}
+
+function notify(store, event) {
+  for (const listener of store.listeners) listener(event);
+}
+
+function resetStore(store, texts, upToSeq) {
+  store.texts = new Map(Object.entries(texts || {}));
+  store.lastSeq = upToSeq;
+  notify(store, { type: "reset" });
+}
+
+function applyMessage(store, model, msg) {
+  if (!msg || typeof msg !== "object") return;
+  if (msg.type === "snapshot") {
+    if (store.lastSeq !== null && msg.upto_seq <= store.lastSeq) return; // already have it
+    resetStore(store, msg.texts, msg.upto_seq);
+  } else if (msg.type === "delta") {
+    if (store.lastSeq === null) {
+      if (msg.from_seq !== 0) return; // the snapshot we asked for will include it
+      store.lastSeq = -1; // the stream's very first delta: nothing was missed
+    }
+    if (msg.to_seq <= store.lastSeq) return; // duplicate
+    if (msg.from_seq !== store.lastSeq + 1) {
+      store.lastSeq = null; // gap: ask for a snapshot again
+      model.send({ type: "hello" });
+      return;
+    }
+    for (const [channel, text] of Object.entries(msg.chunks)) {
+      store.texts.set(channel, (store.texts.get(channel) || "") + text);
+    }
+    store.lastSeq = msg.to_seq;
+    notify(store, { type: "append", chunks: msg.chunks });
+  }
+}
+
+function initialize({ model }) {
+  const uid = model.get("_uid");
+  const store = getStore(uid);
+  const onMessage = (msg) => applyMessage(store, model, msg);
+  const onSettled = () => {
+    // A store that never got in sync takes the final text kept in the model's state.
+    if (model.get("settled") && store.lastSeq === null) {
+      resetStore(store, model.get("final_texts"), Number.POSITIVE_INFINITY);
+    }
+  };
+  model.on("msg:custom", onMessage);
+  model.on("change:settled", onSettled);
+  if (model.get("settled")) {
+    onSettled(); // a saved notebook, or a reload after the end: the state has it all
+  } else if (model.get("_flushed")) {
+    model.send({ type: "hello" }); // created late (page reload): deltas were missed
+  } // else: a new model; the first delta (from_seq 0) starts it, no snapshot needed
+  return () => {
+    model.off("msg:custom", onMessage);
+    model.off("change:settled", onSettled);
+    STORES.delete(uid);
+  };
+}
+
+function element(tag, className, attributes = {}) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+  return node;
+}
+
+function describeProgress(progress) {
+  if (progress === null || progress === undefined) return "";
+  if (typeof progress !== "object" || Array.isArray(progress)) return JSON.stringify(progress);
+  return Object.entries(progress)
+    .map(([key, value]) => `${key}: ${typeof value === "string" ? value : JSON.stringify(value)}`)
+    .join(" · ");
+}
+
+function render({ model, el }) {
+  const store = getStore(model.get("_uid"));
+  const cleanups = [];
+  const listen = (target, event, handler) => {
+    target.addEventListener(event, handler);
+    cleanups.push(() => target.removeEventListener(event, handler));
+  };
+  const watch = (event, handler) => {
+    model.on(event, handler);
+    cleanups.push(() => model.off(event, handler));
+  };
+
+  const root = element("div", "streamnb");
+  const header = element("div", "streamnb-header");
+  const status = element("div", "streamnb-status", { role: "status" });
+  const dot = element("span", "streamnb-dot", { "aria-hidden": "true" });
+  const statusText = element("span", "streamnb-status-text");
+  status.append(dot, statusText);
+  const kind = element("span", "streamnb-kind");
+  const stop = element("button", "streamnb-button streamnb-stop", { type: "button" });
+  stop.textContent = "Stop";
+  header.append(status, kind, stop);
+
+  const progress = element("div", "streamnb-progress");
+  const log = element("div", "streamnb-log", {
+    role: "log",
+    "aria-live": "polite",
+    "aria-label": "Stream output",
+    tabindex: "0",
+  });
+  const main = element("div", "streamnb-main");
+  const mainText = document.createTextNode("");
+  main.append(mainText);
+  const channels = element("div", "streamnb-channels");
+  log.append(main, channels);
+  const error = element("div", "streamnb-error", { role: "alert" });
+  root.append(header, progress, log, error);
+
+  let input = null;
+  let send = null;
+  if (model.get("mode") === "bidi") {
+    const form = element("div", "streamnb-input");
+    input = element("input", "streamnb-message", {
+      type: "text",
+      "aria-label": "Message",
+      placeholder: "Message (Enter sends, Escape stops)",
+      autocomplete: "off",
+      // Enter and Escape belong to this box, not to JupyterLab's notebook shortcuts.
+      "data-lm-suppress-shortcuts": "true",
+    });
+    send = element("button", "streamnb-button streamnb-send", { type: "button" });
+    send.textContent = "Send";
+    form.append(input, send);
+    root.append(form);
+  }
+  el.append(root);
+
+  // --- text ---------------------------------------------------------------------------
+  const nodes = new Map(); // channel -> Text node
+  const textNode = (channel) => {
+    if (channel === model.get("main_channel")) return mainText;
+    let node = nodes.get(channel);
+    if (node === undefined) {
+      const section = element("section", "streamnb-channel");
+      const label = element("div", "streamnb-channel-label");
+      label.textContent = channel;
+      const body = element("div", "streamnb-channel-text");
+      node = document.createTextNode("");
+      body.append(node);
+      section.append(label, body);
+      section.setAttribute("aria-label", channel);
+      channels.append(section);
+      nodes.set(channel, node);
+    }
+    return node;
+  };
+  const nearBottom = () => log.scrollHeight - log.scrollTop - log.clientHeight < 8;
+  const onStore = (event) => {
+    const follow = nearBottom();
+    if (event.type === "reset") {
+      mainText.data = "";
+      for (const node of nodes.values()) node.data = "";
+      for (const [channel, text] of store.texts) textNode(channel).data = text;
+    } else {
+      for (const [channel, text] of Object.entries(event.chunks)) textNode(channel).appendData(text);
+    }
+    if (follow) log.scrollTop = log.scrollHeight;
+  };
+  store.listeners.add(onStore);
+  cleanups.push(() => store.listeners.delete(onStore));
+  onStore({ type: "reset" });
+
+  // --- state --------------------------------------------------------------------------
+  const showState = () => {
+    const state = model.get("status") || "opened";
+    const reason = model.get("reason");
+    statusText.textContent = reason && reason !== state ? `${state} — ${reason}` : state;
+    root.dataset.status = state;
+    kind.textContent = model.get("kind");
+    const settled = model.get("settled");
+    stop.disabled = settled;
+    if (input !== null) {
+      input.disabled = settled;
+      send.disabled = settled;
+    }
+    const progressText = describeProgress(model.get("progress"));
+    // once settled the last progress is history, and says so
+    progress.textContent = settled && progressText ? `last progress · ${progressText}` : progressText;
+    progress.hidden = progressText === "";
+    error.textContent = model.get("error") || "";
+    error.hidden = !model.get("error");
+  };
+  for (const name of ["status", "reason", "settled", "progress", "error", "kind"]) {
+    watch(`change:${name}`, showState);
+  }
+  showState();
+
+  // --- actions ------------------------------------------------------------------------
+  const pressStop = () => {
+    if (!stop.disabled) model.send({ type: "stop" });
+  };
+  const pressSend = () => {
+    if (input === null || send.disabled) return;
+    const text = input.value;
+    if (text.trim() === "") return;
+    model.send({ type: "send", text });
+    input.value = "";
+  };
+  listen(stop, "click", pressStop);
+  if (input !== null) {
+    listen(send, "click", pressSend);
+    listen(input, "keydown", (event) => {
+      if (event.isComposing) return;
+      if (event.key === "Enter" && !event.shiftKey) {
+        event.preventDefault();
+        pressSend();
+      } else if (event.key === "Escape") {
+        event.preventDefault();
+        pressStop();
+      }
+    });
+  }
+
+  return () => {
+    for (const cleanup of cleanups.splice(0)) cleanup();
+    root.remove();
+  };
+}
+
+export default { initialize, render };

@@ -1,0 +1,18 @@
+"""The Jupyter layer: :class:`StreamWidget` and :class:`ChatWidget` (anywidget).
+
+Imported lazily by ``streamnb`` (``sn.StreamWidget``), so the core never loads
+Jupyter packages. The front end lives in ``streamnb/static/`` (``widget.js``,
+``chat.js``, ``widget.css``); the message protocol is in ``_protocol.py``.
+
+Departure from the seeds: the seeds' browser UIs receive every token as its
+own message; here tokens are batched into deltas of at most one message per
+``flush_interval_s`` per widget, because jupyter_server drops iopub messages
+above 1000 per second.
+"""
+
+from __future__ import annotations
+
+from ._chat import ChatWidget
+from ._stream import StreamWidget
+
+__all__ = ["ChatWidget", "StreamWidget"]

@@ -1,0 +1,358 @@
+"""Batching stream frames into widget deltas, and handing work to the runtime's loop.
+
+A :class:`Follower` reads one stream's frame log through ``runtime.follow`` (a
+cursor that is not an observer, so the user's ``session.output`` is never
+consumed) and folds the frames into text per channel. It does not send one
+message per frame: the first frame after a quiet spell is flushed on the next
+loop turn, later ones at most every ``flush_interval_s``, and the terminal frame
+at once. So a widget sends at most ``1 / flush_interval_s`` deltas per second
+whatever the token rate (jupyter_server drops iopub messages above 1000/s), and
+each delta carries only the new text.
+
+:class:`LoopBridge` runs a callable on the runtime's loop thread: directly when
+already there, else through ``loop.call_soon_threadsafe``. Widget messages may
+arrive on a kernel subshell thread (ipykernel 7 with JupyterLab 4.4), and all
+widget state is only touched on the loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from ..errors import UnknownStreamError
+from ..frames import TERMINAL_KINDS, Frame
+from ..runtime import StreamRuntime
+from ._protocol import DeltaMsg, SnapshotMsg
+
+__all__ = [
+    "DEFAULT_FLUSH_INTERVAL_S",
+    "Follower",
+    "LoopBridge",
+    "check_flush_interval",
+    "output_text",
+    "spawn",
+]
+
+#: seconds between two deltas of one widget (about 30 messages per second)
+DEFAULT_FLUSH_INTERVAL_S = 0.033
+
+
+def check_flush_interval(flush_interval_s: float) -> float:
+    """Validate ``flush_interval_s`` (seconds, 0.001 to 5); returns it as a float."""
+    value = float(flush_interval_s)
+    if not (math.isfinite(value) and 0.001 <= value <= 5.0):
+        raise ValueError(
+            f"flush_interval_s is seconds between deltas, 0.001 to 5.0; got {flush_interval_s!r}"
+        )
+    return value
+
+
+def output_text(frame: Frame) -> str:
+    """The text an ``output`` frame adds to its channel (JSON for non-string payloads)."""
+    payload = frame.payload
+    if isinstance(payload, str):
+        return payload
+    return json.dumps(payload, ensure_ascii=False)
+
+
+class LoopBridge:
+    """Run callables on a runtime's loop thread, from any thread.
+
+    Parameters
+    ----------
+    runtime : StreamRuntime
+        Its loop is looked up at each call. A runtime not bound to a loop yet
+        (nothing attached so far) uses the loop that was running when the bridge
+        was made, which in Jupyter is the kernel's loop the runtime will bind to.
+    """
+
+    __slots__ = ("_fallback", "runtime")
+
+    def __init__(self, runtime: StreamRuntime) -> None:
+        self.runtime = runtime
+        try:
+            self._fallback: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._fallback = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The runtime's loop, else the loop running when the bridge was made, else None."""
+        return self.runtime.loop or self._fallback
+
+    @property
+    def usable(self) -> bool:
+        """True while the loop exists and is not closed."""
+        return self.loop is not None and not self.loop.is_closed()
+
+    def on_loop_thread(self) -> bool:
+        """True when called from inside the running loop (its own thread)."""
+        try:
+            return asyncio.get_running_loop() is self.loop
+        except RuntimeError:
+            return False
+
+    def call(self, fn: Callable[..., object], *args: Any) -> bool:
+        """Run ``fn(*args)`` on the loop thread; returns False if the loop is gone.
+
+        On the loop thread it runs now; from elsewhere it is queued with
+        ``call_soon_threadsafe`` (and runs when that loop next runs, which for a
+        script's runtime is its next ``runtime.run``).
+        """
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return False
+        if self.on_loop_thread():
+            fn(*args)
+            return True
+        try:
+            loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # closed between the check and the call
+            return False
+        return True
+
+
+class Follower:
+    """Fold one stream's frames into text per channel and emit batched deltas.
+
+    Must be used on the runtime's loop thread. ``emit(delta, settled)`` is called
+    once per flush with the delta and whether the terminal frame was in it;
+    after that the follower's ``status``, ``progress``, ``terminal`` and
+    :meth:`texts` describe everything flushed.
+
+    Parameters
+    ----------
+    runtime : StreamRuntime
+    stream_ref : str
+    emit : callable ``(DeltaMsg, bool) -> None``
+    flush_interval_s : float
+        Seconds between deltas.
+    """
+
+    def __init__(
+        self,
+        runtime: StreamRuntime,
+        stream_ref: str,
+        emit: Callable[[DeltaMsg, bool], None],
+        flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
+    ) -> None:
+        self.runtime = runtime
+        self.stream_ref = stream_ref
+        self.flush_interval_s = check_flush_interval(flush_interval_s)
+        self.upto_seq = -1
+        self.status = "opened"
+        self.progress: Any = None
+        self.terminal: Frame | None = None
+        self.deltas_sent = 0
+        self._emit = emit
+        self._parts: dict[str, list[str]] = {}
+        self._pending: list[Frame] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._last_flush = -math.inf
+        self._task: asyncio.Task[None] | None = None
+        self._waiters: list[asyncio.Future[None]] = []
+
+    # --- state ------------------------------------------------------------------------
+
+    @property
+    def settled(self) -> bool:
+        """True once the terminal frame was flushed."""
+        return self.terminal is not None
+
+    def texts(self) -> dict[str, str]:
+        """Flushed text per channel (joined once, then kept joined)."""
+        out = {}
+        for channel, parts in self._parts.items():
+            if len(parts) > 1:
+                parts[:] = ["".join(parts)]
+            out[channel] = parts[0] if parts else ""
+        return out
+
+    def live_texts(self) -> dict[str, str]:
+        """Text per channel including frames not flushed (or not read) yet."""
+        texts = self.texts()
+        after = self.upto_seq
+        try:
+            unread = self.runtime.frames(self.stream_ref, after)
+        except UnknownStreamError:  # evicted from memory: what was read is all there is
+            unread = self._pending
+        for frame in unread:
+            if frame.kind == "output" and frame.channel is not None:
+                texts[frame.channel] = texts.get(frame.channel, "") + output_text(frame)
+        return texts
+
+    def reason(self) -> str:
+        """The terminal's reason; for a bare ``cancelled`` the reason given to ``cancel``.
+
+        Seed handlers settle a cancel with ``reason="cancelled"``; the widget
+        shows why it was cancelled (``"user pressed stop"``) instead.
+        """
+        terminal = self.terminal
+        if terminal is None:
+            return ""
+        reason = terminal.reason or ""
+        if terminal.kind == "cancelled" and reason in ("", "cancelled"):
+            try:
+                reason = self.runtime.info(self.stream_ref).cancel_reason or reason
+            except UnknownStreamError:
+                pass
+        return reason
+
+    def snapshot(self) -> SnapshotMsg:
+        """Everything flushed so far, for a view that asked with ``hello``."""
+        return {
+            "type": "snapshot",
+            "upto_seq": self.upto_seq,
+            "texts": self.texts(),
+            "status": self.status,
+        }
+
+    # --- task -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the reading task on the running loop (call on the loop thread)."""
+        if self._task is None:
+            loop = asyncio.get_running_loop()
+            self._task = loop.create_task(self._read(), name=f"streamnb:widget:{self.stream_ref}")
+
+    def stop(self) -> None:
+        """Cancel the reading task and any pending flush (idempotent)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self._wake(None)
+
+    @property
+    def done(self) -> bool:
+        """True once the reading task ended (settled, stopped or failed)."""
+        return self._task is not None and self._task.done()
+
+    async def wait(self, timeout_s: float | None = None) -> None:
+        """Wait until the terminal frame was flushed (or the follower stopped).
+
+        Raises
+        ------
+        TimeoutError
+            ``timeout_s`` seconds passed first.
+        """
+        if self.settled or self.done:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout_s)
+        except asyncio.TimeoutError:
+            raise TimeoutError(
+                f"stream {self.stream_ref} did not settle in the widget within {timeout_s} s"
+            ) from None
+        finally:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(fut)
+
+    def _wake(self, _: object) -> None:
+        waiters, self._waiters = self._waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    async def _read(self) -> None:
+        loop = asyncio.get_running_loop()
+        runtime, ref = self.runtime, self.stream_ref
+        last = self.upto_seq
+        try:
+            while True:
+                # A fresh cursor per wake-up is cheap; it only waits for seq > last. What is
+                # then available is taken as one slice of the log, not frame by frame.
+                cursor = runtime.follow(ref, last)
+                try:
+                    first = await cursor.__anext__()
+                except StopAsyncIteration:
+                    return
+                try:
+                    batch = runtime.frames(ref, last)
+                except UnknownStreamError:  # settled and evicted meanwhile: read it out
+                    batch = [first]
+                    batch += [frame async for frame in cursor]
+                if not batch:  # pragma: no cover - the cursor just saw a frame
+                    batch = [first]
+                self._pending += batch
+                last = batch[-1].seq
+                if batch[-1].kind in TERMINAL_KINDS:
+                    self.flush()
+                    return
+                if self._timer is None:
+                    due = max(loop.time(), self._last_flush + self.flush_interval_s)
+                    self._timer = loop.call_at(due, self.flush)
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._wake(None)
+
+    # --- flushing ---------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Fold the pending frames and emit them as one delta (no-op when none)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        frames = self._pending
+        if not frames:
+            return
+        self._pending = []
+        chunks: dict[str, list[str]] = {}
+        for frame in frames:
+            kind = frame.kind
+            if kind == "output":
+                chunks.setdefault(frame.channel or "output", []).append(output_text(frame))
+            elif kind == "progress":
+                self.progress = frame.payload
+            elif kind in TERMINAL_KINDS:
+                self.terminal = frame
+        last = frames[-1]
+        if self.terminal is not None:
+            self.status = self.terminal.kind
+        elif last.seq > 0:
+            self.status = "running"
+        joined = {channel: "".join(parts) for channel, parts in chunks.items()}
+        for channel, text in joined.items():
+            self._parts.setdefault(channel, []).append(text)
+        delta: DeltaMsg = {
+            "type": "delta",
+            "from_seq": self.upto_seq + 1,
+            "to_seq": last.seq,
+            "chunks": joined,
+            "status": self.status,
+        }
+        self.upto_seq = last.seq
+        self._last_flush = asyncio.get_running_loop().time()
+        self.deltas_sent += 1
+        self._emit(delta, self.terminal is not None)
+        if self.terminal is not None:
+            self._wake(None)
+
+
+def spawn(
+    tasks: set[asyncio.Task[Any]],
+    coro: Coroutine[Any, Any, Any],
+    on_error: Callable[[BaseException], None],
+    name: str,
+) -> asyncio.Task[Any]:
+    """Create a task on the running loop, owned by ``tasks``; report its error, if any."""
+    task = asyncio.get_running_loop().create_task(coro, name=name)
+    tasks.add(task)
+
+    def _done(t: asyncio.Task[Any]) -> None:
+        tasks.discard(t)
+        if not t.cancelled() and t.exception() is not None:
+            on_error(t.exception())  # type: ignore[arg-type]
+
+    task.add_done_callback(_done)
+    return task

@@ -1,0 +1,249 @@
+"""``StreamWidget``: one attached stream in a notebook, with Stop and (for bidi) a message box."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import traitlets
+
+from ..errors import StreamnbError
+from ..runtime import Session, StreamRuntime
+from ._batcher import (
+    DEFAULT_FLUSH_INTERVAL_S,
+    Follower,
+    LoopBridge,
+    check_flush_interval,
+    spawn,
+)
+from ._protocol import DeltaMsg, InboundMsg, parse_inbound
+
+__all__ = ["StreamWidget"]
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+STOP_REASON = "user pressed stop"
+
+
+class StreamWidget(anywidget.AnyWidget):
+    """Watch an attached stream in Jupyter: status, progress, text as it arrives, Stop, Send.
+
+    ``display(session)`` shows one of these. Creating it returns at once: a task
+    on the runtime's loop (the kernel's loop in Jupyter) reads the stream's
+    frame log and sends the new text to the browser in batched deltas, at most
+    one per ``flush_interval_s``. It reads through ``runtime.follow``, so it
+    never consumes ``session.output``: a cell may still ``await session.wait()``
+    or ``read_until_terminal(session.output)``.
+
+    The **Stop** button calls ``session.cancel("user pressed stop")``; for
+    ``bidi`` streams the **Message** box and **Send** button (Enter sends,
+    Escape stops) call ``session.send(text)``. Both work while the kernel is
+    idle and from a kernel subshell thread. Errors of those calls (for example
+    :class:`~streamnb.StreamSettledError`) go to the ``error`` trait, which the
+    widget shows.
+
+    Parameters
+    ----------
+    session : Session
+        From ``runtime.attach`` or ``runtime.reattach``. The widget shows the
+        stream from its first retained frame, whatever the session has read.
+    flush_interval_s : float, default 0.033
+        Seconds between two deltas (0.001 to 5).
+
+    Attributes
+    ----------
+    stream_ref, kind, mode : str
+        The stream's identity.
+    status : str
+        ``opened``, ``running``, then ``completed``, ``cancelled`` or ``failed``.
+    reason, error : str
+        Why the stream ended (for a cancel, the reason given to ``cancel``,
+        e.g. ``"user pressed stop"``) and the error; ``error`` also shows a rejected Stop or
+        Send (the last error wins). Empty when there is none.
+    progress : JSON value
+        Payload of the latest ``progress`` frame (None before any).
+    final_texts : dict of str to str
+        Text per channel, set once when the stream settles, so a saved
+        notebook shows the result without a kernel.
+    settled : bool
+        True once the terminal frame reached the widget.
+
+    Raises
+    ------
+    TypeError
+        ``session`` is not a :class:`~streamnb.Session`.
+    ValueError
+        ``flush_interval_s`` is out of range.
+
+    Examples
+    --------
+    >>> session = await runtime.attach("tutorial.streaming_chatbot", {})  # doctest: +SKIP
+    >>> widget = sn.StreamWidget(session)                                  # doctest: +SKIP
+    >>> widget                       # shows it; or just display(session)  # doctest: +SKIP
+    >>> await widget.wait_settled(timeout_s=30)                            # doctest: +SKIP
+    >>> widget.text()                                                      # doctest: +SKIP
+    """
+
+    _esm = STATIC / "widget.js"
+    _css = STATIC / "widget.css"
+    _closed = False
+
+    stream_ref = traitlets.Unicode("").tag(sync=True)
+    kind = traitlets.Unicode("").tag(sync=True)
+    mode = traitlets.Unicode("output_only").tag(sync=True)
+    status = traitlets.Unicode("opened").tag(sync=True)
+    reason = traitlets.Unicode("").tag(sync=True)
+    error = traitlets.Unicode("").tag(sync=True)
+    progress = traitlets.Any(None, allow_none=True).tag(sync=True)
+    final_texts = traitlets.Dict(value_trait=traitlets.Unicode()).tag(sync=True)
+    settled = traitlets.Bool(False).tag(sync=True)
+    main_channel = traitlets.Unicode("assistant.delta").tag(sync=True)
+    #: ties the browser's per-model text store to its views
+    _uid = traitlets.Unicode("").tag(sync=True)
+    #: a delta was sent: a model created from now on (page reload) must ask for a snapshot
+    _flushed = traitlets.Bool(False).tag(sync=True)
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
+        **kwargs: Any,
+    ) -> None:
+        if not isinstance(session, Session):
+            raise TypeError(
+                f"StreamWidget takes a streamnb Session (from runtime.attach), "
+                f"got {type(session).__name__}"
+            )
+        interval_s = check_flush_interval(flush_interval_s)
+        runtime = session.runtime
+        super().__init__(
+            stream_ref=session.stream_ref,
+            kind=session.kind,
+            mode=session.mode,
+            _uid=uuid.uuid4().hex,
+            **kwargs,
+        )
+        self._session = session
+        self._runtime = runtime
+        self._bridge = LoopBridge(runtime)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+        self._follower = Follower(runtime, session.stream_ref, self._on_flush, interval_s)
+        self.on_msg(self._on_custom_msg)
+        if not self._bridge.call(self._follower.start):
+            self.error = "the runtime's event loop is closed; this widget cannot follow the stream"
+
+    # --- public ----------------------------------------------------------------------
+
+    @property
+    def session(self) -> Session:
+        """The session this widget shows (detached on :meth:`close`)."""
+        return self._session
+
+    @property
+    def runtime(self) -> StreamRuntime:
+        """The runtime the stream runs in."""
+        return self._runtime
+
+    @property
+    def flush_interval_s(self) -> float:
+        """Seconds between two deltas."""
+        return self._follower.flush_interval_s
+
+    def text(self, channel: str = "assistant.delta") -> str:
+        """The stream's text on ``channel`` so far, including frames not flushed yet."""
+        return self._follower.live_texts().get(channel, "")
+
+    def texts(self) -> dict[str, str]:
+        """Text per channel so far (see :meth:`text`)."""
+        return self._follower.live_texts()
+
+    async def wait_settled(self, timeout_s: float | None = None) -> str:
+        """Wait until the terminal frame reached the widget; return the status.
+
+        Raises
+        ------
+        TimeoutError
+            ``timeout_s`` seconds passed first (the stream keeps running).
+        """
+        await self._follower.wait(timeout_s)
+        return self.status
+
+    def close(self) -> None:
+        """Stop following the stream, detach the session and close the widget's views.
+
+        Detaching is not cancelling: an ``on_detach="abort"`` stream whose
+        last observer this was is cancelled with reason ``"detached"``.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if hasattr(self, "_bridge"):  # not when __init__ failed half way
+            self._bridge.call(self._shutdown)
+        super().close()
+
+    def __repr__(self) -> str:
+        return f"<StreamWidget {self.stream_ref} kind={self.kind!r} status={self.status}>"
+
+    # --- kernel side of the buttons ------------------------------------------------
+
+    def _on_custom_msg(self, _widget: object, content: Any, _buffers: object) -> None:
+        # May run on a subshell thread: parse here, touch state only on the loop thread.
+        try:
+            msg = parse_inbound(content)
+        except ValueError as exc:
+            self._bridge.call(self._report, exc)
+            return
+        if not self._bridge.call(self._handle, msg):
+            self.error = "the runtime's event loop is closed; Stop and Send cannot reach it"
+
+    def _handle(self, msg: InboundMsg) -> None:
+        if self._closed:
+            return
+        if msg["type"] == "hello":
+            self.send(self._follower.snapshot())
+        elif msg["type"] == "stop":
+            self._spawn(self._session.cancel(STOP_REASON), "stop")
+        else:
+            self._spawn(self._send_text(msg["text"]), "send")
+
+    async def _send_text(self, text: str) -> None:
+        await self._session.send(text)
+        if self.error:
+            self.error = ""
+
+    def _spawn(self, coro: Any, what: str) -> None:
+        spawn(self._tasks, coro, self._report, f"streamnb:widget:{self.stream_ref}:{what}")
+
+    def _report(self, exc: BaseException) -> None:
+        if isinstance(exc, (StreamnbError, ValueError)):
+            self.error = str(exc)
+        else:
+            self.error = f"{type(exc).__name__}: {exc}"
+
+    def _on_flush(self, delta: DeltaMsg, settled: bool) -> None:
+        if self._closed:
+            return
+        self.send(delta)
+        follower = self._follower
+        with self.hold_sync():
+            self._flushed = True
+            self.status = follower.status
+            self.progress = follower.progress
+            terminal = follower.terminal
+            if settled and terminal is not None:
+                self.reason = follower.reason()
+                if terminal.error:
+                    self.error = terminal.error
+                self.final_texts = follower.texts()
+                self.settled = True
+
+    def _shutdown(self) -> None:
+        self._follower.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        # detach() does not suspend; run it as a task so it binds to the running loop.
+        self._spawn(self._session.detach(), "detach")
