@@ -111,7 +111,7 @@ def _no_commit(terminal: Frame, tx: LedgerTx) -> None:
     """Default ``commit_terminal``: the runtime's own ``streams`` record is enough."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class AttachedStreamHandler:
     """The definition of a stream kind (seed 000/001 ``AttachedStreamHandler``).
 
@@ -152,6 +152,12 @@ class AttachedStreamHandler:
     on_detach: OnDetach = "abort"
     parse_start: Callable[[Any], ParseOk[Any] | ParseError] = field(default=parse_ok)
     commit_terminal: CommitFn = field(default=_no_commit)
+
+    def __repr__(self) -> str:
+        return (
+            f"AttachedStreamHandler(kind={self.kind!r}, mode={self.mode!r}, "
+            f"on_detach={self.on_detach!r})"
+        )
 
     def __post_init__(self) -> None:
         kind = self.kind
