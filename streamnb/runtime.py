@@ -314,7 +314,7 @@ class StreamRuntime:
     def frames(self, stream_ref: str, after_seq: int = -1) -> list[Frame]:
         """Retained outbound frames of a stream with ``seq > after_seq`` (a snapshot)."""
         st = self._get(stream_ref)
-        return st.log[max(0, after_seq + 1 - st.base) :]
+        return [_tuple_new(Frame, raw) for raw in st.log[max(0, after_seq + 1 - st.base) :]]
 
     def follow(self, stream_ref: str, after_seq: int = -1) -> AsyncIterator[Frame]:
         """A read-only cursor over a stream's frames with ``seq > after_seq``.
@@ -362,7 +362,7 @@ class StreamRuntime:
     # --- frames out -------------------------------------------------------------------
 
     def _publish(self, st: _Stream, frame: Frame) -> None:
-        st.log.append(frame)
+        st.log.append(tuple(frame))
         st.next_seq = frame.seq + 1
         self.ledger.record_frame(frame)
         if st.waiters:
@@ -402,20 +402,29 @@ class StreamRuntime:
                     and type(payload := spec.get("payload")) is str
                     and channel
                 ):  # build_frame's fast path, inlined: the common token frame
-                    frame = _tuple_new(
-                        Frame, ("output", ref, seq, now(), channel, payload, None, None, None)
+                    raw: tuple[Any, ...] = (
+                        "output",
+                        ref,
+                        seq,
+                        now(),
+                        channel,
+                        payload,
+                        None,
+                        None,
+                        None,
                     )
                 else:
                     frame = build_frame(spec, ref, seq, now())
                     if frame.kind in TERMINAL_KINDS:
                         return frame
+                    raw = tuple(frame)
                 if inline:
-                    log.append(frame)
+                    log.append(raw)
                     st.next_seq = seq + 1
                     if st.waiters:
                         st.wake_readers()
                 else:
-                    self._publish(st, frame)
+                    self._publish(st, _tuple_new(Frame, raw))
                 budget -= 1
                 if not budget:
                     budget = _FAIRNESS_BATCH
@@ -588,7 +597,7 @@ class StreamRuntime:
                 )
         st.terminal = frame
         st.state = _State.SETTLED
-        st.log.append(frame)
+        st.log.append(tuple(frame))
         st.next_seq = frame.seq + 1
         st.wake_readers()
         if st.settled is not None and not st.settled.done():

@@ -11,6 +11,8 @@ from .frames import Frame
 if TYPE_CHECKING:
     from .runtime import StreamRuntime
 
+_tuple_new = tuple.__new__
+
 __all__ = ["CancelResult", "SendResult", "Session", "StreamInfo"]
 
 CancelResult = Literal["requested", "already_requested", "already_settled"]
@@ -151,7 +153,7 @@ class Session:
 
     def frames(self) -> list[Frame]:
         """A snapshot of every retained outbound frame so far (does not move ``output``)."""
-        return list(self._st.log)
+        return [_tuple_new(Frame, raw) for raw in self._st.log]
 
     def __repr__(self) -> str:
         return (
