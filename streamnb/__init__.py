@@ -44,6 +44,7 @@ from .projection import StreamProjection, project_attached_stream, project_strea
 from .runtime import Session, StreamInfo, StreamRuntime, read_until_terminal
 
 if TYPE_CHECKING:
+    from . import providers, server
     from .widget import ChatWidget, StreamWidget
 
 __version__ = "0.1.0"
@@ -51,16 +52,19 @@ __version__ = "0.1.0"
 _LAZY = {
     "StreamWidget": ("streamnb.widget", "StreamWidget"),
     "ChatWidget": ("streamnb.widget", "ChatWidget"),
+    "providers": ("streamnb.providers", None),
+    "server": ("streamnb.server", None),
 }
 
 
 def __getattr__(name: str) -> Any:
-    """Load the Jupyter-facing classes only when they are first used."""
+    """Load the widgets (Jupyter), ``server`` and ``providers`` on first use."""
     if name in _LAZY:
         import importlib
 
-        module, attr = _LAZY[name]
-        value = getattr(importlib.import_module(module), attr)
+        module_name, attr = _LAZY[name]
+        module = importlib.import_module(module_name)
+        value = module if attr is None else getattr(module, attr)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'streamnb' has no attribute {name!r}")
@@ -102,6 +106,8 @@ __all__ = [
     "progress",
     "project_attached_stream",
     "project_streams",
+    "providers",
     "read_until_terminal",
+    "server",
     "testing",
 ]

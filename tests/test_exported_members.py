@@ -34,6 +34,9 @@ DOCUMENTED = {
     "StreamInfo",
     "project_streams",
     "testing",
+    # submodules for distinct audiences, loaded on first use
+    "providers",
+    "server",
     # errors (streamnb/errors.py tree)
     "StreamnbError",
     "HandlerDefinitionError",

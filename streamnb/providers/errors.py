@@ -1,12 +1,14 @@
 """Exceptions raised by :mod:`streamnb.providers`.
 
-Both derive from :class:`streamnb.errors.StreamnbError`, so ``except StreamnbError``
+All derive from :class:`streamnb.errors.StreamnbError`, so ``except StreamnbError``
 catches them with the rest of streamnb::
 
     StreamnbError
     ├── ProviderConfigError   route, credential or model missing or malformed
     │                         (raised at configuration time, never mid-stream)
     ├── ToolDefinitionError   a Tool is defined wrongly (bad name, schema, duplicate)
+    ├── CassetteError         a cassette file is missing or malformed, or a stream
+    │                         cannot be recorded (names the file and the problem)
     └── ProviderError         the provider failed a request or a stream: HTTP 4xx/5xx,
                               an ``error`` object mid-stream, a timeout, a dropped
                               connection (carries .status, .retryable, .provider_message)
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 from streamnb.errors import StreamnbError
 
-__all__ = ["ProviderConfigError", "ProviderError", "ToolDefinitionError"]
+__all__ = ["CassetteError", "ProviderConfigError", "ProviderError", "ToolDefinitionError"]
 
 
 class ProviderConfigError(StreamnbError):
@@ -42,6 +44,26 @@ class ToolDefinitionError(StreamnbError):
     def __init__(self, name: str, problem: str) -> None:
         self.name = name
         super().__init__(f"tool {name!r} is not valid: {problem}")
+
+
+class CassetteError(StreamnbError):
+    """A cassette cannot be read, replayed or recorded.
+
+    Parameters
+    ----------
+    where : str
+        The cassette file (or, when recording from frames, what was being recorded).
+    problem : str
+        What is wrong, e.g. ``"line 3: not JSON"`` or ``"no terminal frame"``.
+    fix : str
+        What to do about it.
+    """
+
+    def __init__(self, where: str, problem: str, fix: str = "") -> None:
+        self.where = where
+        self.problem = problem
+        hint = f"; {fix}" if fix else ""
+        super().__init__(f"cassette {where}: {problem}{hint}")
 
 
 class ProviderError(StreamnbError):

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what it needs, then runs pytest.
+#
+#   bash scripts/test.sh            # default profile (what CI runs)
+#   STREAMNB_SOAK=1 bash scripts/test.sh   # also the long soak runs (marker "slow")
+#   bash scripts/test.sh -k ledger  # extra arguments go to pytest
+#
+# Installs: this package with its [dev] extra (pip), Debian's chromium for the
+# browser tests (apt, root), and the `ai` npm package for the AI SDK protocol test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+python3 -m pip install -q -e ".[dev]"
+bash .ci/install-browser.sh
+if [ -f tests/js/package.json ] && [ ! -d tests/js/node_modules ]; then
+    (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+exec python3 -m pytest -p no:cacheprovider \
+    --cov=streamnb --cov-report=term:skip-covered \
+    --nbval --nbval-sanitize-with notebooks/sanitize.cfg --ignore=tests/browser/fixtures \
+    tests notebooks "$@"

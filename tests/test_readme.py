@@ -1,0 +1,29 @@
+"""The README's quick start runs as written (keeps the README true to the code)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_readme_quick_start_runs():
+    text = README.read_text()
+    match = re.search(r"## Quick start.*?```python\n(.*?)```", text, re.S)
+    assert match, "README has a '## Quick start' section with a python block"
+    out = subprocess.run(
+        [sys.executable, "-c", match.group(1)], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[:3] == ["streamnb reply to hello", "requested", "cancelled"]
+    assert "completed" in lines[4] and "cancelled" in lines[5]
+
+
+def test_readme_names_both_setup_commands():
+    text = README.read_text()
+    assert "pip install -e . && jupyter lab notebooks/" in text
+    assert "bash scripts/test.sh" in text
