@@ -25,7 +25,15 @@ from .testing import FakeTokenSource
 
 __all__ = ["chatbot_handler", "demo_handlers", "output_only_handler"]
 
-CANCELLED = {"kind": "cancelled", "reason": "cancelled", "terminal": {"cancelled": True}}
+
+def _cancelled(ctx: StreamContext) -> dict[str, Any]:
+    # the reason given to cancel() (e.g. "user pressed stop", "detached"), where seed 000
+    # writes the literal "cancelled": the ledger then says why a stream stopped
+    return {
+        "kind": "cancelled",
+        "reason": ctx.signal.reason or "cancelled",
+        "terminal": {"cancelled": True},
+    }
 
 
 def chatbot_handler(
@@ -47,13 +55,13 @@ def chatbot_handler(
         yield {"kind": "progress", "payload": {"phase": "waiting_for_user"}}
         async for frame in input:
             if ctx.signal.aborted:
-                yield CANCELLED
+                yield _cancelled(ctx)
                 return
             if frame.kind != "input":
                 continue
             async for token in tokens.stream(str(frame.payload)):
                 if ctx.signal.aborted:
-                    yield CANCELLED
+                    yield _cancelled(ctx)
                     return
                 yield {"kind": "output", "channel": "assistant.delta", "payload": token}
             yield {"kind": "completed", "terminal": {"ok": True}}
@@ -100,7 +108,7 @@ def output_only_handler(
                     break
                 yield {"kind": "output", "channel": "stdout", "payload": token}
         if ctx.signal.aborted:
-            yield {"kind": "cancelled", "reason": "cancelled", "terminal": {"cancelled": True}}
+            yield _cancelled(ctx)
             return
         yield {"kind": "completed", "terminal": {"ok": True}}
 

@@ -1,0 +1,226 @@
+"""The ``streamnb`` command line: ``streamnb serve``.
+
+::
+
+    streamnb serve [--host 127.0.0.1] [--port 3000] [--ledger PATH]
+                   [--handlers module:attr ...] [--token TOKEN] [--cors-origin ORIGIN ...]
+                   [--rate TOKENS_PER_S] [--chat-kind KIND] [--log-level LEVEL]
+
+serves the seeds' demo handlers (``tutorial.streaming_chatbot`` and
+``tutorial.output_only`` with a paced fake token source) plus any handlers
+named with ``--handlers``. ``module:attr`` may name a handler, a list of
+handlers, or a zero-argument factory returning either; a user handler with a
+demo kind replaces the demo. The token can also come from the environment
+variable ``STREAMNB_TOKEN``. Ctrl-C stops the server gracefully: live streams
+are ended, then the runtime settles what is still running and the ledger closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .handler import AttachedStreamHandler
+
+__all__ = ["build_parser", "load_handlers", "main"]
+
+TOKEN_ENV = "STREAMNB_TOKEN"
+
+
+def load_handlers(spec: str) -> list[AttachedStreamHandler]:
+    """Import ``module:attr`` and return the handlers it names.
+
+    ``attr`` (dotted for nested attributes) may be an
+    :class:`~streamnb.AttachedStreamHandler`, a list or tuple of them, or a
+    zero-argument callable returning either.
+
+    Raises
+    ------
+    ValueError
+        ``spec`` is not ``module:attr``, or the object is not handlers.
+    ImportError, AttributeError
+        The module or attribute does not exist.
+    """
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"{spec!r} is not 'module:attr' (e.g. 'myhandlers:chatbot')")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    if callable(obj) and not isinstance(obj, AttachedStreamHandler):
+        obj = obj()
+    items = list(obj) if isinstance(obj, list | tuple) else [obj]
+    bad = [type(x).__name__ for x in items if not isinstance(x, AttachedStreamHandler)]
+    if bad or not items:
+        raise ValueError(
+            f"{spec!r} must name an AttachedStreamHandler, a list of them or a factory "
+            f"returning them; got {', '.join(bad) or 'an empty list'}"
+        )
+    return items
+
+
+def _rate(text: str) -> float | None:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("the rate is tokens per second, >= 0 (0: unpaced)")
+    return value or None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``streamnb`` command."""
+    parser = argparse.ArgumentParser(prog="streamnb", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="serve handlers over HTTP (SSE, WebSocket, /chat, /api/chat)",
+        description="Serve the demo handlers (and yours) over HTTP with uvicorn.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=3000, help="port (default 3000; 0: any free)")
+    serve.add_argument("--ledger", metavar="PATH", help="SQLite ledger file (default: in memory)")
+    serve.add_argument(
+        "--handlers",
+        metavar="MODULE:ATTR",
+        nargs="+",
+        action="extend",
+        default=[],
+        help="handlers to serve besides the demo ones (handler, list, or factory)",
+    )
+    serve.add_argument(
+        "--token",
+        default=None,
+        help=f"require this bearer token on every endpoint but GET / (or set ${TOKEN_ENV})",
+    )
+    serve.add_argument(
+        "--cors-origin",
+        metavar="ORIGIN",
+        action="append",
+        default=[],
+        help="allow browser calls from this origin (repeatable; '*' for any). Default: CORS off",
+    )
+    serve.add_argument(
+        "--rate",
+        type=_rate,
+        default=20.0,
+        metavar="TOKENS_PER_S",
+        help="pace of the demo handlers' fake tokens (default 20; 0: unpaced)",
+    )
+    serve.add_argument(
+        "--chat-kind",
+        default="tutorial.streaming_chatbot",
+        help="handler kind behind /chat and /api/chat (default tutorial.streaming_chatbot)",
+    )
+    source = serve.add_mutually_exclusive_group()
+    source.add_argument(
+        "--cassette",
+        metavar="PATH",
+        help="replay this recorded provider stream as the chat kind ('shipped' for the one "
+        "streamnb ships), instead of the fake tokens",
+    )
+    source.add_argument(
+        "--provider",
+        action="store_true",
+        help="answer the chat kind with a live OpenAI-compatible endpoint configured by "
+        "STREAMNB_BASE_URL, STREAMNB_MODEL, STREAMNB_API_KEY_ENV or [tool.streamnb.provider]",
+    )
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug", "trace"],
+    )
+    return parser
+
+
+async def _serve(args: argparse.Namespace, handlers: list[AttachedStreamHandler]) -> None:
+    import uvicorn
+
+    from .ledger import Ledger
+    from .runtime import StreamRuntime
+    from .server import create_app
+    from .server.background import StreamnbServer, bind_socket
+
+    ledger = Ledger(args.ledger) if args.ledger else Ledger()
+    runtime = StreamRuntime(ledger)
+    try:
+        for handler in handlers:
+            runtime.register(handler)
+        app = create_app(
+            runtime,
+            token=args.token,
+            cors_origins=args.cors_origin or None,
+            chat_kind=args.chat_kind,
+        )
+        sock = bind_socket(args.host, args.port)
+        config = uvicorn.Config(
+            app, log_level=args.log_level, lifespan="on", timeout_graceful_shutdown=5
+        )
+        server = StreamnbServer(config, state=app.state.streamnb, install_signal_handlers=True)
+        serving = asyncio.ensure_future(server.serve(sockets=[sock]))
+        started = asyncio.ensure_future(server.started_event.wait())
+        try:
+            await asyncio.wait({serving, started}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            started.cancel()
+        if server.started:
+            host = f"[{args.host}]" if ":" in args.host else args.host
+            url = f"http://{host}:{server.port}/"
+            auth = " (bearer token required; open the page with ?token=...)" if args.token else ""
+            print(f"streamnb serving {', '.join(runtime.kinds)} on {url}{auth}", flush=True)
+        try:
+            await serving
+        finally:
+            sock.close()
+    finally:
+        await runtime.aclose()
+        ledger.close()
+
+
+def _load_or_exit(parser: argparse.ArgumentParser, spec: str) -> list[AttachedStreamHandler]:
+    try:
+        return load_handlers(spec)
+    except (ImportError, AttributeError, ValueError, TypeError) as exc:
+        parser.error(f"--handlers {spec}: {exc}")
+
+
+def _chat_source(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> AttachedStreamHandler:
+    """The live provider or cassette handler for ``--provider`` / ``--cassette``."""
+    from .errors import StreamnbError
+    from .providers import ProviderConfig, cassette_handler, chat_handler, shipped_cassette
+
+    try:
+        if args.provider:
+            return chat_handler(args.chat_kind, ProviderConfig.resolve())
+        path = shipped_cassette() if args.cassette == "shipped" else args.cassette
+        return cassette_handler(path, args.chat_kind)
+    except StreamnbError as exc:
+        parser.error(str(exc))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``streamnb`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command != "serve":
+        parser.print_help()
+        return 2
+    args.token = args.token or os.environ.get(TOKEN_ENV) or None
+    from .demo import demo_handlers
+
+    handlers = demo_handlers(rate_tokens_per_s=args.rate)
+    if args.cassette or args.provider:
+        handlers.append(_chat_source(parser, args))  # registered last: replaces the demo chat
+    for spec in args.handlers:
+        handlers.extend(_load_or_exit(parser, spec))
+    asyncio.run(_serve(args, handlers))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

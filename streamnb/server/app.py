@@ -1,0 +1,156 @@
+"""``create_app(runtime)``: the streamnb HTTP layer as one Starlette application.
+
+Routes (see each module for the wire format):
+
+====================================  =========================================
+``GET /``                             chat page (:mod:`.chat`), no auth
+``POST /chat``                        seed 002's SSE chat (:mod:`.chat`)
+``POST /streams``                     open a stream (:mod:`.streams`)
+``GET /streams/{ref}``                status and projection summary
+``GET /streams/{ref}/events``         SSE of frames, resumable (``Last-Event-ID``)
+``POST /streams/{ref}/input``         input to a bidi stream
+``POST /streams/{ref}/cancel``        cancel
+``WS /streams/{ref}/ws``              frames out, input and cancel in (:mod:`.ws`)
+``POST /api/chat``                    AI SDK UI message stream (:mod:`.aisdk`)
+``POST /api/chat/{id}/stop``          cancel a chat's stream
+``GET /api/chat/{id}/stream``         resume a chat's stream (204 when none)
+``GET /ledger/events``                ledger events as JSON (:mod:`.ledger_api`)
+``GET /ledger/streams``               ledger streams as JSON
+====================================  =========================================
+
+The app runs on the runtime's event loop (a :class:`~streamnb.StreamRuntime` is
+bound to one loop): serve it with :func:`~streamnb.server.serve_in_background`
+from a notebook, or ``streamnb serve`` from a shell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Route, WebSocketRoute
+
+from ..runtime import StreamRuntime
+from .aisdk import ai_chat, ai_chat_resume, ai_chat_stop
+from .auth import BearerAuth
+from .chat import chat, chat_page
+from .errors import exception_handlers
+from .ledger_api import ledger_events, ledger_streams
+from .state import ServerConfig, ServerState
+from .streams import cancel_stream, create_stream, send_input, stream_events, stream_status
+from .ws import stream_ws
+
+__all__ = ["create_app"]
+
+
+def create_app(
+    runtime: StreamRuntime,
+    *,
+    token: str | None = None,
+    cors_origins: Sequence[str] | None = None,
+    max_body_bytes: int = 1_000_000,
+    heartbeat_s: float = 15.0,
+    send_timeout_s: float = 10.0,
+    claim_timeout_s: float = 30.0,
+    chat_kind: str = "tutorial.streaming_chatbot",
+) -> Starlette:
+    """Build the ASGI app serving ``runtime``'s handlers over HTTP.
+
+    Parameters
+    ----------
+    runtime : StreamRuntime
+        The runtime whose handlers and streams are served (the same object a
+        notebook queries: ``runtime.ledger`` shows what the server settled).
+    token : str, optional
+        Require ``Authorization: Bearer <token>`` (or ``?token=``) on every
+        endpoint except ``GET /``. Default: no auth (bind to 127.0.0.1).
+    cors_origins : sequence of str, optional
+        Origins allowed to call the API from a browser (``["*"]`` for any).
+        Default: CORS off.
+    max_body_bytes : int, default 1_000_000
+        Larger request bodies (and WebSocket messages) get 413.
+    heartbeat_s : float, default 15.0
+        Seconds of idle time before an SSE response sends a ``: ping`` comment;
+        0 disables heartbeats.
+    send_timeout_s : float, default 10.0
+        A client whose socket accepts nothing for this many seconds is dropped
+        (its session detaches); the stream itself is never slowed by a reader.
+    claim_timeout_s : float, default 30.0
+        How long a stream opened by ``POST /streams`` is held for its first
+        SSE/WebSocket observer before the server lets go (then the handler's
+        ``on_detach`` applies).
+    chat_kind : str, default "tutorial.streaming_chatbot"
+        The handler kind behind ``POST /chat`` and ``POST /api/chat``.
+
+    Returns
+    -------
+    starlette.applications.Starlette
+        ``app.state.streamnb`` holds the shared server state.
+
+    Examples
+    --------
+    >>> runtime = sn.StreamRuntime()                         # doctest: +SKIP
+    >>> for h in demo_handlers(): runtime.register(h)        # doctest: +SKIP
+    >>> app = create_app(runtime, token="s3cret")            # doctest: +SKIP
+    """
+    if max_body_bytes < 1:
+        raise ValueError("max_body_bytes must be >= 1")
+    if heartbeat_s < 0 or send_timeout_s <= 0 or claim_timeout_s < 0:
+        raise ValueError("heartbeat_s, claim_timeout_s must be >= 0 and send_timeout_s > 0")
+    config = ServerConfig(
+        token=token or None,
+        max_body_bytes=int(max_body_bytes),
+        heartbeat_s=float(heartbeat_s),
+        send_timeout_s=float(send_timeout_s),
+        claim_timeout_s=float(claim_timeout_s),
+        chat_kind=chat_kind,
+    )
+    state = ServerState(runtime, config)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await state.aclose()
+
+    routes = [
+        Route("/", chat_page, methods=["GET"]),
+        Route("/chat", chat, methods=["POST"]),
+        Route("/streams", create_stream, methods=["POST"]),
+        Route("/streams/{ref}", stream_status, methods=["GET"]),
+        Route("/streams/{ref}/events", stream_events, methods=["GET"]),
+        Route("/streams/{ref}/input", send_input, methods=["POST"]),
+        Route("/streams/{ref}/cancel", cancel_stream, methods=["POST"]),
+        WebSocketRoute("/streams/{ref}/ws", stream_ws),
+        Route("/api/chat", ai_chat, methods=["POST"]),
+        Route("/api/chat/{id}/stop", ai_chat_stop, methods=["POST"]),
+        Route("/api/chat/{id}/stream", ai_chat_resume, methods=["GET"]),
+        Route("/ledger/events", ledger_events, methods=["GET"]),
+        Route("/ledger/streams", ledger_streams, methods=["GET"]),
+    ]
+    middleware: list[Middleware] = []
+    if cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(cors_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+                expose_headers=["X-Stream-Ref", "x-vercel-ai-ui-message-stream"],
+                max_age=600,
+            )
+        )
+    if config.token:
+        middleware.append(Middleware(BearerAuth, token=config.token))
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers=exception_handlers(),
+        lifespan=lifespan,
+    )
+    app.state.streamnb = state
+    return app

@@ -1,0 +1,142 @@
+"""Reading and checking request bodies: bounded, strict JSON, clear 4xx errors.
+
+Every check raises :class:`~streamnb.server.errors.HTTPError` *before* the
+endpoint touches the runtime, so a bad request changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from typing import Any
+
+from starlette.requests import Request
+
+from .errors import HTTPError
+
+__all__ = [
+    "check_keys",
+    "expect_object",
+    "json_type",
+    "optional_int",
+    "optional_str",
+    "parse_json_text",
+    "read_json",
+]
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a Python value's type, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json_text(data: bytes | str, what: str = "the request body") -> Any:
+    """Parse strict JSON (no NaN/Infinity) or raise a 400 ``malformed_json``."""
+    try:
+        return json.loads(data, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError too
+        raise HTTPError(400, "malformed_json", f"{what} is not valid JSON ({exc})") from exc
+
+
+async def read_json(request: Request, max_bytes: int, *, allow_empty: bool = False) -> Any:
+    """Read the body (at most ``max_bytes`` bytes) and parse it as JSON.
+
+    Returns None for an empty body when ``allow_empty``.
+
+    Raises
+    ------
+    HTTPError
+        413 ``body_too_large``; 400 ``malformed_json`` (also for an empty body).
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise HTTPError(400, "invalid_request", "Content-Length is not an integer") from None
+        if size > max_bytes:
+            raise _too_large(size, max_bytes)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise _too_large(len(body), max_bytes)
+    if not body.strip():
+        if allow_empty:
+            return None
+        raise HTTPError(400, "malformed_json", "the request body is empty; send a JSON object")
+    return parse_json_text(bytes(body))
+
+
+def _too_large(size: int, limit: int) -> HTTPError:
+    return HTTPError(
+        413,
+        "body_too_large",
+        f"the request body has at least {size} bytes; this server accepts at most {limit}",
+    )
+
+
+def expect_object(value: Any, what: str = "the request body") -> dict[str, Any]:
+    """``value`` if it is a JSON object, else a 422 ``invalid_request``."""
+    if not isinstance(value, dict):
+        raise HTTPError(
+            422, "invalid_request", f"{what} must be a JSON object, got {json_type(value)}"
+        )
+    return value
+
+
+def check_keys(
+    obj: dict[str, Any], allowed: Collection[str], what: str = "the request body"
+) -> None:
+    """422 ``invalid_request`` if ``obj`` has keys outside ``allowed``."""
+    extra = sorted(set(obj) - set(allowed))
+    if extra:
+        raise HTTPError(
+            422,
+            "invalid_request",
+            f"unknown keys {extra} in {what}; allowed keys are {sorted(allowed)}",
+        )
+
+
+def optional_str(obj: dict[str, Any], key: str, what: str = "the request body") -> str | None:
+    """``obj[key]`` if it is a string, None if absent or null, else a 422."""
+    value = obj.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise HTTPError(
+        422, "invalid_request", f"{key!r} in {what} must be a string, got {json_type(value)}"
+    )
+
+
+def optional_int(value: Any, name: str, *, minimum: int = 0, status: int = 422) -> int | None:
+    """An integer >= ``minimum`` from JSON or a query string, None if absent."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise HTTPError(
+                status, "invalid_request", f"{name} must be an integer, got {value!r}"
+            ) from None
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise HTTPError(
+            status, "invalid_request", f"{name} must be an integer >= {minimum}, got {value!r}"
+        )
+    return value

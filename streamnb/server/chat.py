@@ -1,0 +1,137 @@
+"""Seed 002's streaming chat server: ``POST /chat`` (SSE) and the page at ``GET /``.
+
+``POST /chat`` takes ``{"message": "..."}``, opens a stream of the app's
+``chat_kind`` (for a ``bidi`` handler: attach, then send the message as input;
+for an ``output_only`` handler: attach with ``{"message": ...}`` as the start
+payload) and answers with the seeds' SSE format:
+
+* ``data: {"content": "<token>"}`` for every ``output`` frame (non-string
+  payloads are sent as their JSON text),
+* ``data: {"type": "error", "error": "..."}`` when the stream fails (seed 003's
+  error event), then ``data: [DONE]``,
+* ``data: [DONE]`` at the end.
+
+Departures from the seed, all invisible to a seed client: the response carries
+the stream's ref in the ``X-Stream-Ref`` header, so a page can cancel it with
+``POST /streams/{ref}/cancel`` (the Stop button does); a cancelled stream ends
+with an SSE comment ``: cancelled`` (with the reason, if any) before ``[DONE]`` (comments are
+ignored by parsers, and seed clients treat any non-error event as content);
+idle heartbeats are comments too. Closing the connection detaches the session,
+so with the default chatbot (``on_detach="abort"``) it cancels the reply.
+
+``GET /`` serves ``static/chat.html`` with a Content-Security-Policy that
+allows only its own inline script (by hash) and connections to this origin.
+The page reads ``?token=`` from its URL and sends it as a bearer token.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from functools import cache
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from ..frames import Frame
+from ..runtime import Session, StreamRuntime
+from .body import check_keys, expect_object, read_json
+from .errors import HTTPError
+from .sse import FrameReader, RenderedFrames, SSEResponse, dumps
+from .state import ServerState
+
+__all__ = ["chat", "chat_page", "open_chat_stream", "render_chat_frame"]
+
+PAGE = Path(__file__).parent / "static" / "chat.html"
+DONE = "data: [DONE]\n\n"
+
+
+@cache
+def _page() -> tuple[bytes, str]:
+    html = PAGE.read_text(encoding="utf-8")
+    hashes = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(m.encode()).digest()).decode() + "'"
+        for m in re.findall(r"<script>(.*?)</script>", html, flags=re.S)
+    )
+    csp = (
+        f"default-src 'none'; script-src {hashes}; style-src 'unsafe-inline'; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+    return html.encode("utf-8"), csp
+
+
+async def chat_page(request: Request) -> Response:
+    """``GET /``: the chat page (no auth needed; it sends ``?token=`` as a bearer token)."""
+    body, csp = _page()
+    return HTMLResponse(
+        body,
+        headers={
+            "Content-Security-Policy": csp,
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+            "Cache-Control": "no-cache",
+        },
+    )
+
+
+async def open_chat_stream(runtime: StreamRuntime, kind: str, message: str) -> Session:
+    """Open a chat stream of ``kind`` for one user ``message``.
+
+    ``bidi`` handlers are attached with an empty start payload and get the
+    message as their first input; ``output_only`` handlers get
+    ``{"message": message}`` as the start payload.
+    """
+    handler = runtime.handler(kind)
+    if handler.mode != "bidi":
+        return await runtime.attach(kind, {"message": message})
+    session = await runtime.attach(kind, {})
+    try:
+        await session.send(message)
+    except BaseException:
+        await session.cancel("input_refused")
+        await session.detach()
+        raise
+    return session
+
+
+def _content(payload: object) -> str:
+    return payload if isinstance(payload, str) else dumps(payload)
+
+
+def render_chat_frame(frame: Frame) -> str:
+    """One frame in seed 002's SSE format ('' for frames the format has no event for)."""
+    kind = frame.kind
+    if kind == "output":
+        return f"data: {dumps({'content': _content(frame.payload)})}\n\n"
+    if kind == "completed":
+        return DONE
+    if kind == "failed":
+        error = frame.error or frame.reason or "the stream failed"
+        return f"data: {dumps({'type': 'error', 'error': error})}\n\n{DONE}"
+    if kind == "cancelled":
+        reason = (frame.reason or "").replace("\n", " ").replace("\r", " ")
+        detail = f" ({reason})" if reason and reason != "cancelled" else ""
+        return f": cancelled{detail}\n\n{DONE}"
+    return ""
+
+
+async def chat(request: Request) -> Response:
+    """``POST /chat``: ``{"message": str}`` -> seed 002's token stream."""
+    state: ServerState = request.app.state.streamnb
+    body = expect_object(await read_json(request, state.config.max_body_bytes))
+    check_keys(body, ("message",))
+    message = body.get("message")
+    if not isinstance(message, str):
+        raise HTTPError(422, "invalid_request", "'message' must be a string")
+    session = await open_chat_stream(state.runtime, state.config.chat_kind, message)
+    return SSEResponse(
+        RenderedFrames(FrameReader(session), render_chat_frame),
+        connections=state.connections,
+        heartbeat_s=state.config.heartbeat_s,
+        send_timeout_s=state.config.send_timeout_s,
+        on_close=session.detach,
+        headers={"X-Stream-Ref": session.stream_ref},
+        label=session.stream_ref,
+    )

@@ -1,0 +1,60 @@
+"""The ledger over HTTP: ``GET /ledger/events`` and ``GET /ledger/streams`` as JSON.
+
+``GET /ledger/events?kind=&stream_ref=&limit=`` ->
+``{"events": [{"id", "stream_ref", "kind", "payload", "created_at"}, ...]}``;
+``GET /ledger/streams?kind=&status=&limit=`` ->
+``{"streams": [{"stream_ref", "kind", "mode", "status", "opened_at", "settled_at",
+"reason", "terminal"}, ...]}``. Rows are oldest first; ``limit`` keeps the
+newest ``limit`` rows. Times are ISO 8601 strings in UTC (``null`` while a stream
+is open). The queries run in a worker thread (the ledger's methods block on its
+writer thread), never on the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pandas as pd
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .body import check_keys, optional_int
+from .errors import HTTPError
+from .state import ServerState
+
+__all__ = ["ledger_events", "ledger_streams"]
+
+
+def _records(df: pd.DataFrame, limit: int | None) -> str:
+    if limit is not None:
+        df = df.tail(limit) if limit else df.iloc[0:0]
+    text: str = df.to_json(orient="records", date_format="iso", date_unit="ms", force_ascii=False)
+    return text
+
+
+async def _query(
+    request: Request, key: str, filters: tuple[str, ...], query: Callable[..., pd.DataFrame]
+) -> Response:
+    params = dict(request.query_params)
+    params.pop("token", None)  # the bearer token may travel in the query string
+    check_keys(params, (*filters, "limit"), "the query string")
+    limit = optional_int(params.pop("limit", None), "limit", status=422)
+    for name, value in params.items():
+        if not value:
+            raise HTTPError(422, "invalid_request", f"the {name!r} filter is empty")
+    df = await run_in_threadpool(query, **params)
+    body = f'{{"{key}":{_records(df, limit)}}}'
+    return Response(body, media_type="application/json")
+
+
+async def ledger_events(request: Request) -> Response:
+    """``GET /ledger/events``: events committed by handlers' ``commit_terminal``."""
+    state: ServerState = request.app.state.streamnb
+    return await _query(request, "events", ("kind", "stream_ref"), state.runtime.ledger.events)
+
+
+async def ledger_streams(request: Request) -> Response:
+    """``GET /ledger/streams``: the runtime's record of every stream (one row each)."""
+    state: ServerState = request.app.state.streamnb
+    return await _query(request, "streams", ("kind", "status"), state.runtime.ledger.streams)

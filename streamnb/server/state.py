@@ -1,0 +1,132 @@
+"""What one app instance keeps: its settings, held sessions, chat ids and live connections.
+
+Held sessions. ``POST /streams`` opens a stream and returns only its ref; the
+client attaches a moment later over SSE or WebSocket. If the server let go of
+the session ``attach`` returned at once, an ``on_detach="abort"`` stream would
+lose its last observer and be cancelled before anyone could watch it. So the
+server *holds* that session until the first SSE/WebSocket observer claims the
+stream (then the hold is released: from there on, that observer's disconnect is
+what counts), until the stream settles, or for at most ``claim_timeout_s``
+seconds (then the hold detaches and ``on_detach`` applies). Each hold has one
+timer task owned by :class:`Holds` and cancelled on claim or at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from ..errors import StreamTimeoutError, UnknownStreamError
+from ..runtime import Session, StreamRuntime
+from .sse import Connections
+
+__all__ = ["ChatIndex", "Holds", "ServerConfig", "ServerState"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Settings of one app (see :func:`~streamnb.server.create_app`)."""
+
+    token: str | None
+    max_body_bytes: int
+    heartbeat_s: float
+    send_timeout_s: float
+    claim_timeout_s: float
+    chat_kind: str
+
+
+class Holds:
+    """Sessions the server holds on streams opened by ``POST /streams`` until claimed."""
+
+    def __init__(self, runtime: StreamRuntime, claim_timeout_s: float) -> None:
+        self._runtime = runtime
+        self._claim_timeout_s = claim_timeout_s
+        self._held: dict[str, tuple[Session, asyncio.Task[None]]] = {}
+
+    def hold(self, session: Session) -> None:
+        """Keep ``session`` attached until claimed, settled or timed out."""
+        ref = session.stream_ref
+        task = asyncio.get_running_loop().create_task(
+            self._expire(session), name=f"streamnb-server:hold:{ref}"
+        )
+        self._held[ref] = (session, task)
+
+    async def _expire(self, session: Session) -> None:
+        ref = session.stream_ref
+        with contextlib.suppress(StreamTimeoutError, UnknownStreamError):
+            await self._runtime.wait_settled(ref, timeout_s=self._claim_timeout_s)
+        if self._held.get(ref, (None,))[0] is session:
+            del self._held[ref]
+        await session.detach()
+
+    async def claim(self, ref: str) -> None:
+        """An observer attached: release the hold (its timer is cancelled)."""
+        entry = self._held.pop(ref, None)
+        if entry is None:
+            return
+        session, task = entry
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await session.detach()
+
+    def __contains__(self, ref: object) -> bool:
+        return ref in self._held
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    async def aclose(self) -> None:
+        """Release every hold (server shutdown); ``on_detach`` applies to each stream."""
+        held, self._held = self._held, {}
+        for _, task in held.values():
+            task.cancel()
+        if held:
+            await asyncio.gather(*(t for _, t in held.values()), return_exceptions=True)
+        for session, _ in held.values():
+            await session.detach()
+
+
+class ChatIndex:
+    """AI SDK chat id -> (ref, assistant message id) of its latest stream.
+
+    Bounded: past ``max_chats`` ids the oldest are forgotten.
+    """
+
+    def __init__(self, max_chats: int = 10_000) -> None:
+        self._chats: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._max = max_chats
+
+    def set(self, chat_id: str, ref: str, message_id: str) -> None:
+        self._chats[chat_id] = (ref, message_id)
+        self._chats.move_to_end(chat_id)
+        while len(self._chats) > self._max:
+            self._chats.popitem(last=False)
+
+    def get(self, chat_id: str) -> tuple[str, str] | None:
+        return self._chats.get(chat_id)
+
+    def forget(self, chat_id: str) -> None:
+        self._chats.pop(chat_id, None)
+
+
+class ServerState:
+    """Everything the endpoints of one app share (``app.state.streamnb``)."""
+
+    def __init__(self, runtime: StreamRuntime, config: ServerConfig) -> None:
+        self.runtime = runtime
+        self.config = config
+        self.connections = Connections()
+        self.holds = Holds(runtime, config.claim_timeout_s)
+        self.chats = ChatIndex()
+
+    def begin_shutdown(self) -> None:
+        """End every live SSE/WebSocket connection (the server is stopping)."""
+        self.connections.close_all()
+
+    async def aclose(self) -> None:
+        """Shutdown: close connections, release holds (sessions detach)."""
+        self.begin_shutdown()
+        await self.holds.aclose()

@@ -1,0 +1,197 @@
+"""The ``/streams`` endpoints: open, observe (SSE), send input, cancel, inspect.
+
+===========================  ==================================================
+``POST /streams``            ``{"kind", "payload"?}`` -> 201 ``{"stream_ref", ...}``
+``GET /streams/{ref}/events`` SSE: ``id:`` seq, ``event:`` kind, ``data:`` frame JSON
+``POST /streams/{ref}/input`` ``{"payload", "seq"?}`` -> ``{"result"}``
+``POST /streams/{ref}/cancel`` ``{"reason"?}`` -> ``{"result"}``
+``GET /streams/{ref}``        status, counters and the projection summary
+===========================  ==================================================
+
+Resume: ``GET /streams/{ref}/events`` with ``Last-Event-ID: n`` (what
+``EventSource`` sends when it reconnects) or ``?after_seq=n`` replays from seq
+``n + 1`` out of the stream's frame log, so a reconnecting client receives each
+frame exactly once. The header wins over the query parameter, because an
+``EventSource`` reconnects to the same URL with the header added. A client that
+asks to resume after the terminal frame gets ``204 No Content``, which tells an
+``EventSource`` to stop reconnecting.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..errors import UnknownStreamError
+from ..projection import project_attached_stream
+from .body import check_keys, expect_object, optional_int, optional_str, read_json
+from .errors import HTTPError
+from .sse import SSE_HEADERS, FrameEvents, FrameReader, RenderedFrames, SSEResponse
+from .state import ServerState
+
+__all__ = ["cancel_stream", "create_stream", "send_input", "stream_events", "stream_status"]
+
+
+def state_of(request: Request) -> ServerState:
+    state: ServerState = request.app.state.streamnb
+    return state
+
+
+def after_seq_of(request: Request) -> int | None:
+    """The resume point: ``Last-Event-ID`` header, else ``?after_seq=``, else None (from 0)."""
+    header = request.headers.get("last-event-id")
+    if header is not None and header.strip():
+        return optional_int(header, "the Last-Event-ID header", minimum=-1, status=400)
+    return optional_int(
+        request.query_params.get("after_seq"),
+        "the after_seq query parameter",
+        minimum=-1,
+        status=400,
+    )
+
+
+async def create_stream(request: Request) -> Response:
+    """``POST /streams``: open a stream; the server holds it until an observer attaches."""
+    state = state_of(request)
+    body = expect_object(await read_json(request, state.config.max_body_bytes))
+    check_keys(body, ("kind", "payload"))
+    kind = body.get("kind")
+    if not isinstance(kind, str) or not kind:
+        raise HTTPError(422, "invalid_request", "'kind' must be a non-empty string")
+    session = await state.runtime.attach(kind, body.get("payload"))
+    state.holds.hold(session)
+    ref = session.stream_ref
+    return JSONResponse(
+        {
+            "stream_ref": ref,
+            "kind": session.kind,
+            "mode": session.mode,
+            "events": f"/streams/{ref}/events",
+            "ws": f"/streams/{ref}/ws",
+        },
+        status_code=201,
+        headers={"Location": f"/streams/{ref}"},
+    )
+
+
+async def stream_events(request: Request) -> Response:
+    """``GET /streams/{ref}/events``: the stream's frames as Server-Sent Events."""
+    state = state_of(request)
+    ref = request.path_params["ref"]
+    after_seq = after_seq_of(request)
+    runtime = state.runtime
+    info = runtime.info(ref)  # 404 for an unknown ref
+    if info.terminal is not None and after_seq is not None and after_seq >= info.terminal.seq:
+        return Response(status_code=204)
+    if request.method == "HEAD":  # headers only: never open an endless body nobody reads
+        return Response(headers=dict(SSE_HEADERS), media_type=SSEResponse.media_type)
+    session = await runtime.reattach(ref, after_seq=after_seq)
+    await state.holds.claim(ref)
+    return SSEResponse(
+        RenderedFrames(FrameReader(session), FrameEvents(ref)),
+        connections=state.connections,
+        heartbeat_s=state.config.heartbeat_s,
+        send_timeout_s=state.config.send_timeout_s,
+        on_close=session.detach,
+        label=ref,
+    )
+
+
+async def send_input(request: Request) -> Response:
+    """``POST /streams/{ref}/input``: ``{"payload": ..., "seq"?: n}`` to a bidi stream."""
+    state = state_of(request)
+    ref = request.path_params["ref"]
+    body = expect_object(await read_json(request, state.config.max_body_bytes))
+    check_keys(body, ("payload", "seq"))
+    if "payload" not in body:
+        raise HTTPError(422, "invalid_request", "'payload' is required (any JSON value)")
+    seq = optional_int(body.get("seq"), "'seq'")
+    frame: dict[str, Any] = {"kind": "input", "payload": body["payload"]}
+    if seq is not None:
+        frame["seq"] = seq
+    result = await state.runtime.send(ref, frame)
+    return JSONResponse({"result": result})
+
+
+async def cancel_stream(request: Request) -> Response:
+    """``POST /streams/{ref}/cancel``: ``{"reason"?: str}`` -> ``{"result": ...}``."""
+    state = state_of(request)
+    ref = request.path_params["ref"]
+    body = await read_json(request, state.config.max_body_bytes, allow_empty=True)
+    body = {} if body is None else expect_object(body)
+    check_keys(body, ("reason",))
+    reason = optional_str(body, "reason") or "cancelled"
+    result = await state.runtime.cancel(ref, reason)
+    return JSONResponse({"result": result})
+
+
+async def stream_status(request: Request) -> Response:
+    """``GET /streams/{ref}``: the runtime's view plus the projection summary.
+
+    A stream no longer held in memory (evicted, or from an earlier process with
+    a file ledger) is answered from the ledger with ``"in_memory": false``.
+    """
+    state = state_of(request)
+    ref = request.path_params["ref"]
+    runtime = state.runtime
+    try:
+        info = runtime.info(ref)
+    except UnknownStreamError:
+        row = await run_in_threadpool(_ledger_row, state, ref)
+        if row is None:
+            raise
+        return JSONResponse(row)
+    frames = runtime.frames(ref)  # a snapshot; projected off the loop
+    summary = await run_in_threadpool(lambda: project_attached_stream(frames, ref).summary())
+    return JSONResponse(
+        {
+            "stream_ref": ref,
+            "kind": info.kind,
+            "mode": info.mode,
+            "status": info.status,
+            "on_detach": info.on_detach,
+            "opened_at": info.opened_at,
+            "next_seq": info.next_seq,
+            "first_retained_seq": info.first_retained_seq,
+            "observers": info.observers,
+            "cancel_requested": info.cancel_requested,
+            "cancel_reason": info.cancel_reason,
+            "terminal": None if info.terminal is None else info.terminal.to_dict(),
+            "in_memory": True,
+            "projection": summary,
+        }
+    )
+
+
+def _ledger_row(state: ServerState, ref: str) -> dict[str, Any] | None:
+    df = state.runtime.ledger.sql(
+        "SELECT stream_ref, kind, mode, status, opened_at, settled_at, reason, terminal "
+        "FROM streams WHERE stream_ref = ?",
+        (ref,),
+    )
+    if df.empty:
+        return None
+    row = df.iloc[0]
+    return {
+        "stream_ref": ref,
+        "kind": row["kind"],
+        "mode": row["mode"],
+        "status": row["status"],
+        "opened_at": _seconds(row["opened_at"]),
+        "settled_at": _seconds(row["settled_at"]),
+        "reason": row["reason"],
+        "terminal": None if row["terminal"] is None else json.loads(row["terminal"]),
+        "in_memory": False,
+    }
+
+
+def _seconds(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return None if math.isnan(number) else number

@@ -1,0 +1,187 @@
+"""``WS /streams/{ref}/ws``: one WebSocket per observer, frames out, input and cancel in.
+
+Out (server -> client), JSON text messages:
+
+* every frame of the stream, as ``Frame.to_dict()`` (has a ``"kind"`` key), from
+  seq 0 or from ``?after_seq=n`` + 1; after the terminal frame the server closes
+  with code 1000;
+* replies to client messages, which have a ``"type"`` key instead:
+  ``{"type": "input_result", "result": "accepted"|"duplicate", "seq"?}``,
+  ``{"type": "cancel_result", "result": "requested"|...}``,
+  ``{"type": "error", "error": {"type", "message"}}`` (the same error objects as
+  the HTTP endpoints; the socket stays open).
+
+In (client -> server): ``{"type": "input", "payload": ..., "seq"?: n}`` and
+``{"type": "cancel", "reason"?: "..."}``.
+
+An unknown ref (or a bad ``after_seq``) is answered by accepting, sending one
+error message and closing with ``4000 + status`` (4404, 4400). The socket
+closing, from either side, detaches the session: the handler's ``on_detach``
+decides; it is never a cancel. A client that does not read for
+``send_timeout_s`` is dropped. Server shutdown closes with 1001 (going away).
+
+Tasks: the writer runs in the connection's own task and the reader in a task
+group around it; the first to finish cancels the other, and both are gone when
+the endpoint returns. One lock orders the writer's frames and the reader's
+replies on the socket.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import anyio
+from starlette.websockets import WebSocket
+
+from ..errors import StreamnbError
+from ..runtime import Session
+from .body import check_keys, expect_object, optional_int, optional_str, parse_json_text
+from .errors import HTTPError, error_body, status_for
+from .sse import FrameReader, frame_json
+from .state import ServerState
+
+__all__ = ["stream_ws"]
+
+logger = logging.getLogger("streamnb.server")
+
+_CLOSE_TIMEOUT_S = 1.0
+
+
+async def stream_ws(websocket: WebSocket) -> None:
+    """The WebSocket endpoint (see the module docstring for the protocol)."""
+    state: ServerState = websocket.app.state.streamnb
+    ref = websocket.path_params["ref"]
+    try:
+        after_seq = optional_int(
+            websocket.query_params.get("after_seq"),
+            "the after_seq query parameter",
+            minimum=-1,
+            status=400,
+        )
+        session = await state.runtime.reattach(ref, after_seq=after_seq)
+    except (HTTPError, StreamnbError) as exc:
+        await websocket.accept()
+        await websocket.send_text(json.dumps({"type": "error", "error": error_body(exc)}))
+        await websocket.close(code=4000 + status_for(exc)[0])
+        return
+    try:
+        await websocket.accept()
+        await state.holds.claim(ref)
+        await _Connection(websocket, session, state).run()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await session.detach()
+
+
+class _Connection:
+    def __init__(self, websocket: WebSocket, session: Session, state: ServerState) -> None:
+        self.ws = websocket
+        self.session = session
+        self.state = state
+        self.lock = anyio.Lock()
+        self.dropped = False
+
+    async def run(self) -> None:
+        connections = self.state.connections
+        with anyio.CancelScope() as scope:
+            connections.add(scope)
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._read, tg.cancel_scope)
+                    await self._write()
+                    tg.cancel_scope.cancel()
+            finally:
+                connections.discard(scope)
+        if scope.cancelled_caught:  # server shutdown
+            with anyio.move_on_after(_CLOSE_TIMEOUT_S, shield=True):
+                await self.ws.close(code=1001)
+
+    async def _send(self, text: str) -> bool:
+        """Send one text message; False (and the client is dropped) if it blocked too long."""
+        async with self.lock:
+            with anyio.move_on_after(self.state.config.send_timeout_s) as timeout:
+                await self.ws.send_text(text)
+        if timeout.cancelled_caught:
+            self.dropped = True
+            logger.warning(
+                "dropping a WebSocket client of %s: a write blocked for %.3g s",
+                self.session.stream_ref,
+                self.state.config.send_timeout_s,
+            )
+            return False
+        return True
+
+    async def _write(self) -> None:
+        reader = FrameReader(self.session)
+        while True:
+            batch = await reader.next_batch()
+            if not batch:
+                break
+            for frame in batch:
+                if not await self._send(frame_json(frame)):
+                    return
+        with anyio.move_on_after(_CLOSE_TIMEOUT_S):
+            await self.ws.close(code=1000)
+
+    async def _read(self, scope: anyio.CancelScope) -> None:
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                scope.cancel()
+                return
+            text = message.get("text")
+            if text is None:
+                raw = message.get("bytes") or b""
+                try:
+                    text = raw.decode()
+                except UnicodeDecodeError:
+                    text = None
+            reply = await self._handle(text)
+            if not await self._send(json.dumps(reply, ensure_ascii=False)):
+                scope.cancel()
+                return
+
+    async def _handle(self, text: str | None) -> dict[str, Any]:
+        runtime = self.state.runtime
+        ref = self.session.stream_ref
+        limit = self.state.config.max_body_bytes
+        try:
+            if text is None:
+                raise HTTPError(400, "malformed_json", "the message is not UTF-8 text")
+            if len(text) > limit:
+                raise HTTPError(
+                    413,
+                    "body_too_large",
+                    f"the message has {len(text)} characters; this server accepts at most {limit}",
+                )
+            message = expect_object(parse_json_text(text, "the message"), "a message")
+            kind = message.get("type")
+            if kind == "input":
+                check_keys(message, ("type", "payload", "seq"), "an input message")
+                if "payload" not in message:
+                    raise HTTPError(422, "invalid_request", "an input message needs 'payload'")
+                seq = optional_int(message.get("seq"), "'seq'")
+                frame: dict[str, Any] = {"kind": "input", "payload": message["payload"]}
+                if seq is not None:
+                    frame["seq"] = seq
+                reply: dict[str, Any] = {
+                    "type": "input_result",
+                    "result": await runtime.send(ref, frame),
+                }
+                if seq is not None:
+                    reply["seq"] = seq
+                return reply
+            if kind == "cancel":
+                check_keys(message, ("type", "reason"), "a cancel message")
+                reason = optional_str(message, "reason", "a cancel message") or "cancelled"
+                return {"type": "cancel_result", "result": await runtime.cancel(ref, reason)}
+            raise HTTPError(
+                422,
+                "invalid_request",
+                f"unknown message type {kind!r}; send {{'type': 'input', 'payload': ...}} "
+                "or {'type': 'cancel', 'reason': ...}",
+            )
+        except (HTTPError, StreamnbError) as exc:
+            return {"type": "error", "error": error_body(exc)}
