@@ -9,6 +9,7 @@
 // nodes (textContent / appendData), never as HTML.
 
 const STORES = new Map(); // model _uid -> store
+const BLOCK_CHARS = 8192; // characters per text block in a view (see render)
 
 function getStore(uid) {
   let store = STORES.get(uid);
@@ -30,11 +31,20 @@ function resetStore(store, texts, upToSeq) {
   notify(store, { type: "reset" });
 }
 
+// Tell the kernel once that this front end holds the text (it then does not re-send it
+// in final_texts; the front end keeps final_texts in its own state for the saved notebook).
+function acknowledge(store, model) {
+  if (store.acked) return;
+  store.acked = true;
+  model.send({ type: "ack" });
+}
+
 function applyMessage(store, model, msg) {
   if (!msg || typeof msg !== "object") return;
   if (msg.type === "snapshot") {
     if (store.lastSeq !== null && msg.upto_seq <= store.lastSeq) return; // already have it
     resetStore(store, msg.texts, msg.upto_seq);
+    acknowledge(store, model);
   } else if (msg.type === "delta") {
     if (store.lastSeq === null) {
       if (msg.from_seq !== 0) return; // the snapshot we asked for will include it
@@ -50,6 +60,7 @@ function applyMessage(store, model, msg) {
       store.texts.set(channel, (store.texts.get(channel) || "") + text);
     }
     store.lastSeq = msg.to_seq;
+    acknowledge(store, model);
     notify(store, { type: "append", chunks: msg.chunks });
   }
 }
@@ -59,9 +70,13 @@ function initialize({ model }) {
   const store = getStore(uid);
   const onMessage = (msg) => applyMessage(store, model, msg);
   const onSettled = () => {
-    // A store that never got in sync takes the final text kept in the model's state.
-    if (model.get("settled") && store.lastSeq === null) {
+    if (!model.get("settled")) return;
+    if (store.lastSeq === null) {
+      // A store that never got in sync takes the final text kept in the model's state.
       resetStore(store, model.get("final_texts"), Number.POSITIVE_INFINITY);
+    } else if (store.acked) {
+      // Local state only (no save_changes): what JupyterLab writes into the notebook.
+      model.set("final_texts", Object.fromEntries(store.texts));
     }
   };
   model.on("msg:custom", onMessage);
@@ -124,8 +139,6 @@ function render({ model, el }) {
     tabindex: "0",
   });
   const main = element("div", "streamnb-main");
-  const mainText = document.createTextNode("");
-  main.append(mainText);
   const channels = element("div", "streamnb-channels");
   log.append(main, channels);
   const error = element("div", "streamnb-error", { role: "alert" });
@@ -151,38 +164,108 @@ function render({ model, el }) {
   el.append(root);
 
   // --- text ---------------------------------------------------------------------------
-  const nodes = new Map(); // channel -> Text node
-  const textNode = (channel) => {
-    if (channel === model.get("main_channel")) return mainText;
-    let node = nodes.get(channel);
-    if (node === undefined) {
-      const section = element("section", "streamnb-channel");
-      const label = element("div", "streamnb-channel-label");
-      label.textContent = channel;
-      const body = element("div", "streamnb-channel-text");
-      node = document.createTextNode("");
-      body.append(node);
-      section.append(label, body);
-      section.setAttribute("aria-label", channel);
-      channels.append(section);
-      nodes.set(channel, node);
+  // Text lives in blocks of about BLOCK_CHARS characters: appending re-flows only the live
+  // (last) block, and sealed blocks are skipped by layout while off screen. One long text
+  // node would be re-laid out whole on every delta (O(total text) per delta). DOM writes
+  // are batched to one per animation frame, however many deltas arrived meanwhile.
+  const sinks = new Map(); // channel -> text sink
+  const makeSink = (container) => {
+    let live = null;
+    let liveLen = 0;
+    const seal = () => {
+      if (live !== null) live.parentNode.classList.add("streamnb-sealed");
+      live = null;
+    };
+    return {
+      clear() {
+        container.replaceChildren();
+        live = null;
+      },
+      append(text) {
+        while (text.length > 0) {
+          if (live === null) {
+            const block = element("span", "streamnb-block");
+            live = document.createTextNode("");
+            block.append(live);
+            container.append(block);
+            liveLen = 0;
+          }
+          if (liveLen >= BLOCK_CHARS) {
+            // Seal after a newline; text without one is sealed at a word boundary once the
+            // block is 4x longer (a block boundary is a line break on screen).
+            let cut = text.indexOf("\n");
+            if (cut < 0 && liveLen >= 4 * BLOCK_CHARS) cut = text.search(/\s/);
+            if (cut < 0) {
+              live.appendData(text);
+              liveLen += text.length;
+              return;
+            }
+            live.appendData(text.slice(0, cut + 1));
+            text = text.slice(cut + 1);
+            seal();
+            continue;
+          }
+          const take = text.slice(0, BLOCK_CHARS - liveLen);
+          live.appendData(take);
+          liveLen += take.length;
+          text = text.slice(take.length);
+        }
+      },
+    };
+  };
+  const sinkFor = (channel) => {
+    let sink = sinks.get(channel);
+    if (sink === undefined) {
+      let container = main;
+      if (channel !== model.get("main_channel")) {
+        const section = element("section", "streamnb-channel");
+        const label = element("div", "streamnb-channel-label");
+        label.textContent = channel;
+        container = element("div", "streamnb-channel-text");
+        section.append(label, container);
+        section.setAttribute("aria-label", channel);
+        channels.append(section);
+      }
+      sink = makeSink(container);
+      sinks.set(channel, sink);
     }
-    return node;
+    return sink;
   };
   const nearBottom = () => log.scrollHeight - log.scrollTop - log.clientHeight < 8;
-  const onStore = (event) => {
+  let pending = null; // null: nothing to write; "reset"; or Map channel -> [text]
+  let frame = null;
+  const writeDom = () => {
+    frame = null;
+    const work = pending;
+    pending = null;
+    if (work === null) return;
     const follow = nearBottom();
-    if (event.type === "reset") {
-      mainText.data = "";
-      for (const node of nodes.values()) node.data = "";
-      for (const [channel, text] of store.texts) textNode(channel).data = text;
+    if (work === "reset") {
+      for (const sink of sinks.values()) sink.clear();
+      for (const [channel, text] of store.texts) sinkFor(channel).append(text);
     } else {
-      for (const [channel, text] of Object.entries(event.chunks)) textNode(channel).appendData(text);
+      for (const [channel, parts] of work) sinkFor(channel).append(parts.join(""));
     }
     if (follow) log.scrollTop = log.scrollHeight;
   };
+  const onStore = (event) => {
+    if (event.type === "reset") {
+      pending = "reset";
+    } else if (pending !== "reset") {
+      if (pending === null) pending = new Map();
+      for (const [channel, text] of Object.entries(event.chunks)) {
+        const parts = pending.get(channel);
+        if (parts === undefined) pending.set(channel, [text]);
+        else parts.push(text);
+      }
+    }
+    if (frame === null) frame = requestAnimationFrame(writeDom);
+  };
   store.listeners.add(onStore);
-  cleanups.push(() => store.listeners.delete(onStore));
+  cleanups.push(() => {
+    store.listeners.delete(onStore);
+    if (frame !== null) cancelAnimationFrame(frame);
+  });
   onStore({ type: "reset" });
 
   // --- state --------------------------------------------------------------------------

@@ -191,6 +191,8 @@ class ChatWidget(anywidget.AnyWidget):
             self._stop_requested = self.busy
             if self._session is not None and self.busy:
                 self._spawn(self._session.cancel(STOP_REASON), "stop")
+        elif msg["type"] == "ack":
+            return  # the transcript is a synced trait; nothing is held back for a chat
         elif self.busy:
             self.error = "a reply is still streaming; press Stop or wait for it to finish"
         elif not msg["text"].strip():

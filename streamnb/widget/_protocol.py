@@ -87,7 +87,14 @@ class SendMsg(TypedDict):
     text: str
 
 
-InboundMsg = HelloMsg | StopMsg | SendMsg
+class AckMsg(TypedDict):
+    """The front end holds the whole text so far and keeps ``final_texts`` itself, so the
+    kernel need not send the text a second time when the stream settles."""
+
+    type: Literal["ack"]
+
+
+InboundMsg = HelloMsg | StopMsg | SendMsg | AckMsg
 
 
 def parse_inbound(content: Any) -> InboundMsg:
@@ -103,6 +110,9 @@ def parse_inbound(content: Any) -> InboundMsg:
         return {"type": "hello"}
     if kind == "stop":
         return {"type": "stop"}
+    if kind == "ack":
+        ack: AckMsg = {"type": "ack"}
+        return ack
     if kind == "send":
         text = content.get("text")
         if not isinstance(text, str):

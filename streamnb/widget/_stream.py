@@ -131,6 +131,7 @@ class StreamWidget(anywidget.AnyWidget):
         self._bridge = LoopBridge(runtime)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
+        self._frontend_has_text = False
         self._follower = Follower(runtime, session.stream_ref, self._on_flush, interval_s)
         self.on_msg(self._on_custom_msg)
         if not self._bridge.call(self._follower.start):
@@ -205,6 +206,8 @@ class StreamWidget(anywidget.AnyWidget):
             return
         if msg["type"] == "hello":
             self.send(self._follower.snapshot())
+        elif msg["type"] == "ack":
+            self._frontend_has_text = True
         elif msg["type"] == "stop":
             self._spawn(self._session.cancel(STOP_REASON), "stop")
         else:
@@ -238,7 +241,14 @@ class StreamWidget(anywidget.AnyWidget):
                 self.reason = follower.reason()
                 if terminal.error:
                     self.error = terminal.error
-                self.final_texts = follower.texts()
+                texts = follower.texts()
+                if self._frontend_has_text:
+                    # A front end applied every delta and keeps final_texts itself: set the
+                    # kernel's value without sending the whole text a second time.
+                    with self._lock_property(final_texts=texts):
+                        self.final_texts = texts
+                else:
+                    self.final_texts = texts
                 self.settled = True
 
     def _shutdown(self) -> None:
