@@ -17,7 +17,14 @@ if [ -f tests/js/package.json ] && [ ! -d tests/js/node_modules ]; then
     (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-exec python3 -m pytest -p no:cacheprovider \
-    --cov=streamnb --cov-report=term:skip-covered \
+# Two pytest processes: Playwright's sync API keeps its own event loop running in the
+# main thread for the rest of a session, which breaks every asyncio test after it.
+status=0
+python3 -m pytest -p no:cacheprovider -m "not browser" \
+    --cov=streamnb --cov-report= \
     --nbval --nbval-sanitize-with notebooks/sanitize.cfg --ignore=tests/browser/fixtures \
-    tests notebooks "$@"
+    tests notebooks "$@" || status=$?
+python3 -m pytest -p no:cacheprovider -m browser \
+    --cov=streamnb --cov-append --cov-report=term:skip-covered \
+    --ignore=tests/browser/fixtures tests "$@" || status=$?
+exit $status
