@@ -44,7 +44,8 @@ from .projection import StreamProjection, project_attached_stream, project_strea
 from .runtime import Session, StreamInfo, StreamRuntime, read_until_terminal
 
 if TYPE_CHECKING:
-    from . import providers, server
+    from . import providers, rooms, server
+    from .rooms import ChatRooms, ChatRoomsWidget
     from .widget import ChatWidget, StreamWidget
 
 __version__ = "0.1.0"
@@ -52,6 +53,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "StreamWidget": ("streamnb.widget", "StreamWidget"),
     "ChatWidget": ("streamnb.widget", "ChatWidget"),
+    "ChatRooms": ("streamnb.rooms", "ChatRooms"),
+    "ChatRoomsWidget": ("streamnb.rooms", "ChatRoomsWidget"),
+    "rooms": ("streamnb.rooms", None),
     "providers": ("streamnb.providers", None),
     "server": ("streamnb.server", None),
 }
@@ -73,6 +77,8 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AbortSignal",
     "AttachedStreamHandler",
+    "ChatRooms",
+    "ChatRoomsWidget",
     "ChatWidget",
     "Frame",
     "HandlerDefinitionError",
@@ -108,6 +114,7 @@ __all__ = [
     "project_streams",
     "providers",
     "read_until_terminal",
+    "rooms",
     "server",
     "testing",
 ]

@@ -37,6 +37,10 @@ DOCUMENTED = {
     # submodules for distinct audiences, loaded on first use
     "providers",
     "server",
+    # streamnb.rooms (seed 004's multi-room chat)
+    "rooms",
+    "ChatRooms",
+    "ChatRoomsWidget",
     # errors (streamnb/errors.py tree)
     "StreamnbError",
     "HandlerDefinitionError",

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -43,6 +44,9 @@ from .state import ServerConfig, ServerState
 from .streams import cancel_stream, create_stream, send_input, stream_events, stream_status
 from .ws import stream_ws
 
+if TYPE_CHECKING:
+    from ..rooms import ChatRooms
+
 __all__ = ["create_app"]
 
 
@@ -56,6 +60,7 @@ def create_app(
     send_timeout_s: float = 10.0,
     claim_timeout_s: float = 30.0,
     chat_kind: str = "tutorial.streaming_chatbot",
+    rooms: ChatRooms | None = None,
 ) -> Starlette:
     """Build the ASGI app serving ``runtime``'s handlers over HTTP.
 
@@ -84,6 +89,9 @@ def create_app(
         ``on_detach`` applies).
     chat_kind : str, default "tutorial.streaming_chatbot"
         The handler kind behind ``POST /chat`` and ``POST /api/chat``.
+    rooms : ChatRooms, optional
+        Also serve these chat rooms under ``/rooms`` (:mod:`.rooms`); their
+        ``runtime`` must be ``runtime``.
 
     Returns
     -------
@@ -132,13 +140,17 @@ def create_app(
         Route("/ledger/events", ledger_events, methods=["GET"]),
         Route("/ledger/streams", ledger_streams, methods=["GET"]),
     ]
+    if rooms is not None:
+        from .rooms import room_routes
+
+        routes += room_routes(rooms, runtime)
     middleware: list[Middleware] = []
     if cors_origins:
         middleware.append(
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(cors_origins),
-                allow_methods=["GET", "POST"],
+                allow_methods=["GET", "POST", "PATCH", "DELETE"],
                 allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
                 expose_headers=["X-Stream-Ref", "x-vercel-ai-ui-message-stream"],
                 max_age=600,

@@ -1,0 +1,548 @@
+"""``ChatRooms``: a registry of chat rooms, each with its own SQLite history (seed 004).
+
+Seed 004's ``OverseerAgent`` keeps the room list in its own SQLite and gives each
+room a sub-agent with an isolated SQLite. Here the registry is a ``registry.db``
+and each room a ``rooms/<room_id>.db`` file in one directory (or private
+in-memory databases), and every reply is an attached stream of one
+:class:`~streamnb.StreamRuntime`, so Stop, resume and the ledger work as for any
+stream.
+
+Joining rooms, messages and streams. Every settled reply writes its assistant
+message into the room's database *and* commits a ledger event
+``room.reply.settled {"room_id", "message_id", "kind"}`` in the stream's
+settlement transaction; both messages of a turn carry the reply's
+``stream_ref``. :meth:`ChatRooms.sql` runs one read-only query over
+``rooms``, ``messages`` (all rooms, with a ``room_id`` column) and the ledger
+attached as schema ``ledger`` (``ledger.streams``, ``ledger.events``)::
+
+    rooms.sql('''
+        SELECT r.name, m.status, s.status AS stream_status, s.reason
+        FROM messages m
+        JOIN rooms r ON r.id = m.room_id
+        JOIN ledger.streams s ON s.stream_ref = m.stream_ref
+        WHERE m.role = 'assistant'
+    ''')
+
+Outside Python the same join is plain SQLite on the files::
+
+    ATTACH 'chat/rooms/rm_0123456789ab.db' AS room;
+    ATTACH 'chat/ledger.db' AS ledger;
+    SELECT m.id, m.status, s.status FROM room.messages m
+    JOIN ledger.streams s USING (stream_ref);
+
+Departures from seed 004: a room holds at most one streaming reply (a second
+``send`` raises :class:`RoomBusyError` rather than interleaving two replies in one
+history); assistant messages have a ``status`` (``streaming``, ``completed``,
+``cancelled``, ``failed``, ``interrupted``) and the partial text of a stopped
+reply is kept; resume replays from the stream's frame log rather than a relay's
+buffer. The two databases of one settlement (the room file and the ledger) are
+not one transaction: the room row is written first; if the process dies between
+the two writes, the ledger recovers the stream as ``failed``/``runtime_lost``
+while the room keeps the finished message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import functools
+import os
+import re
+import secrets
+import time
+import unicodedata
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pandas as pd
+
+from ..frames import Frame
+from ..handler import AttachedStreamHandler
+from ..ledger import Ledger, LedgerTx
+from ..runtime import StreamRuntime
+from .errors import RoomBusyError, RoomError, RoomNameError, UnknownRoomError
+from .events import RoomEvent, RoomListener
+from .query import run_query
+from .reply import DEFAULT_KIND, REPLY_CHANNEL, SETTLED_EVENT, bind_reply_handler
+from .reply import room_reply_handler as _default_handler
+from .room import Room, _Reply, _utc
+from .store import RegistryStore, RoomRow, RoomStore
+
+__all__ = ["MAX_NAME_CHARS", "ChatRooms", "HandlerFactory"]
+
+T = TypeVar("T")
+
+#: the longest room name accepted, in characters
+MAX_NAME_CHARS = 100
+#: ``handler_factory(kind)`` returns the handler that writes replies
+HandlerFactory = Callable[[str], AttachedStreamHandler]
+ROOM_COLUMNS = ["id", "name", "message_count", "created_at", "last_active_at"]
+_ROOM_ID = re.compile(r"rm_[0-9a-f]{12}")
+
+
+def check_room_name(name: object) -> str:
+    """The name, stripped of surrounding white space, or :class:`RoomNameError`."""
+    if not isinstance(name, str):
+        raise RoomNameError(name, f"it is a {type(name).__name__}, not a str", MAX_NAME_CHARS)
+    stripped = name.strip()
+    if not stripped:
+        raise RoomNameError(name, "it is empty", MAX_NAME_CHARS)
+    if len(stripped) > MAX_NAME_CHARS:
+        raise RoomNameError(
+            stripped[:20] + "...", f"it has {len(stripped)} characters", MAX_NAME_CHARS
+        )
+    if any(unicodedata.category(ch).startswith("C") for ch in stripped):
+        raise RoomNameError(name, "it contains a control character", MAX_NAME_CHARS)
+    return stripped
+
+
+class ChatRooms:
+    """A registry of chat rooms, each with an isolated history and streaming replies.
+
+    Parameters
+    ----------
+    path : str or os.PathLike, optional
+        A directory (created if missing) holding ``registry.db``, one
+        ``rooms/<room_id>.db`` per room and, when this registry makes its own
+        runtime, ``ledger.db``. ``None`` (default) keeps everything in memory.
+        Opening a directory marks replies a dead process left ``streaming`` as
+        ``interrupted`` (their ids are in :attr:`recovered`).
+    handler_factory : callable ``kind -> AttachedStreamHandler``, optional
+        Makes the handler that writes replies, e.g.
+        ``lambda kind: sn.providers.chat_handler(kind, config)`` for a live
+        model. Default: :func:`room_reply_handler` (the seeds' fake tokens).
+        The handler gets ``{"messages": history}`` as its start payload and, if
+        ``bidi``, the user's text as input (see :mod:`streamnb.rooms.reply`).
+    runtime : StreamRuntime, optional
+        Run replies in this runtime (its ledger gets the settlements). Default:
+        a new runtime, with an in-memory ledger or ``<path>/ledger.db``, that
+        :meth:`aclose` also closes.
+    kind : str, default ``"streamnb.rooms.reply"``
+        The stream kind registered for replies.
+
+    Raises
+    ------
+    RoomError
+        The directory is used by another live process, or a file in it is not
+        a rooms database.
+    ValueError
+        ``runtime`` trims frames (``max_retained_frames``): a reply's text is
+        read from its frame log, so the whole log must be kept.
+    TypeError
+        ``handler_factory`` did not return an :class:`~streamnb.AttachedStreamHandler`.
+
+    Examples
+    --------
+    >>> rooms = ChatRooms()                                  # doctest: +SKIP
+    >>> room = rooms.room(rooms.create_room("Ideas"))        # doctest: +SKIP
+    >>> await room.send("hello")                             # doctest: +SKIP
+    >>> (await room.wait()).content                          # doctest: +SKIP
+    'streamnb reply to hello (turn 1)'
+    >>> rooms.rooms()[["name", "message_count"]]             # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        handler_factory: HandlerFactory | None = None,
+        runtime: StreamRuntime | None = None,
+        *,
+        kind: str = DEFAULT_KIND,
+    ) -> None:
+        if runtime is not None and not isinstance(runtime, StreamRuntime):
+            raise TypeError(f"runtime must be a StreamRuntime, got {type(runtime).__name__}")
+        if runtime is not None and runtime.max_retained_frames is not None:
+            raise ValueError(
+                "ChatRooms needs a runtime that keeps every frame of a reply "
+                "(max_retained_frames=None); the reply's text is read from its frame log"
+            )
+        handler = _default_handler(kind) if handler_factory is None else handler_factory(kind)
+        if not isinstance(handler, AttachedStreamHandler):
+            raise TypeError(
+                "handler_factory(kind) must return an sn.AttachedStreamHandler, "
+                f"got {type(handler).__name__}"
+            )
+        self.kind = kind
+        self.path = None if path is None else Path(path)
+        self.recovered: list[str] = []
+        self._closed = False
+        self._closing = False
+        self._lock_fd: int | None = None
+        self._rooms: dict[str, Room] = {}
+        self._names: dict[str, str] = {}
+        self._replies: dict[str, _Reply] = {}
+        self._listeners: list[RoomListener] = []
+        self._owns_runtime = runtime is None
+        try:
+            self._registry = self._open_stores()
+            if runtime is None:
+                ledger = None if self.path is None else Ledger(self.path / "ledger.db")
+                runtime = StreamRuntime(ledger)
+        except BaseException:
+            self._close_stores()
+            raise
+        self._runtime = runtime
+        runtime.register(bind_reply_handler(handler, kind, self._settle))
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamnb-rooms")
+
+    def _open_stores(self) -> RegistryStore:
+        if self.path is None:
+            return RegistryStore(None)
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / "rooms").mkdir(exist_ok=True)
+        fd = os.open(self.path / "registry.db.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RoomError(
+                f"the rooms directory {os.fspath(self.path)!r} is open in another live "
+                "process; close that ChatRooms (or that process) first"
+            ) from None
+        self._lock_fd = fd
+        registry_path = self.path / "registry.db"
+        registry = RegistryStore(registry_path)
+        now = time.time()
+        try:
+            for row in registry.rows():
+                if _ROOM_ID.fullmatch(row.id) is None:  # never a path outside rooms/
+                    raise RoomError(
+                        f"{registry_path} lists a room id {row.id!r} that is not "
+                        "rm_ and 12 hex digits; is it a streamnb rooms registry?"
+                    )
+                store = RoomStore(row.id, self._room_file(row.id))
+                interrupted = [m.id for m in store.messages() if m.status == "streaming"]
+                store.recover(now)
+                self.recovered += interrupted
+                self._rooms[row.id] = Room(self, row.id, store)
+                self._names[row.id] = row.name
+        except BaseException:
+            registry.close()
+            raise
+        return registry
+
+    def _room_file(self, room_id: str) -> Path | None:
+        return None if self.path is None else self.path / "rooms" / f"{room_id}.db"
+
+    # --- properties -----------------------------------------------------------------------
+
+    @property
+    def runtime(self) -> StreamRuntime:
+        """The runtime replies run in."""
+        return self._runtime
+
+    @property
+    def ledger(self) -> Ledger:
+        """The ledger replies settle in (``runtime.ledger``)."""
+        return self._runtime.ledger
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`aclose` (or :meth:`close`) finished."""
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed or self._closing:
+            raise RoomError("this ChatRooms is closed; open a new ChatRooms(path) to use the rooms")
+
+    def _room_ids(self) -> list[str]:
+        return list(self._rooms)
+
+    def _name_of(self, room_id: str) -> str:
+        try:
+            return self._names[room_id]
+        except KeyError:
+            raise UnknownRoomError(room_id, self._rooms) from None
+
+    def __contains__(self, room_id: object) -> bool:
+        return room_id in self._rooms
+
+    def __len__(self) -> int:
+        return len(self._rooms)
+
+    def __repr__(self) -> str:
+        where = "memory" if self.path is None else os.fspath(self.path)
+        busy = sum(1 for r in self._rooms.values() if r.busy)
+        state = " closed" if self._closed else ""
+        return f"<ChatRooms {where} rooms={len(self._rooms)} busy={busy}{state}>"
+
+    # --- rooms ----------------------------------------------------------------------------
+
+    def create_room(self, name: str) -> str:
+        """Create an empty room; returns its id (``rm_`` and 12 hex digits).
+
+        Raises
+        ------
+        RoomNameError
+            ``name`` is empty, longer than 100 characters or has control characters.
+        """
+        self._check_open()
+        clean = check_room_name(name)
+        room_id = "rm_" + secrets.token_hex(6)
+        now = time.time()
+        store = RoomStore(room_id, self._room_file(room_id))
+        try:
+            self._registry.insert(RoomRow(room_id, clean, now, now))
+        except BaseException:
+            store.delete_files()
+            raise
+        self._rooms[room_id] = Room(self, room_id, store)
+        self._names[room_id] = clean
+        self._emit(RoomEvent("created", room_id))
+        return room_id
+
+    def room(self, room_id: str) -> Room:
+        """The :class:`Room` with this id (the same object on every call).
+
+        Raises
+        ------
+        UnknownRoomError
+            No such room (never created, or deleted).
+        """
+        self._check_open()
+        try:
+            return self._rooms[room_id]
+        except (KeyError, TypeError):
+            raise UnknownRoomError(room_id, self._rooms) from None
+
+    def rename_room(self, room_id: str, name: str) -> None:
+        """Rename a room (also while a reply streams).
+
+        Raises
+        ------
+        UnknownRoomError, RoomNameError
+        """
+        self.room(room_id)
+        clean = check_room_name(name)
+        self._registry.rename(room_id, clean)
+        self._names[room_id] = clean
+        self._emit(RoomEvent("renamed", room_id))
+
+    def clear_room(self, room_id: str) -> int:
+        """Delete every message of a room; returns how many were deleted.
+
+        The ledger keeps the settlements of the room's past replies.
+
+        Raises
+        ------
+        UnknownRoomError
+        RoomBusyError
+            A reply is streaming; stop it (``await room.cancel()``) or wait first.
+        """
+        room = self.room(room_id)
+        if room._reply is not None:
+            raise RoomBusyError(room_id, room._reply.stream_ref)
+        removed = room._store.clear()
+        room._last_message_id = None
+        self._emit(RoomEvent("cleared", room_id))
+        return removed
+
+    async def delete_room(self, room_id: str, *, reason: str = "room deleted") -> None:
+        """Delete a room and its history (its file), cancelling its reply first.
+
+        A streaming reply is cancelled with ``reason`` and waited for (its
+        settlement reaches the ledger; up to the runtime's ``cancel_grace_s +
+        force_wait_s`` for a handler that ignores cancel), then the room is
+        removed from the registry and its database file is deleted. New sends
+        to the room are refused from the moment this is called.
+
+        Raises
+        ------
+        UnknownRoomError
+        """
+        room = self.room(room_id)
+        room._deleted = True  # refuse new sends while the reply winds down
+        try:
+            reply = room._reply
+            if reply is not None and reply.stream_ref is not None:
+                await self._runtime.cancel(reply.stream_ref, reason)
+                await reply.done.wait()
+        finally:
+            self._rooms.pop(room_id, None)
+            self._names.pop(room_id, None)
+            await self._io(self._registry.delete, room_id)
+            await self._io(room._store.delete_files)
+            self._emit(RoomEvent("deleted", room_id))
+
+    def rooms(self) -> pd.DataFrame:
+        """Every room, most recently active first.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``id, name`` (object), ``message_count`` (int64; a streaming
+            reply counts), ``created_at, last_active_at`` (datetime64[ns, UTC];
+            a room is active when a message is sent or a reply settles).
+        """
+        self._check_open()
+        rows = [
+            (r.id, r.name, self._rooms[r.id]._store.count(), r.created_at, r.last_active_at)
+            for r in self._registry.rows()
+            if r.id in self._rooms
+        ]
+        df = pd.DataFrame.from_records(rows, columns=ROOM_COLUMNS)
+        df["message_count"] = df["message_count"].astype("int64")
+        df["created_at"] = _utc(df["created_at"])
+        df["last_active_at"] = _utc(df["last_active_at"])
+        return df
+
+    def room_infos(self) -> list[dict[str, Any]]:
+        """The rooms as JSON-ready dicts (what the widget and ``GET /rooms`` show).
+
+        Each has ``id, name, message_count, created_at, last_active_at`` (epoch
+        seconds) and ``busy``; most recently active first.
+        """
+        self._check_open()
+        return [
+            {
+                "id": r.id,
+                "name": r.name,
+                "message_count": self._rooms[r.id]._store.count(),
+                "created_at": r.created_at,
+                "last_active_at": r.last_active_at,
+                "busy": self._rooms[r.id].busy,
+            }
+            for r in self._registry.rows()
+            if r.id in self._rooms
+        ]
+
+    def sql(self, query: str, params: Any = ()) -> pd.DataFrame:
+        """One read-only SQL query over rooms, messages of all rooms, and the ledger.
+
+        Tables: ``rooms(id, name, created_at, last_active_at)``, ``messages(room_id,
+        id, role, content, status, created_at, settled_at, stream_ref)`` (a
+        snapshot of every room's history) and ``ledger.streams``,
+        ``ledger.events`` (the ledger file attached read-only, or a copy of an
+        in-memory ledger). Times are epoch seconds. See the module docstring.
+
+        Raises
+        ------
+        LedgerQueryError
+            The statement failed or tried to write.
+        """
+        self._check_open()
+        stores = [(room_id, room._store) for room_id, room in self._rooms.items()]
+        return run_query(self._registry, stores, self._runtime.ledger, query, params)
+
+    # --- notifications --------------------------------------------------------------------
+
+    def subscribe(self, listener: RoomListener) -> Callable[[], None]:
+        """Call ``listener(event)`` on every :class:`RoomEvent`; returns the unsubscribe function.
+
+        Listeners run on the thread that made the change and must not raise
+        (an exception is swallowed so one listener cannot break a reply).
+        """
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def _emit(self, event: RoomEvent) -> None:
+        for listener in list(self._listeners):
+            with contextlib.suppress(Exception):
+                listener(event)
+
+    # --- reply plumbing (used by Room) ---------------------------------------------------
+
+    async def _io(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking store call on the rooms' I/O thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+
+    def _started_write(
+        self, room: Room, stream_ref: str, user_id: str, message_id: str, at: float
+    ) -> None:
+        room._store.set_stream_ref(stream_ref, user_id, message_id)
+        self._registry.touch(room.id, at)
+
+    def _finished_write(
+        self, room: Room, message_id: str, text: str, status: str, at: float, stream_ref: str
+    ) -> None:
+        room._store.finish(message_id, text, status, at, stream_ref)
+        self._registry.touch(room.id, at)
+
+    async def _settle(self, terminal: Frame, tx: LedgerTx, commit_failed: bool) -> None:
+        """The rooms' part of a reply's ``commit_terminal`` (see :func:`bind_reply_handler`)."""
+        ref = terminal.stream_ref
+        reply = self._replies.pop(ref, None)
+        if reply is None:  # a stream of this kind attached directly, not through a room
+            return
+        room = self._rooms.get(reply.room_id)
+        if room is None:
+            return
+        text = "".join(
+            f.payload
+            for f in self._runtime.frames(ref)
+            if f.kind == "output" and f.channel == REPLY_CHANNEL and isinstance(f.payload, str)
+        )
+        status = "failed" if commit_failed else terminal.kind
+        # shielded: if the runtime's commit timeout fires, the row is still written
+        await asyncio.shield(
+            self._io(self._finished_write, room, reply.message_id, text, status, terminal.at, ref)
+        )
+        if not commit_failed:
+            tx.insert_event(
+                SETTLED_EVENT,
+                {"room_id": room.id, "message_id": reply.message_id, "kind": terminal.kind},
+            )
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Stop every streaming reply (reason ``"rooms closed"``), then close the databases.
+
+        Each reply settles as usual (its partial text is stored ``cancelled``).
+        A runtime this registry made is closed with its ledger; one passed in is
+        left open. Idempotent.
+        """
+        if self._closed or self._closing:
+            return
+        self._closing = True
+        try:
+            replies = [r._reply for r in self._rooms.values() if r._reply is not None]
+            for reply in replies:
+                if reply.stream_ref is not None:
+                    with contextlib.suppress(Exception):
+                        await self._runtime.cancel(reply.stream_ref, "rooms closed")
+            for reply in replies:
+                await reply.done.wait()
+            if self._owns_runtime:
+                await self._runtime.aclose()
+                self._runtime.ledger.close()
+        finally:
+            self._close_stores()
+            self._closed = True
+
+    def close(self) -> None:
+        """Synchronous :meth:`aclose` (through ``runtime.run``)."""
+        if self._closed:
+            return
+        self._runtime.run(self.aclose())
+        if self._owns_runtime:
+            self._runtime.close()
+
+    def _close_stores(self) -> None:
+        if hasattr(self, "_executor"):
+            self._executor.shutdown(wait=True)
+        for room in self._rooms.values():
+            room._store.close()
+        registry = getattr(self, "_registry", None)
+        if registry is not None:
+            registry.close()
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                os.close(self._lock_fd)
+            self._lock_fd = None
+
+    async def __aenter__(self) -> ChatRooms:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

@@ -1,0 +1,337 @@
+"""One chat room: its messages, and at most one reply streaming at a time.
+
+A turn (seed 004's ``chatStream``): ``await room.send(text)`` stores the user
+message together with a placeholder assistant message (status ``streaming``),
+attaches a reply stream whose start payload is the room's history, hands it the
+text, and returns the stream's :class:`~streamnb.Session` once the reply has
+started. When the stream settles, the reply's text (the partial text when it
+was stopped) and its status are written into the placeholder from the handler's
+``commit_terminal``, together with a ``room.reply.settled`` ledger event; the
+room is free again once the terminal frame is announced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from ..errors import StreamnbError, StreamTimeoutError, UnknownStreamError
+from ..runtime import CancelResult, Session
+from .errors import RoomBusyError, RoomError, UnknownRoomError
+from .events import RoomEvent
+from .store import Message, RoomStore
+
+if TYPE_CHECKING:
+    from .registry import ChatRooms
+
+__all__ = ["ActiveReply", "Room"]
+
+MESSAGE_COLUMNS = ["id", "role", "content", "status", "created_at", "stream_ref"]
+
+
+def new_message_id() -> str:
+    """A fresh message id, ``msg_`` and 16 hex digits."""
+    return "msg_" + secrets.token_hex(8)
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveReply:
+    """The reply a room is streaming: its stream and the two messages of the turn."""
+
+    room_id: str
+    stream_ref: str
+    message_id: str
+    user_message_id: str
+
+
+@dataclass(slots=True)
+class _Reply:
+    """The reply a room is streaming (owned by the room; indexed by the registry)."""
+
+    room_id: str
+    user_id: str
+    message_id: str
+    stream_ref: str | None = None
+    session: Session | None = None
+    watch: asyncio.Task[None] | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Room:
+    """A chat room: isolated history, one streaming reply at a time, cancel and resume.
+
+    Get one from :meth:`ChatRooms.room` (never construct it). All methods raise
+    :class:`~streamnb.rooms.UnknownRoomError` once the room was deleted and
+    :class:`~streamnb.rooms.RoomError` once the registry was closed.
+
+    Examples
+    --------
+    >>> room = rooms.room(rooms.create_room("Ideas"))          # doctest: +SKIP
+    >>> session = await room.send("hello")                      # doctest: +SKIP
+    >>> message = await room.wait()                             # doctest: +SKIP
+    >>> message.content                                         # doctest: +SKIP
+    'streamnb reply to hello (turn 1)'
+    """
+
+    def __init__(self, owner: ChatRooms, room_id: str, store: RoomStore) -> None:
+        self._owner = owner
+        self.id = room_id
+        self._store = store
+        self._reply: _Reply | None = None
+        self._last_message_id: str | None = None
+        self._deleted = False
+
+    # --- state --------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The room's current name."""
+        self._check()
+        return self._owner._name_of(self.id)
+
+    @property
+    def busy(self) -> bool:
+        """True from :meth:`send` until the reply's terminal frame is announced."""
+        return self._reply is not None
+
+    @property
+    def path(self) -> str | None:
+        """The room's database file, or None for an in-memory registry."""
+        return None if self._store.path is None else str(self._store.path)
+
+    def _check(self) -> None:
+        self._owner._check_open()
+        if self._deleted:
+            raise UnknownRoomError(self.id, self._owner._room_ids())
+
+    def messages(self) -> pd.DataFrame:
+        """The room's messages, oldest first.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``id, role, content, status`` (object), ``created_at``
+            (datetime64[ns, UTC]) and ``stream_ref`` (object: the turn's reply
+            stream, for joins with the ledger). ``status`` is ``sent`` for user
+            messages; for replies ``streaming``, then ``completed``,
+            ``cancelled`` (the text produced before Stop), ``failed`` or
+            ``interrupted`` (the process died mid-reply).
+        """
+        self._check()
+        rows = [
+            (m.id, m.role, m.content, m.status, m.created_at, m.stream_ref)
+            for m in self._store.messages()
+        ]
+        df = pd.DataFrame.from_records(rows, columns=MESSAGE_COLUMNS)
+        df["created_at"] = _utc(df["created_at"])
+        return df
+
+    def message_list(self) -> list[Message]:
+        """The room's messages as :class:`~streamnb.rooms.Message` objects, oldest first."""
+        self._check()
+        return self._store.messages()
+
+    def message_count(self) -> int:
+        """How many messages the room holds (a streaming reply counts)."""
+        self._check()
+        return self._store.count()
+
+    def active_stream(self) -> Session | None:
+        """The session of the reply streaming now, or None."""
+        reply = self._reply
+        return None if reply is None else reply.session
+
+    def active_reply(self) -> ActiveReply | None:
+        """Ids of the reply streaming now (stream, assistant and user message), or None."""
+        reply = self._reply
+        if reply is None or reply.stream_ref is None:
+            return None
+        return ActiveReply(self.id, reply.stream_ref, reply.message_id, reply.user_id)
+
+    # --- a turn --------------------------------------------------------------------------
+
+    async def send(self, text: str) -> Session:
+        """Store ``text`` as a user message and start the reply; returns its session.
+
+        Returns once the reply stream is attached and has the message, not when
+        it ends: read ``session.output``, show it with a widget, or ``await
+        room.wait()``. The session is the reply's first observer; detaching it
+        does not stop the reply (use :meth:`cancel`).
+
+        Parameters
+        ----------
+        text : str
+            The message; must contain more than white space.
+
+        Returns
+        -------
+        Session
+            The reply stream's session (``stream_ref`` is stored on both messages).
+
+        Raises
+        ------
+        RoomBusyError
+            A reply is already streaming in this room.
+        RoomError
+            ``text`` is empty, or the room's database could not be written.
+        UnknownRoomError
+            The room was deleted (also while this call was starting the reply:
+            the reply is then cancelled).
+        StartRejectedError, RuntimeClosedError
+            The reply stream could not be attached; nothing is stored.
+        """
+        self._check()
+        if not isinstance(text, str):
+            raise TypeError(f"send() takes the message text as a str, got {type(text).__name__}")
+        if not text.strip():
+            raise RoomError("the message is empty; type some text to send")
+        if self._reply is not None:
+            raise RoomBusyError(self.id, self._reply.stream_ref)
+        owner = self._owner
+        runtime = owner.runtime
+        now = time.time()
+        user = Message(new_message_id(), "user", text, "sent", now, None, None)
+        placeholder = Message(new_message_id(), "assistant", "", "streaming", now, None, None)
+        reply = _Reply(self.id, user.id, placeholder.id)
+        self._reply = reply  # claimed before the first await: a second send is refused
+        stored = False
+        try:
+            history = await owner._io(self._store.add_turn, user, placeholder)
+            stored = True
+            prior = [{"role": m.role, "content": m.content} for m in history if m.content]
+            bidi = runtime.handler(owner.kind).mode == "bidi"
+            new = [] if bidi else [{"role": "user", "content": text}]
+            session = await runtime.attach(owner.kind, {"messages": prior + new})
+        except BaseException:
+            self._reply = None
+            if stored:
+                with contextlib.suppress(StreamnbError):
+                    await asyncio.shield(owner._io(self._store.remove, user.id, placeholder.id))
+            raise
+        # No await between attach and here: the stream cannot settle before it is indexed.
+        ref = session.stream_ref
+        reply.stream_ref = ref
+        reply.session = session
+        self._last_message_id = placeholder.id
+        owner._replies[ref] = reply
+        written = False
+        try:
+            await owner._io(owner._started_write, self, ref, user.id, placeholder.id, now)
+            written = True
+        finally:
+            # started before settled: the watcher that announces the end comes second
+            owner._emit(RoomEvent("reply_started", self.id, placeholder.id, ref))
+            reply.watch = asyncio.get_running_loop().create_task(
+                self._watch(reply), name=f"streamnb:room:{self.id}:{ref}"
+            )
+            if self._deleted or not written:  # deleted meanwhile, or the write failed
+                with contextlib.suppress(StreamnbError):
+                    await runtime.cancel(ref, "room deleted" if self._deleted else "room error")
+        if self._deleted:
+            raise UnknownRoomError(self.id, owner._room_ids())
+        if bidi:
+            # Refused only if the reply is already ending (e.g. a delete cancelled it); the
+            # stream settles either way and the placeholder gets its final status.
+            with contextlib.suppress(StreamnbError):
+                await session.send(text)
+        return session
+
+    async def _watch(self, reply: _Reply) -> None:
+        """Free the room once the reply's terminal frame is announced (owned by the room)."""
+        assert reply.stream_ref is not None
+        try:
+            with contextlib.suppress(UnknownStreamError):
+                await self._owner.runtime.wait_settled(reply.stream_ref)
+        finally:
+            if self._reply is reply:
+                self._reply = None
+            reply.done.set()
+            self._owner._emit(
+                RoomEvent("reply_settled", self.id, reply.message_id, reply.stream_ref)
+            )
+
+    async def wait(self, timeout_s: float | None = None) -> Message | None:
+        """Wait until no reply is streaming; return the last reply's stored message.
+
+        When it returns, the message has its final status and text and the
+        stream's settlement is in the ledger.
+
+        Parameters
+        ----------
+        timeout_s : float, optional
+            Seconds to wait at most (the reply keeps streaming after a timeout).
+
+        Returns
+        -------
+        Message or None
+            The assistant message of the latest reply sent through this object
+            (else the room's last assistant message); None if there is none.
+
+        Raises
+        ------
+        StreamTimeoutError
+            ``timeout_s`` passed first.
+        """
+        self._check()
+        reply = self._reply
+        if reply is not None:
+            try:
+                await asyncio.wait_for(reply.done.wait(), timeout_s)
+            except asyncio.TimeoutError:
+                raise StreamTimeoutError(float(timeout_s or 0), 0) from None
+        if self._deleted:
+            return None
+        if self._last_message_id is not None:
+            found = self._store.get(self._last_message_id)
+            if found is not None:
+                return found
+        replies = [m for m in self._store.messages() if m.role == "assistant"]
+        return replies[-1] if replies else None
+
+    async def cancel(self, reason: str = "cancelled") -> CancelResult | None:
+        """Stop the streaming reply (cooperative cancel); None when nothing streams.
+
+        Returns at once with the runtime's answer (``"requested"``, ...); the
+        partial text is stored with status ``cancelled`` when the stream settles
+        (``await room.wait()``).
+        """
+        self._check()
+        reply = self._reply
+        if reply is None or reply.stream_ref is None:
+            return None
+        return await self._owner.runtime.cancel(reply.stream_ref, reason)
+
+    async def resume(self, after_seq: int | None = None) -> Session | None:
+        """Re-attach to the streaming reply (seed 004's resume-request); None when idle.
+
+        The new session first replays the frames already produced after
+        ``after_seq`` (all of them for ``None``) and then continues live, each
+        frame once: pass the ``seq`` of the last frame you saw to get no
+        duplicates. Detaching it does not stop the reply.
+        """
+        self._check()
+        reply = self._reply
+        if reply is None or reply.stream_ref is None:
+            return None
+        return await self._owner.runtime.reattach(reply.stream_ref, after_seq)
+
+    def __repr__(self) -> str:
+        if self._deleted:
+            return f"<Room {self.id} deleted>"
+        state = "busy" if self.busy else "idle"
+        try:
+            return f"<Room {self.id} {self._owner._name_of(self.id)!r} {state}>"
+        except StreamnbError:
+            return f"<Room {self.id} closed>"
+
+
+def _utc(col: pd.Series) -> pd.Series:
+    """Epoch seconds -> datetime64[ns, UTC]."""
+    secs = pd.Series(list(col), dtype="float64")
+    return pd.to_datetime(secs, unit="s", utc=True).astype("datetime64[ns, UTC]")

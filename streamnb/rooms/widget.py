@@ -1,0 +1,324 @@
+"""``ChatRoomsWidget``: every room of a :class:`~streamnb.rooms.ChatRooms` in one widget.
+
+The Jupyter side of seed 004's client: a sidebar listing the rooms (``listbox``;
+**New room**), the selected room's transcript (``log``), **Rename**, **Clear**,
+**Delete**, and the **Message** box with **Send** and **Stop**. The room list is
+a small synced trait (``room_list``, message counts and busy flags included), so
+it updates live in every view. Which room a view shows is that view's own state
+in the browser (seed 004's per-connection ``activeRoomId``): two views of one
+widget, or a view after a page reload, may show different rooms.
+
+Transcripts travel as custom messages (:mod:`streamnb.rooms._wire`): a view asks
+for its room's messages with ``open``; a streaming reply is followed with the
+stream widget's batcher (:class:`~streamnb.widget._batcher.Follower`), at most one
+delta per ``flush_interval_s`` per reply, tagged with its room and message, and
+never the whole text again. The widget only observes: closing it neither stops
+replies nor closes the rooms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import traitlets
+
+from ..errors import StreamnbError
+from ..widget._batcher import (
+    DEFAULT_FLUSH_INTERVAL_S,
+    Follower,
+    LoopBridge,
+    check_flush_interval,
+    spawn,
+)
+from ..widget._protocol import DeltaMsg
+from ._wire import (
+    CreatedMsg,
+    ErrorMsg,
+    MessagesMsg,
+    ReplySnapshot,
+    RoomDeltaMsg,
+    RoomRequest,
+    parse_request,
+)
+from .events import RoomEvent
+from .registry import ChatRooms
+from .reply import REPLY_CHANNEL
+
+__all__ = ["ChatRoomsWidget"]
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+STOP_REASON = "user pressed stop"
+
+
+def _stylesheet() -> str:
+    # The stream widgets' base styles, then the rooms layout (anywidget takes one sheet).
+    return (STATIC / "widget.css").read_text() + "\n" + (STATIC / "rooms.css").read_text()
+
+
+class ChatRoomsWidget(anywidget.AnyWidget):
+    """Chat rooms in JupyterLab: switch, create, rename, clear, delete; send and stop.
+
+    Parameters
+    ----------
+    rooms : ChatRooms
+        The registry to show. Its runtime should run on the kernel's loop
+        (create the widget in a notebook cell).
+    flush_interval_s : float, default 0.033
+        Seconds between two deltas of one reply (0.001 to 5).
+
+    Attributes
+    ----------
+    room_list : list of dict
+        ``{"id", "name", "message_count", "busy", "created_at",
+        "last_active_at"}`` per room, most recently active first (synced, live).
+    error : str
+        The last error not tied to one view (e.g. the kernel's loop is closed).
+
+    Raises
+    ------
+    TypeError
+        ``rooms`` is not a :class:`ChatRooms`.
+    ValueError
+        ``flush_interval_s`` is out of range.
+
+    Examples
+    --------
+    >>> rooms = ChatRooms()                         # doctest: +SKIP
+    >>> ChatRoomsWidget(rooms)                      # doctest: +SKIP
+    """
+
+    _esm = STATIC / "rooms.js"
+    _css = _stylesheet()
+    _closed = False
+
+    room_list = traitlets.List(traitlets.Dict()).tag(sync=True)
+    error = traitlets.Unicode("").tag(sync=True)
+    main_channel = traitlets.Unicode(REPLY_CHANNEL).tag(sync=True)
+    _uid = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(
+        self,
+        rooms: ChatRooms,
+        *,
+        flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
+        **kwargs: Any,
+    ) -> None:
+        if not isinstance(rooms, ChatRooms):
+            raise TypeError(f"ChatRoomsWidget takes a ChatRooms, got {type(rooms).__name__}")
+        interval_s = check_flush_interval(flush_interval_s)
+        super().__init__(_uid=uuid.uuid4().hex, room_list=rooms.room_infos(), **kwargs)
+        self._rooms = rooms
+        self._interval = interval_s
+        self._bridge = LoopBridge(rooms.runtime)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        #: room_id -> (message_id, follower) of each streaming reply
+        self._followers: dict[str, tuple[str, Follower]] = {}
+        self._closed = False
+        self._unsubscribe = rooms.subscribe(self._on_event_any_thread)
+        self.on_msg(self._on_custom_msg)
+        self._bridge.call(self._follow_active)
+
+    # --- public ------------------------------------------------------------------------
+
+    @property
+    def rooms(self) -> ChatRooms:
+        """The registry this widget shows."""
+        return self._rooms
+
+    async def wait_settled(self, timeout_s: float | None = None) -> str:
+        """Wait until no room has a streaming reply and every reply was flushed.
+
+        Returns ``"idle"``. Raises :class:`TimeoutError` after ``timeout_s`` seconds.
+        """
+
+        async def idle() -> None:
+            while True:
+                busy = [r for r in self._rooms._rooms.values() if r._reply is not None]
+                for room in busy:
+                    await self._rooms.room(room.id).wait()
+                for _, follower in list(self._followers.values()):
+                    await follower.wait()
+                if not busy and not self._followers:
+                    return
+
+        try:
+            await asyncio.wait_for(idle(), timeout_s)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"replies were still streaming after {timeout_s} s") from None
+        return "idle"
+
+    def close(self) -> None:
+        """Stop following replies and close the widget's views (the rooms keep running)."""
+        if self._closed:
+            return
+        self._closed = True
+        if hasattr(self, "_unsubscribe"):
+            self._unsubscribe()
+        if hasattr(self, "_bridge"):
+            self._bridge.call(self._shutdown)
+        super().close()
+
+    def __repr__(self) -> str:
+        return f"<ChatRoomsWidget rooms={len(self.room_list)}>"
+
+    # --- registry events -----------------------------------------------------------------
+
+    def _on_event_any_thread(self, event: RoomEvent) -> None:
+        self._bridge.call(self._on_event, event)
+
+    def _on_event(self, event: RoomEvent) -> None:
+        if self._closed or self._rooms.closed:
+            return
+        self._refresh_list()
+        room_id = event.room_id
+        if event.kind == "reply_started":
+            assert event.message_id is not None and event.stream_ref is not None
+            # follow first, so the pushed messages carry the reply's (empty) snapshot
+            self._follow(room_id, event.message_id, event.stream_ref)
+            self._push_messages(room_id, None)
+        elif event.kind == "reply_settled":
+            entry = self._followers.get(room_id)
+            if entry is not None and entry[0] == event.message_id:
+                # the pushed messages hold the final text; a last delta is not needed
+                entry[1].stop()
+                del self._followers[room_id]
+            if room_id in self._rooms:
+                self._push_messages(room_id, None)
+        elif event.kind == "cleared":
+            self._push_messages(room_id, None)
+
+    def _refresh_list(self) -> None:
+        if not self._rooms.closed:
+            self.room_list = self._rooms.room_infos()
+
+    def _follow_active(self) -> None:
+        for room_id, room in self._rooms._rooms.items():
+            reply = room._reply
+            if reply is not None and reply.stream_ref is not None:
+                self._follow(room_id, reply.message_id, reply.stream_ref)
+
+    def _follow(self, room_id: str, message_id: str, stream_ref: str) -> None:
+        old = self._followers.pop(room_id, None)
+        if old is not None:
+            old[1].stop()
+
+        def emit(delta: DeltaMsg, _settled: bool) -> None:
+            if self._closed:
+                return
+            msg: RoomDeltaMsg = {
+                "type": "delta",
+                "room_id": room_id,
+                "message_id": message_id,
+                "from_seq": delta["from_seq"],
+                "to_seq": delta["to_seq"],
+                "text": delta["chunks"].get(REPLY_CHANNEL, ""),
+                "status": delta["status"],
+            }
+            self.send(msg)
+
+        follower = Follower(self._rooms.runtime, stream_ref, emit, self._interval)
+        self._followers[room_id] = (message_id, follower)
+        follower.start()
+
+    def _push_messages(self, room_id: str, view: str | None) -> None:
+        room = self._rooms.room(room_id)
+        reply: ReplySnapshot | None = None
+        entry = self._followers.get(room_id)
+        if entry is not None and room.busy:
+            message_id, follower = entry
+            reply = {
+                "message_id": message_id,
+                "upto_seq": follower.upto_seq,
+                "text": follower.texts().get(REPLY_CHANNEL, ""),
+                "status": follower.status,
+            }
+        msg: MessagesMsg = {
+            "type": "messages",
+            "view": view,
+            "room_id": room_id,
+            "messages": [
+                {k: v for k, v in m.to_dict().items() if k != "settled_at"}
+                for m in room.message_list()
+            ],
+            "reply": reply,
+        }
+        self.send(msg)
+
+    # --- requests from the views ---------------------------------------------------------
+
+    def _on_custom_msg(self, _widget: object, content: Any, _buffers: object) -> None:
+        # May run on a subshell thread: parse here, act on the loop thread.
+        try:
+            request = parse_request(content)
+        except ValueError as exc:
+            view = content.get("view") if isinstance(content, dict) else None
+            self._bridge.call(self._send_error, view if isinstance(view, str) else None, None, exc)
+            return
+        if not self._bridge.call(self._handle, request):
+            self.error = "the runtime's event loop is closed; the rooms cannot be reached"
+
+    def _handle(self, request: RoomRequest) -> None:
+        if self._closed:
+            return
+        view, room_id = request["view"], request["room_id"]
+        try:
+            kind = request["type"]
+            if kind == "open":
+                self._push_messages(room_id, view)
+            elif kind == "send":
+                room = self._rooms.room(room_id)
+                self._spawn(room.send(request["text"]), view, room_id)
+            elif kind == "stop":
+                self._spawn(self._rooms.room(room_id).cancel(STOP_REASON), view, room_id)
+            elif kind == "create":
+                new_id = self._rooms.create_room(request["name"] or self._default_name())
+                created: CreatedMsg = {"type": "created", "view": view, "room_id": new_id}
+                self.send(created)
+            elif kind == "rename":
+                self._rooms.rename_room(room_id, request["name"])
+            elif kind == "clear":
+                self._rooms.clear_room(room_id)
+            else:
+                self._rooms.room(room_id)
+                self._spawn(self._rooms.delete_room(room_id), view, room_id)
+        except (StreamnbError, ValueError) as exc:
+            self._send_error(view, room_id or None, exc)
+
+    def _default_name(self) -> str:
+        names = {r["name"] for r in self.room_list}
+        n = len(names) + 1
+        for i in range(1, n + 1):
+            if f"Room {i}" not in names:
+                return f"Room {i}"
+        return f"Room {n}"  # pragma: no cover - the loop always finds one
+
+    def _spawn(self, coro: Any, view: str, room_id: str) -> None:
+        spawn(
+            self._tasks,
+            coro,
+            lambda exc: self._send_error(view, room_id, exc),
+            f"streamnb:rooms-widget:{room_id}",
+        )
+
+    def _send_error(self, view: str | None, room_id: str | None, exc: BaseException) -> None:
+        if isinstance(exc, (StreamnbError, ValueError)):
+            text = str(exc)
+        else:
+            text = f"{type(exc).__name__}: {exc}"
+        if self._closed:
+            return
+        msg: ErrorMsg = {"type": "error", "view": view, "room_id": room_id, "message": text}
+        self.send(msg)
+        if view is None:
+            self.error = text
+
+    def _shutdown(self) -> None:
+        for _, follower in self._followers.values():
+            follower.stop()
+        self._followers.clear()
+        for task in list(self._tasks):
+            task.cancel()
