@@ -8,22 +8,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import anywidget
 import traitlets
 
-from ..errors import StreamnbError
 from ..runtime import Session, StreamRuntime
-from ._batcher import DEFAULT_FLUSH_INTERVAL_S, Follower, LoopBridge, check_flush_interval, spawn
-from ._protocol import ChatDeltaMsg, ChatSnapshotMsg, DeltaMsg, InboundMsg, parse_inbound
+from ._base import STOP_REASON, LoopWidget
+from ._batcher import DEFAULT_FLUSH_INTERVAL_S, Follower, check_flush_interval
+from ._protocol import ChatDeltaMsg, ChatSnapshotMsg, DeltaMsg, InboundMsg
 
 __all__ = ["ChatWidget"]
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
-STOP_REASON = "user pressed stop"
 StartPayload = Callable[[list[dict[str, Any]]], Any]
 
 
-class ChatWidget(anywidget.AnyWidget):
+class ChatWidget(LoopWidget):
     """A chat in one widget: each message attaches a new ``bidi`` stream of ``kind``.
 
     Sending a message (Send button, Enter, or :func:`streamnb.testing.press_send`)
@@ -80,14 +78,13 @@ class ChatWidget(anywidget.AnyWidget):
 
     _esm = STATIC / "chat.js"
     _css = STATIC / "widget.css"
-    _closed = False
+    _task_prefix = "streamnb:chat"
 
     kind = traitlets.Unicode("").tag(sync=True)
     transcript = traitlets.List(traitlets.Dict()).tag(sync=True)
     busy = traitlets.Bool(False).tag(sync=True)
     status = traitlets.Unicode("").tag(sync=True)
     reason = traitlets.Unicode("").tag(sync=True)
-    error = traitlets.Unicode("").tag(sync=True)
     progress = traitlets.Any(None, allow_none=True).tag(sync=True)
     main_channel = traitlets.Unicode("assistant.delta").tag(sync=True)
     _uid = traitlets.Unicode("").tag(sync=True)
@@ -114,15 +111,12 @@ class ChatWidget(anywidget.AnyWidget):
         self._runtime = runtime
         self._start = {} if start is None else start
         self._interval = interval_s
-        self._bridge = LoopBridge(runtime)
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._session: Session | None = None
         self._follower: Follower | None = None
         self._turn = -1
         self._stop_requested = False
-        self._closed = False
         self._idle: list[asyncio.Future[None]] = []
-        self.on_msg(self._on_custom_msg)
+        self._attach_loop(runtime)
 
     # --- public ----------------------------------------------------------------------
 
@@ -159,28 +153,10 @@ class ChatWidget(anywidget.AnyWidget):
                 raise TimeoutError(f"the chat reply did not finish within {timeout_s} s") from None
         return self.status
 
-    def close(self) -> None:
-        """Cancel the reply being streamed (if any), detach it and close the widget."""
-        if self._closed:
-            return
-        self._closed = True
-        if hasattr(self, "_bridge"):  # not when __init__ failed half way
-            self._bridge.call(self._shutdown)
-        super().close()
-
     def __repr__(self) -> str:
         return f"<ChatWidget kind={self.kind!r} messages={len(self.transcript)} busy={self.busy}>"
 
     # --- kernel side of the buttons ------------------------------------------------
-
-    def _on_custom_msg(self, _widget: object, content: Any, _buffers: object) -> None:
-        try:
-            msg = parse_inbound(content)
-        except ValueError as exc:
-            self._bridge.call(self._report, exc)
-            return
-        if not self._bridge.call(self._handle, msg):
-            self.error = "the runtime's event loop is closed; Stop and Send cannot reach it"
 
     def _handle(self, msg: InboundMsg) -> None:
         if self._closed:
@@ -268,16 +244,8 @@ class ChatWidget(anywidget.AnyWidget):
                 if terminal.error:
                     self.error = terminal.error
 
-    def _spawn(self, coro: Any, what: str) -> None:
-        spawn(self._tasks, coro, self._report, f"streamnb:chat:{what}")
-
-    def _report(self, exc: BaseException) -> None:
-        if isinstance(exc, (StreamnbError, ValueError)):
-            self.error = str(exc)
-        else:
-            self.error = f"{type(exc).__name__}: {exc}"
-
     def _shutdown(self) -> None:
+        """Cancel the reply being streamed (if any) and detach it; runs on the loop."""
         if self._follower is not None:
             self._follower.stop()
         session = self._session

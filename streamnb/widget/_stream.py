@@ -2,32 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from pathlib import Path
 from typing import Any
 
-import anywidget
 import traitlets
 
-from ..errors import StreamnbError
 from ..runtime import Session, StreamRuntime
+from ._base import STOP_REASON, LoopWidget
 from ._batcher import (
     DEFAULT_FLUSH_INTERVAL_S,
     Follower,
-    LoopBridge,
     check_flush_interval,
-    spawn,
 )
-from ._protocol import DeltaMsg, InboundMsg, parse_inbound
+from ._protocol import DeltaMsg, InboundMsg
 
 __all__ = ["StreamWidget"]
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
-STOP_REASON = "user pressed stop"
 
 
-class StreamWidget(anywidget.AnyWidget):
+class StreamWidget(LoopWidget):
     """Watch an attached stream in Jupyter: status, progress, text as it arrives, Stop, Send.
 
     ``display(session)`` shows one of these. Creating it returns at once: a task
@@ -88,14 +83,12 @@ class StreamWidget(anywidget.AnyWidget):
 
     _esm = STATIC / "widget.js"
     _css = STATIC / "widget.css"
-    _closed = False
 
     stream_ref = traitlets.Unicode("").tag(sync=True)
     kind = traitlets.Unicode("").tag(sync=True)
     mode = traitlets.Unicode("output_only").tag(sync=True)
     status = traitlets.Unicode("opened").tag(sync=True)
     reason = traitlets.Unicode("").tag(sync=True)
-    error = traitlets.Unicode("").tag(sync=True)
     progress = traitlets.Any(None, allow_none=True).tag(sync=True)
     final_texts = traitlets.Dict(value_trait=traitlets.Unicode()).tag(sync=True)
     settled = traitlets.Bool(False).tag(sync=True)
@@ -128,12 +121,10 @@ class StreamWidget(anywidget.AnyWidget):
         )
         self._session = session
         self._runtime = runtime
-        self._bridge = LoopBridge(runtime)
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._closed = False
+        self._task_prefix = f"streamnb:widget:{session.stream_ref}"
+        self._attach_loop(runtime)
         self._frontend_has_text = False
         self._follower = Follower(runtime, session.stream_ref, self._on_flush, interval_s)
-        self.on_msg(self._on_custom_msg)
         if not self._bridge.call(self._follower.start):
             self.error = "the runtime's event loop is closed; this widget cannot follow the stream"
 
@@ -173,33 +164,10 @@ class StreamWidget(anywidget.AnyWidget):
         await self._follower.wait(timeout_s)
         return self.status
 
-    def close(self) -> None:
-        """Stop following the stream, detach the session and close the widget's views.
-
-        Detaching is not cancelling: an ``on_detach="abort"`` stream whose
-        last observer this was is cancelled with reason ``"detached"``.
-        """
-        if self._closed:
-            return
-        self._closed = True
-        if hasattr(self, "_bridge"):  # not when __init__ failed half way
-            self._bridge.call(self._shutdown)
-        super().close()
-
     def __repr__(self) -> str:
         return f"<StreamWidget {self.stream_ref} kind={self.kind!r} status={self.status}>"
 
     # --- kernel side of the buttons ------------------------------------------------
-
-    def _on_custom_msg(self, _widget: object, content: Any, _buffers: object) -> None:
-        # May run on a subshell thread: parse here, touch state only on the loop thread.
-        try:
-            msg = parse_inbound(content)
-        except ValueError as exc:
-            self._bridge.call(self._report, exc)
-            return
-        if not self._bridge.call(self._handle, msg):
-            self.error = "the runtime's event loop is closed; Stop and Send cannot reach it"
 
     def _handle(self, msg: InboundMsg) -> None:
         if self._closed:
@@ -217,15 +185,6 @@ class StreamWidget(anywidget.AnyWidget):
         await self._session.send(text)
         if self.error:
             self.error = ""
-
-    def _spawn(self, coro: Any, what: str) -> None:
-        spawn(self._tasks, coro, self._report, f"streamnb:widget:{self.stream_ref}:{what}")
-
-    def _report(self, exc: BaseException) -> None:
-        if isinstance(exc, (StreamnbError, ValueError)):
-            self.error = str(exc)
-        else:
-            self.error = f"{type(exc).__name__}: {exc}"
 
     def _on_flush(self, delta: DeltaMsg, settled: bool) -> None:
         if self._closed:
@@ -252,6 +211,7 @@ class StreamWidget(anywidget.AnyWidget):
                 self.settled = True
 
     def _shutdown(self) -> None:
+        """Stop following, cancel the widget's tasks and detach its session (on the loop)."""
         self._follower.stop()
         for task in list(self._tasks):
             task.cancel()

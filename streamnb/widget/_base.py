@@ -1,0 +1,78 @@
+"""The kernel side shared by :class:`StreamWidget` and :class:`ChatWidget`.
+
+Button messages from the browser may arrive on a kernel subshell thread
+(ipykernel 7 / JupyterLab 4.4): they are parsed where they arrive and handed to
+the runtime's loop through a :class:`~streamnb.widget._batcher.LoopBridge`; all
+widget state changes happen on that loop's thread. Tasks the widget starts are
+owned by it (``_tasks``) and cancelled by :meth:`LoopWidget.close`; their errors
+are shown in the widget's ``error`` trait instead of being lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import anywidget
+import traitlets
+
+from ..errors import StreamnbError
+from ..runtime import StreamRuntime
+from ._batcher import LoopBridge, spawn
+from ._protocol import InboundMsg, parse_inbound
+
+__all__ = ["STOP_REASON", "LoopWidget"]
+
+#: the reason a Stop press gives to ``session.cancel``
+STOP_REASON = "user pressed stop"
+
+
+class LoopWidget(anywidget.AnyWidget):
+    """Base of the streamnb widgets: messages to the runtime's loop, owned tasks, errors."""
+
+    _closed = False
+    #: task names are "<_task_prefix>:<what>"
+    _task_prefix = "streamnb:widget"
+
+    error = traitlets.Unicode("").tag(sync=True)
+
+    def _attach_loop(self, runtime: StreamRuntime) -> None:
+        """Bind to ``runtime``'s loop and start listening to the front end's messages."""
+        self._bridge = LoopBridge(runtime)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+        self.on_msg(self._on_custom_msg)
+
+    def close(self) -> None:
+        """Stop following, cancel the widget's tasks and close its views. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if hasattr(self, "_bridge"):  # not when __init__ failed half way
+            self._bridge.call(self._shutdown)
+        super().close()
+
+    def _on_custom_msg(self, _widget: object, content: Any, _buffers: object) -> None:
+        # May run on a subshell thread: parse here, touch state only on the loop thread.
+        try:
+            msg = parse_inbound(content)
+        except ValueError as exc:
+            self._bridge.call(self._report, exc)
+            return
+        if not self._bridge.call(self._handle, msg):
+            self.error = "the runtime's event loop is closed; Stop and Send cannot reach it"
+
+    def _spawn(self, coro: Any, what: str) -> None:
+        spawn(self._tasks, coro, self._report, f"{self._task_prefix}:{what}")
+
+    def _report(self, exc: BaseException) -> None:
+        if isinstance(exc, (StreamnbError, ValueError)):
+            self.error = str(exc)
+        else:
+            self.error = f"{type(exc).__name__}: {exc}"
+
+    def _handle(self, msg: InboundMsg) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _shutdown(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
