@@ -115,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="tutorial.streaming_chatbot",
         help="handler kind behind /chat and /api/chat (default tutorial.streaming_chatbot)",
     )
+    serve.add_argument(
+        "--rooms",
+        metavar="DIR",
+        help="also serve chat rooms under /rooms, kept in this directory (registry.db plus "
+        "one SQLite file per room); replies use the chat kind's source",
+    )
     source = serve.add_mutually_exclusive_group()
     source.add_argument(
         "--cassette",
@@ -146,14 +152,21 @@ async def _serve(args: argparse.Namespace, handlers: list[AttachedStreamHandler]
 
     ledger = Ledger(args.ledger) if args.ledger else Ledger()
     runtime = StreamRuntime(ledger)
+    rooms = None
     try:
         for handler in handlers:
             runtime.register(handler)
+        if args.rooms:
+            from .rooms import ChatRooms
+
+            chat = runtime.handler(args.chat_kind)
+            rooms = ChatRooms(args.rooms, runtime=runtime, handler_factory=lambda _kind: chat)
         app = create_app(
             runtime,
             token=args.token,
             cors_origins=args.cors_origin or None,
             chat_kind=args.chat_kind,
+            rooms=rooms,
         )
         sock = bind_socket(args.host, args.port)
         config = uvicorn.Config(
@@ -176,6 +189,8 @@ async def _serve(args: argparse.Namespace, handlers: list[AttachedStreamHandler]
         finally:
             sock.close()
     finally:
+        if rooms is not None:
+            await rooms.aclose()
         await runtime.aclose()
         ledger.close()
 

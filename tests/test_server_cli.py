@@ -177,3 +177,36 @@ def test_serve_with_a_missing_cassette_exits_2(capsys: pytest.CaptureFixture[str
         main(["serve", "--cassette", "/nonexistent/cassette.json"])
     assert exited.value.code == 2
     assert "cassette.json" in capsys.readouterr().err
+
+
+def test_serve_with_rooms_keeps_them_in_the_directory(tmp_path: Path) -> None:
+    rooms_dir = tmp_path / "rooms"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamnb.cli", "serve", "--port", "0", "--rate", "0",
+         "--rooms", str(rooms_dir), "--log-level", "warning"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        url = read_line(proc, r"serving .* on (http://127\.0\.0\.1:\d+/)").group(1)
+        with httpx.Client(base_url=url, timeout=30) as client:
+            created = client.post("/rooms", json={"name": "served"})
+            assert created.status_code == 201, created.text
+            room_id = created.json()["id"]
+            started = client.post(f"/rooms/{room_id}/messages", json={"text": "hello"})
+            assert started.status_code == 202
+            stream = client.get(f"/rooms/{room_id}/stream").text
+            assert "event: completed" in stream
+            messages = client.get(f"/rooms/{room_id}/messages").json()["messages"]
+        assert [m["role"] for m in messages] == ["user", "assistant"]
+        assert messages[1]["content"].endswith("reply to hello")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+    assert (rooms_dir / "registry.db").exists()
+    assert len(list((rooms_dir / "rooms").glob("*.db"))) == 1
