@@ -27,6 +27,7 @@ import anywidget
 import traitlets
 
 from ..errors import StreamnbError
+from ..widget._assets import esm
 from ..widget._batcher import (
     DEFAULT_FLUSH_INTERVAL_S,
     Follower,
@@ -91,7 +92,7 @@ class ChatRoomsWidget(anywidget.AnyWidget):
     >>> ChatRoomsWidget(rooms)                      # doctest: +SKIP
     """
 
-    _esm = STATIC / "rooms.js"
+    _esm = esm("common.js", "rooms.js")
     _css = _stylesheet()
     _closed = False
 

@@ -5,27 +5,14 @@
 // the same rules as widget.js apply per turn: a per-model store fed from the first
 // message, {type: "hello"} -> "snapshot" when the model was created late, and only the
 // delta with from_seq === last_seq + 1 is applied. Text enters the DOM as text nodes only.
+// Helpers (element, lifecycle, textStores, applyDelta, ...) come from common.js, joined in
+// front of this file (widget/_assets.py).
 
-const STORES = new Map(); // model _uid -> store
+const STORES = textStores({ turn: -1 });
 
-function getStore(uid) {
-  let store = STORES.get(uid);
-  if (store === undefined) {
-    store = { turn: -1, lastSeq: null, texts: new Map(), listeners: new Set() };
-    STORES.set(uid, store);
-  }
-  return store;
-}
-
-function notify(store, event) {
-  for (const listener of store.listeners) listener(event);
-}
-
-function resetStore(store, turn, texts, upToSeq) {
+function resetTurn(store, turn, texts, upToSeq) {
   store.turn = turn;
-  store.texts = new Map(Object.entries(texts || {}));
-  store.lastSeq = upToSeq;
-  notify(store, { type: "reset" });
+  resetStore(store, texts, upToSeq);
 }
 
 function applyMessage(store, model, msg) {
@@ -33,12 +20,12 @@ function applyMessage(store, model, msg) {
   if (msg.type === "snapshot") {
     if (msg.turn < store.turn) return;
     if (msg.turn === store.turn && store.lastSeq !== null && msg.upto_seq <= store.lastSeq) return;
-    resetStore(store, msg.turn, msg.texts, msg.upto_seq);
+    resetTurn(store, msg.turn, msg.texts, msg.upto_seq);
   } else if (msg.type === "delta") {
     if (msg.turn < store.turn) return; // an older reply: already in the transcript
     if (msg.turn > store.turn) {
       if (msg.from_seq === 0) {
-        resetStore(store, msg.turn, {}, -1); // a new reply from its first frame
+        resetTurn(store, msg.turn, {}, -1); // a new reply from its first frame
       } else {
         store.turn = msg.turn; // joined a reply midway: ask for what we missed
         store.lastSeq = null;
@@ -47,130 +34,66 @@ function applyMessage(store, model, msg) {
       }
     }
     if (store.lastSeq === null || msg.to_seq <= store.lastSeq) return; // waiting, or duplicate
-    if (msg.from_seq !== store.lastSeq + 1) {
-      store.lastSeq = null;
-      model.send({ type: "hello" });
-      return;
-    }
-    for (const [channel, text] of Object.entries(msg.chunks)) {
-      store.texts.set(channel, (store.texts.get(channel) || "") + text);
-    }
-    store.lastSeq = msg.to_seq;
-    notify(store, { type: "append", chunks: msg.chunks });
+    if (applyDelta(store, model, msg)) notify(store, { type: "append", chunks: msg.chunks });
   }
 }
 
 function initialize({ model }) {
   const uid = model.get("_uid");
-  const store = getStore(uid);
-  const onMessage = (msg) => applyMessage(store, model, msg);
-  model.on("msg:custom", onMessage);
+  const store = STORES.get(uid);
+  const { watch, dispose } = lifecycle(model);
+  watch("msg:custom", (msg) => applyMessage(store, model, msg));
   if (model.get("busy")) model.send({ type: "hello" }); // a reply is streaming: catch up
   return () => {
-    model.off("msg:custom", onMessage);
+    dispose();
     STORES.delete(uid);
   };
 }
 
-function element(tag, className, attributes = {}) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
-  return node;
-}
-
-const ROLE_LABELS = { user: "You", assistant: "Assistant" };
-
 function render({ model, el }) {
-  const store = getStore(model.get("_uid"));
-  const cleanups = [];
-  const listen = (target, event, handler) => {
-    target.addEventListener(event, handler);
-    cleanups.push(() => target.removeEventListener(event, handler));
-  };
-  const watch = (event, handler) => {
-    model.on(event, handler);
-    cleanups.push(() => model.off(event, handler));
-  };
+  const store = STORES.get(model.get("_uid"));
+  const { listen, watch, subscribe, dispose } = lifecycle(model);
 
   const root = element("div", "streamnb streamnb-chat");
-  const header = element("div", "streamnb-header");
-  const status = element("div", "streamnb-status", { role: "status" });
-  const dot = element("span", "streamnb-dot", { "aria-hidden": "true" });
-  const statusText = element("span", "streamnb-status-text");
-  status.append(dot, statusText);
-  const kind = element("span", "streamnb-kind");
-  const stop = element("button", "streamnb-button streamnb-stop", { type: "button" });
-  stop.textContent = "Stop";
-  header.append(status, kind, stop);
-  const log = element("div", "streamnb-log streamnb-transcript", {
-    role: "log",
-    "aria-live": "polite",
-    "aria-label": "Conversation",
-    tabindex: "0",
-  });
-  const error = element("div", "streamnb-error", { role: "alert" });
-  const form = element("div", "streamnb-input");
-  const input = element("input", "streamnb-message", {
-    type: "text",
-    "aria-label": "Message",
-    placeholder: "Message (Enter sends, Escape stops)",
-    autocomplete: "off",
-    "data-lm-suppress-shortcuts": "true",
-  });
-  const send = element("button", "streamnb-button streamnb-send", { type: "button" });
-  send.textContent = "Send";
-  form.append(input, send);
+  const { header, statusText, kind, stop } = streamHeader();
+  const log = logBox("streamnb-log streamnb-transcript", "Conversation");
+  const error = errorBox();
+  const { form, input, send } = messageForm();
   root.append(header, log, error, form);
   el.append(root);
 
   // --- transcript -----------------------------------------------------------------------
   let live = null; // {turn, node}: the text node of the reply being streamed
-  const nearBottom = () => log.scrollHeight - log.scrollTop - log.clientHeight < 8;
   const liveText = () => store.texts.get(model.get("main_channel")) || "";
   const showTranscript = () => {
-    const follow = nearBottom();
-    const transcript = model.get("transcript") || [];
-    const items = transcript.map((message, index) => {
-      const item = element("div", "streamnb-message-item");
-      item.dataset.role = message.role;
-      item.dataset.status = message.status || "";
-      const label = element("div", "streamnb-message-role");
-      label.textContent = ROLE_LABELS[message.role] || message.role;
-      const body = element("div", "streamnb-message-text");
-      const streaming = message.role === "assistant" && message.status === "running";
-      const node = document.createTextNode(
-        streaming ? (index === store.turn ? liveText() : "") : message.content || "",
-      );
-      body.append(node);
-      item.append(label, body);
-      if (streaming) live = { turn: index, node };
-      else if (message.role === "assistant" && message.status !== "completed") {
-        const note = element("div", "streamnb-message-note");
-        note.textContent = message.status;
-        item.append(note);
-      }
-      return item;
+    keepAtBottom(log, () => {
+      const transcript = model.get("transcript") || [];
+      const items = transcript.map((message, index) => {
+        const streaming = message.role === "assistant" && message.status === "running";
+        const text = streaming ? (index === store.turn ? liveText() : "") : message.content || "";
+        // the reply being streamed has no status note
+        const { item, node } = messageItem(message, text, streaming);
+        if (streaming) live = { turn: index, node };
+        return item;
+      });
+      log.replaceChildren(...items);
     });
-    log.replaceChildren(...items);
-    if (follow) log.scrollTop = log.scrollHeight;
   };
   const onStore = (event) => {
     if (live === null || live.turn !== store.turn) {
       showTranscript(); // the transcript may not show this turn yet
       return;
     }
-    const follow = nearBottom();
-    if (event.type === "reset") {
-      live.node.data = liveText();
-    } else {
-      const text = event.chunks[model.get("main_channel")];
-      if (text) live.node.appendData(text);
-    }
-    if (follow) log.scrollTop = log.scrollHeight;
+    keepAtBottom(log, () => {
+      if (event.type === "reset") {
+        live.node.data = liveText();
+      } else {
+        const text = event.chunks[model.get("main_channel")];
+        if (text) live.node.appendData(text);
+      }
+    });
   };
-  store.listeners.add(onStore);
-  cleanups.push(() => store.listeners.delete(onStore));
+  subscribe(store, onStore);
   watch("change:transcript", () => {
     live = null;
     showTranscript();
@@ -188,8 +111,7 @@ function render({ model, el }) {
     kind.textContent = model.get("kind");
     stop.disabled = !busy;
     send.disabled = busy;
-    error.textContent = model.get("error") || "";
-    error.hidden = !model.get("error");
+    showText(error, model.get("error"));
   };
   for (const name of ["busy", "status", "reason", "error", "kind"]) {
     watch(`change:${name}`, showState);
@@ -197,31 +119,10 @@ function render({ model, el }) {
   showState();
 
   // --- actions ----------------------------------------------------------------------------
-  const pressStop = () => {
-    if (!stop.disabled) model.send({ type: "stop" });
-  };
-  const pressSend = () => {
-    if (send.disabled) return;
-    const text = input.value;
-    if (text.trim() === "") return;
-    model.send({ type: "send", text });
-    input.value = "";
-  };
-  listen(stop, "click", pressStop);
-  listen(send, "click", pressSend);
-  listen(input, "keydown", (event) => {
-    if (event.isComposing) return;
-    if (event.key === "Enter" && !event.shiftKey) {
-      event.preventDefault();
-      pressSend();
-    } else if (event.key === "Escape") {
-      event.preventDefault();
-      pressStop();
-    }
-  });
+  wireMessageControls(listen, { stop, input, send }, streamActions(model));
 
   return () => {
-    for (const cleanup of cleanups.splice(0)) cleanup();
+    dispose();
     root.remove();
   };
 }

@@ -5,20 +5,8 @@
 // id and its selected room id, answers for another view are ignored, and broadcasts are
 // kept only for the room shown. A streaming reply arrives as "delta" messages applied
 // only when from_seq === last_seq + 1; after a gap the view asks for the room again.
-// Text enters the DOM as text nodes only.
-
-function element(tag, className, attributes = {}) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
-  return node;
-}
-
-function button(label, className) {
-  const node = element("button", `streamnb-button ${className}`, { type: "button" });
-  node.textContent = label;
-  return node;
-}
+// Text enters the DOM as text nodes only. Helpers (element, button, lifecycle, messageForm,
+// ...) come from common.js, joined in front of this file (streamnb/widget/_assets.py).
 
 function newViewId() {
   if (globalThis.crypto && typeof globalThis.crypto.randomUUID === "function") {
@@ -27,23 +15,13 @@ function newViewId() {
   return `${Date.now().toString(16)}-${Math.random().toString(16).slice(2)}`;
 }
 
-const ROLE_LABELS = { user: "You", assistant: "Assistant" };
-
 function countLabel(count) {
   return `${count} message${count === 1 ? "" : "s"}`;
 }
 
 function render({ model, el }) {
   const view = newViewId();
-  const cleanups = [];
-  const listen = (target, event, handler) => {
-    target.addEventListener(event, handler);
-    cleanups.push(() => target.removeEventListener(event, handler));
-  };
-  const watch = (event, handler) => {
-    model.on(event, handler);
-    cleanups.push(() => model.off(event, handler));
-  };
+  const { listen, watch, dispose } = lifecycle(model);
 
   // --- this view's state ------------------------------------------------------------------
   let selected = null; // id of the room shown
@@ -65,10 +43,7 @@ function render({ model, el }) {
   const main = element("section", "streamnb-rooms-main");
   const header = element("div", "streamnb-header streamnb-rooms-header");
   const title = element("h3", "streamnb-rooms-title");
-  const status = element("div", "streamnb-status", { role: "status" });
-  const dot = element("span", "streamnb-dot", { "aria-hidden": "true" });
-  const statusText = element("span", "streamnb-status-text");
-  status.append(dot, statusText);
+  const { status, statusText } = statusBox();
   const tools = element("div", "streamnb-rooms-tools");
   const rename = button("Rename", "streamnb-rooms-rename");
   const clear = button("Clear", "streamnb-rooms-clear");
@@ -92,23 +67,9 @@ function render({ model, el }) {
   renameForm.append(renameInput, renameSave, renameCancel);
   renameForm.hidden = true;
 
-  const log = element("div", "streamnb-log streamnb-transcript", {
-    role: "log",
-    "aria-live": "polite",
-    "aria-label": "Conversation",
-    tabindex: "0",
-  });
-  const error = element("div", "streamnb-error", { role: "alert" });
-  const form = element("div", "streamnb-input");
-  const input = element("input", "streamnb-message", {
-    type: "text",
-    "aria-label": "Message",
-    placeholder: "Message (Enter sends, Escape stops)",
-    autocomplete: "off",
-    "data-lm-suppress-shortcuts": "true",
-  });
-  const send = button("Send", "streamnb-send");
-  form.append(input, send);
+  const log = logBox("streamnb-log streamnb-transcript", "Conversation");
+  const error = errorBox();
+  const { form, input, send } = messageForm();
   main.append(header, renameForm, log, error, form);
   root.append(sidebar, main);
   el.append(root);
@@ -121,9 +82,7 @@ function render({ model, el }) {
   };
   const showError = (text) => {
     errorText = text || "";
-    const shown = errorText || model.get("error") || "";
-    error.textContent = shown;
-    error.hidden = !shown;
+    showText(error, errorText || model.get("error"));
   };
 
   // --- room list --------------------------------------------------------------------------
@@ -213,32 +172,18 @@ function render({ model, el }) {
   };
 
   // --- transcript -------------------------------------------------------------------------
-  const nearBottom = () => log.scrollHeight - log.scrollTop - log.clientHeight < 8;
   const renderTranscript = () => {
-    const follow = nearBottom();
-    if (reply !== null) reply.node = null;
-    const items = messages.map((message) => {
-      const item = element("div", "streamnb-message-item");
-      item.dataset.role = message.role;
-      item.dataset.status = message.status || "";
-      const label = element("div", "streamnb-message-role");
-      label.textContent = ROLE_LABELS[message.role] || message.role;
-      const body = element("div", "streamnb-message-text");
-      const streaming = message.role === "assistant" && message.status === "streaming";
-      const live = streaming && reply !== null && reply.messageId === message.id;
-      const node = document.createTextNode(live ? reply.text : message.content || "");
-      body.append(node);
-      item.append(label, body);
-      if (live) reply.node = node;
-      if (message.role === "assistant" && message.status !== "completed") {
-        const note = element("div", "streamnb-message-note");
-        note.textContent = message.status;
-        item.append(note);
-      }
-      return item;
+    keepAtBottom(log, () => {
+      if (reply !== null) reply.node = null;
+      const items = messages.map((message) => {
+        const streaming = message.role === "assistant" && message.status === "streaming";
+        const live = streaming && reply !== null && reply.messageId === message.id;
+        const { item, node } = messageItem(message, live ? reply.text : message.content || "");
+        if (live) reply.node = node;
+        return item;
+      });
+      log.replaceChildren(...items);
     });
-    log.replaceChildren(...items);
-    if (follow) log.scrollTop = log.scrollHeight;
   };
 
   // --- kernel messages --------------------------------------------------------------------
@@ -272,9 +217,9 @@ function render({ model, el }) {
     reply.lastSeq = msg.to_seq;
     if (!msg.text) return;
     reply.text += msg.text;
-    const follow = nearBottom();
-    if (reply.node) reply.node.appendData(msg.text);
-    if (follow) log.scrollTop = log.scrollHeight;
+    keepAtBottom(log, () => {
+      if (reply.node) reply.node.appendData(msg.text);
+    });
   };
 
   const onCustom = (msg) => {
@@ -312,17 +257,6 @@ function render({ model, el }) {
   watch("change:error", () => showError(errorText));
 
   // --- actions ----------------------------------------------------------------------------
-  const pressSend = () => {
-    if (send.disabled) return;
-    const text = input.value;
-    if (text.trim() === "") return;
-    showError("");
-    request("send", { text });
-    input.value = "";
-  };
-  const pressStop = () => {
-    if (!stop.disabled) request("stop");
-  };
   const openRename = () => {
     const room = current();
     if (room === null) return;
@@ -349,33 +283,19 @@ function render({ model, el }) {
   listen(rename, "click", openRename);
   listen(renameSave, "click", saveRename);
   listen(renameCancel, "click", closeRename);
-  listen(renameInput, "keydown", (event) => {
-    if (event.isComposing) return;
-    if (event.key === "Enter") {
-      event.preventDefault();
-      saveRename();
-    } else if (event.key === "Escape") {
-      event.preventDefault();
-      closeRename();
-    }
-  });
+  onEnterEscape(listen, renameInput, saveRename, closeRename, { shiftEnter: true });
   listen(clear, "click", () => {
     if (!clear.disabled) request("clear");
   });
   listen(remove, "click", () => {
     if (!remove.disabled) request("delete");
   });
-  listen(stop, "click", pressStop);
-  listen(send, "click", pressSend);
-  listen(input, "keydown", (event) => {
-    if (event.isComposing) return;
-    if (event.key === "Enter" && !event.shiftKey) {
-      event.preventDefault();
-      pressSend();
-    } else if (event.key === "Escape") {
-      event.preventDefault();
-      pressStop();
-    }
+  wireMessageControls(listen, { stop, input, send }, {
+    stop: () => request("stop"),
+    send: (text) => {
+      showError("");
+      request("send", { text });
+    },
   });
 
   // --- start: show the most recently active room ------------------------------------------
@@ -384,7 +304,7 @@ function render({ model, el }) {
   select(first ? first.id : null);
 
   return () => {
-    for (const cleanup of cleanups.splice(0)) cleanup();
+    dispose();
     root.remove();
   };
 }

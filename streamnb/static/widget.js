@@ -6,30 +6,11 @@
 // A model created after deltas were sent (page reload: `_flushed` is already true) asks
 // the kernel with {type: "hello"} and takes the "snapshot" answer; from then on it
 // applies only the delta whose from_seq is last_seq + 1: no duplicates, no gaps. Stream text only ever enters the DOM as text
-// nodes (textContent / appendData), never as HTML.
+// nodes (textContent / appendData), never as HTML. Helpers (element, lifecycle, textStores,
+// applyDelta, ...) come from common.js, joined in front of this file (widget/_assets.py).
 
-const STORES = new Map(); // model _uid -> store
+const STORES = textStores();
 const BLOCK_CHARS = 8192; // characters per text block in a view (see render)
-
-function getStore(uid) {
-  let store = STORES.get(uid);
-  if (store === undefined) {
-    // lastSeq === null: not in sync yet (waiting for a snapshot or for the first delta)
-    store = { lastSeq: null, texts: new Map(), listeners: new Set() };
-    STORES.set(uid, store);
-  }
-  return store;
-}
-
-function notify(store, event) {
-  for (const listener of store.listeners) listener(event);
-}
-
-function resetStore(store, texts, upToSeq) {
-  store.texts = new Map(Object.entries(texts || {}));
-  store.lastSeq = upToSeq;
-  notify(store, { type: "reset" });
-}
 
 // Tell the kernel once that this front end holds the text (it then does not re-send it
 // in final_texts; the front end keeps final_texts in its own state for the saved notebook).
@@ -51,15 +32,7 @@ function applyMessage(store, model, msg) {
       store.lastSeq = -1; // the stream's very first delta: nothing was missed
     }
     if (msg.to_seq <= store.lastSeq) return; // duplicate
-    if (msg.from_seq !== store.lastSeq + 1) {
-      store.lastSeq = null; // gap: ask for a snapshot again
-      model.send({ type: "hello" });
-      return;
-    }
-    for (const [channel, text] of Object.entries(msg.chunks)) {
-      store.texts.set(channel, (store.texts.get(channel) || "") + text);
-    }
-    store.lastSeq = msg.to_seq;
+    if (!applyDelta(store, model, msg)) return;
     acknowledge(store, model);
     notify(store, { type: "append", chunks: msg.chunks });
   }
@@ -67,8 +40,8 @@ function applyMessage(store, model, msg) {
 
 function initialize({ model }) {
   const uid = model.get("_uid");
-  const store = getStore(uid);
-  const onMessage = (msg) => applyMessage(store, model, msg);
+  const store = STORES.get(uid);
+  const { watch, dispose } = lifecycle(model);
   const onSettled = () => {
     if (!model.get("settled")) return;
     if (store.lastSeq === null) {
@@ -79,25 +52,17 @@ function initialize({ model }) {
       model.set("final_texts", Object.fromEntries(store.texts));
     }
   };
-  model.on("msg:custom", onMessage);
-  model.on("change:settled", onSettled);
+  watch("msg:custom", (msg) => applyMessage(store, model, msg));
+  watch("change:settled", onSettled);
   if (model.get("settled")) {
     onSettled(); // a saved notebook, or a reload after the end: the state has it all
   } else if (model.get("_flushed")) {
     model.send({ type: "hello" }); // created late (page reload): deltas were missed
   } // else: a new model; the first delta (from_seq 0) starts it, no snapshot needed
   return () => {
-    model.off("msg:custom", onMessage);
-    model.off("change:settled", onSettled);
+    dispose();
     STORES.delete(uid);
   };
-}
-
-function element(tag, className, attributes = {}) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
-  return node;
 }
 
 function describeProgress(progress) {
@@ -109,58 +74,22 @@ function describeProgress(progress) {
 }
 
 function render({ model, el }) {
-  const store = getStore(model.get("_uid"));
-  const cleanups = [];
-  const listen = (target, event, handler) => {
-    target.addEventListener(event, handler);
-    cleanups.push(() => target.removeEventListener(event, handler));
-  };
-  const watch = (event, handler) => {
-    model.on(event, handler);
-    cleanups.push(() => model.off(event, handler));
-  };
+  const store = STORES.get(model.get("_uid"));
+  const { listen, watch, subscribe, onCleanup, dispose } = lifecycle(model);
 
   const root = element("div", "streamnb");
-  const header = element("div", "streamnb-header");
-  const status = element("div", "streamnb-status", { role: "status" });
-  const dot = element("span", "streamnb-dot", { "aria-hidden": "true" });
-  const statusText = element("span", "streamnb-status-text");
-  status.append(dot, statusText);
-  const kind = element("span", "streamnb-kind");
-  const stop = element("button", "streamnb-button streamnb-stop", { type: "button" });
-  stop.textContent = "Stop";
-  header.append(status, kind, stop);
-
+  const { header, statusText, kind, stop } = streamHeader();
   const progress = element("div", "streamnb-progress");
-  const log = element("div", "streamnb-log", {
-    role: "log",
-    "aria-live": "polite",
-    "aria-label": "Stream output",
-    tabindex: "0",
-  });
+  const log = logBox("streamnb-log", "Stream output");
   const main = element("div", "streamnb-main");
   const channels = element("div", "streamnb-channels");
   log.append(main, channels);
-  const error = element("div", "streamnb-error", { role: "alert" });
+  const error = errorBox();
   root.append(header, progress, log, error);
-
-  let input = null;
-  let send = null;
-  if (model.get("mode") === "bidi") {
-    const form = element("div", "streamnb-input");
-    input = element("input", "streamnb-message", {
-      type: "text",
-      "aria-label": "Message",
-      placeholder: "Message (Enter sends, Escape stops)",
-      autocomplete: "off",
-      // Enter and Escape belong to this box, not to JupyterLab's notebook shortcuts.
-      "data-lm-suppress-shortcuts": "true",
-    });
-    send = element("button", "streamnb-button streamnb-send", { type: "button" });
-    send.textContent = "Send";
-    form.append(input, send);
-    root.append(form);
-  }
+  // only a bidi stream takes messages
+  const { form, input, send } =
+    model.get("mode") === "bidi" ? messageForm() : { form: null, input: null, send: null };
+  if (form !== null) root.append(form);
   el.append(root);
 
   // --- text ---------------------------------------------------------------------------
@@ -231,7 +160,6 @@ function render({ model, el }) {
     }
     return sink;
   };
-  const nearBottom = () => log.scrollHeight - log.scrollTop - log.clientHeight < 8;
   let pending = null; // null: nothing to write; "reset"; or Map channel -> [text]
   let frame = null;
   const writeDom = () => {
@@ -239,14 +167,14 @@ function render({ model, el }) {
     const work = pending;
     pending = null;
     if (work === null) return;
-    const follow = nearBottom();
-    if (work === "reset") {
-      for (const sink of sinks.values()) sink.clear();
-      for (const [channel, text] of store.texts) sinkFor(channel).append(text);
-    } else {
-      for (const [channel, parts] of work) sinkFor(channel).append(parts.join(""));
-    }
-    if (follow) log.scrollTop = log.scrollHeight;
+    keepAtBottom(log, () => {
+      if (work === "reset") {
+        for (const sink of sinks.values()) sink.clear();
+        for (const [channel, text] of store.texts) sinkFor(channel).append(text);
+      } else {
+        for (const [channel, parts] of work) sinkFor(channel).append(parts.join(""));
+      }
+    });
   };
   const onStore = (event) => {
     if (event.type === "reset") {
@@ -261,9 +189,8 @@ function render({ model, el }) {
     }
     if (frame === null) frame = requestAnimationFrame(writeDom);
   };
-  store.listeners.add(onStore);
-  cleanups.push(() => {
-    store.listeners.delete(onStore);
+  subscribe(store, onStore);
+  onCleanup(() => {
     if (frame !== null) cancelAnimationFrame(frame);
   });
   onStore({ type: "reset" });
@@ -285,8 +212,7 @@ function render({ model, el }) {
     // once settled the last progress is history, and says so
     progress.textContent = settled && progressText ? `last progress · ${progressText}` : progressText;
     progress.hidden = progressText === "";
-    error.textContent = model.get("error") || "";
-    error.hidden = !model.get("error");
+    showText(error, model.get("error"));
   };
   for (const name of ["status", "reason", "settled", "progress", "error", "kind"]) {
     watch(`change:${name}`, showState);
@@ -294,33 +220,10 @@ function render({ model, el }) {
   showState();
 
   // --- actions ------------------------------------------------------------------------
-  const pressStop = () => {
-    if (!stop.disabled) model.send({ type: "stop" });
-  };
-  const pressSend = () => {
-    if (input === null || send.disabled) return;
-    const text = input.value;
-    if (text.trim() === "") return;
-    model.send({ type: "send", text });
-    input.value = "";
-  };
-  listen(stop, "click", pressStop);
-  if (input !== null) {
-    listen(send, "click", pressSend);
-    listen(input, "keydown", (event) => {
-      if (event.isComposing) return;
-      if (event.key === "Enter" && !event.shiftKey) {
-        event.preventDefault();
-        pressSend();
-      } else if (event.key === "Escape") {
-        event.preventDefault();
-        pressStop();
-      }
-    });
-  }
+  wireMessageControls(listen, { stop, input, send }, streamActions(model));
 
   return () => {
-    for (const cleanup of cleanups.splice(0)) cleanup();
+    dispose();
     root.remove();
   };
 }

@@ -11,6 +11,7 @@ from typing import Any
 import traitlets
 
 from ..runtime import Session, StreamRuntime
+from ._assets import esm
 from ._base import STOP_REASON, LoopWidget
 from ._batcher import DEFAULT_FLUSH_INTERVAL_S, Follower, check_flush_interval
 from ._protocol import ChatDeltaMsg, ChatSnapshotMsg, DeltaMsg, InboundMsg
@@ -76,7 +77,7 @@ class ChatWidget(LoopWidget):
     >>> chat.transcript[-1]["content"]                                 # doctest: +SKIP
     """
 
-    _esm = STATIC / "chat.js"
+    _esm = esm("common.js", "chat.js")
     _css = STATIC / "widget.css"
     _task_prefix = "streamnb:chat"
 

@@ -9,6 +9,7 @@ from typing import Any
 import traitlets
 
 from ..runtime import Session, StreamRuntime
+from ._assets import esm
 from ._base import STOP_REASON, LoopWidget
 from ._batcher import (
     DEFAULT_FLUSH_INTERVAL_S,
@@ -81,7 +82,7 @@ class StreamWidget(LoopWidget):
     >>> widget.text()                                                      # doctest: +SKIP
     """
 
-    _esm = STATIC / "widget.js"
+    _esm = esm("common.js", "widget.js")
     _css = STATIC / "widget.css"
 
     stream_ref = traitlets.Unicode("").tag(sync=True)
