@@ -10,8 +10,9 @@ a ``Ledger(record_frames=True)``. The key is a fake one (``sk-local-recording-..
 passed as ``config=`` so that :func:`record_cassette` refuses to write it.
 
 * ``chat_reply.json`` - seed 000's chatbot answering one question (~60 tokens).
-* ``chat_tool_call.json`` - seed 004's ``roll_dice`` tool: call deltas, the call, the
-  result, then the answer.
+* ``chat_tool_call.json`` - seed 004's ``roll_dice`` tool: ``tool-input-delta`` pieces,
+  ``tool-input``, ``tool-output`` (the :mod:`streamnb.tool_frames` vocabulary), then
+  the answer.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ import streamnb as sn
 from streamnb.demo import chatbot_handler, output_only_handler
 from streamnb.server import ServerHandle, serve_in_background
 from streamnb.testing import FakeTokenSource, lorem_tokens
+from streamnb.tool_frames import tool_input, tool_input_delta, tool_output
 
 FAST = FakeTokenSource(lorem_tokens(12))
 
@@ -83,11 +84,10 @@ def tool_handler() -> sn.AttachedStreamHandler:
         async for frame in input:
             yield sn.output("Let me look ")
             yield sn.output("that up. ")
-            tool = {"tool_call_id": "call_1", "tool_name": "search"}
-            yield sn.output({**tool, "input_delta": '{"q": '}, "tool")
-            yield sn.output({**tool, "input_delta": f'"{frame.payload}"}}'}, "tool")
-            yield sn.output({**tool, "input": {"q": frame.payload}}, "tool")
-            yield sn.output({"tool_call_id": "call_1", "output": {"hits": 3}}, "tool")
+            yield tool_input_delta("call_1", "search", '{"q": ')
+            yield tool_input_delta("call_1", "search", f'"{frame.payload}"}}')
+            yield tool_input("call_1", "search", {"q": frame.payload})
+            yield tool_output("call_1", "search", {"hits": 3})
             yield sn.progress({"phase": "answering"})
             yield sn.output("Found 3 hits.")
             yield sn.completed()

@@ -177,8 +177,8 @@ async def test_a_recorded_tool_call_replays_its_tool_frames(
     )
     assert shape(replayed) == shape(frames)
     assert [f.payload["type"] for f in replayed if f.channel == "tool"][-2:] == [
-        "tool-call",
-        "tool-result",
+        "tool-input",
+        "tool-output",
     ]
 
 
@@ -415,11 +415,12 @@ async def test_the_shipped_chat_reply_is_a_realistic_recorded_reply(
 def test_the_shipped_tool_call_shows_call_and_result() -> None:
     cassette = Cassette.load(shipped_cassette("chat_tool_call.json"))
     types = [f.payload["type"] for f in cassette.frames if f.channel == "tool"]
-    assert types[0] == "tool-call-delta" and types[-2:] == ["tool-call", "tool-result"]
+    assert types[0] == "tool-input-delta" and types[-2:] == ["tool-input", "tool-output"]
     result = next(
-        f.payload for f in cassette.frames if f.channel == "tool" and f.payload.get("result")
+        f.payload for f in cassette.frames if f.channel == "tool" and "output" in f.payload
     )
-    assert str(result["result"]["result"]) in cassette.text()
+    assert result["tool_name"] == "roll_dice"
+    assert str(result["output"]["result"]) in cassette.text()
 
 
 def test_an_unknown_shipped_name_lists_the_known_ones() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -82,9 +83,14 @@ async def test_chat_handler_streams_tool_frames_then_the_answer(
     assert_checkpoint(frames, "opened -> progress -> output* -> completed")
     tool_payloads = [f.payload for f in frames if f.channel == "tool"]
     types = [p["type"] for p in tool_payloads]
-    assert types[-2:] == ["tool-call", "tool-result"]
-    assert set(types[:-2]) == {"tool-call-delta"}
-    assert tool_payloads[-1]["result"]["sides"] == 6
+    assert types[-2:] == ["tool-input", "tool-output"]
+    assert set(types[:-2]) == {"tool-input-delta"}
+    call_id = tool_payloads[0]["tool_call_id"]
+    assert call_id
+    assert {(p["tool_call_id"], p["tool_name"]) for p in tool_payloads} == {(call_id, "roll_dice")}
+    deltas = "".join(p["input_delta"] for p in tool_payloads[:-2])
+    assert json.loads(deltas) == tool_payloads[-2]["input"] == {"sides": 6}
+    assert tool_payloads[-1]["output"]["sides"] == 6
     text_at = [i for i, f in enumerate(frames) if f.channel == "assistant.delta"]
     tool_at = [i for i, f in enumerate(frames) if f.channel == "tool"]
     assert max(tool_at) < min(text_at)

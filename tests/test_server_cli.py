@@ -182,7 +182,8 @@ def test_serve_with_a_missing_cassette_exits_2(capsys: pytest.CaptureFixture[str
 def test_serve_with_rooms_keeps_them_in_the_directory(tmp_path: Path) -> None:
     rooms_dir = tmp_path / "rooms"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamnb.cli", "serve", "--port", "0", "--rate", "0",
+        # paced (40 tokens at 20/s): the reply is still streaming when the test reads it
+        [sys.executable, "-m", "streamnb.cli", "serve", "--port", "0", "--rate", "20",
          "--rooms", str(rooms_dir), "--log-level", "warning"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip

@@ -221,8 +221,10 @@ print(rest[-1].kind, rest[-1].reason, rest[-1].terminal)
 ## Tool calls
 
 The second shipped cassette is a reply that first calls seed 004's `roll_dice` tool.
-Tool activity streams on the `tool` channel: argument deltas, the call, the result;
-then the answer streams on `assistant.delta`. `speed=math.inf` replays without delays.
+Tool activity streams on the `tool` channel in the vocabulary of `streamnb.tool_frames`
+(the AI SDK's tool parts): `tool-input-delta` pieces of the arguments, `tool-input`,
+`tool-output`; then the answer streams on `assistant.delta`. `speed=math.inf` replays
+without delays.
 """,
     ),
     (
@@ -237,7 +239,7 @@ dice = await runtime.attach("tutorial.dice", {})
 await dice.send("Roll a 20-sided die for me.")
 frames = await sn.read_until_terminal(dice.output, timeout_s=30)
 for frame in frames:
-    if frame.channel == "tool" and frame.payload["type"] != "tool-call-delta":
+    if frame.channel == "tool" and frame.payload["type"] != "tool-input-delta":
         print(frame.payload)
 print(sn.project_attached_stream(frames, dice.stream_ref).text("assistant.delta"))
 """,

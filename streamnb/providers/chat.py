@@ -8,8 +8,11 @@ it is a drop-in replacement in notebooks and in ``streamnb serve``:
 * each ``input`` frame is a user message (a string, or ``{"content": str}``);
 * the reply streams as ``output`` frames on channel ``assistant.delta`` (one text
   delta each);
-* tool activity streams as ``output`` frames on channel ``tool`` whose payload is a
-  dict with ``type`` ``"tool-call-delta"``, ``"tool-call"`` or ``"tool-result"``;
+* tool activity streams as ``output`` frames on channel ``tool`` in the vocabulary of
+  :mod:`streamnb.tool_frames`: ``tool-input-delta`` pieces of the arguments, then
+  ``tool-input`` (the parsed arguments), then ``tool-output`` (the result, or
+  ``error``), each with the call's ``tool_call_id`` and ``tool_name``, so that
+  :mod:`streamnb.server.aisdk` shows them as AI SDK tool parts;
 * the terminal payload carries ``finish_reason``, ``usage`` (summed over the steps of
   the tool loop), ``model`` and ``steps``; a provider error settles ``failed`` with the
   provider's message and ``terminal["status"]`` / ``["retryable"]``.
@@ -31,7 +34,7 @@ from typing import Any, Final, Literal
 
 import anyio
 
-from streamnb.frames import Frame
+from streamnb.frames import Frame, FrameSpec
 from streamnb.handler import AttachedStreamHandler, ParseError, ParseOk, StreamContext
 from streamnb.ledger import LedgerTx
 from streamnb.providers.config import ProviderConfig
@@ -44,6 +47,7 @@ from streamnb.providers.openai_source import (
     make_client,
 )
 from streamnb.providers.tools import LoopEvent, Tool, ToolCall, ToolResult, run_tool_loop
+from streamnb.tool_frames import tool_input, tool_input_delta, tool_output, tool_output_error
 
 __all__ = ["chat_handler"]
 
@@ -201,6 +205,7 @@ class _Reply:
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
         self.steps = 0
+        self._calls: dict[int, tuple[str, str]] = {}  # this step: index -> (id, name)
 
     async def _pump(self, events: AsyncGenerator[LoopEvent, None]) -> None:
         end: ProviderError | _End = _END
@@ -218,40 +223,30 @@ class _Reply:
     async def get(self) -> LoopEvent | ProviderError | _End:
         return await self._queue.get()
 
-    def frame_for(self, event: LoopEvent) -> dict[str, Any] | None:
+    def frame_for(self, event: LoopEvent) -> FrameSpec | None:
         """The frame spec for ``event``; ``Finish`` only updates the summary."""
         if isinstance(event, TextDelta):
             return {"kind": "output", "channel": "assistant.delta", "payload": event.text}
         if isinstance(event, ToolCallDelta):
-            payload: dict[str, Any] = {
-                "type": event.type,
-                "index": event.index,
-                "call_id": event.call_id,
-                "name": event.name,
-                "arguments_delta": event.arguments_delta,
-            }
-        elif isinstance(event, ToolCall):
-            payload = {
-                "type": event.type,
-                "call_id": event.call_id,
-                "name": event.name,
-                "arguments": event.arguments,
-            }
-        elif isinstance(event, ToolResult):
-            payload = {
-                "type": event.type,
-                "call_id": event.call_id,
-                "name": event.name,
-                "result": _jsonable(event.result),
-                "is_error": event.is_error,
-            }
-        else:
-            self._finished(event)
-            return None
-        return {"kind": "output", "channel": "tool", "payload": payload}
+            # Only a call's first delta carries its id and name; every tool frame needs
+            # both. A missing id gets run_tool_loop's fallback, "call_<step>_<index>".
+            call = self._calls.get(event.index)
+            if call is None:
+                call_id = event.call_id or f"call_{self.steps}_{event.index}"
+                call = self._calls[event.index] = (call_id, event.name or "")
+            return tool_input_delta(call[0], call[1], event.arguments_delta)
+        if isinstance(event, ToolCall):
+            return tool_input(event.call_id, event.name, _arguments(event.arguments))
+        if isinstance(event, ToolResult):
+            if event.is_error:
+                return tool_output_error(event.call_id, event.name, _error(event.result))
+            return tool_output(event.call_id, event.name, _jsonable(event.result))
+        self._finished(event)
+        return None
 
     def _finished(self, event: Finish) -> None:
         self.steps += 1
+        self._calls.clear()
         self.finish_reason = event.finish_reason
         if event.usage is not None:
             old = self.usage or Usage(0, 0, 0)
@@ -292,6 +287,23 @@ def _user_text(payload: Any) -> str:
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
+
+
+def _arguments(text: str) -> Any:
+    """A call's arguments parsed as run_tool_loop does ("" is {}); bad JSON stays text."""
+    if not text.strip():
+        return {}
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _error(result: Any) -> str:
+    """The message of a failed tool's ``{"error": message}`` result."""
+    if isinstance(result, Mapping) and isinstance(result.get("error"), str):
+        return str(result["error"])
+    return str(result)
 
 
 def _parse_start(raw: Any) -> ParseOk[list[dict[str, Any]]] | ParseError:

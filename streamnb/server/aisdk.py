@@ -30,12 +30,16 @@ other ``output``                      ``data-output`` {data: {channel, payload}}
 ``failed``                            ``text-end`` (if open), ``error`` {errorText}
 ====================================  ===============================================
 
-Tool frames carry a dict payload (snake_case, or the protocol's camelCase):
+Tool frames use the vocabulary of :mod:`streamnb.tool_frames` (built with its
+``tool_input_delta`` / ``tool_input`` / ``tool_output`` / ``tool_output_error``, as
+:func:`streamnb.providers.chat_handler` does); the protocol's camelCase keys
+(``toolCallId``, ``toolName``, ``inputTextDelta``) are accepted too:
 ``{"tool_call_id", "tool_name", "input_delta": str}`` streams the tool's input
-text, ``{"tool_call_id", "tool_name", "input": ...}`` makes it available,
-``{"tool_call_id", "output": ...}`` (or ``"error": str``) gives its result. The
-first frame of a call emits ``tool-input-start``; an output for a call whose
-input was never sent first emits ``tool-input-available`` with ``input: null``.
+text (``tool-input-delta``, none for an empty piece), ``{"tool_call_id",
+"tool_name", "input": ...}`` makes it available, ``{"tool_call_id", "output": ...}``
+(or ``"error": str``) gives its result. Chunks are chosen by these keys, not by
+``type``. The first frame of a call emits ``tool-input-start``; an output for a call
+whose input was never sent first emits ``tool-input-available`` with ``input: null``.
 A tool payload without a string ``tool_call_id`` (or without ``tool_name`` on
 the call's first frame) is sent as ``data-output`` instead.
 
@@ -63,6 +67,7 @@ from starlette.responses import JSONResponse, Response
 from ..errors import UnknownStreamError
 from ..frames import Frame
 from ..runtime import Session
+from ..tool_frames import is_tool_channel
 from .body import expect_object, optional_str, read_json
 from .chat import open_chat_stream
 from .errors import HTTPError
@@ -77,10 +82,6 @@ DONE = "data: [DONE]\n\n"
 
 def _event(chunk: dict[str, Any], seq: int) -> str:
     return f"id: {seq}\ndata: {dumps(chunk)}\n\n"
-
-
-def _is_tool_channel(channel: str | None) -> bool:
-    return channel is not None and (channel == "tool" or channel.startswith("tool."))
 
 
 class UIMessageRenderer:
@@ -116,7 +117,7 @@ class UIMessageRenderer:
             )
         if kind == "output":
             payload = frame.payload
-            if _is_tool_channel(frame.channel):
+            if is_tool_channel(frame.channel):
                 return out + self._tool(frame)
             if isinstance(payload, str):
                 if self._text_id is None:
@@ -179,7 +180,7 @@ class UIMessageRenderer:
                 )
         name = self._tools[call_id]
         delta = payload.get("input_delta", payload.get("inputTextDelta"))
-        if delta is not None:
+        if delta is not None and delta != "":
             out += _event(
                 {"type": "tool-input-delta", "toolCallId": call_id, "inputTextDelta": str(delta)},
                 seq,
