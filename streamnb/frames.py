@@ -188,6 +188,10 @@ def check_json(value: Any, what: str, frame: object = None) -> None:
     Strings, ints, bools and ``None`` pass without encoding; containers and
     floats are encoded once with ``json.dumps(allow_nan=False)``.
     """
+    if isinstance(value, str):
+        if not value.isascii():
+            _check_utf8(value, what, frame)
+        return
     if isinstance(value, _SCALARS):
         return
     if isinstance(value, float):
@@ -195,9 +199,24 @@ def check_json(value: Any, what: str, frame: object = None) -> None:
             return
         raise InvalidFrameError(f"{what} is {value!r}, which JSON cannot carry", frame)
     try:
-        json.dumps(value, allow_nan=False)
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise InvalidFrameError(f"{what} is not JSON-serializable ({exc})", frame) from exc
+    if not text.isascii():
+        _check_utf8(text, what, frame)
+
+
+def _check_utf8(text: str, what: str, frame: object) -> None:
+    # a lone surrogate ("\ud800") is a Python str but not Unicode text: it cannot be
+    # written as UTF-8 (the ledger, SSE, the widget), so it is refused where it comes in
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidFrameError(
+            f"{what} contains {text[exc.start : exc.end]!r}, a lone surrogate that is not "
+            "valid Unicode text; decode bytes with errors='replace' before sending",
+            frame,
+        ) from None
 
 
 def build_frame(spec: Any, stream_ref: str, seq: int, at: float) -> Frame:

@@ -94,6 +94,27 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+def _check_path(path: Any) -> str:
+    try:
+        text = os.fspath(path)
+    except TypeError:
+        text = None
+    if not isinstance(text, str) or not text or "\x00" in text:
+        raise LedgerError(
+            f"a ledger path must be a non-empty file path (str or os.PathLike), got {path!r}; "
+            "use Ledger() for an in-memory ledger"
+        )
+    if os.path.isdir(text):
+        raise LedgerError(f"cannot open ledger {text!r}: it is a directory; give a file path")
+    return text
+
+
+def _utf8_safe(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
 def _loads(text: Any) -> Any:
     # pandas may turn an all-NULL column into NaN floats: anything not a string is "no value"
     return json.loads(text) if isinstance(text, str) else None
@@ -240,7 +261,7 @@ class Ledger:
         read_only: bool | None = None,
         busy_timeout_s: float = 5.0,
     ) -> None:
-        self.path = None if path is None else os.fspath(path)
+        self.path = None if path is None else _check_path(path)
         self.record_frames = record_frames
         self.busy_timeout_s = busy_timeout_s
         self.recovered: list[str] = []
@@ -276,7 +297,14 @@ class Ledger:
             raise LedgerError(
                 f"cannot open ledger {self.path!r}: directory {parent!r} does not exist"
             )
-        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise LedgerError(
+                f"cannot open ledger {self.path!r}: cannot create its lock file "
+                f"{self.path + '.lock'!r} ({exc.strerror}); choose a writable directory "
+                "or open it with read_only=True"
+            ) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -440,7 +468,15 @@ class Ledger:
         rows = []
         while buf:
             rows.append(_frame_row(buf.popleft()))
-        conn.executemany("INSERT OR IGNORE INTO frames VALUES (?,?,?,?,?,?,?,?,?)", rows)
+        sql = "INSERT OR IGNORE INTO frames VALUES (?,?,?,?,?,?,?,?,?)"
+        try:
+            conn.executemany(sql, rows)
+        except UnicodeEncodeError:
+            # a handler's text with a lone surrogate: store it backslash-escaped (in the JSON
+            # columns that is the same value) rather than fail the batch it shares with
+            # other streams' settlements
+            for row in rows:
+                conn.execute(sql, tuple(_utf8_safe(v) for v in row))
 
     def _commit_writes(
         self,
@@ -459,16 +495,21 @@ class Ledger:
                 conn.execute("SAVEPOINT op")
                 try:
                     value = op.fn(conn)
-                except (sqlite3.Error, LedgerError) as exc:
+                except Exception as exc:  # not only sqlite3.Error: this thread must not die
+                    if not conn.in_transaction:
+                        # SQLite rolled the whole transaction back (disk full, I/O error)
+                        raise
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
                     wrapped = exc if isinstance(exc, LedgerError) else LedgerError(str(exc))
+                    if wrapped is not exc:
+                        wrapped.__cause__ = exc
                     results.append((op, None, wrapped))
                 else:
                     conn.execute("RELEASE op")
                     results.append((op, value, None))
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except Exception as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             err = LedgerError(f"ledger write failed and was rolled back: {exc}")
@@ -569,7 +610,9 @@ class Ledger:
                         )
                     for sql, params in s.tx._statements:
                         conn.execute(sql, params)
-            except (sqlite3.Error, LedgerError) as exc:
+            except Exception as exc:  # sqlite3.Error, or a value sqlite cannot bind
+                if not conn.in_transaction:  # the whole transaction is gone (disk full)
+                    raise
                 conn.execute("ROLLBACK TO settle")
                 conn.execute("RELEASE settle")
                 s.fallback_error = f"commit_terminal's writes failed: {exc}"
@@ -706,15 +749,24 @@ class Ledger:
             The statement failed or tried to change the ledger (nothing changes).
         """
 
+        if not isinstance(query, str):
+            raise LedgerQueryError(
+                repr(query), f"the query must be a str, got {type(query).__name__}"
+            )
+
         def fn(conn: sqlite3.Connection) -> tuple[list[str], list[tuple[Any, ...]]]:
             conn.execute("PRAGMA query_only=ON")
+            # query_only stops writes to the data, not BEGIN (which would leave the writer's
+            # connection inside a transaction), ATTACH or PRAGMA settings: allow reads only
+            conn.set_authorizer(_read_only_authorizer)
             try:
                 cur = conn.execute(query, params)
                 cols = [d[0] for d in cur.description or ()]
                 return cols, cur.fetchall()
-            except sqlite3.Error as exc:
+            except Exception as exc:  # sqlite3.Error, or params sqlite cannot bind
                 raise LedgerQueryError(query, str(exc)) from exc
             finally:
+                conn.set_authorizer(None)
                 conn.execute("PRAGMA query_only=OFF")
 
         cols, rows = self._query(fn)
@@ -730,7 +782,36 @@ class Ledger:
         return None if row is None else str(row[0])
 
 
+#: PRAGMAs ledger.sql may run with an argument (they only read)
+_READ_PRAGMAS = frozenset(
+    {
+        "table_info",
+        "table_xinfo",
+        "index_list",
+        "index_info",
+        "index_xinfo",
+        "foreign_key_list",
+        "integrity_check",
+        "quick_check",
+    }
+)
+_READ_ACTIONS = frozenset(
+    {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
+)
+
+
+def _read_only_authorizer(action: int, arg1: Any, arg2: Any, _db: Any, _trigger: Any) -> int:
+    if action in _READ_ACTIONS:
+        return sqlite3.SQLITE_OK
+    if action == sqlite3.SQLITE_PRAGMA and (arg2 is None or arg1 in _READ_PRAGMAS):
+        return sqlite3.SQLITE_OK  # reading a setting; setting one is denied
+    return sqlite3.SQLITE_DENY
+
+
 def _where(**filters: Any) -> tuple[str, tuple[Any, ...]]:
+    for k, v in filters.items():
+        if v is not None and not isinstance(v, str):
+            raise LedgerError(f"the {k} filter must be a str or None, got {type(v).__name__}")
     parts = [(k, v) for k, v in filters.items() if v is not None]
     if not parts:
         return "", ()

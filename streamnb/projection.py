@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from .errors import InvalidFrameError
 from .frames import TERMINAL_KINDS, Frame
 
 __all__ = ["StreamProjection", "project_attached_stream", "project_streams"]
@@ -183,15 +184,31 @@ def project_attached_stream(frames: Iterable[Frame], stream_ref: str) -> StreamP
         ``status``, ``terminal``, ``omitted``, ``text(channel)``, and the
         ``frames`` and ``outputs`` DataFrames.
 
+    Raises
+    ------
+    InvalidFrameError
+        ``frames`` is not an iterable of :class:`~streamnb.Frame` with int seqs.
+
     Examples
     --------
     >>> proj = project_attached_stream(frames, session.stream_ref)  # doctest: +SKIP
     >>> proj.status, proj.text("assistant.delta")                   # doctest: +SKIP
     ('completed', 'streamnb reply to hello')
     """
-    picked = _select(frames, stream_ref)
-    n = len(picked)
-    seqs = [f.seq for f in picked]
+    try:
+        picked = _select(frames, stream_ref)
+        n = len(picked)
+        seqs = [f.seq for f in picked]
+        last = seqs[-1] if n else -1
+        omitted: tuple[int, ...] = ()
+        if n != last + 1:
+            present = set(seqs)
+            omitted = tuple(s for s in range(last + 1) if s not in present)
+    except (AttributeError, TypeError) as exc:
+        raise InvalidFrameError(
+            f"project_attached_stream takes an iterable of sn.Frame objects ({exc}); "
+            "turn JSON frames into Frames with sn.Frame.from_dict"
+        ) from exc
     kinds = [f.kind for f in picked]
     channels = [f.channel for f in picked]
     payloads = [f.payload for f in picked]
@@ -210,12 +227,6 @@ def project_attached_stream(frames: Iterable[Frame], stream_ref: str) -> StreamP
             status = "opened"
         else:
             status = "running"
-
-    last = seqs[-1] if n else -1
-    omitted: tuple[int, ...] = ()
-    if n != last + 1:
-        present = set(seqs)
-        omitted = tuple(s for s in range(last + 1) if s not in present)
 
     t0 = ats[0] if n else 0.0
     if n and kinds[0] != "opened":

@@ -47,7 +47,7 @@ from .errors import (
 from .frames import TERMINAL_KINDS, Frame, build_frame, check_json
 from .handler import AttachedStreamHandler, ParseError, ParseOk, StreamContext
 from .ledger import Ledger, LedgerTx, Settlement
-from .session import CancelResult, SendResult, Session, StreamInfo
+from .session import CancelResult, SendResult, Session, StreamInfo, _check_reason
 
 __all__ = [
     "CancelResult",
@@ -123,6 +123,7 @@ class StreamRuntime:
         self._settled_order: deque[str] = deque()
         self._drivers: set[asyncio.Task[None]] = set()
         self._zombies: set[asyncio.Task[Any]] = set()
+        self._opening: set[asyncio.Future[None]] = set()  # attach() calls writing their row
         self._loop: asyncio.AbstractEventLoop | None = None
         self._own_loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -155,7 +156,7 @@ class StreamRuntime:
         """The handler registered for ``kind`` (raises :class:`UnknownKindError`)."""
         try:
             return self._handlers[kind]
-        except KeyError:
+        except (KeyError, TypeError):  # TypeError: an unhashable kind such as a list
             raise UnknownKindError(kind, self._handlers) from None
 
     # --- loop handling ---------------------------------------------------------------
@@ -249,16 +250,46 @@ class StreamRuntime:
         self._ref_counter += 1
         ref = f"st_{self._ref_prefix}{self._ref_counter:06x}"
         opened_at = time.time()
-        await self.ledger.open_stream(ref, kind, handler.mode, opened_at)
+        # Once the row is committed the stream must settle, whatever happens to this call
+        # meanwhile: aclose() waits for attaches in flight, and a cancelled attach still
+        # starts the stream, as if its only observer had detached.
+        write = asyncio.ensure_future(self.ledger.open_stream(ref, kind, handler.mode, opened_at))
+        in_flight: asyncio.Future[None] = loop.create_future()
+        self._opening.add(in_flight)
+        try:
+            try:
+                await asyncio.shield(write)
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.wait_for(asyncio.shield(write), 30.0)
+                if write.done() and not write.cancelled() and write.exception() is None:
+                    self._start(handler, ref, opened_at, parsed.value)._detach_now()
+                raise
+            session = self._start(handler, ref, opened_at, parsed.value)
+            if self._closed:  # aclose() began while the row was being written
+                self._cancel(session._st, "runtime_closed")
+        finally:
+            self._opening.discard(in_flight)
+            in_flight.set_result(None)
+        return session
+
+    def _start(
+        self, handler: AttachedStreamHandler, ref: str, opened_at: float, start: Any
+    ) -> Session:
+        """Create the stream whose row is committed, publish ``opened``, start its driver."""
+        loop = self._loop
+        assert loop is not None
         st = _Stream(handler, ref, opened_at)
         self._streams[ref] = st
         self._publish(
             st,
-            Frame("opened", ref, 0, opened_at, payload={"kind": kind, "mode": handler.mode}),
+            Frame(
+                "opened", ref, 0, opened_at, payload={"kind": handler.kind, "mode": handler.mode}
+            ),
         )
         session = Session(self, st, 0)
         st.settled = loop.create_future()
-        driver = loop.create_task(self._drive(st, parsed.value), name=f"streamnb:{ref}")
+        driver = loop.create_task(self._drive(st, start), name=f"streamnb:{ref}")
         st.driver = driver
         self._drivers.add(driver)
         driver.add_done_callback(self._drivers.discard)
@@ -275,18 +306,18 @@ class StreamRuntime:
         UnknownStreamError
             The ref was never opened here, or it settled and was evicted
             (its settlement is in ``runtime.ledger``).
+        InvalidFrameError
+            ``after_seq`` is not an int >= -1.
         """
         self._check_loop()
         st = self._get(stream_ref)
-        start = 0 if after_seq is None else int(after_seq) + 1
-        if start < 0:
-            raise InvalidFrameError(f"after_seq must be >= -1, got {after_seq}")
+        start = 0 if after_seq is None else _after_seq(after_seq) + 1
         return Session(self, st, start)
 
     def _get(self, stream_ref: str) -> _Stream:
         try:
             return self._streams[stream_ref]
-        except KeyError:
+        except (KeyError, TypeError):  # TypeError: an unhashable ref such as a list
             raise UnknownStreamError(
                 stream_ref,
                 "if it settled, its settlement is in runtime.ledger.streams()",
@@ -329,7 +360,7 @@ class StreamRuntime:
         UnknownStreamError
             The ref is not held in memory.
         """
-        return _Output(self._get(stream_ref), max(0, int(after_seq) + 1))
+        return _Output(self._get(stream_ref), _after_seq(after_seq) + 1)
 
     def active_refs(self) -> list[str]:
         """Refs of streams that have not settled yet, oldest first."""
@@ -352,7 +383,7 @@ class StreamRuntime:
     async def cancel(self, stream_ref: str, reason: str = "cancelled") -> CancelResult:
         """Cancel a stream by ref (same as ``session.cancel``)."""
         self._check_loop()
-        return self._cancel(self._get(stream_ref), str(reason))
+        return self._cancel(self._get(stream_ref), _check_reason(reason))
 
     async def send(self, stream_ref: str, frame: Any) -> SendResult:
         """Send input to a stream by ref (same as ``session.send``)."""
@@ -623,6 +654,12 @@ class StreamRuntime:
             )
         seq: Any = None
         if isinstance(frame, Frame):
+            if frame.kind != "input":
+                raise InvalidFrameError(
+                    f"only 'input' frames can be sent, this is an outbound {frame.kind!r} "
+                    "frame; send its payload instead",
+                    frame,
+                )
             frame = {
                 "kind": frame.kind,
                 "stream_ref": frame.stream_ref,
@@ -704,6 +741,8 @@ class StreamRuntime:
         if self._loop is not None and not self._loop.is_closed():
             self._check_loop()
         self._closed = True
+        if self._opening:  # their streams start, see the runtime closed and cancel
+            await asyncio.wait(list(self._opening))
         for st in list(self._streams.values()):
             if st.state is _State.RUNNING:
                 self._cancel(st, "runtime_closed")
@@ -738,6 +777,14 @@ class StreamRuntime:
             f"<StreamRuntime kinds={self.kinds} active={active} "
             f"ledger={self.ledger!r}{' closed' if self._closed else ''}>"
         )
+
+
+def _after_seq(after_seq: Any) -> int:
+    if type(after_seq) is not int or after_seq < -1:  # not bool, float or str: no guessing
+        raise InvalidFrameError(
+            f"after_seq must be an int >= -1 (the last seq already seen), got {after_seq!r}"
+        )
+    return after_seq
 
 
 async def _await(aw: Awaitable[T]) -> T:

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._stream import _Output, _State, _Stream
-from .frames import Frame
+from .errors import InvalidFrameError
+from .frames import Frame, check_json
 
 if TYPE_CHECKING:
     from .runtime import StreamRuntime
@@ -35,6 +36,17 @@ class StreamInfo:
     cancel_requested: bool
     cancel_reason: str | None
     terminal: Frame | None
+
+
+def _check_reason(reason: Any) -> str:
+    """A cancel reason as given, or :class:`InvalidFrameError` (it is stored and sent as text)."""
+    if not isinstance(reason, str):
+        raise InvalidFrameError(
+            f"the cancel reason must be a str, got {type(reason).__name__} {reason!r}; "
+            "e.g. cancel('user pressed stop')"
+        )
+    check_json(reason, "the cancel reason")
+    return reason
 
 
 class Session:
@@ -119,9 +131,14 @@ class Session:
         Returns at once: ``"requested"`` the first time, ``"already_requested"``
         after that, ``"already_settled"`` once the stream has ended.
         The terminal frame follows on ``output``.
+
+        Raises
+        ------
+        InvalidFrameError
+            ``reason`` is not a str, or not valid Unicode text (nothing changes).
         """
         self._rt._check_loop()
-        return self._rt._cancel(self._st, str(reason))
+        return self._rt._cancel(self._st, _check_reason(reason))
 
     async def detach(self) -> None:
         """Stop observing: ``output`` ends. Not a cancel (seed 001).

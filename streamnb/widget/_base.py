@@ -31,6 +31,8 @@ class LoopWidget(anywidget.AnyWidget):
     """Base of the streamnb widgets: messages to the runtime's loop, owned tasks, errors."""
 
     _closed = False
+    #: set once sending to the front end failed (its comm is gone)
+    _front_end_gone = False
     #: task names are "<_task_prefix>:<what>"
     _task_prefix = "streamnb:widget"
 
@@ -61,6 +63,25 @@ class LoopWidget(anywidget.AnyWidget):
             return
         if not self._bridge.call(self._handle, msg):
             self.error = "the runtime's event loop is closed; Stop and Send cannot reach it"
+
+    def _send_delta(self, msg: Any) -> None:
+        """Send text to the front end; after a failure stop sending it and show why.
+
+        A comm can disappear under a live widget (the kernel's connection to the
+        page dropped); the stream itself is unaffected, so the widget keeps
+        following it (status and ``final_texts`` still settle) but sends no more
+        deltas, and says so once in ``error`` instead of raising on every flush.
+        """
+        if self._front_end_gone:
+            return
+        try:
+            self.send(msg)
+        except Exception as exc:
+            self._front_end_gone = True
+            self.error = (
+                f"the widget could not reach its front end ({type(exc).__name__}: {exc}) and "
+                "stopped sending text; the stream goes on: display the session again to watch it"
+            )
 
     def _spawn(self, coro: Any, what: str) -> None:
         spawn(self._tasks, coro, self._report, f"{self._task_prefix}:{what}")

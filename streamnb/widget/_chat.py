@@ -226,7 +226,7 @@ class ChatWidget(LoopWidget):
         if self._closed:
             return
         msg: ChatDeltaMsg = {**delta, "turn": turn}
-        self.send(msg)
+        self._send_delta(msg)
         follower = self._follower
         assert follower is not None
         with self.hold_sync():

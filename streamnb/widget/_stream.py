@@ -190,7 +190,7 @@ class StreamWidget(LoopWidget):
     def _on_flush(self, delta: DeltaMsg, settled: bool) -> None:
         if self._closed:
             return
-        self.send(delta)
+        self._send_delta(delta)
         follower = self._follower
         with self.hold_sync():
             self._flushed = True

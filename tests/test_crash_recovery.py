@@ -1,0 +1,179 @@
+"""Crash recovery: SIGKILL a process mid-traffic, reopen its ledger, find nothing half-written.
+
+A child process (``tests/_crashy.py``) runs ~64 streams at a time against one file
+ledger (``record_frames=True``) and prints every terminal it has *observed*. The
+test kills it with SIGKILL at a random moment: often while its writer is inside a
+group-commit transaction, sometimes while the ledger is being opened and the
+previous child's streams recovered. The same file is reused across iterations, so
+each child starts by recovering the one before it. After each kill the file is
+read as it is (read-only, no recovery):
+
+* ``PRAGMA integrity_check`` is ``ok``;
+* every row is ``open`` (the dead process's), ``failed``/``runtime_lost``
+  (recovered) or settled *with all its events* (two per settlement) and its
+  terminal frame; open and lost streams have no events and no terminal frame;
+* each stream's recorded frames are a gap-free prefix ``0, 1, 2, ...``;
+* every terminal the child announced is there with that kind, every stream it
+  saw opened has a row, and nothing settled earlier ever changes.
+
+Then, every other iteration, opening a :class:`~streamnb.Ledger` recovers exactly
+the open rows as ``failed``/``runtime_lost``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import streamnb as sn
+from streamnb.frames import TERMINAL_KINDS
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENT_KINDS = ["crash.audit", "crash.settled"]
+
+
+def wait_for_line(log: Path, word: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if word in log.read_text():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"the child exited ({proc.returncode}) before {word}")
+        time.sleep(0.005)
+    raise AssertionError(f"no {word} line within {timeout_s} s")
+
+
+def kill_child_at_random(path: Path, seed: int, work: Path, rng: random.Random) -> tuple[str, str]:
+    """Run a child, SIGKILL it at a random moment; return its stdout and stderr."""
+    out, err = work / f"out{seed}.txt", work / f"err{seed}.txt"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests._crashy", str(path), str(seed)],
+            stdout=stdout,
+            stderr=stderr,
+            cwd=ROOT,
+        )
+    try:
+        if rng.random() < 0.25:  # during Ledger() open: recovering the previous child
+            wait_for_line(out, "STARTING", proc, 60)
+            time.sleep(rng.random() * 0.05)
+        else:  # mid-traffic
+            wait_for_line(out, "READY", proc, 60)
+            time.sleep(0.02 + rng.random() * 0.5)
+        assert proc.poll() is None, err.read_text()
+    finally:
+        proc.kill()  # SIGKILL
+        proc.wait(30)
+    return out.read_text(), err.read_text()
+
+
+def parse(stdout: str) -> tuple[set[str], dict[str, str]]:
+    opened: set[str] = set()
+    announced: dict[str, str] = {}
+    for line in stdout.splitlines(keepends=True):
+        if not line.endswith("\n"):
+            continue  # a line cut by the kill
+        parts = line.split()
+        if parts[0] == "OPENED":
+            opened.add(parts[1])
+        elif parts[0] == "ANNOUNCED":
+            announced[parts[1]] = parts[2]
+    return opened, announced
+
+
+def check_file_as_left(
+    path: Path, opened: set[str], announced: dict[str, str], settled_before: dict[str, Any]
+) -> set[str]:
+    """Check the ledger file exactly as the dead process left it; return the open refs."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        rows = {
+            ref: (status, reason)
+            for ref, status, reason in conn.execute(
+                "SELECT stream_ref, status, reason FROM streams"
+            )
+        }
+        events: dict[str, list[tuple[str, Any]]] = {}
+        for ref, kind, payload in conn.execute(
+            "SELECT stream_ref, kind, payload FROM events ORDER BY id"
+        ):
+            events.setdefault(ref, []).append((kind, json.loads(payload)))
+        frames: dict[str, list[tuple[int, str]]] = {}
+        for ref, seq, kind in conn.execute(
+            "SELECT stream_ref, seq, kind FROM frames ORDER BY stream_ref, seq"
+        ):
+            frames.setdefault(ref, []).append((seq, kind))
+    finally:
+        conn.close()
+    assert set(events) <= set(rows) and set(frames) <= set(rows)
+    open_refs = set()
+    for ref, (status, reason) in rows.items():
+        evs, frs = events.get(ref, []), frames.get(ref, [])
+        assert [seq for seq, _ in frs] == list(range(len(frs))), (ref, frs)
+        terminal_frames = [kind for _, kind in frs if kind in TERMINAL_KINDS]
+        if status == "open" or reason == "runtime_lost":
+            assert status in ("open", "failed"), (ref, status, reason)
+            assert evs == [], (ref, evs)  # no half-written settlement
+            assert terminal_frames == [], (ref, frs)
+            if status == "open":
+                open_refs.add(ref)
+        else:
+            assert sorted(kind for kind, _ in evs) == EVENT_KINDS, (ref, status, evs)
+            assert dict(evs)["crash.settled"] == {"kind": status}
+            assert terminal_frames == [status] and frs[-1][1] == status, (ref, frs)
+        if ref in settled_before:
+            assert (status, reason) == settled_before[ref], ref  # nothing committed is lost
+    for ref in opened:
+        assert ref in rows, ref
+    for ref, kind in announced.items():  # announced means committed
+        assert rows[ref][0] == kind and rows[ref][1] != "runtime_lost", (ref, kind, rows[ref])
+    settled_before.update({r: v for r, v in rows.items() if v[0] != "open"})
+    return open_refs
+
+
+def crash_loop(tmp_path: Path, iterations: int, seed: int) -> None:
+    rng = random.Random(seed)
+    path = tmp_path / "crash.db"
+    settled_before: dict[str, Any] = {}
+    totals = {"announced": 0, "open_at_kill": 0, "recovered": 0}
+    for i in range(iterations):
+        stdout, stderr = kill_child_at_random(path, seed * 1000 + i, tmp_path, rng)
+        assert "Traceback" not in stderr and "ERROR" not in stderr, stderr
+        opened, announced = parse(stdout)
+        if not path.exists():  # killed before the ledger file was created
+            assert not opened
+            continue
+        open_refs = check_file_as_left(path, opened, announced, settled_before)
+        totals["announced"] += len(announced)
+        totals["open_at_kill"] += len(open_refs)
+        if i % 2 == 1 or i == iterations - 1:  # else the next child recovers them
+            with sn.Ledger(path) as ledger:
+                assert set(ledger.recovered) == open_refs
+                streams = ledger.streams()
+                assert "open" not in set(streams.status)
+                lost = streams[streams.stream_ref.isin(open_refs)]
+                assert set(lost.status) <= {"failed"} and set(lost.reason) <= {"runtime_lost"}
+            totals["recovered"] += len(open_refs)
+            check_file_as_left(path, set(), announced, settled_before)
+    print(f"{iterations} kills: {totals}")
+    assert totals["announced"] > 0  # the kills did land among settlements
+
+
+def test_sigkill_at_random_moments_leaves_no_half_written_settlement(tmp_path: Path) -> None:
+    crash_loop(tmp_path, iterations=8, seed=int(os.environ.get("STREAMNB_CRASH_SEED", "7")))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_sigkill_soak(tmp_path: Path) -> None:
+    crash_loop(tmp_path, iterations=200, seed=random.randrange(1_000_000))
