@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import select
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -98,6 +100,32 @@ def read_line(proc: subprocess.Popen[str], pattern: str, timeout_s: float = 30) 
     raise AssertionError(f"no line matching {pattern!r} in {seen!r}")
 
 
+@contextlib.contextmanager
+def served(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[re.Match[str], str]]:
+    """Run ``streamnb serve --port 0 ARGS`` in a subprocess until the block ends.
+
+    Yields the match of its "serving KINDS on URL" line and the URL. On a clean
+    exit of the block the server is stopped with SIGINT and must exit 0; the
+    process is always ended and its pipes closed.
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamnb.cli", "serve", "--port", "0", *args],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        match = read_line(proc, r"serving (.*) on (http://127\.0\.0\.1:\d+/)")
+        yield match, match.group(2)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
 def test_serve_runs_uvicorn_with_demo_and_user_handlers(user_module: Path, tmp_path: Path) -> None:
     env = {
         **os.environ,
@@ -105,18 +133,11 @@ def test_serve_runs_uvicorn_with_demo_and_user_handlers(user_module: Path, tmp_p
         "STREAMNB_TOKEN": "env-token",
     }
     ledger = tmp_path / "served.db"
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "streamnb.cli", "serve", "--port", "0", "--rate", "0",
-            "--ledger", str(ledger), "--handlers", "streamnb_user_handlers:factory",
-            "--log-level", "warning",
-        ],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        match = read_line(proc, r"serving (.*) on (http://127\.0\.0\.1:\d+/)")
+    with served(
+        "--rate", "0", "--ledger", str(ledger), "--handlers", "streamnb_user_handlers:factory",
+        "--log-level", "warning", env=env,
+    ) as (match, url):  # fmt: skip
         assert match.group(1) == "tutorial.output_only, tutorial.streaming_chatbot, user.made"
-        url = match.group(2)
         auth = {"Authorization": "Bearer env-token"}
         with httpx.Client(base_url=url, timeout=10) as client:
             assert client.get("/").status_code == 200
@@ -127,16 +148,6 @@ def test_serve_runs_uvicorn_with_demo_and_user_handlers(user_module: Path, tmp_p
             ref = opened.json()["stream_ref"]
             events = client.get(f"/streams/{ref}/events", headers=auth).text
             assert "from user handler" in events
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=15) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
-        if proc.stderr is not None:
-            proc.stderr.close()
     assert ledger.exists()
 
 
@@ -146,13 +157,7 @@ def test_serve_with_shipped_cassette_replays_it_on_chat() -> None:
     from streamnb.providers import Cassette, shipped_cassette
 
     expected = Cassette.load(shipped_cassette()).text()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamnb.cli", "serve", "--port", "0", "--cassette", "shipped",
-         "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        url = read_line(proc, r"serving .* on (http://127\.0\.0\.1:\d+/)").group(1)
+    with served("--cassette", "shipped", "--log-level", "warning") as (_, url):
         with httpx.Client(base_url=url, timeout=30) as client:
             body = client.post("/chat", json={"message": "anything"}).text
         tokens = [
@@ -161,15 +166,6 @@ def test_serve_with_shipped_cassette_replays_it_on_chat() -> None:
             if line.startswith("data: {")
         ]
         assert "".join(tokens) == expected
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=15) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
 
 
 def test_serve_with_a_missing_cassette_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -181,14 +177,8 @@ def test_serve_with_a_missing_cassette_exits_2(capsys: pytest.CaptureFixture[str
 
 def test_serve_with_rooms_keeps_them_in_the_directory(tmp_path: Path) -> None:
     rooms_dir = tmp_path / "rooms"
-    proc = subprocess.Popen(
-        # paced (40 tokens at 20/s): the reply is still streaming when the test reads it
-        [sys.executable, "-m", "streamnb.cli", "serve", "--port", "0", "--rate", "20",
-         "--rooms", str(rooms_dir), "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        url = read_line(proc, r"serving .* on (http://127\.0\.0\.1:\d+/)").group(1)
+    # paced (40 tokens at 20/s): the reply is still streaming when the test reads it
+    with served("--rate", "20", "--rooms", str(rooms_dir), "--log-level", "warning") as (_, url):
         with httpx.Client(base_url=url, timeout=30) as client:
             created = client.post("/rooms", json={"name": "served"})
             assert created.status_code == 201, created.text
@@ -200,14 +190,5 @@ def test_serve_with_rooms_keeps_them_in_the_directory(tmp_path: Path) -> None:
             messages = client.get(f"/rooms/{room_id}/messages").json()["messages"]
         assert [m["role"] for m in messages] == ["user", "assistant"]
         assert messages[1]["content"].endswith("reply to hello")
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=15) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
     assert (rooms_dir / "registry.db").exists()
     assert len(list((rooms_dir / "rooms").glob("*.db"))) == 1
