@@ -43,8 +43,12 @@ function initialize({ model }) {
   const store = STORES.get(uid);
   const { watch, dispose } = lifecycle(model);
   watch("msg:custom", (msg) => applyMessage(store, model, msg));
-  if (model.get("busy")) model.send({ type: "hello" }); // a reply is streaming: catch up
+  // a reply is streaming: catch up (re-asked until in sync, see askForSnapshot)
+  const stopAsking = model.get("busy")
+    ? askForSnapshot(store, model, () => model.get("busy"))
+    : () => {};
   return () => {
+    stopAsking();
     dispose();
     STORES.delete(uid);
   };

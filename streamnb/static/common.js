@@ -206,6 +206,24 @@ function resetStore(store, texts, upToSeq) {
   notify(store, { type: "reset" });
 }
 
+// Ask the kernel for a snapshot until this store is in sync: a page reload can create the
+// model before its comm is connected, and a hello sent then is lost. Re-sent every second,
+// at most 30 times; returns the function that stops it (call it on dispose).
+function askForSnapshot(store, model, stillNeeded = () => true) {
+  let tries = 0;
+  const ask = () => {
+    if (store.lastSeq !== null || !stillNeeded() || tries >= 30) {
+      clearInterval(timer);
+      return;
+    }
+    tries += 1;
+    model.send({ type: "hello" });
+  };
+  const timer = setInterval(ask, 1000);
+  ask();
+  return () => clearInterval(timer);
+}
+
 // Apply a delta that continues the store (from_seq === lastSeq + 1) and return true; after
 // a gap, ask the kernel for a snapshot ({type: "hello"}) and return false. The caller
 // notifies the listeners.

@@ -54,12 +54,15 @@ function initialize({ model }) {
   };
   watch("msg:custom", (msg) => applyMessage(store, model, msg));
   watch("change:settled", onSettled);
+  let stopAsking = () => {};
   if (model.get("settled")) {
     onSettled(); // a saved notebook, or a reload after the end: the state has it all
   } else if (model.get("_flushed")) {
-    model.send({ type: "hello" }); // created late (page reload): deltas were missed
+    // created late (page reload): deltas were missed
+    stopAsking = askForSnapshot(store, model, () => !model.get("settled"));
   } // else: a new model; the first delta (from_seq 0) starts it, no snapshot needed
   return () => {
+    stopAsking();
     dispose();
     STORES.delete(uid);
   };
