@@ -287,7 +287,7 @@ RATES: list[tuple[str, float | None]] = [
 
 
 async def kernel_side(quick: bool, out: list[Figure], facts: dict[str, Any]) -> None:
-    seconds = 2.0 if quick else 5.0
+    seconds = 1.5 if quick else 5.0
     async with sn.StreamRuntime(cancel_grace_s=0.5) as rt:
         rt.register(bench_handler())
         for label, rate in RATES:
@@ -715,7 +715,7 @@ def browser_side(quick: bool, out: list[Figure], facts: dict[str, Any]) -> None:
                         page, SETUP
                     ).inner_text()
                     browser_flood(page, flood_tokens, facts, out)
-                    browser_stop(page, 10 if quick else 20, facts, out)
+                    browser_stop(page, 6 if quick else 20, facts, out)
                     browser_many(page, server, counter, many_tokens, facts, out)
                 finally:
                     browser.close()
@@ -734,7 +734,7 @@ def run(quick: bool = False, browser: bool = True) -> list[Figure]:
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="smaller sizes, about 90 s")
+    p.add_argument("--quick", action="store_true", help="smaller sizes, about 30 s")
     p.add_argument("--no-browser", action="store_true", help="kernel-side figures only")
     args = p.parse_args()
     run(args.quick, browser=not args.no_browser)
