@@ -9,11 +9,13 @@ Under nbval the notebook runs from the shipped cassette: no network, no credenti
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import nbformat
 
-HERE = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from build_tutorials import HERE, nb
 
 CELLS = [
     (
@@ -344,18 +346,7 @@ print(runtime.ledger.streams()["status"].tolist())
 
 
 def build() -> nbformat.NotebookNode:
-    book = nbformat.v4.new_notebook()
-    book.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    book.metadata["language_info"] = {"name": "python"}
-    for kind, src in CELLS:
-        text = src.strip("\n")
-        new = nbformat.v4.new_markdown_cell if kind == "md" else nbformat.v4.new_code_cell
-        book.cells.append(new(text))
-    return book
+    return nb(CELLS)
 
 
 if __name__ == "__main__":
