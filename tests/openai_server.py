@@ -43,6 +43,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from streamnb.providers import ProviderConfig
+
 __all__ = [
     "CrossThreadEvent",
     "OpenAIServer",
@@ -579,3 +581,22 @@ def openai_server(openai_server_session: OpenAIServer) -> Iterator[OpenAIServer]
         yield openai_server_session
     finally:
         openai_server_session.reset()
+
+
+#: the fake credential the provider tests configure (never a real key)
+TEST_KEY = "sk-local-test-key"
+#: seconds a provider test waits for anything (the SDK's timeout too)
+WAIT_S = 10.0
+
+
+def config_for(server: OpenAIServer, **overrides: Any) -> ProviderConfig:
+    """A :class:`ProviderConfig` for ``server``: fake key, no retries, ``WAIT_S`` timeout."""
+    settings: dict[str, Any] = {
+        "model": "test-model",
+        "base_url": server.base_url,
+        "api_key_env": "STREAMNB_TEST_KEY",
+        "max_retries": 0,
+        "timeout_s": WAIT_S,
+    }
+    settings.update(overrides)
+    return ProviderConfig.resolve(**settings, environ={"STREAMNB_TEST_KEY": TEST_KEY})

@@ -9,27 +9,14 @@ from typing import Any
 import pytest
 
 import streamnb as sn
-from streamnb.providers import ProviderConfig, ProviderConfigError, chat_handler, roll_dice
+from streamnb.providers import ProviderConfigError, chat_handler, roll_dice
 from streamnb.testing import assert_checkpoint
-from tests.openai_server import OpenAIServer, Script
+from tests.openai_server import TEST_KEY, WAIT_S, OpenAIServer, Script, config_for
 
 pytest_plugins = ["tests.openai_server"]
 
-WAIT_S = 10.0
-KEY = "sk-local-test-key"
+KEY = TEST_KEY
 KIND = "tutorial.streaming_chatbot"
-
-
-def config_for(server: OpenAIServer, **overrides: Any) -> ProviderConfig:
-    settings: dict[str, Any] = {
-        "model": "test-model",
-        "base_url": server.base_url,
-        "api_key_env": "STREAMNB_TEST_KEY",
-        "max_retries": 0,
-        "timeout_s": WAIT_S,
-    }
-    settings.update(overrides)
-    return ProviderConfig.resolve(**settings, environ={"STREAMNB_TEST_KEY": KEY})
 
 
 @pytest.fixture

@@ -34,25 +34,12 @@ from streamnb.providers import (
     stream_chat,
     tool,
 )
-from tests.openai_server import OpenAIServer, Script
+from tests.openai_server import TEST_KEY, WAIT_S, OpenAIServer, Script, config_for
 
 pytest_plugins = ["tests.openai_server"]
 
-WAIT_S = 10.0
-KEY = "sk-local-test-key"
+KEY = TEST_KEY
 USER = [{"role": "user", "content": "hello there"}]
-
-
-def config_for(server: OpenAIServer, **overrides: Any) -> ProviderConfig:
-    settings: dict[str, Any] = {
-        "model": "test-model",
-        "base_url": server.base_url,
-        "api_key_env": "STREAMNB_TEST_KEY",
-        "max_retries": 0,
-        "timeout_s": WAIT_S,
-    }
-    settings.update(overrides)
-    return ProviderConfig.resolve(**settings, environ={"STREAMNB_TEST_KEY": KEY})
 
 
 async def collect(events: AsyncIterator[Any]) -> list[Any]:
