@@ -11,7 +11,7 @@ passed as ``config=`` so that :func:`record_cassette` refuses to write it.
 
 * ``chat_reply.json`` - seed 000's chatbot answering one question (~60 tokens).
 * ``chat_tool_call.json`` - seed 004's ``roll_dice`` tool: ``tool-input-delta`` pieces,
-  ``tool-input``, ``tool-output`` (the :mod:`streamnb.tool_frames` vocabulary), then
+  ``tool-input``, ``tool-output`` (the :mod:`streamnb._tool_frames` vocabulary), then
   the answer.
 """
 

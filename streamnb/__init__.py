@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import testing
-from .errors import (
+from ._errors import (
     HandlerDefinitionError,
     InputNotAcceptedError,
     InvalidFrameError,
@@ -30,8 +30,8 @@ from .errors import (
     UnknownKindError,
     UnknownStreamError,
 )
-from .frames import Frame, cancelled, completed, failed, output, progress
-from .handler import (
+from ._frames import Frame, cancelled, completed, failed, output, progress
+from ._handler import (
     AbortSignal,
     AttachedStreamHandler,
     ParseError,
@@ -39,9 +39,9 @@ from .handler import (
     StreamContext,
     parse_ok,
 )
-from .ledger import Ledger, LedgerTx
-from .projection import StreamProjection, project_attached_stream, project_streams
-from .runtime import Session, StreamInfo, StreamRuntime, read_until_terminal
+from ._ledger import Ledger, LedgerTx
+from ._projection import StreamProjection, project_attached_stream, project_streams
+from ._runtime import Session, StreamInfo, StreamRuntime, read_until_terminal
 
 if TYPE_CHECKING:
     from . import providers, rooms, server

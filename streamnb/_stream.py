@@ -1,6 +1,6 @@
 """Internal per-stream state: the frame log, the input inbox and the two iterators.
 
-Owned by :class:`~streamnb.runtime.StreamRuntime` (one ``_Stream`` per stream_ref).
+Owned by :class:`~streamnb._runtime.StreamRuntime` (one ``_Stream`` per stream_ref).
 A session's ``output`` is an :class:`_Output` cursor into ``_Stream.log``; a bidi
 handler's ``input`` is an :class:`_Input` reading ``_Stream.inbox``.
 """
@@ -12,8 +12,8 @@ import enum
 from collections import deque
 from typing import Any
 
-from .frames import Frame
-from .handler import AbortSignal, AttachedStreamHandler
+from ._frames import Frame
+from ._handler import AbortSignal, AttachedStreamHandler
 
 _tuple_new = tuple.__new__
 

@@ -25,7 +25,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .handler import AttachedStreamHandler
+from ._handler import AttachedStreamHandler
 
 __all__ = ["build_parser", "load_handlers", "main"]
 
@@ -145,8 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
 async def _serve(args: argparse.Namespace, handlers: list[AttachedStreamHandler]) -> None:
     import uvicorn
 
-    from .ledger import Ledger
-    from .runtime import StreamRuntime
+    from ._ledger import Ledger
+    from ._runtime import StreamRuntime
     from .server import create_app
     from .server.background import StreamnbServer, bind_socket
 
@@ -206,7 +206,7 @@ def _chat_source(
     parser: argparse.ArgumentParser, args: argparse.Namespace
 ) -> AttachedStreamHandler:
     """The live provider or cassette handler for ``--provider`` / ``--cassette``."""
-    from .errors import StreamnbError
+    from ._errors import StreamnbError
     from .providers import ProviderConfig, cassette_handler, chat_handler, shipped_cassette
 
     try:

@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from .frames import Frame
-from .handler import AttachedStreamHandler, StreamContext, parse_ok
-from .ledger import LedgerTx
+from ._frames import Frame
+from ._handler import AttachedStreamHandler, StreamContext, parse_ok
+from ._ledger import LedgerTx
 from .testing import FakeTokenSource
 
 __all__ = ["chatbot_handler", "demo_handlers", "output_only_handler"]

@@ -25,8 +25,8 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
-from .errors import StreamnbError
-from .frames import Frame
+from ._errors import StreamnbError
+from ._frames import Frame
 from .testing_widget import (
     WidgetLike,
     press_enter,

@@ -16,10 +16,10 @@ import httpx
 import pytest
 
 import streamnb as sn
+from streamnb._tool_frames import tool_input, tool_input_delta, tool_output
 from streamnb.demo import chatbot_handler, output_only_handler
 from streamnb.server import ServerHandle, serve_in_background
 from streamnb.testing import FakeTokenSource, lorem_tokens
-from streamnb.tool_frames import tool_input, tool_input_delta, tool_output
 
 FAST = FakeTokenSource(lorem_tokens(12))
 

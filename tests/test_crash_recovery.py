@@ -35,7 +35,7 @@ from typing import Any
 import pytest
 
 import streamnb as sn
-from streamnb.frames import TERMINAL_KINDS
+from streamnb._frames import TERMINAL_KINDS
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENT_KINDS = ["crash.audit", "crash.settled"]

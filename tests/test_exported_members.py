@@ -41,7 +41,7 @@ DOCUMENTED = {
     "rooms",
     "ChatRooms",
     "ChatRoomsWidget",
-    # errors (streamnb/errors.py tree)
+    # errors (streamnb/_errors.py tree)
     "StreamnbError",
     "HandlerDefinitionError",
     "UnknownKindError",
@@ -71,8 +71,8 @@ def test_every_public_name_resolves_and_has_a_docstring():
 
 def test_core_imports_no_jupyter_package():
     code = (
-        "import sys, streamnb, streamnb.runtime, streamnb.ledger, streamnb.projection, "
-        "streamnb.tool_frames; "
+        "import sys, streamnb, streamnb._runtime, streamnb._ledger, streamnb._projection, "
+        "streamnb._tool_frames; "
         "bad = [m for m in sys.modules if m.split('.')[0] in "
         "('IPython', 'ipykernel', 'ipywidgets', 'anywidget', 'jupyterlab', 'starlette', "
         "'openai')]; "

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from streamnb.errors import StreamnbError
+from streamnb._errors import StreamnbError
 from streamnb.providers import DEFAULT_BASE_URL, ProviderConfig, ProviderConfigError
 
 SECRET = "sk-very-secret-value-0123456789"

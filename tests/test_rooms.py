@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 import streamnb as sn
-from streamnb.frames import Frame
-from streamnb.handler import AttachedStreamHandler, ParseError
+from streamnb._frames import Frame
+from streamnb._handler import AttachedStreamHandler, ParseError
 from streamnb.providers import ProviderConfig, chat_handler
 from streamnb.rooms import (
     SETTLED_EVENT,

@@ -2,7 +2,7 @@
 
 The local OpenAI-compatible server scripts a ``roll_dice`` call then a text answer;
 the real :func:`streamnb.providers.chat_handler` runs the tool and reports it in the
-:mod:`streamnb.tool_frames` vocabulary; the AI SDK endpoint must turn that into
+:mod:`streamnb._tool_frames` vocabulary; the AI SDK endpoint must turn that into
 ``tool-input-*`` / ``tool-output-*`` chunks. Only protocol fields are checked.
 """
 

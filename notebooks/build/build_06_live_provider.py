@@ -223,7 +223,7 @@ print(rest[-1].kind, rest[-1].reason, rest[-1].terminal)
 ## Tool calls
 
 The second shipped cassette is a reply that first calls seed 004's `roll_dice` tool.
-Tool activity streams on the `tool` channel in the vocabulary of `streamnb.tool_frames`
+Tool activity streams on the `tool` channel in the vocabulary of `streamnb._tool_frames`
 (the AI SDK's tool parts): `tool-input-delta` pieces of the arguments, `tool-input`,
 `tool-output`; then the answer streams on `assistant.delta`. `speed=math.inf` replays
 without delays.

@@ -60,10 +60,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias, cast
 
-from streamnb.errors import InvalidFrameError
-from streamnb.frames import TERMINAL_KINDS, Frame
-from streamnb.handler import AbortSignal, AttachedStreamHandler, StreamContext, parse_ok
-from streamnb.ledger import Ledger, LedgerTx
+from streamnb._errors import InvalidFrameError
+from streamnb._frames import TERMINAL_KINDS, Frame
+from streamnb._handler import AbortSignal, AttachedStreamHandler, StreamContext, parse_ok
+from streamnb._ledger import Ledger, LedgerTx
 from streamnb.providers.config import ProviderConfig
 from streamnb.providers.errors import CassetteError
 

@@ -9,7 +9,7 @@ it is a drop-in replacement in notebooks and in ``streamnb serve``:
 * the reply streams as ``output`` frames on channel ``assistant.delta`` (one text
   delta each);
 * tool activity streams as ``output`` frames on channel ``tool`` in the vocabulary of
-  :mod:`streamnb.tool_frames`: ``tool-input-delta`` pieces of the arguments, then
+  :mod:`streamnb._tool_frames`: ``tool-input-delta`` pieces of the arguments, then
   ``tool-input`` (the parsed arguments), then ``tool-output`` (the result, or
   ``error``), each with the call's ``tool_call_id`` and ``tool_name``, so that
   :mod:`streamnb.server.aisdk` shows them as AI SDK tool parts;
@@ -34,9 +34,10 @@ from typing import Any, Final, Literal
 
 import anyio
 
-from streamnb.frames import Frame, FrameSpec
-from streamnb.handler import AttachedStreamHandler, ParseError, ParseOk, StreamContext
-from streamnb.ledger import LedgerTx
+from streamnb._frames import Frame, FrameSpec
+from streamnb._handler import AttachedStreamHandler, ParseError, ParseOk, StreamContext
+from streamnb._ledger import LedgerTx
+from streamnb._tool_frames import tool_input, tool_input_delta, tool_output, tool_output_error
 from streamnb.providers.config import ProviderConfig
 from streamnb.providers.errors import ProviderError
 from streamnb.providers.openai_source import (
@@ -47,7 +48,6 @@ from streamnb.providers.openai_source import (
     make_client,
 )
 from streamnb.providers.tools import LoopEvent, Tool, ToolCall, ToolResult, run_tool_loop
-from streamnb.tool_frames import tool_input, tool_input_delta, tool_output, tool_output_error
 
 __all__ = ["chat_handler"]
 

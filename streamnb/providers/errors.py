@@ -1,6 +1,6 @@
 """Exceptions raised by :mod:`streamnb.providers`.
 
-All derive from :class:`streamnb.errors.StreamnbError`, so ``except StreamnbError``
+All derive from :class:`streamnb._errors.StreamnbError`, so ``except StreamnbError``
 catches them with the rest of streamnb::
 
     StreamnbError
@@ -20,7 +20,7 @@ to import ``openai`` to handle a failed stream.
 
 from __future__ import annotations
 
-from streamnb.errors import StreamnbError
+from streamnb._errors import StreamnbError
 
 __all__ = ["CassetteError", "ProviderConfigError", "ProviderError", "ToolDefinitionError"]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ..errors import StreamnbError
+from .._errors import StreamnbError
 
 __all__ = ["RoomBusyError", "RoomError", "RoomNameError", "UnknownRoomError"]
 

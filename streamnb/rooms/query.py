@@ -17,8 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import LedgerQueryError
-from ..ledger import Ledger
+from .._errors import LedgerQueryError
+from .._ledger import Ledger
 from .store import RegistryStore, RoomStore
 
 __all__ = ["run_query"]

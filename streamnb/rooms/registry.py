@@ -59,10 +59,10 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
-from ..frames import Frame
-from ..handler import AttachedStreamHandler
-from ..ledger import Ledger, LedgerTx
-from ..runtime import StreamRuntime
+from .._frames import Frame
+from .._handler import AttachedStreamHandler
+from .._ledger import Ledger, LedgerTx
+from .._runtime import StreamRuntime
 from .errors import RoomBusyError, RoomError, RoomNameError, UnknownRoomError
 from .events import RoomEvent, RoomListener
 from .query import run_query

@@ -23,9 +23,9 @@ import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from ..frames import Frame
-from ..handler import AttachedStreamHandler, ParseError, ParseOk, StreamContext
-from ..ledger import LedgerTx
+from .._frames import Frame
+from .._handler import AttachedStreamHandler, ParseError, ParseOk, StreamContext
+from .._ledger import LedgerTx
 from ..testing import FakeTokenSource
 
 __all__ = [

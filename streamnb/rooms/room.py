@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ..errors import StreamnbError, StreamTimeoutError, UnknownStreamError
-from ..runtime import CancelResult, Session
+from .._errors import StreamnbError, StreamTimeoutError, UnknownStreamError
+from .._runtime import CancelResult, Session
 from .errors import RoomBusyError, RoomError, UnknownRoomError
 from .events import RoomEvent
 from .store import Message, RoomStore

@@ -26,7 +26,7 @@ from typing import Any
 import anywidget
 import traitlets
 
-from ..errors import StreamnbError
+from .._errors import StreamnbError
 from ..widget._assets import esm
 from ..widget._batcher import (
     DEFAULT_FLUSH_INTERVAL_S,

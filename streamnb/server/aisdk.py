@@ -30,7 +30,7 @@ other ``output``                      ``data-output`` {data: {channel, payload}}
 ``failed``                            ``text-end`` (if open), ``error`` {errorText}
 ====================================  ===============================================
 
-Tool frames use the vocabulary of :mod:`streamnb.tool_frames` (built with its
+Tool frames use the vocabulary of :mod:`streamnb._tool_frames` (built with its
 ``tool_input_delta`` / ``tool_input`` / ``tool_output`` / ``tool_output_error``, as
 :func:`streamnb.providers.chat_handler` does); the protocol's camelCase keys
 (``toolCallId``, ``toolName``, ``inputTextDelta``) are accepted too:
@@ -64,10 +64,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..errors import UnknownStreamError
-from ..frames import Frame
-from ..runtime import Session
-from ..tool_frames import is_tool_channel
+from .._errors import UnknownStreamError
+from .._frames import Frame
+from .._runtime import Session
+from .._tool_frames import is_tool_channel
 from .body import expect_object, optional_str, read_json
 from .chat import open_chat_stream
 from .errors import HTTPError

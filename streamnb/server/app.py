@@ -34,7 +34,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route, WebSocketRoute
 
-from ..runtime import StreamRuntime
+from .._runtime import StreamRuntime
 from .aisdk import ai_chat, ai_chat_resume, ai_chat_stop
 from .auth import BearerAuth
 from .chat import chat, chat_page

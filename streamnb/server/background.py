@@ -32,8 +32,8 @@ from typing import Any
 
 import uvicorn
 
-from ..errors import RuntimeClosedError
-from ..runtime import StreamRuntime
+from .._errors import RuntimeClosedError
+from .._runtime import StreamRuntime
 from .app import create_app
 from .state import ServerState
 

@@ -35,8 +35,8 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from ..frames import Frame
-from ..runtime import Session, StreamRuntime
+from .._frames import Frame
+from .._runtime import Session, StreamRuntime
 from .body import check_keys, expect_object, read_json
 from .errors import HTTPError
 from .sse import FrameReader, RenderedFrames, SSEResponse, dumps

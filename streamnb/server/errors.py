@@ -37,7 +37,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..errors import (
+from .._errors import (
     InputNotAcceptedError,
     InvalidFrameError,
     LedgerError,

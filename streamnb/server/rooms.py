@@ -43,7 +43,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ..frames import Frame
+from .._frames import Frame
+from .._runtime import Session, StreamRuntime
 from ..rooms import (
     ActiveReply,
     ChatRooms,
@@ -53,7 +54,6 @@ from ..rooms import (
     RoomNameError,
     UnknownRoomError,
 )
-from ..runtime import Session, StreamRuntime
 from .body import check_keys, expect_object, optional_int, optional_str, read_json
 from .errors import HTTPError
 from .sse import FrameReader, RenderedFrames, SSEResponse, dumps, frame_json, sse_event

@@ -44,9 +44,9 @@ import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from ..errors import UnknownStreamError
-from ..frames import TERMINAL_KINDS, Frame
-from ..runtime import Session
+from .._errors import UnknownStreamError
+from .._frames import TERMINAL_KINDS, Frame
+from .._runtime import Session
 
 __all__ = [
     "HEARTBEAT",

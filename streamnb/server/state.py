@@ -18,8 +18,8 @@ import contextlib
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from ..errors import StreamTimeoutError, UnknownStreamError
-from ..runtime import Session, StreamRuntime
+from .._errors import StreamTimeoutError, UnknownStreamError
+from .._runtime import Session, StreamRuntime
 from .sse import Connections
 
 __all__ = ["ChatIndex", "Holds", "ServerConfig", "ServerState"]

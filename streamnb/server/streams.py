@@ -27,8 +27,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..errors import UnknownStreamError
-from ..projection import project_attached_stream
+from .._errors import UnknownStreamError
+from .._projection import project_attached_stream
 from .body import check_keys, expect_object, optional_int, optional_str, read_json
 from .errors import HTTPError
 from .sse import SSE_HEADERS, FrameEvents, FrameReader, RenderedFrames, SSEResponse

@@ -35,8 +35,8 @@ from typing import Any
 import anyio
 from starlette.websockets import WebSocket
 
-from ..errors import StreamnbError
-from ..runtime import Session
+from .._errors import StreamnbError
+from .._runtime import Session
 from .body import check_keys, expect_object, optional_int, optional_str, parse_json_text
 from .errors import HTTPError, error_body, status_for
 from .sse import FrameReader, frame_json

@@ -16,8 +16,8 @@ from typing import Any
 import anywidget
 import traitlets
 
-from ..errors import StreamnbError
-from ..runtime import StreamRuntime
+from .._errors import StreamnbError
+from .._runtime import StreamRuntime
 from ._batcher import LoopBridge, spawn
 from ._protocol import InboundMsg, parse_inbound
 

@@ -24,9 +24,9 @@ import math
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from ..errors import UnknownStreamError
-from ..frames import TERMINAL_KINDS, Frame
-from ..runtime import StreamRuntime
+from .._errors import UnknownStreamError
+from .._frames import TERMINAL_KINDS, Frame
+from .._runtime import StreamRuntime
 from ._protocol import DeltaMsg, SnapshotMsg
 
 __all__ = [

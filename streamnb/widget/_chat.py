@@ -10,7 +10,7 @@ from typing import Any
 
 import traitlets
 
-from ..runtime import Session, StreamRuntime
+from .._runtime import Session, StreamRuntime
 from ._assets import esm
 from ._base import STOP_REASON, LoopWidget
 from ._batcher import DEFAULT_FLUSH_INTERVAL_S, Follower, check_flush_interval

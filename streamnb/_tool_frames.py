@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from typing import Any, Final, Literal, TypeAlias, TypedDict
 
-from .frames import FrameSpec
+from ._frames import FrameSpec
 
 __all__ = [
     "TOOL_CHANNEL",

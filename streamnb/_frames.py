@@ -22,7 +22,7 @@ import json
 import math
 from typing import Any, Literal, NamedTuple, TypedDict
 
-from .errors import InvalidFrameError
+from ._errors import InvalidFrameError
 
 __all__ = [
     "OUTBOUND_KINDS",

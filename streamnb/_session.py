@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._errors import InvalidFrameError
+from ._frames import Frame, check_json
 from ._stream import _Output, _State, _Stream
-from .errors import InvalidFrameError
-from .frames import Frame, check_json
 
 if TYPE_CHECKING:
-    from .runtime import StreamRuntime
+    from ._runtime import StreamRuntime
 
 _tuple_new = tuple.__new__
 

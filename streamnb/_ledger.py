@@ -43,8 +43,8 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import LedgerBusyError, LedgerError, LedgerQueryError
-from .frames import Frame, to_jsonable
+from ._errors import LedgerBusyError, LedgerError, LedgerQueryError
+from ._frames import Frame, to_jsonable
 
 __all__ = ["Ledger", "LedgerTx", "Settlement"]
 

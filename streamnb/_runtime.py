@@ -32,8 +32,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
-from ._stream import _Input, _Output, _State, _Stream
-from .errors import (
+from ._errors import (
     InputNotAcceptedError,
     InvalidFrameError,
     LedgerError,
@@ -44,10 +43,11 @@ from .errors import (
     UnknownKindError,
     UnknownStreamError,
 )
-from .frames import TERMINAL_KINDS, Frame, build_frame, check_json
-from .handler import AttachedStreamHandler, ParseError, ParseOk, StreamContext
-from .ledger import Ledger, LedgerTx, Settlement
-from .session import CancelResult, SendResult, Session, StreamInfo, _check_reason
+from ._frames import TERMINAL_KINDS, Frame, build_frame, check_json
+from ._handler import AttachedStreamHandler, ParseError, ParseOk, StreamContext
+from ._ledger import Ledger, LedgerTx, Settlement
+from ._session import CancelResult, SendResult, Session, StreamInfo, _check_reason
+from ._stream import _Input, _Output, _State, _Stream
 
 __all__ = [
     "CancelResult",

@@ -17,8 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import InvalidFrameError
-from .frames import TERMINAL_KINDS, Frame
+from ._errors import InvalidFrameError
+from ._frames import TERMINAL_KINDS, Frame
 
 __all__ = ["StreamProjection", "project_attached_stream", "project_streams"]
 

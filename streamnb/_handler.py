@@ -15,11 +15,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
-from .errors import HandlerDefinitionError
+from ._errors import HandlerDefinitionError
 
 if TYPE_CHECKING:
-    from .frames import Frame
-    from .ledger import LedgerTx
+    from ._frames import Frame
+    from ._ledger import LedgerTx
 
 __all__ = [
     "AbortSignal",
