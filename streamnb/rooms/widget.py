@@ -35,6 +35,7 @@ from ..widget._batcher import (
     check_flush_interval,
     spawn,
 )
+from ..widget._markdown import MarkdownRendering, render_traits
 from ..widget._protocol import DeltaMsg
 from ._wire import (
     CreatedMsg,
@@ -60,7 +61,7 @@ def _stylesheet() -> str:
     return (STATIC / "widget.css").read_text() + "\n" + (STATIC / "rooms.css").read_text()
 
 
-class ChatRoomsWidget(anywidget.AnyWidget):
+class ChatRoomsWidget(anywidget.AnyWidget, MarkdownRendering):
     """Chat rooms in JupyterLab: switch, create, rename, clear, delete; send and stop.
 
     Parameters
@@ -68,6 +69,11 @@ class ChatRoomsWidget(anywidget.AnyWidget):
     rooms : ChatRooms
         The registry to show. Its runtime should run on the kernel's loop
         (create the widget in a notebook cell).
+    render : {"markdown", "text"}, default "markdown"
+        ``"markdown"``: replies render as CommonMark + GFM (tables, strikethrough,
+        autolinks, code blocks with a Copy button), streamed block by block; the user's
+        messages stay text. ``"text"``: every character as written. Raw HTML is never
+        interpreted either way.
     flush_interval_s : float, default 0.033
         Seconds between two deltas of one reply (0.001 to 5).
 
@@ -84,7 +90,8 @@ class ChatRoomsWidget(anywidget.AnyWidget):
     TypeError
         ``rooms`` is not a :class:`ChatRooms`.
     ValueError
-        ``flush_interval_s`` is out of range.
+        ``flush_interval_s`` is out of range, or ``render`` is not ``"markdown"`` or
+        ``"text"``.
 
     Examples
     --------
@@ -105,13 +112,16 @@ class ChatRoomsWidget(anywidget.AnyWidget):
         self,
         rooms: ChatRooms,
         *,
+        render: str = "markdown",
         flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
         **kwargs: Any,
     ) -> None:
         if not isinstance(rooms, ChatRooms):
             raise TypeError(f"ChatRoomsWidget takes a ChatRooms, got {type(rooms).__name__}")
         interval_s = check_flush_interval(flush_interval_s)
-        super().__init__(_uid=uuid.uuid4().hex, room_list=rooms.room_infos(), **kwargs)
+        super().__init__(
+            _uid=uuid.uuid4().hex, room_list=rooms.room_infos(), **render_traits(render), **kwargs
+        )
         self._rooms = rooms
         self._interval = interval_s
         self._bridge = LoopBridge(rooms.runtime)
