@@ -114,6 +114,16 @@ def render_traits(render: str) -> dict[str, Any]:
     return {"render": render, "_markdown": markdown_library() if render == "markdown" else None}
 
 
+class RenderMode(traitlets.Unicode):  # type: ignore[type-arg]
+    """A ``render`` trait: any bad value (``None``, ``1``, ``"html"``) raises
+    :func:`check_render`'s ValueError naming the choices, not a bare TraitError."""
+
+    info_text = "'markdown' or 'text'"
+
+    def validate(self, obj: Any, value: Any) -> str:
+        return check_render(value)
+
+
 class MarkdownRendering(traitlets.HasTraits):
     """The ``render`` trait of the streamnb widgets (a mixin).
 
@@ -123,14 +133,10 @@ class MarkdownRendering(traitlets.HasTraits):
     character as written. It can be changed on a live widget; the views re-render.
     """
 
-    render = traitlets.Unicode("markdown").tag(sync=True)
+    render = RenderMode("markdown").tag(sync=True)
     _markdown = traitlets.Instance(MarkdownLibrary, allow_none=True).tag(
         sync=True, **widget_serialization
     )
-
-    @traitlets.validate("render")
-    def _validate_render(self, proposal: Any) -> str:
-        return check_render(proposal["value"])
 
     @traitlets.observe("render")
     def _render_changed(self, change: Any) -> None:

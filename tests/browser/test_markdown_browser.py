@@ -224,3 +224,20 @@ def test_markdown_is_readable_in_light_and_dark_themes(lab: Lab, theme: str) -> 
         ratio = body.locator(part).first.evaluate(CONTRAST)
         assert ratio >= 4.5, f"{part} contrast {ratio:.2f} in the {theme} theme"
     lab.screenshot(widget, f"markdown-{theme}.png")
+
+
+def test_markdown_reply_renders_in_notebook7(notebook7: Lab) -> None:
+    start(notebook7, MARKDOWN, CHAT)
+    assert notebook7.page.evaluate("() => window.jupyterapp.name") == "Jupyter Notebook"
+    widget = notebook7.output(MARKDOWN)
+    completed(widget)
+    body = main(widget)
+    expect(body.locator("h1")).to_have_text("Plan")
+    expect(body.locator("td")).to_have_text(["alpha", "1", "beta", "2"])
+    expect(body.locator("pre > code")).to_have_text('print("copy me")\n')
+    assert body.evaluate("(el) => el.innerHTML") == notebook7.page.evaluate(ONE_SHOT, REPLY)
+    chat = notebook7.output(CHAT)
+    chat.get_by_role("textbox", name="Message").fill("hello")
+    chat.get_by_role("button", name="Send").click()
+    reply = chat.locator('[data-role="assistant"] .streamnb-message-text')
+    expect(reply.locator("ul > li")).to_have_text(["first item", "second item"], timeout=30_000)

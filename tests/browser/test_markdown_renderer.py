@@ -280,7 +280,8 @@ def test_gfm_constructs(page: Page) -> None:
         "https://example.com www.commonmark.org/help setup.py me@example.com\n"
     )
     html = page.evaluate(
-        "(t) => { const d = document.createElement('div'); md.renderMarkdown(d, t); return d.innerHTML; }",
+        "(t) => { const d = document.createElement('div'); md.renderMarkdown(d, t);"
+        " return d.innerHTML; }",
         text,
     )
     for fragment in (
