@@ -310,9 +310,11 @@ function normalizeNewlines(text) {
  * and seals it. `options.around(write)` wraps each DOM update (a log uses it to stay
  * scrolled to its bottom).
  *
- * Sealed blocks go into chunks of CHUNK_BLOCKS blocks; a full chunk is skipped by layout
- * while off screen (content-visibility), so a long reply does not make each frame's layout
- * longer. The open block(s) sit at the end of the last chunk. Where a block lands depends
+ * Sealed blocks go into chunks of CHUNK_BLOCKS blocks, so the reply's container holds a few
+ * children, not thousands: the layout after each delta stays as cheap at the end of a long
+ * reply as at its start (content-visibility on full chunks was measured to make it grow
+ * with the number of chunks, so it is not used). The open block(s) sit at the end of the
+ * last chunk. Where a block lands depends
  * only on its index, so a reply streamed delta by delta ends in the same DOM as the same
  * text given at once.
  */
@@ -445,7 +447,6 @@ export class MarkdownView {
       const chunk = this.openChunk();
       chunk.append(node);
       this.chunkBlocks += 1;
-      if (this.chunkBlocks === CHUNK_BLOCKS) chunk.classList.add("streamnb-md-full");
     }
   }
 
