@@ -129,6 +129,21 @@ function importMarkdown(library) {
   return loading;
 }
 
+// The MarkdownLibrary model `id`. While a page restores its widgets, a widget may look
+// for it before the widget manager has registered it: ask again every 50 ms, for at most
+// MARKDOWN_WAIT_MS.
+async function libraryModel(model, id) {
+  const deadline = performance.now() + MARKDOWN_WAIT_MS;
+  for (;;) {
+    try {
+      return await model.widget_manager.get_model(id);
+    } catch (error) {
+      if (performance.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
+
 // The Markdown renderer of one model: `module` is the loaded renderer, or null (render is
 // "text", not loaded yet, or loading failed: text is shown). `load()` (re)loads it after
 // `render` or `_markdown` changed and resolves to the module (or null).
@@ -143,8 +158,7 @@ function markdownSupport(model) {
       support.ready = Promise.resolve(null);
       return support.ready;
     }
-    support.ready = Promise.resolve()
-      .then(() => model.widget_manager.get_model(ref.slice(MODEL_REF.length)))
+    support.ready = libraryModel(model, ref.slice(MODEL_REF.length))
       .then(importMarkdown)
       .then(
         (module) => {

@@ -242,11 +242,10 @@ function render({ model, el }) {
   onStore({ type: "reset" });
   // Settled: render what is left at once (a Markdown view may be pacing a huge block).
   watch("change:settled", () => {
-    if (model.get("settled") && pending === null) {
-      follow(() => {
-        for (const sink of sinks.values()) sink.finish();
-      });
-    }
+    if (!model.get("settled")) return;
+    follow(() => {
+      for (const sink of sinks.values()) sink.finish(); // text sinks: nothing to do
+    });
   });
 
   // --- state --------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Imported lazily by ``streamnb`` (``sn.StreamWidget``), so the core never loads
 Jupyter packages. The front end lives in ``streamnb/static/`` (``widget.js``,
 ``chat.js``, ``widget.css``, each module joined behind the shared ``common.js``
-by ``_assets.py``); the message protocol is in ``_protocol.py``.
+by ``_assets.py``); the message protocol is in ``_protocol.py``. Assistant text renders
+as Markdown through ``markdown.bundle.js``, sent once per kernel (``_markdown.py``).
 
 Departure from the seeds: the seeds' browser UIs receive every token as its
 own message; here tokens are batched into deltas of at most one message per
