@@ -26,10 +26,14 @@ const SAFE_PROTOCOLS = new Set(["http:", "https:", "mailto:"]);
 const ALIGNMENTS = new Set(["left", "center", "right"]);
 const COPY_LABEL = "Copy";
 const COPIED_MS = 1500;
-// A render that took `cost` ms is followed by the next one no sooner than RENDER_GAP x cost
-// later: a huge open block (one paragraph of 100,000 tokens) costs at most a fifth of the
-// main thread, not all of it.
+// Renders of all views on the page share one pacing: a frame renders dirty views (oldest
+// first) until it has spent FRAME_BUDGET_MS, and a frame that spent `cost` ms is followed
+// by the next one no sooner than (RENDER_GAP - 1) x cost later. Small open blocks cost well
+// under a millisecond and render every frame; huge ones (one paragraph of 100,000 tokens,
+// or twenty of them in twenty widgets) take at most about a quarter of the main thread,
+// leaving the rest to the page and to the messages bringing the text.
 const RENDER_GAP = 4;
+const FRAME_BUDGET_MS = 12;
 // Sealed blocks per chunk element (see MarkdownView).
 const CHUNK_BLOCKS = 32;
 
@@ -302,11 +306,44 @@ function normalizeNewlines(text) {
   return text.indexOf("\r") < 0 ? text : text.replace(/\r\n?/g, "\n");
 }
 
+// The page-wide render queue (this module is loaded once per page and shared by every
+// widget, see markdownSupport in common.js).
+const dirtyViews = new Set(); // insertion order: the view waiting longest renders first
+let frame = null;
+let timer = null;
+let notBefore = 0; // performance.now() before which no frame starts (see RENDER_GAP)
+
+function kick() {
+  if (frame !== null || timer !== null || dirtyViews.size === 0) return;
+  const wait = notBefore - performance.now();
+  if (wait > 0) {
+    timer = setTimeout(() => {
+      timer = null;
+      kick();
+    }, wait);
+  } else {
+    frame = requestAnimationFrame(renderFrame);
+  }
+}
+
+function renderFrame() {
+  frame = null;
+  const started = performance.now();
+  for (const view of dirtyViews) {
+    dirtyViews.delete(view);
+    view.flush();
+    if (performance.now() - started > FRAME_BUDGET_MS) break;
+  }
+  const ended = performance.now();
+  notBefore = ended + (ended - started) * (RENDER_GAP - 1);
+  kick();
+}
+
 /**
  * A Markdown reply shown in `container` (which gets the class "streamnb-md"), as it streams.
  *
  * `append(text)` adds a delta and `reset(text)` replaces the whole text; the DOM follows on
- * the next animation frame, or at once with `flush()`. `finish()` renders what is left
+ * a coming animation frame (paced page-wide, see RENDER_GAP), or at once with `flush()`. `finish()` renders what is left
  * and seals it. `options.around(write)` wraps each DOM update (a log uses it to stay
  * scrolled to its bottom).
  *
@@ -330,9 +367,6 @@ export class MarkdownView {
     this.chunkBlocks = 0; // sealed blocks in it
     this.pendingCR = false; // the last delta ended in \r: a leading \n of the next is its pair
     this.dirty = false;
-    this.frame = null;
-    this.timer = null;
-    this.notBefore = 0; // performance.now() before which no render starts (see RENDER_GAP)
   }
 
   // The whole text so far (newlines normalized).
@@ -364,31 +398,19 @@ export class MarkdownView {
     this.schedule();
   }
 
+  // Render on a coming frame (see renderFrame).
   schedule() {
     this.dirty = true;
-    if (this.frame !== null || this.timer !== null) return;
-    const wait = this.notBefore - performance.now();
-    if (wait > 0) {
-      this.timer = setTimeout(() => {
-        this.timer = null;
-        this.schedule();
-      }, wait);
-    } else {
-      this.frame = requestAnimationFrame(() => {
-        this.frame = null;
-        this.flush();
-      });
-    }
+    dirtyViews.add(this);
+    kick();
   }
 
   // Render now if anything changed since the last render.
   flush() {
     if (!this.dirty) return;
     this.dirty = false;
-    const started = performance.now();
+    dirtyViews.delete(this);
     this.around(() => this.render(false));
-    const ended = performance.now();
-    this.notBefore = ended + (ended - started) * (RENDER_GAP - 1);
   }
 
   // The text is complete: render it all and seal the last block too.
@@ -451,13 +473,11 @@ export class MarkdownView {
   }
 
   cancel() {
-    if (this.frame !== null) cancelAnimationFrame(this.frame);
-    if (this.timer !== null) clearTimeout(this.timer);
-    this.frame = null;
-    this.timer = null;
+    this.dirty = false;
+    dirtyViews.delete(this);
   }
 
-  // Cancel a pending render (the view is going away).
+  // Drop a pending render (the view is going away).
   dispose() {
     this.cancel();
   }
