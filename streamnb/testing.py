@@ -35,7 +35,6 @@ from .testing_widget import (
     press_send,
     press_stop,
     recorded_messages,
-    wait_settled,
 )
 
 __all__ = [
@@ -53,7 +52,6 @@ __all__ = [
     "press_send",
     "press_stop",
     "recorded_messages",
-    "wait_settled",
 ]
 
 _LETTERS = {

@@ -478,7 +478,7 @@ class ChatRooms:
             return
         text = "".join(
             f.payload
-            for f in self._runtime.frames(ref)
+            for f in self._runtime.frame_log(ref)
             if f.kind == "output" and f.channel == REPLY_CHANNEL and isinstance(f.payload, str)
         )
         status = "failed" if commit_failed else terminal.kind

@@ -247,7 +247,7 @@ class Room:
         assert reply.stream_ref is not None
         try:
             with contextlib.suppress(UnknownStreamError):
-                await self._owner.runtime.wait_settled(reply.stream_ref)
+                await self._owner.runtime.wait(reply.stream_ref)
         finally:
             if self._reply is reply:
                 self._reply = None
