@@ -16,6 +16,7 @@ The tree::
     │   └── StreamSettledError     send() on a stream that already settled
     ├── InvalidFrameError          a frame (dict or Frame) is malformed or not JSON
     ├── RuntimeClosedError         the runtime was closed (aclose) or is bound to another loop
+    ├── SessionDetachedError       a session was used after detach()
     ├── StreamTimeoutError         read_until_terminal(timeout_s=...) ran out of time
     └── LedgerError                the ledger could not be opened, written or queried
         ├── LedgerBusyError        another process holds the file ledger's writer lock
@@ -35,6 +36,7 @@ __all__ = [
     "LedgerError",
     "LedgerQueryError",
     "RuntimeClosedError",
+    "SessionDetachedError",
     "StartRejectedError",
     "StreamSettledError",
     "StreamTimeoutError",
@@ -130,6 +132,23 @@ class RuntimeClosedError(StreamnbError):
 
     def __init__(self, why: str) -> None:
         super().__init__(why)
+
+
+class SessionDetachedError(StreamnbError):
+    """A :class:`~streamnb.Session` was used after ``detach()``: it observes nothing any more.
+
+    ``send``, ``cancel``, ``wait``, ``output`` and ``frame_log`` raise it; ``detach``
+    again does nothing, and ``stream_ref``, ``status`` and ``terminal`` stay readable.
+    """
+
+    def __init__(self, stream_ref: str, action: str) -> None:
+        self.stream_ref = stream_ref
+        self.action = action
+        super().__init__(
+            f"cannot {action}: this session detached from stream {stream_ref!r}; "
+            f"attach a new observer with runtime.reattach({stream_ref!r}), or use "
+            f"runtime.send/cancel/wait({stream_ref!r}, ...) by ref"
+        )
 
 
 class StreamTimeoutError(StreamnbError, TimeoutError):

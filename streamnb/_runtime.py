@@ -317,8 +317,10 @@ class StreamRuntime:
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await asyncio.wait_for(asyncio.shield(write), LEDGER_WRITE_WAIT_S)
                 if write.done() and not write.cancelled() and write.exception() is None:
+                    # its only observer is gone before it could read: on_detach decides
                     st = self._start(handler, ref, opened_at, parsed.value)
-                    Session(self, st, 0)._detach_now()
+                    st.add_observer()
+                    st.remove_observer()
                 raise
             st = self._start(handler, ref, opened_at, parsed.value)
             session = Session(self, st, 0)

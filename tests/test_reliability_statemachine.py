@@ -228,18 +228,21 @@ class RuntimeMachine(RuleBasedStateMachine):
     @rule(i=st.integers(0, 20), payload=st.sampled_from(["hi", "hi", "end"]), by_ref=st.booleans())
     def send(self, i: int, payload: str, by_ref: bool) -> None:
         m = self.pick(i)
+        reader = None if by_ref or not m.readers else m.readers[0]
 
         async def act() -> tuple[sn.StreamInfo, Any]:
             info = self.rt.info(m.ref)
             try:
-                if by_ref or not m.readers:
+                if reader is None:
                     return info, await self.rt.send(m.ref, payload)
-                return info, await m.readers[0].session.send(payload)
+                return info, await reader.session.send(payload)
             except sn.StreamnbError as exc:
                 return info, exc
 
         info, outcome = self.run(act())
-        if info.mode == "output_only":
+        if reader is not None and reader.detached:
+            assert type(outcome) is sn.SessionDetachedError
+        elif info.mode == "output_only":
             assert type(outcome) is sn.InputNotAcceptedError
         elif info.terminal is not None or info.settling:
             assert type(outcome) is sn.StreamSettledError
@@ -253,15 +256,21 @@ class RuntimeMachine(RuleBasedStateMachine):
     @rule(i=st.integers(0, 20), j=st.integers(0, 5), by_ref=st.booleans())
     def cancel(self, i: int, j: int, by_ref: bool) -> None:
         m = self.pick(i)
+        reader = None if by_ref or not m.readers else m.readers[j % len(m.readers)]
 
-        async def act() -> tuple[sn.StreamInfo, str]:
+        async def act() -> tuple[sn.StreamInfo, Any]:
             info = self.rt.info(m.ref)
-            if by_ref or not m.readers:
-                return info, await self.rt.cancel(m.ref, "sm")
-            return info, await m.readers[j % len(m.readers)].session.cancel("sm")
+            try:
+                if reader is None:
+                    return info, await self.rt.cancel(m.ref, "sm")
+                return info, await reader.session.cancel("sm")
+            except sn.StreamnbError as exc:
+                return info, exc
 
         info, result = self.run(act())
-        if info.terminal is not None or info.settling:
+        if reader is not None and reader.detached:
+            assert type(result) is sn.SessionDetachedError
+        elif info.terminal is not None or info.settling:
             assert result == "already_settled"
         elif info.cancel_requested:
             assert result == "already_requested"
@@ -342,8 +351,9 @@ class RuntimeMachine(RuleBasedStateMachine):
 
     async def _read(self, m: Model, reader: Reader, n: int) -> None:
         """Read up to ``n`` frames that are already there (never waits)."""
-        if reader.detached:
-            assert [f async for f in reader.session.output] == []
+        if reader.detached:  # detach ended its output: reading it now is refused
+            with pytest.raises(sn.SessionDetachedError):
+                reader.session.output  # noqa: B018
             return
         for _ in range(n):
             last = reader.seen[-1].seq if reader.seen else reader.start - 1

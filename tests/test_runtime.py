@@ -58,6 +58,35 @@ async def test_cancel_twice_is_already_requested(runtime):
 # --- seed 001: output-only stream ---------------------------------------------------
 
 
+async def test_detached_session_no_longer_accepts_send(runtime):
+    # Regression: a detached session still accepted send (and cancel, wait, output...).
+    session = await runtime.attach("tutorial.streaming_chatbot", {})
+    first = [await session.output.__anext__(), await session.output.__anext__()]
+    assert [f.kind for f in first] == ["opened", "progress"]  # now it waits for input
+    reader = asyncio.ensure_future(sn.read_until_terminal(session.output))
+    await asyncio.sleep(0)
+    await session.detach()
+    assert await asyncio.wait_for(reader, 5) == []  # the waiting reader sees output end
+    for action, use in [
+        ("send", lambda: session.send("hello")),
+        ("cancel", lambda: session.cancel("stop")),
+        ("wait", lambda: session.wait(1)),
+    ]:
+        with pytest.raises(sn.SessionDetachedError, match=f"cannot {action}: .*reattach"):
+            await use()
+    with pytest.raises(sn.SessionDetachedError, match="read output"):
+        session.output  # noqa: B018
+    with pytest.raises(sn.SessionDetachedError, match="frame log"):
+        session.frame_log()
+    await session.detach()  # idempotent
+    assert session.detached and "detached" in repr(session)
+    assert session.stream_ref and session.status in ("running", "cancelled")
+    # the stream is still there for anyone holding its ref: on_detach="abort" cancelled it
+    terminal = await runtime.wait(session.stream_ref, timeout_s=5)
+    assert terminal.kind == "cancelled" and terminal.reason == "detached"
+    assert session.terminal == terminal
+
+
 async def test_output_only_completed_path(runtime):
     session = await runtime.attach("tutorial.output_only", {})
     frames = await sn.read_until_terminal(session.output, timeout_s=5)
@@ -69,8 +98,9 @@ async def test_output_only_completed_path(runtime):
 
 async def test_output_only_detach_continue_still_settles(runtime):
     session = await runtime.attach("tutorial.output_only", {})
+    output = session.output
     await session.detach()
-    assert [f async for f in session.output] == []
+    assert [f async for f in output] == []  # detach ends this observer's output
     terminal = await runtime.wait(session.stream_ref, timeout_s=5)
     assert terminal.kind == "completed"
     assert list(runtime.ledger.events().kind) == ["tutorial.output_only.completed"]

@@ -133,14 +133,19 @@ proj.outputs[["channel", "n_frames"]]
     ("md", """
 ## Detach is not cancel
 
-`detach()` closes *this observer*; the work goes on. This handler says
-`on_detach="continue"`, so it still runs to its settlement.
+`detach()` closes *this observer*: a reader iterating its `output` sees it end, and the
+session cannot be used any more (`sn.SessionDetachedError`). The work goes on: this
+handler says `on_detach="continue"`, so it still runs to its settlement, which the
+runtime can wait for by ref.
 """),
     ("code", """
 watcher = await runtime.attach("tutorial.output_only", {"message": "detached"})
 await watcher.detach()
-print("frames read after detach:", [f async for f in watcher.output])
-terminal = await watcher.wait(timeout_s=30)
+try:
+    watcher.output
+except sn.SessionDetachedError as exc:
+    print("reading a detached session:", type(exc).__name__)
+terminal = await runtime.wait(watcher.stream_ref, timeout_s=30)
 print("the work still settled as:", terminal.kind)
 """),
     ("md", """
