@@ -17,13 +17,18 @@ if [ -f tests/js/package.json ] && [ ! -d tests/js/node_modules ]; then
     (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-# Two pytest processes: Playwright's sync API keeps its own event loop running in the
-# main thread for the rest of a session, which breaks every asyncio test after it.
+# Separate pytest processes: Playwright's sync API keeps its own event loop running in
+# the main thread for the rest of a session, which breaks every asyncio test after it;
+# and --doctest-modules would also import every test module as a doctest module.
 status=0
 python3 -m pytest -p no:cacheprovider -m "not browser" \
     --cov=streamnb --cov-report= \
     --nbval --nbval-sanitize-with notebooks/sanitize.cfg --ignore=tests/browser/fixtures \
     tests notebooks "$@" || status=$?
+# Every docstring example in the package runs (they are the manual: obj? in a notebook).
+python3 -m pytest -p no:cacheprovider --doctest-modules \
+    --cov=streamnb --cov-append --cov-report= \
+    streamnb "$@" || status=$?
 python3 -m pytest -p no:cacheprovider -m browser \
     --cov=streamnb --cov-append --cov-report=term:skip-covered \
     --ignore=tests/browser/fixtures tests "$@" || status=$?

@@ -21,6 +21,16 @@ The tree::
     └── LedgerError                the ledger could not be opened, written or queried
         ├── LedgerBusyError        another process holds the file ledger's writer lock
         └── LedgerQueryError       ledger.sql() was given a bad or writing statement
+
+Examples
+--------
+>>> import streamnb as sn
+>>> with sn.Ledger() as ledger:
+...     try:
+...         ledger.sql("DELETE FROM events")
+...     except sn.StreamnbError as exc:
+...         print(type(exc).__name__, isinstance(exc, sn.LedgerError))
+LedgerQueryError True
 """
 
 from __future__ import annotations

@@ -93,6 +93,17 @@ class Frame(NamedTuple):
     terminal : JSON value
         For terminal frames, the value the handler settled with
         (``{"ok": True}``, ``{"cancelled": True, "forced": True}``...).
+
+    Examples
+    --------
+    >>> frame = Frame("output", "st_1", 2, 1700000000.0, "assistant.delta", "hi")
+    >>> frame.is_terminal
+    False
+    >>> frame.to_dict()
+    {'kind': 'output', 'stream_ref': 'st_1', 'seq': 2, 'at': 1700000000.0,
+     'channel': 'assistant.delta', 'payload': 'hi'}
+    >>> Frame.from_dict(frame.to_dict()) == frame
+    True
     """
 
     kind: str
@@ -296,17 +307,35 @@ def build_frame(spec: Any, stream_ref: str, seq: int, at: float) -> Frame:
 
 
 def progress(payload: Any = None) -> FrameSpec:
-    """A ``progress`` frame spec, e.g. ``sn.progress({"phase": "waiting_for_user"})``."""
+    """A ``progress`` frame spec, e.g. ``sn.progress({"phase": "waiting_for_user"})``.
+
+    Examples
+    --------
+    >>> progress({"phase": "waiting_for_user"})
+    {'kind': 'progress', 'payload': {'phase': 'waiting_for_user'}}
+    """
     return {"kind": "progress", "payload": payload}
 
 
 def output(payload: Any, channel: str = "assistant.delta") -> FrameSpec:
-    """An ``output`` frame spec on ``channel`` (default ``"assistant.delta"``)."""
+    """An ``output`` frame spec on ``channel`` (default ``"assistant.delta"``).
+
+    Examples
+    --------
+    >>> output("Hel")
+    {'kind': 'output', 'channel': 'assistant.delta', 'payload': 'Hel'}
+    """
     return {"kind": "output", "channel": channel, "payload": payload}
 
 
 def completed(terminal: Any = None, *, payload: Any = None) -> FrameSpec:
-    """A ``completed`` terminal frame spec; ``terminal`` defaults to ``{"ok": True}``."""
+    """A ``completed`` terminal frame spec; ``terminal`` defaults to ``{"ok": True}``.
+
+    Examples
+    --------
+    >>> completed()
+    {'kind': 'completed', 'terminal': {'ok': True}}
+    """
     spec: FrameSpec = {
         "kind": "completed",
         "terminal": {"ok": True} if terminal is None else terminal,
@@ -317,7 +346,13 @@ def completed(terminal: Any = None, *, payload: Any = None) -> FrameSpec:
 
 
 def cancelled(reason: str = "cancelled", terminal: Any = None) -> FrameSpec:
-    """A ``cancelled`` terminal frame spec; ``terminal`` defaults to ``{"cancelled": True}``."""
+    """A ``cancelled`` terminal frame spec; ``terminal`` defaults to ``{"cancelled": True}``.
+
+    Examples
+    --------
+    >>> cancelled("user pressed stop")
+    {'kind': 'cancelled', 'reason': 'user pressed stop', 'terminal': {'cancelled': True}}
+    """
     return {
         "kind": "cancelled",
         "reason": reason,
@@ -326,7 +361,14 @@ def cancelled(reason: str = "cancelled", terminal: Any = None) -> FrameSpec:
 
 
 def failed(error: str, reason: str = "failed", terminal: Any = None) -> FrameSpec:
-    """A ``failed`` terminal frame spec carrying the error message."""
+    """A ``failed`` terminal frame spec carrying the error message.
+
+    Examples
+    --------
+    >>> failed("the model timed out", reason="upstream_timeout")
+    {'kind': 'failed', 'error': 'the model timed out', 'reason': 'upstream_timeout',
+     'terminal': {'ok': False}}
+    """
     return {
         "kind": "failed",
         "error": error,

@@ -188,9 +188,24 @@ def project_attached_stream(frames: Iterable[Frame], stream_ref: str) -> StreamP
 
     Examples
     --------
-    >>> proj = project_attached_stream(frames, session.stream_ref)  # doctest: +SKIP
-    >>> proj.status, proj.text("assistant.delta")                   # doctest: +SKIP
-    ('completed', 'streamnb reply to hello')
+    The frames a reader saw (out of order, one lost), folded:
+
+    >>> F = sn.Frame
+    >>> frames = [
+    ...     F("opened", "st_1", 0, 10.0, payload={"kind": "demo", "mode": "bidi"}),
+    ...     F("output", "st_1", 3, 10.5, "assistant.delta", "world"),
+    ...     F("output", "st_1", 1, 10.1, "assistant.delta", "hello "),
+    ...     F("completed", "st_1", 4, 10.6, terminal={"ok": True}),
+    ... ]
+    >>> proj = sn.project_attached_stream(frames, "st_1")
+    >>> proj.status, proj.omitted, proj.text("assistant.delta")
+    ('completed', (2,), 'hello world')
+    >>> proj.frames[["seq", "kind", "dt"]]
+       seq       kind   dt
+    0    0     opened  0.0
+    1    1     output  0.1
+    2    3     output  0.5
+    3    4  completed  0.6
     """
     try:
         picked = _select(frames, stream_ref)
@@ -277,6 +292,19 @@ def project_streams(frames: Iterable[Frame]) -> pd.DataFrame:
         seen, seconds), ``ttfo_s`` (float64: opened to first ``output``,
         seconds; NaN without output), ``n_outputs``, ``n_frames`` and
         ``n_omitted`` (int64), ordered by ``opened_at``.
+
+    Examples
+    --------
+    >>> F = sn.Frame
+    >>> frames = [
+    ...     F("opened", "st_a", 0, 1.0), F("output", "st_a", 1, 1.5, "c", "x"),
+    ...     F("completed", "st_a", 2, 2.0, terminal={"ok": True}),
+    ...     F("opened", "st_b", 0, 3.0),
+    ... ]
+    >>> sn.project_streams(frames)[["stream_ref", "status", "duration_s", "ttfo_s", "n_frames"]]
+      stream_ref     status  duration_s  ttfo_s  n_frames
+    0       st_a  completed         1.0     0.5         3
+    1       st_b    running         0.0     NaN         1
     """
     groups: dict[str, list[Frame]] = {}
     for f in frames:

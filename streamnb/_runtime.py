@@ -146,9 +146,31 @@ class StreamRuntime:
 
     Examples
     --------
-    >>> runtime = StreamRuntime()                                  # doctest: +SKIP
-    >>> runtime.register(handler)                                  # doctest: +SKIP
-    >>> session = runtime.run(runtime.attach(handler.kind, {}))    # doctest: +SKIP
+    A bidi handler (seed 000's chatbot, shortened), attached, fed and read. In a
+    notebook, ``await`` each call instead of ``runtime.run(...)``.
+
+    >>> import streamnb as sn
+    >>> async def echo(start, input, ctx):
+    ...     yield sn.progress({"phase": "waiting_for_user"})
+    ...     async for frame in input:
+    ...         yield sn.output(f"you said {frame.payload}")
+    ...         yield sn.completed()
+    ...         return
+    >>> runtime = sn.StreamRuntime(cancel_grace_s=1.0)
+    >>> runtime.register(sn.AttachedStreamHandler(kind="demo.echo", mode="bidi", run=echo))
+    AttachedStreamHandler(kind='demo.echo', mode='bidi', on_detach='abort')
+    >>> session = runtime.run(runtime.attach("demo.echo"))
+    >>> runtime.run(session.send("hi"))
+    'accepted'
+    >>> frames = runtime.run(sn.read_until_terminal(session.output, timeout_s=10))
+    >>> [f.kind for f in frames]
+    ['opened', 'progress', 'output', 'completed']
+    >>> frames[2].payload
+    'you said hi'
+    >>> runtime.ledger.streams()[["kind", "status"]]
+            kind     status
+    0  demo.echo  completed
+    >>> runtime.close()
     """
 
     def __init__(
@@ -275,6 +297,18 @@ class StreamRuntime:
         The stream's ``streams`` row is committed before this returns; its
         ``opened`` frame (seq 0) is the first frame on ``session.output``.
 
+        Parameters
+        ----------
+        kind : str
+            A registered handler's kind.
+        payload : JSON value, optional
+            The raw start payload, checked by the handler's ``parse_start``.
+
+        Returns
+        -------
+        Session
+            The stream's first observer (``on_detach`` counts it).
+
         Raises
         ------
         UnknownKindError
@@ -285,6 +319,20 @@ class StreamRuntime:
             The runtime was closed.
         LedgerError
             The ledger could not record the new stream (nothing opened).
+
+        Examples
+        --------
+        >>> from streamnb.demo import output_only_handler
+        >>> runtime = sn.StreamRuntime()
+        >>> handler = runtime.register(output_only_handler())
+        >>> session = runtime.run(runtime.attach("tutorial.output_only", {}))
+        >>> session.kind, session.mode, session.status
+        ('tutorial.output_only', 'output_only', 'running')
+        >>> runtime.run(runtime.attach("no.such.kind"))
+        Traceback (most recent call last):
+        ...
+        streamnb._errors.UnknownKindError: no handler is registered for kind 'no.such.kind' ...
+        >>> runtime.close()
         """
         loop = self._check_loop()
         self._state.check_open(_closed_error)
@@ -370,6 +418,20 @@ class StreamRuntime:
             (its settlement is in ``runtime.ledger``).
         InvalidFrameError
             ``after_seq`` is not an int >= -1.
+
+        Examples
+        --------
+        A reader that lost its connection after seq 1 resumes without gaps or repeats:
+
+        >>> from streamnb.demo import output_only_handler
+        >>> runtime = sn.StreamRuntime()
+        >>> handler = runtime.register(output_only_handler())
+        >>> first = runtime.run(runtime.attach("tutorial.output_only", {}))
+        >>> frames = runtime.run(sn.read_until_terminal(first.output))
+        >>> again = runtime.run(runtime.reattach(first.stream_ref, after_seq=1))
+        >>> [f.seq for f in runtime.run(sn.read_until_terminal(again.output))]
+        [2, 3]
+        >>> runtime.close()
         """
         self._check_loop()
         st = self._get(stream_ref)
@@ -409,6 +471,19 @@ class StreamRuntime:
         ------
         UnknownStreamError
             The ref is not held in memory.
+
+        Examples
+        --------
+        >>> from streamnb.demo import output_only_handler
+        >>> runtime = sn.StreamRuntime()
+        >>> handler = runtime.register(output_only_handler())
+        >>> session = runtime.run(runtime.attach("tutorial.output_only", {}))
+        >>> cursor = runtime.follow(session.stream_ref)
+        >>> [f.kind for f in runtime.run(sn.read_until_terminal(cursor))]
+        ['opened', 'progress', 'output', 'completed']
+        >>> runtime.info(session.stream_ref).observers  # the cursor is not an observer
+        1
+        >>> runtime.close()
         """
         return _Output(self._get(stream_ref), _after_seq(after_seq) + 1)
 
@@ -426,7 +501,23 @@ class StreamRuntime:
         return await self._get(stream_ref).wait(timeout_s)
 
     async def cancel(self, stream_ref: str, reason: str = "cancelled") -> CancelResult:
-        """Cancel a stream by ref (same as ``session.cancel``)."""
+        """Cancel a stream by ref (same as ``session.cancel``).
+
+        Examples
+        --------
+        >>> from streamnb.demo import chatbot_handler
+        >>> runtime = sn.StreamRuntime()
+        >>> handler = runtime.register(chatbot_handler())
+        >>> ref = runtime.run(runtime.attach("tutorial.streaming_chatbot", {})).stream_ref
+        >>> runtime.run(runtime.cancel(ref, "stop")), runtime.run(runtime.cancel(ref, "again"))
+        ('requested', 'already_requested')
+        >>> terminal = runtime.run(runtime.wait(ref, timeout_s=10))
+        >>> terminal.kind, terminal.reason, runtime.info(ref).status
+        ('cancelled', 'stop', 'cancelled')
+        >>> runtime.run(runtime.cancel(ref))
+        'already_settled'
+        >>> runtime.close()
+        """
         self._check_loop()
         return self._get(stream_ref).request_cancel(reason)
 
@@ -717,6 +808,23 @@ async def read_until_terminal(
     StreamTimeoutError
         ``timeout_s`` passed before the terminal frame; ``.frame_log`` holds what
         was read. The stream itself is not cancelled.
+
+    Examples
+    --------
+    >>> from streamnb.demo import chatbot_handler
+    >>> runtime = sn.StreamRuntime(cancel_grace_s=1.0)
+    >>> handler = runtime.register(chatbot_handler())
+    >>> session = runtime.run(runtime.attach("tutorial.streaming_chatbot", {}))
+    >>> try:  # the chatbot waits for input: nothing ends it within 0.1 s
+    ...     runtime.run(sn.read_until_terminal(session.output, timeout_s=0.1))
+    ... except sn.StreamTimeoutError as exc:
+    ...     print([f.kind for f in exc.frame_log])
+    ['opened', 'progress']
+    >>> runtime.run(session.cancel("user pressed stop"))
+    'requested'
+    >>> [(f.kind, f.reason) for f in runtime.run(sn.read_until_terminal(session.output))]
+    [('cancelled', 'user pressed stop')]
+    >>> runtime.close()
     """
     frames: list[Frame] = []
 

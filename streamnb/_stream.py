@@ -67,6 +67,17 @@ class StreamInfo:
     ``status`` is ``running`` until the stream settled, then its terminal kind;
     ``settling`` is True while its end is decided and being committed to the ledger
     (input is refused and ``cancel`` answers ``already_settled`` from then on).
+
+    Examples
+    --------
+    >>> from streamnb.demo import chatbot_handler
+    >>> runtime = sn.StreamRuntime()
+    >>> handler = runtime.register(chatbot_handler())
+    >>> session = runtime.run(runtime.attach("tutorial.streaming_chatbot", {}))
+    >>> info = runtime.info(session.stream_ref)
+    >>> info.status, info.settling, info.observers, info.cancel_requested
+    ('running', False, 1, False)
+    >>> runtime.close()
     """
 
     stream_ref: str
