@@ -19,7 +19,7 @@ import pytest
 import streamnb
 
 DOCUMENTED = {
-    # design.md public API
+    # the public API (README.md, the tutorials)
     "AttachedStreamHandler",
     "StreamRuntime",
     "Ledger",

@@ -1,4 +1,4 @@
-"""The runtime's guarantees (design.md, "Semantics the runtime guarantees")."""
+"""The runtime's guarantees (README.md, "Guarantees")."""
 
 from __future__ import annotations
 
