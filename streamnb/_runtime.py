@@ -610,10 +610,7 @@ class StreamRuntime:
             await outcome
         except asyncio.CancelledError as exc:  # the loop is shutting down under us
             interrupted = exc
-            if not st.signal.aborted:
-                st.signal._abort("runtime_closed")
-            st.forced = True
-            st.halt = True
+            st.mark_forced("runtime_closed")
             pump.cancel()
         try:
             terminal = self._decide(st, pump)
@@ -706,8 +703,7 @@ class StreamRuntime:
         pump = st.pump
         if st.state is not _State.RUNNING or pump is None or pump.done():
             return
-        st.forced = True
-        st.halt = True
+        st.mark_forced("cancelled")  # the signal is already set: the reason stays
         pump.cancel()
         assert self._loop is not None
         st.timer = self._loop.call_later(self.force_wait_s, self._give_up, st)

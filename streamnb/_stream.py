@@ -164,9 +164,10 @@ class _Stream:
         self.observers = 0
         self.terminal: Frame | None = None
         self.settled = settled
-        # owned by the runtime's tasks: set by the driver, the pump and the grace timer
-        self.forced = False
+        self.forced = False  # stopped by force (mark_forced)
         self.halt = False  # the pump must stop publishing (forced, or settling began)
+        # the runtime's handles on this stream's work: the grace timer, the pump task and
+        # the future the driver waits on (set and cleared by the runtime only)
         self.timer: asyncio.TimerHandle | None = None
         self.pump: asyncio.Task[Frame | None] | None = None
         self.outcome: asyncio.Future[None] | None = None
@@ -236,6 +237,12 @@ class _Stream:
             drop = len(log) - cap
             del log[:drop]
             self.base += drop
+
+    def mark_forced(self, reason: str) -> None:
+        """The handler is being stopped by force: cancelled (if not yet), publishing nothing."""
+        self.signal._abort(reason)  # no-op when a cancel was already requested
+        self.forced = True
+        self.halt = True
 
     def begin_settling(self) -> None:
         """The end is decided: no more frames from the pump, no more input, no cancel timer."""
