@@ -261,7 +261,7 @@ async def until_running(widget: Any) -> None:
 
 async def kernel_stop(rt: sn.StreamRuntime, samples: int) -> float:
     """In-process press_stop -> widget status ``cancelled`` (median ms): the kernel's share."""
-    from streamnb.testing_widget import press_stop
+    from streamnb.testing import press_stop
     from streamnb.widget import StreamWidget
 
     times = []

@@ -7,7 +7,7 @@
   progress and output and commits ``tutorial.output_only.completed`` or
   ``.cancelled``.
 
-Both take a :class:`~streamnb.testing.FakeTokenSource`, so tutorials can slow
+Both take a :class:`~streamnb.providers.FakeTokenSource`, so tutorials can slow
 the reply down enough to press Stop. Departure from seed 000: the reply loop
 also checks ``ctx.signal.aborted`` between tokens, so Stop ends a slow reply
 at the next token instead of after the whole reply.
@@ -21,7 +21,7 @@ from typing import Any
 from ._frames import Frame
 from ._handler import AttachedStreamHandler, StreamContext, parse_ok
 from ._ledger import LedgerTx
-from .testing import FakeTokenSource
+from .providers.fake import FakeTokenSource, lorem_tokens
 
 __all__ = ["chatbot_handler", "demo_handlers", "output_only_handler"]
 
@@ -131,8 +131,6 @@ def output_only_handler(
 
 def demo_handlers(rate_tokens_per_s: float | None = 20.0) -> list[AttachedStreamHandler]:
     """The two seed handlers with a paced token source (what ``streamnb serve`` registers)."""
-    from .testing import lorem_tokens
-
     source = FakeTokenSource(lorem_tokens(40), rate_tokens_per_s=rate_tokens_per_s)
     return [
         chatbot_handler(source=source),

@@ -13,8 +13,7 @@ import pytest
 
 import streamnb as sn
 from streamnb.rooms import ChatRooms, ChatRoomsWidget, room_reply_handler
-from streamnb.testing import FakeTokenSource, lorem_tokens
-from streamnb.testing_widget import recorded_messages
+from streamnb.testing import FakeTokenSource, lorem_tokens, recorded_messages
 
 STATIC = Path(sn.__file__).parent / "static"
 WAIT_S = 10.0

@@ -26,7 +26,7 @@ from typing import Any
 from .._frames import Frame
 from .._handler import AttachedStreamHandler, ParseError, ParseOk, StreamContext
 from .._ledger import LedgerTx
-from ..testing import FakeTokenSource
+from ..providers.fake import FakeTokenSource
 
 __all__ = [
     "DEFAULT_KIND",
