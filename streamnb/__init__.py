@@ -45,8 +45,8 @@ from ._runtime import Session, StreamInfo, StreamRuntime, read_until_terminal
 
 if TYPE_CHECKING:
     from . import providers, rooms, server
-    from .rooms import ChatRooms, ChatRoomsWidget
-    from .widget import ChatWidget, StreamWidget
+    from .rooms import ChatRooms
+    from .widget import ChatRoomsWidget, ChatWidget, StreamWidget
 
 __version__ = "0.1.0"
 
@@ -54,7 +54,7 @@ _LAZY = {
     "StreamWidget": ("streamnb.widget", "StreamWidget"),
     "ChatWidget": ("streamnb.widget", "ChatWidget"),
     "ChatRooms": ("streamnb.rooms", "ChatRooms"),
-    "ChatRoomsWidget": ("streamnb.rooms", "ChatRoomsWidget"),
+    "ChatRoomsWidget": ("streamnb.widget", "ChatRoomsWidget"),
     "rooms": ("streamnb.rooms", None),
     "providers": ("streamnb.providers", None),
     "server": ("streamnb.server", None),

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 import streamnb as sn
-from streamnb.rooms import ChatRooms, ChatRoomsWidget, room_reply_handler
+from streamnb.rooms import ChatRooms, room_reply_handler
 from streamnb.testing import FakeTokenSource, lorem_tokens, recorded_messages
+from streamnb.widget import ChatRoomsWidget
 
 STATIC = Path(sn.__file__).parent / "static"
 WAIT_S = 10.0

@@ -52,7 +52,7 @@ import re
 import secrets
 import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -259,6 +259,10 @@ class ChatRooms:
 
     def __contains__(self, room_id: object) -> bool:
         return room_id in self._rooms
+
+    def __iter__(self) -> Iterator[str]:
+        """The ids of the rooms (a snapshot: rooms may be created or deleted meanwhile)."""
+        return iter(list(self._rooms))
 
     def __len__(self) -> int:
         return len(self._rooms)

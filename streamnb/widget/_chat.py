@@ -5,20 +5,18 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import traitlets
 
 from .._runtime import Session, StreamRuntime
-from ._assets import esm
+from ._assets import STATIC, esm
 from ._base import STOP_REASON, LoopWidget
 from ._batcher import DEFAULT_FLUSH_INTERVAL_S, Follower, check_flush_interval
 from ._protocol import ChatDeltaMsg, ChatSnapshotMsg, DeltaMsg, InboundMsg
 
 __all__ = ["ChatWidget"]
 
-STATIC = Path(__file__).resolve().parent.parent / "static"
 StartPayload = Callable[[list[dict[str, Any]]], Any]
 
 

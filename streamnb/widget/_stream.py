@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 from typing import Any
 
 import traitlets
 
 from .._runtime import Session, StreamRuntime
-from ._assets import esm
+from ._assets import STATIC, esm
 from ._base import STOP_REASON, LoopWidget
 from ._batcher import (
     DEFAULT_FLUSH_INTERVAL_S,
@@ -19,8 +18,6 @@ from ._batcher import (
 from ._protocol import DeltaMsg, InboundMsg
 
 __all__ = ["StreamWidget"]
-
-STATIC = Path(__file__).resolve().parent.parent / "static"
 
 
 class StreamWidget(LoopWidget):
