@@ -37,6 +37,7 @@ __all__ = [
     "failed",
     "output",
     "progress",
+    "tuple_new",
 ]
 
 FrameKind = Literal["opened", "progress", "output", "completed", "cancelled", "failed", "input"]
@@ -165,21 +166,9 @@ class Frame(NamedTuple):
         )
 
 
-_tuple_new = tuple.__new__
-
-
-def to_jsonable(value: Any) -> Any:
-    """``value`` with every :class:`Frame` inside replaced by its JSON form (``to_dict``).
-
-    Needed because a Frame is a tuple, which ``json`` would write as an array.
-    """
-    if isinstance(value, Frame):
-        return {k: to_jsonable(v) for k, v in value.to_dict().items()}
-    if isinstance(value, dict):
-        return {k: to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    return value
+#: ``tuple_new(Frame, fields)`` makes a Frame from an exact tuple of its nine fields without
+#: NamedTuple.__new__'s argument handling: the pump's and the readers' hot path
+tuple_new = tuple.__new__
 
 
 def check_json(value: Any, what: str, frame: object = None) -> None:
@@ -243,7 +232,7 @@ def build_frame(spec: Any, stream_ref: str, seq: int, at: float) -> Frame:
         channel = spec.get("channel")
         payload = spec.get("payload")
         if type(channel) is str and type(payload) is str and channel:
-            return _tuple_new(
+            return tuple_new(
                 Frame, ("output", stream_ref, seq, at, channel, payload, None, None, None)
             )
     if isinstance(spec, Frame):

@@ -29,7 +29,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import fcntl
-import json
 import os
 import queue
 import sqlite3
@@ -37,14 +36,18 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
+from ._dataframes import utc_column
 from ._errors import LedgerBusyError, LedgerError, LedgerQueryError
-from ._frames import Frame, to_jsonable
+from ._frames import Frame
+from ._json import dumps, loads
+from ._lifecycle import Lifecycle
+from ._sqlite import connect, translate_errors
 
 __all__ = ["Ledger", "LedgerTx", "Settlement"]
 
@@ -88,12 +91,6 @@ _STOP = object()
 _FLUSH = object()
 
 
-def _dumps(value: Any) -> str:
-    if not isinstance(value, (str, int, float, bool)):
-        value = to_jsonable(value)
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
 def _check_path(path: Any) -> str:
     try:
         text = os.fspath(path)
@@ -115,21 +112,16 @@ def _utf8_safe(value: Any) -> Any:
     return value
 
 
-def _loads(text: Any) -> Any:
-    # pandas may turn an all-NULL column into NaN floats: anything not a string is "no value"
-    return json.loads(text) if isinstance(text, str) else None
-
-
 def _frame_row(f: Frame) -> tuple[Any, ...]:
     return (
         f.stream_ref,
         f.seq,
         f.kind,
         f.channel,
-        None if f.payload is None else _dumps(f.payload),
+        None if f.payload is None else dumps(f.payload),
         f.reason,
         f.error,
-        None if f.terminal is None else _dumps(f.terminal),
+        None if f.terminal is None else dumps(f.terminal),
         f.at,
     )
 
@@ -172,7 +164,7 @@ class LedgerTx:
         if not isinstance(kind, str) or not kind:
             raise LedgerError(f"event kind must be a non-empty string, got {kind!r}")
         try:
-            text = None if payload is None else _dumps(payload)
+            text = None if payload is None else dumps(payload)
         except (TypeError, ValueError) as exc:
             raise LedgerError(
                 f"payload of event {kind!r} is not JSON-serializable ({exc}); "
@@ -270,7 +262,7 @@ class Ledger:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._frame_buf: deque[Frame] = deque()
         self._flush_queued = False
-        self._closed = False
+        self._state = Lifecycle.OPEN
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._thread = threading.Thread(
             target=self._serve, args=(ready,), name="streamnb-ledger", daemon=True
@@ -323,38 +315,32 @@ class Ledger:
             self._lock_fd = None
 
     def _connect(self) -> sqlite3.Connection:
-        try:
-            if self.path is None:
-                conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=True)
-            elif self.read_only:
-                if not os.path.exists(self.path):
-                    raise LedgerError(f"cannot read ledger {self.path!r}: no such file")
-                uri = "file:" + os.path.abspath(self.path) + "?mode=ro"
-                conn = sqlite3.connect(uri, uri=True, isolation_level=None)
-            else:
-                conn = sqlite3.connect(self.path, isolation_level=None)
-            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
-            if not self.read_only:
-                if self.path is not None:
-                    conn.execute("PRAGMA journal_mode=WAL")
-                    # NORMAL in WAL mode: durable against process crashes (what the
-                    # runtime_lost recovery relies on), not against power loss.
-                    conn.execute("PRAGMA synchronous=NORMAL")
-                conn.executescript(_SCHEMA)
-            else:
+        where = self.path or ":memory:"
+
+        def cannot_open(why: str) -> LedgerError:
+            return LedgerError(
+                f"cannot open ledger {where!r}: {why}; is it a streamnb ledger file?"
+            )
+
+        if self.read_only and self.path is not None and not os.path.exists(self.path):
+            raise LedgerError(f"cannot read ledger {self.path!r}: no such file")
+        conn = connect(
+            self.path,
+            schema=None if self.read_only else _SCHEMA,
+            busy_timeout_s=self.busy_timeout_s,
+            read_only=self.read_only,
+            error=cannot_open,
+        )
+        if self.read_only:
+            with translate_errors(cannot_open):
                 conn.execute("SELECT count(*) FROM streams").fetchone()
-        except sqlite3.DatabaseError as exc:
-            raise LedgerError(
-                f"cannot open ledger {self.path or ':memory:'!r}: {exc}; "
-                "is it a streamnb ledger file?"
-            ) from exc
         return conn
 
     def _recover(self, conn: sqlite3.Connection) -> None:
         rows = conn.execute("SELECT stream_ref FROM streams WHERE status='open'").fetchall()
         if not rows:
             return
-        terminal = _dumps({"ok": False, "runtime_lost": True})
+        terminal = dumps({"ok": False, "runtime_lost": True})
         conn.execute("BEGIN IMMEDIATE")
         conn.execute(
             "UPDATE streams SET status='failed', reason='runtime_lost', settled_at=?, "
@@ -369,9 +355,9 @@ class Ledger:
 
         Idempotent. Queries after ``close`` raise :class:`~streamnb.LedgerError`.
         """
-        if self._closed:
+        if self._state is not Lifecycle.OPEN:
             return
-        self._closed = True
+        self._state = Lifecycle.CLOSED
         self._finalizer.detach()
         self._stop_thread(self._queue, self._thread)
         self._release_lock()
@@ -391,7 +377,7 @@ class Ledger:
     def __repr__(self) -> str:
         where = self.path or ":memory:"
         mode = "read-only" if self.read_only else "writer"
-        state = "closed" if self._closed else "open"
+        state = self._state.value
         return f"<Ledger {where} {mode} {state}>"
 
     # --- the writer thread -------------------------------------------------------------
@@ -519,8 +505,7 @@ class Ledger:
         done.extend(results)
 
     def _check_open(self, write: bool) -> None:
-        if self._closed:
-            raise LedgerError("the ledger is closed; open a new Ledger to query it")
+        self._state.check_open(_closed_error)
         if write and self.read_only:
             raise LedgerBusyError(self.path or ":memory:")
 
@@ -545,8 +530,7 @@ class Ledger:
         """Raise :class:`~streamnb.LedgerBusyError` if this ledger cannot be written."""
         if self.read_only:
             raise LedgerBusyError(self.path or ":memory:")
-        if self._closed:
-            raise LedgerError("the ledger is closed; give the runtime an open Ledger")
+        self._state.check_open(_closed_error)
 
     async def open_stream(self, stream_ref: str, kind: str, mode: str, opened_at: float) -> None:
         """Insert the ``streams`` row (status ``open``) and wait for its commit."""
@@ -562,7 +546,7 @@ class Ledger:
 
     def record_frame(self, frame: Frame) -> None:
         """Queue ``frame`` for the ``frames`` table (no-op unless ``record_frames``)."""
-        if not self.record_frames or self._closed:
+        if not self.record_frames or self._state is not Lifecycle.OPEN:
             return
         self._frame_buf.append(frame)
         if not self._flush_queued:
@@ -587,7 +571,7 @@ class Ledger:
             cur = conn.execute(
                 "UPDATE streams SET status=?, reason=?, settled_at=?, terminal=? "
                 "WHERE stream_ref=? AND status='open'",
-                (status, reason, s.settled_at, _dumps(terminal), s.stream_ref),
+                (status, reason, s.settled_at, dumps(terminal), s.stream_ref),
             )
             if cur.rowcount != 1:
                 raise LedgerError(f"stream {s.stream_ref!r} is not open in the ledger")
@@ -654,8 +638,8 @@ class Ledger:
             rows, columns=["id", "stream_ref", "kind", "payload", "created_at"]
         )
         df["id"] = df["id"].astype("int64")
-        df["payload"] = [_loads(p) for p in df["payload"]]
-        df["created_at"] = _utc(df["created_at"])
+        df["payload"] = [loads(p) for p in df["payload"]]
+        df["created_at"] = utc_column(df["created_at"])
         return df
 
     def streams(self, kind: str | None = None, status: str | None = None) -> pd.DataFrame:
@@ -678,9 +662,9 @@ class Ledger:
             ).fetchall()
         )
         df = pd.DataFrame.from_records(rows, columns=[*cols, "terminal"])
-        df["opened_at"] = _utc(df["opened_at"])
-        df["settled_at"] = _utc(df["settled_at"])
-        df["terminal"] = [_loads(t) for t in df["terminal"]]
+        df["opened_at"] = utc_column(df["opened_at"])
+        df["settled_at"] = utc_column(df["settled_at"])
+        df["terminal"] = [loads(t) for t in df["terminal"]]
         return df
 
     def frames(self, stream_ref: str | None = None) -> pd.DataFrame:
@@ -713,9 +697,9 @@ class Ledger:
         )
         df = pd.DataFrame.from_records(rows, columns=cols)
         df["seq"] = df["seq"].astype("int64")
-        df["payload"] = [_loads(p) for p in df["payload"]]
-        df["terminal"] = [_loads(t) for t in df["terminal"]]
-        df["at"] = _utc(df["at"])
+        df["payload"] = [loads(p) for p in df["payload"]]
+        df["terminal"] = [loads(t) for t in df["terminal"]]
+        df["at"] = utc_column(df["at"])
         return df
 
     def frame_objects(self, stream_ref: str) -> list[Frame]:
@@ -728,7 +712,7 @@ class Ledger:
             ).fetchall()
         )
         return [
-            Frame(k, r, s, at, ch, _loads(p), rs, er, _loads(t))
+            Frame(k, r, s, at, ch, loads(p), rs, er, loads(t))
             for r, s, k, ch, p, rs, er, t, at in rows
         ]
 
@@ -782,6 +766,10 @@ class Ledger:
         return None if row is None else str(row[0])
 
 
+def _closed_error() -> LedgerError:
+    return LedgerError("the ledger is closed; open a new Ledger (or give the runtime an open one)")
+
+
 #: PRAGMAs ledger.sql may run with an argument (they only read)
 _READ_PRAGMAS = frozenset(
     {
@@ -816,9 +804,3 @@ def _where(**filters: Any) -> tuple[str, tuple[Any, ...]]:
     if not parts:
         return "", ()
     return " WHERE " + " AND ".join(f"{k}=?" for k, _ in parts), tuple(v for _, v in parts)
-
-
-def _utc(col: Iterable[Any]) -> pd.Series:
-    """Epoch seconds -> datetime64[ns, UTC] (the same unit on pandas 2 and 3)."""
-    secs = pd.Series(list(col), dtype="float64")
-    return pd.to_datetime(secs, unit="s", utc=True).astype("datetime64[ns, UTC]")

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from ._dataframes import utc_column
 from ._errors import InvalidFrameError
 from ._frames import TERMINAL_KINDS, Frame
 
@@ -24,11 +25,6 @@ __all__ = ["StreamProjection", "project_attached_stream", "project_streams"]
 
 _FRAME_COLUMNS = ["seq", "kind", "channel", "payload", "at", "dt"]
 _OUTPUT_COLUMNS = ["channel", "text", "n_frames", "first_at", "last_at"]
-
-
-def _utc(secs: pd.Series) -> pd.Series:
-    """Epoch seconds -> datetime64[ns, UTC] (the same unit on pandas 2 and 3)."""
-    return pd.to_datetime(secs, unit="s", utc=True).astype("datetime64[ns, UTC]")
 
 
 def _text(payload: Any) -> str:
@@ -238,7 +234,7 @@ def project_attached_stream(frames: Iterable[Frame], stream_ref: str) -> StreamP
             "kind": pd.Series(kinds, dtype="object"),
             "channel": pd.Series(channels, dtype="object"),
             "payload": pd.Series(payloads, dtype="object"),
-            "at": _utc(at_s),
+            "at": utc_column(at_s),
             "dt": at_s - t0,
         },
         columns=_FRAME_COLUMNS,
@@ -266,8 +262,8 @@ def project_attached_stream(frames: Iterable[Frame], stream_ref: str) -> StreamP
             "channel": pd.Series(chans, dtype="object"),
             "text": pd.Series([texts[c] for c in chans], dtype="object"),
             "n_frames": pd.Series([counts[c] for c in chans], dtype="int64"),
-            "first_at": _utc(pd.Series([first[c] for c in chans], dtype="float64")),
-            "last_at": _utc(pd.Series([lastat[c] for c in chans], dtype="float64")),
+            "first_at": utc_column(pd.Series([first[c] for c in chans], dtype="float64")),
+            "last_at": utc_column(pd.Series([lastat[c] for c in chans], dtype="float64")),
         },
         columns=_OUTPUT_COLUMNS,
     )
@@ -323,7 +319,7 @@ def project_streams(frames: Iterable[Frame]) -> pd.DataFrame:
         "n_omitted",
     ]
     df = pd.DataFrame.from_records(rows, columns=cols)
-    df["opened_at"] = _utc(df["opened_at"].astype("float64"))
+    df["opened_at"] = utc_column(df["opened_at"].astype("float64"))
     for c in ("duration_s", "ttfo_s"):
         df[c] = df[c].astype("float64")
     for c in ("n_outputs", "n_frames", "n_omitted"):

@@ -43,9 +43,10 @@ from ._errors import (
     UnknownKindError,
     UnknownStreamError,
 )
-from ._frames import TERMINAL_KINDS, Frame, build_frame, check_json
+from ._frames import TERMINAL_KINDS, Frame, build_frame, check_json, tuple_new
 from ._handler import AttachedStreamHandler, ParseError, ParseOk, StreamContext
 from ._ledger import Ledger, LedgerTx, Settlement
+from ._lifecycle import Lifecycle
 from ._session import CancelResult, SendResult, Session, StreamInfo, _check_reason
 from ._stream import _Input, _Output, _State, _Stream
 
@@ -59,7 +60,6 @@ __all__ = [
 
 T = TypeVar("T")
 
-_tuple_new = tuple.__new__
 #: frames the pump publishes before it yields to the event loop once (~1 ms of work)
 _FAIRNESS_BATCH = 256
 #: most input frames queued for a handler that is not reading them
@@ -126,7 +126,7 @@ class StreamRuntime:
         self._opening: set[asyncio.Future[None]] = set()  # attach() calls writing their row
         self._loop: asyncio.AbstractEventLoop | None = None
         self._own_loop: asyncio.AbstractEventLoop | None = None
-        self._closed = False
+        self._state = Lifecycle.OPEN
         # refs: a random prefix per runtime (unique across processes sharing a file
         # ledger) plus a counter (cheap, and sorts in attach order)
         self._ref_prefix = secrets.token_hex(5)
@@ -232,8 +232,7 @@ class StreamRuntime:
             The ledger could not record the new stream (nothing opened).
         """
         loop = self._check_loop()
-        if self._closed:
-            raise RuntimeClosedError("the runtime is closed; create a new StreamRuntime")
+        self._state.check_open(_closed_error)
         handler = self.handler(kind)
         try:
             parsed = handler.parse_start(payload)
@@ -266,7 +265,7 @@ class StreamRuntime:
                     self._start(handler, ref, opened_at, parsed.value)._detach_now()
                 raise
             session = self._start(handler, ref, opened_at, parsed.value)
-            if self._closed:  # aclose() began while the row was being written
+            if self._state is not Lifecycle.OPEN:  # aclose() began while the row was written
                 self._cancel(session._st, "runtime_closed")
         finally:
             self._opening.discard(in_flight)
@@ -345,7 +344,7 @@ class StreamRuntime:
     def frames(self, stream_ref: str, after_seq: int = -1) -> list[Frame]:
         """Retained outbound frames of a stream with ``seq > after_seq`` (a snapshot)."""
         st = self._get(stream_ref)
-        return [_tuple_new(Frame, raw) for raw in st.log[max(0, after_seq + 1 - st.base) :]]
+        return [tuple_new(Frame, raw) for raw in st.log[max(0, after_seq + 1 - st.base) :]]
 
     def follow(self, stream_ref: str, after_seq: int = -1) -> AsyncIterator[Frame]:
         """A read-only cursor over a stream's frames with ``seq > after_seq``.
@@ -455,7 +454,7 @@ class StreamRuntime:
                     if st.waiters:
                         st.wake_readers()
                 else:
-                    self._publish(st, _tuple_new(Frame, raw))
+                    self._publish(st, tuple_new(Frame, raw))
                 budget -= 1
                 if not budget:
                     budget = _FAIRNESS_BATCH
@@ -740,7 +739,8 @@ class StreamRuntime:
         """
         if self._loop is not None and not self._loop.is_closed():
             self._check_loop()
-        self._closed = True
+        if self._state is Lifecycle.OPEN:
+            self._state = Lifecycle.CLOSING
         if self._opening:  # their streams start, see the runtime closed and cancel
             await asyncio.wait(list(self._opening))
         for st in list(self._streams.values()):
@@ -752,11 +752,12 @@ class StreamRuntime:
             task.cancel()
         if self._zombies:
             await asyncio.wait(list(self._zombies), timeout=self.force_wait_s)
+        self._state = Lifecycle.CLOSED
 
     def close(self) -> None:
         """Synchronous :meth:`aclose` (via :meth:`run`); also closes the runtime's own loop."""
         if self._loop is not None and self._loop.is_closed():
-            self._closed = True
+            self._state = Lifecycle.CLOSED
             return
         self.run(self.aclose())
         own = self._own_loop
@@ -773,10 +774,12 @@ class StreamRuntime:
 
     def __repr__(self) -> str:
         active = len(self.active_refs())
-        return (
-            f"<StreamRuntime kinds={self.kinds} active={active} "
-            f"ledger={self.ledger!r}{' closed' if self._closed else ''}>"
-        )
+        state = "" if self._state is Lifecycle.OPEN else f" {self._state.value}"
+        return f"<StreamRuntime kinds={self.kinds} active={active} ledger={self.ledger!r}{state}>"
+
+
+def _closed_error() -> RuntimeClosedError:
+    return RuntimeClosedError("the runtime is closed; create a new StreamRuntime")
 
 
 def _after_seq(after_seq: Any) -> int:

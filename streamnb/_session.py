@@ -6,13 +6,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._errors import InvalidFrameError
-from ._frames import Frame, check_json
+from ._frames import Frame, check_json, tuple_new
 from ._stream import _Output, _State, _Stream
 
 if TYPE_CHECKING:
     from ._runtime import StreamRuntime
-
-_tuple_new = tuple.__new__
 
 __all__ = ["CancelResult", "SendResult", "Session", "StreamInfo"]
 
@@ -170,7 +168,7 @@ class Session:
 
     def frames(self) -> list[Frame]:
         """A snapshot of every retained outbound frame so far (does not move ``output``)."""
-        return [_tuple_new(Frame, raw) for raw in self._st.log]
+        return [tuple_new(Frame, raw) for raw in self._st.log]
 
     def __repr__(self) -> str:
         return (

@@ -12,10 +12,8 @@ import enum
 from collections import deque
 from typing import Any
 
-from ._frames import Frame
+from ._frames import Frame, tuple_new
 from ._handler import AbortSignal, AttachedStreamHandler
-
-_tuple_new = tuple.__new__
 
 
 class _State(enum.Enum):
@@ -155,7 +153,7 @@ class _Output:
             log = st.log
             if i < len(log):
                 self._next += 1
-                return _tuple_new(Frame, log[i])
+                return tuple_new(Frame, log[i])
             if st.terminal is not None:
                 raise StopAsyncIteration
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
