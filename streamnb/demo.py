@@ -18,22 +18,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ._frames import Frame
+from ._frames import Frame, FrameSpec, cancelled, completed
 from ._handler import AttachedStreamHandler, StreamContext, parse_ok
 from ._ledger import LedgerTx
+from .providers._events import settled_event
 from .providers.fake import FakeTokenSource, lorem_tokens
 
 __all__ = ["chatbot_handler", "demo_handlers", "output_only_handler"]
 
 
-def _cancelled(ctx: StreamContext) -> dict[str, Any]:
+def _cancelled(ctx: StreamContext) -> FrameSpec:
     # the reason given to cancel() (e.g. "user pressed stop", "detached"), where seed 000
     # writes the literal "cancelled": the ledger then says why a stream stopped
-    return {
-        "kind": "cancelled",
-        "reason": ctx.signal.reason or "cancelled",
-        "terminal": {"cancelled": True},
-    }
+    return cancelled(ctx.signal.reason or "cancelled")
 
 
 def chatbot_handler(
@@ -64,11 +61,8 @@ def chatbot_handler(
                     yield _cancelled(ctx)
                     return
                 yield {"kind": "output", "channel": "assistant.delta", "payload": token}
-            yield {"kind": "completed", "terminal": {"ok": True}}
+            yield completed()
             return
-
-    def commit_terminal(terminal: Frame, tx: LedgerTx) -> None:
-        tx.insert_event(f"{kind}.settled", {"kind": terminal.kind, "terminal": terminal})
 
     return AttachedStreamHandler(
         kind=kind,
@@ -77,7 +71,7 @@ def chatbot_handler(
         on_detach=on_detach,  # type: ignore[arg-type]
         parse_start=parse_ok,
         run=run,
-        commit_terminal=commit_terminal,
+        commit_terminal=settled_event(kind),
     )
 
 
@@ -110,7 +104,7 @@ def output_only_handler(
         if ctx.signal.aborted:
             yield _cancelled(ctx)
             return
-        yield {"kind": "completed", "terminal": {"ok": True}}
+        yield completed()
 
     def commit_terminal(terminal: Frame, tx: LedgerTx) -> None:
         suffix = "cancelled" if terminal.kind == "cancelled" else "completed"

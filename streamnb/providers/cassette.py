@@ -61,9 +61,11 @@ from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias, cast
 
 from streamnb._errors import InvalidFrameError
-from streamnb._frames import TERMINAL_KINDS, Frame
+from streamnb._frames import TERMINAL_KINDS, Frame, cancelled
 from streamnb._handler import AbortSignal, AttachedStreamHandler, StreamContext, parse_ok
-from streamnb._ledger import Ledger, LedgerTx
+from streamnb._json import dumps
+from streamnb._ledger import Ledger
+from streamnb.providers._events import settled_event
 from streamnb.providers.config import ProviderConfig
 from streamnb.providers.errors import CassetteError
 
@@ -249,12 +251,12 @@ class Cassette:
             "stream_ref": ref,
             "meta": dict(self.meta),
         }
-        lines = [f"  {json.dumps(k)}: {_dumps(header[k])}," for k in _HEADER_KEYS]
+        lines = [f"  {json.dumps(k)}: {dumps(header[k], readable=True)}," for k in _HEADER_KEYS]
         rows = []
         for frame in self.frames:
             row = frame.to_dict()
             del row["stream_ref"]
-            rows.append(f"    {_dumps(row)}")
+            rows.append(f"    {dumps(row, readable=True)}")
         body = ",\n".join(rows)
         return "{\n" + "\n".join(lines) + '\n  "frames": [\n' + body + "\n  ]\n}\n"
 
@@ -491,18 +493,11 @@ def cassette_handler(
                 yield step.spec()
             else:
                 return
-            yield {
-                "kind": "cancelled",
-                "reason": signal.reason or "cancelled",
-                "terminal": {"cancelled": True},
-            }
+            yield cancelled(signal.reason or "cancelled")
         finally:
             if stop is not None:
                 stop.cancel()
                 await asyncio.gather(stop, return_exceptions=True)
-
-    def commit_terminal(terminal: Frame, tx: LedgerTx) -> None:
-        tx.insert_event(f"{stream_kind}.settled", {"kind": terminal.kind, "terminal": terminal})
 
     return AttachedStreamHandler(
         kind=stream_kind,
@@ -511,7 +506,7 @@ def cassette_handler(
         on_detach=on_detach,
         parse_start=parse_ok,
         run=run,
-        commit_terminal=commit_terminal,
+        commit_terminal=settled_event(stream_kind),
     )
 
 
@@ -633,10 +628,6 @@ def _jsonable_meta(meta: Mapping[str, Any] | None, where: str) -> dict[str, Any]
     except (TypeError, ValueError) as exc:
         raise CassetteError(where, f"meta is not JSON ({exc})") from exc
     return out
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
 
 
 def _write(path: Path, text: str) -> None:

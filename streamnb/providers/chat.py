@@ -36,8 +36,8 @@ import anyio
 
 from streamnb._frames import Frame, FrameSpec
 from streamnb._handler import AttachedStreamHandler, ParseError, ParseOk, StreamContext
-from streamnb._ledger import LedgerTx
 from streamnb._tool_frames import tool_input, tool_input_delta, tool_output, tool_output_error
+from streamnb.providers._events import settled_event
 from streamnb.providers.config import ProviderConfig
 from streamnb.providers.errors import ProviderError
 from streamnb.providers.openai_source import (
@@ -174,9 +174,6 @@ def chat_handler(
             with anyio.move_on_after(_CLOSE_TIMEOUT_S, shield=True):
                 await client.close()
 
-    def commit_terminal(terminal: Frame, tx: LedgerTx) -> None:
-        tx.insert_event(f"{kind}.settled", {"kind": terminal.kind, "terminal": terminal})
-
     return AttachedStreamHandler(
         kind=kind,
         mode="bidi",
@@ -184,7 +181,7 @@ def chat_handler(
         on_detach=on_detach,
         parse_start=_parse_start,
         run=run,
-        commit_terminal=commit_terminal,
+        commit_terminal=settled_event(kind),
     )
 
 

@@ -23,7 +23,7 @@ import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from .._frames import Frame
+from .._frames import Frame, cancelled
 from .._handler import AttachedStreamHandler, ParseError, ParseOk, StreamContext
 from .._ledger import LedgerTx
 from ..providers.fake import FakeTokenSource
@@ -43,7 +43,6 @@ REPLY_CHANNEL = "assistant.delta"
 #: the ledger event every settled reply commits
 SETTLED_EVENT = "room.reply.settled"
 
-_CANCELLED = {"kind": "cancelled", "reason": "cancelled", "terminal": {"cancelled": True}}
 
 #: ``settle(terminal, tx, commit_failed)``: the registry's part of a reply's settlement
 SettleHook = Callable[[Frame, LedgerTx, bool], Awaitable[None]]
@@ -106,13 +105,13 @@ def room_reply_handler(
                 break
             async for token in tokens.stream(str(frame.payload)):
                 if ctx.signal.aborted:
-                    yield _CANCELLED
+                    yield cancelled()
                     return
                 yield {"kind": "output", "channel": REPLY_CHANNEL, "payload": token}
             yield {"kind": "output", "channel": REPLY_CHANNEL, "payload": f" (turn {turn})"}
             yield {"kind": "completed", "terminal": {"ok": True, "turn": turn}}
             return
-        yield _CANCELLED
+        yield cancelled()
 
     return AttachedStreamHandler(
         kind=kind,

@@ -51,22 +51,7 @@ def esm(*names: str) -> str:
 
 
 def css(*names: str) -> str:
-    """Return the stylesheets ``streamnb/static/<name>`` joined in order (later rules win).
-
-    Parameters
-    ----------
-    *names : str
-        File names in ``streamnb/static/``, the base sheet first.
-
-    Returns
-    -------
-    str
-        One stylesheet's source, for a widget's ``_css``.
-
-    Raises
-    ------
-    FileNotFoundError
-        A file does not exist.
+    """Like :func:`esm`, for stylesheets: the sheets joined in order (later rules win).
 
     Examples
     --------
