@@ -25,6 +25,7 @@ The tree::
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 __all__ = [
     "HandlerDefinitionError",
@@ -99,14 +100,19 @@ class InputNotAcceptedError(StreamnbError):
 
 
 class StreamSettledError(InputNotAcceptedError):
-    """``send`` on a stream that has already settled."""
+    """``send`` on a stream that has settled, or whose settlement is being committed.
 
-    def __init__(self, stream_ref: str, status: str) -> None:
+    ``status`` is the terminal kind, or None while the settlement is being committed.
+    """
+
+    def __init__(self, stream_ref: str, status: str | None) -> None:
         self.status = status
-        super().__init__(
-            stream_ref,
-            f"the stream already settled as {status!r}; attach a new stream to continue",
+        ended = (
+            "the stream is ending (its settlement is being committed)"
+            if status is None
+            else f"the stream already settled as {status!r}"
         )
+        super().__init__(stream_ref, f"{ended}; attach a new stream to continue")
 
 
 class InvalidFrameError(StreamnbError):
@@ -127,11 +133,18 @@ class RuntimeClosedError(StreamnbError):
 
 
 class StreamTimeoutError(StreamnbError, TimeoutError):
-    """Waiting for a stream ran out of time; the stream itself is untouched."""
+    """Waiting for a stream ran out of time; the stream itself is untouched.
 
-    def __init__(self, timeout_s: float, frames_read: int) -> None:
+    ``frame_log`` holds the frames :func:`~streamnb.read_until_terminal` read
+    before the time ran out (a list of :class:`~streamnb.Frame`; empty for ``wait``).
+    """
+
+    def __init__(
+        self, timeout_s: float, frames_read: int, *, frame_log: Sequence[Any] = ()
+    ) -> None:
         self.timeout_s = timeout_s
         self.frames_read = frames_read
+        self.frame_log = list(frame_log)
         super().__init__(
             f"no terminal frame within {timeout_s:g} s ({frames_read} frames read); "
             "the stream keeps running: cancel it or wait longer"

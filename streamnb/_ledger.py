@@ -8,7 +8,7 @@ issued from the loop thread (a notebook cell) block only that call.
 Tables (see :meth:`Ledger.sql` to query them directly):
 
 * ``streams`` - the runtime's own record: one row per opened stream, written at
-  attach with ``status='open'`` and updated once at settlement.
+  attach with ``status='running'`` and updated once at settlement.
 * ``events`` - facts handlers commit with ``tx.insert_event`` inside
   ``commit_terminal``, in the same transaction as the settlement update.
 * ``frames`` - every outbound frame, when ``record_frames=True``.
@@ -18,7 +18,7 @@ each settlement inside its own ``SAVEPOINT`` (so one failing handler write
 cannot undo another stream's settlement) and commits once; the runtime announces
 a terminal frame only after the commit returned. A file ledger's writer holds
 an exclusive ``flock`` on ``<path>.lock``; opening the file while no live
-process holds it marks streams left ``open`` by a dead process as ``failed``
+process holds it marks streams left ``running`` by a dead process as ``failed``
 with reason ``runtime_lost``. A second process (or a second ``Ledger`` on the
 same file) that finds the lock taken opens the file read-only.
 """
@@ -337,14 +337,14 @@ class Ledger:
         return conn
 
     def _recover(self, conn: sqlite3.Connection) -> None:
-        rows = conn.execute("SELECT stream_ref FROM streams WHERE status='open'").fetchall()
+        rows = conn.execute("SELECT stream_ref FROM streams WHERE status='running'").fetchall()
         if not rows:
             return
         terminal = dumps({"ok": False, "runtime_lost": True})
         conn.execute("BEGIN IMMEDIATE")
         conn.execute(
             "UPDATE streams SET status='failed', reason='runtime_lost', settled_at=?, "
-            "terminal=? WHERE status='open'",
+            "terminal=? WHERE status='running'",
             (time.time(), terminal),
         )
         conn.execute("COMMIT")
@@ -538,7 +538,7 @@ class Ledger:
         def fn(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT INTO streams (stream_ref, kind, mode, status, opened_at) "
-                "VALUES (?,?,?,'open',?)",
+                "VALUES (?,?,?,'running',?)",
                 (stream_ref, kind, mode, opened_at),
             )
 
@@ -570,7 +570,7 @@ class Ledger:
         def apply(conn: sqlite3.Connection, status: str, reason: str | None, terminal: Any) -> None:
             cur = conn.execute(
                 "UPDATE streams SET status=?, reason=?, settled_at=?, terminal=? "
-                "WHERE stream_ref=? AND status='open'",
+                "WHERE stream_ref=? AND status='running'",
                 (status, reason, s.settled_at, dumps(terminal), s.stream_ref),
             )
             if cur.rowcount != 1:
@@ -649,7 +649,7 @@ class Ledger:
         -------
         pandas.DataFrame
             Columns ``stream_ref, kind, mode, status`` (object; status is
-            ``open`` until settled, then the terminal kind), ``opened_at``,
+            ``running`` until settled, then the terminal kind), ``opened_at``,
             ``settled_at`` (datetime64[ns, UTC], NaT while open), ``reason``
             (object) and ``terminal`` (object: the parsed terminal value).
         """
@@ -702,8 +702,12 @@ class Ledger:
         df["at"] = utc_column(df["at"])
         return df
 
-    def frame_objects(self, stream_ref: str) -> list[Frame]:
-        """Recorded frames of one stream as :class:`~streamnb.Frame` objects, by seq."""
+    def frame_log(self, stream_ref: str) -> list[Frame]:
+        """Recorded frames of one stream as a list of :class:`~streamnb.Frame`, by seq.
+
+        The same rows as ``frames(stream_ref)``, as the objects observers receive
+        (e.g. to replay them, or to project them with ``project_attached_stream``).
+        """
         rows = self._query(
             lambda c: c.execute(
                 "SELECT stream_ref, seq, kind, channel, payload, reason, error, terminal, at "

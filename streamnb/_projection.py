@@ -61,8 +61,9 @@ class StreamProjection:
     ----------
     stream_ref : str
     status : str
-        ``"empty"`` (no frames), ``"opened"``, ``"running"`` (frames but no
-        terminal yet) or the terminal kind (``completed``/``cancelled``/``failed``).
+        ``"empty"`` (no frames), ``"running"`` (frames but no terminal yet) or
+        the terminal kind (``completed``/``cancelled``/``failed``): the words of
+        ``session.status`` and the ledger's ``streams.status``.
     terminal : Frame or None
         The terminal frame, if seen.
     omitted : tuple of int
@@ -217,12 +218,7 @@ def project_attached_stream(frames: Iterable[Frame], stream_ref: str) -> StreamP
             if f.kind in TERMINAL_KINDS:
                 terminal = f
                 break
-        if terminal is not None:
-            status = terminal.kind
-        elif n == 1 and kinds[0] == "opened":
-            status = "opened"
-        else:
-            status = "running"
+        status = "running" if terminal is None else terminal.kind
 
     t0 = ats[0] if n else 0.0
     if n and kinds[0] != "opened":
@@ -294,7 +290,7 @@ def project_streams(frames: Iterable[Frame]) -> pd.DataFrame:
         end = picked[-1].at
         first_out = next((f.at for f in picked if f.kind == "output"), None)
         term = next((f for f in reversed(picked) if f.kind in TERMINAL_KINDS), None)
-        status = term.kind if term else ("opened" if len(picked) == 1 else "running")
+        status = term.kind if term else "running"
         last = picked[-1].seq
         rows.append(
             (

@@ -332,6 +332,7 @@ class StreamRuntime:
             mode=h.mode,
             on_detach=h.on_detach,
             status=st.status,
+            settling=st.state is _State.SETTLING,
             opened_at=st.opened_at,
             next_seq=st.next_seq,
             first_retained_seq=st.base,
@@ -341,8 +342,12 @@ class StreamRuntime:
             terminal=st.terminal,
         )
 
-    def frames(self, stream_ref: str, after_seq: int = -1) -> list[Frame]:
-        """Retained outbound frames of a stream with ``seq > after_seq`` (a snapshot)."""
+    def frame_log(self, stream_ref: str, after_seq: int = -1) -> list[Frame]:
+        """The stream's retained outbound frames with ``seq > after_seq``, as a list (a snapshot).
+
+        ``frame_log`` is a list of :class:`~streamnb.Frame`; ``ledger.frames()``
+        is the DataFrame of recorded frames.
+        """
         st = self._get(stream_ref)
         return [tuple_new(Frame, raw) for raw in st.log[max(0, after_seq + 1 - st.base) :]]
 
@@ -365,8 +370,12 @@ class StreamRuntime:
         """Refs of streams that have not settled yet, oldest first."""
         return [r for r, st in self._streams.items() if st.terminal is None]
 
-    async def wait_settled(self, stream_ref: str, timeout_s: float | None = None) -> Frame:
-        """Wait for a stream's terminal frame (without consuming any session's output)."""
+    async def wait(self, stream_ref: str, timeout_s: float | None = None) -> Frame:
+        """Wait until a stream settles and return its terminal frame.
+
+        Consumes no session's ``output``. Raises :class:`~streamnb.StreamTimeoutError`
+        after ``timeout_s`` seconds (the stream keeps running).
+        """
         self._check_loop()
         st = self._get(stream_ref)
         if st.terminal is not None:
@@ -610,7 +619,7 @@ class StreamRuntime:
                 done = await asyncio.wait_for(commit, 30.0)
         except (LedgerError, asyncio.TimeoutError) as exc:
             # Not even a failed record could be written: announce the failure; the
-            # ledger row stays 'open' and is recovered as runtime_lost on reopen.
+            # ledger row stays 'running' and is recovered as runtime_lost on reopen.
             frame = frame._replace(
                 kind="failed",
                 reason="ledger_error",
@@ -646,7 +655,7 @@ class StreamRuntime:
                 ref, "it is an output_only stream; only 'bidi' handlers read input"
             )
         if st.state is not _State.RUNNING:
-            raise StreamSettledError(ref, st.status)
+            raise StreamSettledError(ref, None if st.terminal is None else st.terminal.kind)
         if st.signal.aborted:
             raise InputNotAcceptedError(
                 ref, f"the stream is being cancelled ({st.signal.reason}); attach a new one"
@@ -815,8 +824,8 @@ async def read_until_terminal(
     Raises
     ------
     StreamTimeoutError
-        ``timeout_s`` passed before the terminal frame; ``.frames`` holds what was
-        read. The stream itself is not cancelled.
+        ``timeout_s`` passed before the terminal frame; ``.frame_log`` holds what
+        was read. The stream itself is not cancelled.
     """
     frames: list[Frame] = []
 
@@ -832,7 +841,5 @@ async def read_until_terminal(
     try:
         await asyncio.wait_for(collect(), timeout_s)
     except asyncio.TimeoutError:
-        err = StreamTimeoutError(timeout_s, len(frames))
-        err.frames = frames  # type: ignore[attr-defined]
-        raise err from None
+        raise StreamTimeoutError(timeout_s, len(frames), frame_log=frames) from None
     return frames

@@ -20,13 +20,19 @@ SendResult = Literal["accepted", "duplicate"]
 
 @dataclass(frozen=True, slots=True)
 class StreamInfo:
-    """A snapshot of one stream as the runtime sees it (see :meth:`StreamRuntime.info`)."""
+    """A snapshot of one stream as the runtime sees it (see :meth:`StreamRuntime.info`).
+
+    ``status`` is ``running`` until the stream settled, then its terminal kind;
+    ``settling`` is True while its end is decided and being committed to the ledger
+    (input is refused and ``cancel`` answers ``already_settled`` from then on).
+    """
 
     stream_ref: str
     kind: str
     mode: str
     on_detach: str
     status: str
+    settling: bool
     opened_at: float
     next_seq: int
     first_retained_seq: int
@@ -83,7 +89,11 @@ class Session:
 
     @property
     def status(self) -> str:
-        """``opened``, ``running``, ``settling``, or the terminal kind once settled."""
+        """``running`` until the stream settled, then its terminal kind.
+
+        (``completed``, ``cancelled`` or ``failed``; the ledger's ``streams.status``
+        uses the same words.)
+        """
         return self._st.status
 
     @property
@@ -164,10 +174,10 @@ class Session:
         after ``timeout_s`` seconds (the stream keeps running).
         """
         self._rt._check_loop()
-        return await self._rt.wait_settled(self.stream_ref, timeout_s=timeout_s)
+        return await self._rt.wait(self.stream_ref, timeout_s=timeout_s)
 
-    def frames(self) -> list[Frame]:
-        """A snapshot of every retained outbound frame so far (does not move ``output``)."""
+    def frame_log(self) -> list[Frame]:
+        """Every retained outbound frame so far, as a list (a snapshot; ``output`` stays)."""
         return [tuple_new(Frame, raw) for raw in self._st.log]
 
     def __repr__(self) -> str:

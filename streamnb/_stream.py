@@ -81,11 +81,9 @@ class _Stream:
 
     @property
     def status(self) -> str:
-        if self.terminal is not None:
-            return self.terminal.kind
-        if self.state is _State.SETTLING:
-            return "settling"
-        return "running" if self.next_seq > 1 else "opened"
+        """``running`` until settled, then the terminal kind (the ledger's words too)."""
+        terminal = self.terminal
+        return "running" if terminal is None else terminal.kind
 
     def wake_readers(self) -> None:
         waiters = self.waiters

@@ -241,7 +241,7 @@ class RuntimeMachine(RuleBasedStateMachine):
         info, outcome = self.run(act())
         if info.mode == "output_only":
             assert type(outcome) is sn.InputNotAcceptedError
-        elif info.terminal is not None or info.status == "settling":
+        elif info.terminal is not None or info.settling:
             assert type(outcome) is sn.StreamSettledError
         elif info.cancel_requested:
             assert type(outcome) is sn.InputNotAcceptedError
@@ -261,7 +261,7 @@ class RuntimeMachine(RuleBasedStateMachine):
             return info, await m.readers[j % len(m.readers)].session.cancel("sm")
 
         info, result = self.run(act())
-        if info.terminal is not None or info.status == "settling":
+        if info.terminal is not None or info.settling:
             assert result == "already_settled"
         elif info.cancel_requested:
             assert result == "already_requested"
@@ -284,7 +284,7 @@ class RuntimeMachine(RuleBasedStateMachine):
         before, after = self.run(act())
         reader.detached = True
         last = not any(not r.detached for r in m.readers)
-        running = before.terminal is None and before.status != "settling"
+        running = before.terminal is None and not before.settling
         if last and m.on_detach == "abort" and running:
             assert after.cancel_requested
             if not before.cancel_requested:
@@ -327,7 +327,7 @@ class RuntimeMachine(RuleBasedStateMachine):
         for m in self.streams:
             info = self.rt.info(m.ref)
             if info.cancel_requested or m.behaviour == "flood":
-                self.run(self.rt.wait_settled(m.ref, timeout_s=5))
+                self.run(self.rt.wait(m.ref, timeout_s=5))
 
     @precondition(lambda self: not self.closed)
     @rule()
@@ -349,7 +349,7 @@ class RuntimeMachine(RuleBasedStateMachine):
             last = reader.seen[-1].seq if reader.seen else reader.start - 1
             if reader.seen and reader.seen[-1].is_terminal:
                 return
-            if not self.rt.frames(m.ref, last):
+            if not self.rt.frame_log(m.ref, last):
                 return
             reader.seen.append(await reader.session.output.__anext__())
 
@@ -377,7 +377,7 @@ class RuntimeMachine(RuleBasedStateMachine):
             self._check_stream(m, rows[m.ref], events.get(m.ref, []))
 
     def _check_stream(self, m: Model, row: tuple[str, str | None], events: list[Any]) -> None:
-        log = self.rt.frames(m.ref)
+        log = self.rt.frame_log(m.ref)
         info = self.rt.info(m.ref)
         assert [f.seq for f in log] == list(range(len(log)))
         assert log[0].kind == "opened"
@@ -386,9 +386,9 @@ class RuntimeMachine(RuleBasedStateMachine):
         status, _reason = row
         if info.terminal is None:
             assert not terminals
-            if info.status != "settling":  # settle, then announce: never the other way
-                assert status == "open", (m, status)
-            if status == "open":
+            if not info.settling:  # settle, then announce: never the other way
+                assert status == "running", (m, status)
+            if status == "running":
                 assert events == []  # the events commit with the settlement, not before
         else:
             terminal = info.terminal

@@ -285,7 +285,7 @@ async def test_stop_stores_the_partial_text_as_cancelled(slow_rooms: ChatRooms) 
     assert await room.cancel() == "already_requested"
     message = await room.wait(WAIT_S)
     assert message is not None and message.status == "cancelled"
-    frames = session.frames()
+    frames = session.frame_log()
     streamed = "".join(f.payload for f in frames if f.kind == "output")
     assert message.content == streamed  # exactly what observers saw
     assert message.content.startswith("".join(f.payload for f in seen if f.kind == "output"))
@@ -388,7 +388,7 @@ async def test_deleting_a_room_while_a_send_starts_leaves_no_stream_running(
         with pytest.raises(RoomError):
             await sending
         for ref in rt.active_refs():
-            terminal = await rt.wait_settled(ref, timeout_s=WAIT_S)
+            terminal = await rt.wait(ref, timeout_s=WAIT_S)
             assert terminal.kind == "cancelled"
         assert rt.ledger.streams()["status"].tolist() in ([], ["cancelled"])
 

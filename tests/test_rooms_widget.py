@@ -109,7 +109,7 @@ class Page:
                 v.receive(msg)
 
     async def settle(self, timeout_s: float = WAIT_S) -> None:
-        await self.widget.wait_settled(timeout_s)
+        await self.widget.wait(timeout_s)
         await asyncio.sleep(0.05)  # let the last flush go out
         self.pump()
 

@@ -71,7 +71,7 @@ async def test_output_only_detach_continue_still_settles(runtime):
     session = await runtime.attach("tutorial.output_only", {})
     await session.detach()
     assert [f async for f in session.output] == []
-    terminal = await runtime.wait_settled(session.stream_ref, timeout_s=5)
+    terminal = await runtime.wait(session.stream_ref, timeout_s=5)
     assert terminal.kind == "completed"
     assert list(runtime.ledger.events().kind) == ["tutorial.output_only.completed"]
 
@@ -247,7 +247,7 @@ async def test_handler_swallowing_cancellation_is_settled_anyway():
         frames = await sn.read_until_terminal(session.output, timeout_s=5)
         assert frames[-1].terminal["forced"] is True
         release.set()
-    assert "late" not in [f.payload for f in session.frames()]
+    assert "late" not in [f.payload for f in session.frame_log()]
 
 
 async def test_aclose_settles_every_open_stream_once():
@@ -284,7 +284,7 @@ async def test_terminal_is_announced_only_after_commit(runtime):
             assert runtime.ledger.stream_status(session.stream_ref) == "completed"
             assert len(runtime.ledger.events(stream_ref=session.stream_ref)) == 1
         else:
-            assert runtime.ledger.stream_status(session.stream_ref) == "open"
+            assert runtime.ledger.stream_status(session.stream_ref) == "running"
 
 
 # --- guarantee 3: cooperative cancel wakes input -----------------------------------
@@ -316,7 +316,7 @@ async def test_cancel_wakes_handler_blocked_on_input():
 async def test_detach_last_observer_aborts_when_on_detach_abort(runtime):
     session = await runtime.attach("tutorial.streaming_chatbot", {})
     await session.detach()
-    terminal = await runtime.wait_settled(session.stream_ref, timeout_s=5)
+    terminal = await runtime.wait(session.stream_ref, timeout_s=5)
     assert terminal.kind == "cancelled"
     assert runtime.ledger.streams().reason.tolist() == ["detached"]
 
@@ -353,7 +353,7 @@ async def test_retention_gap_is_visible_as_omitted():
     async with sn.StreamRuntime(max_retained_frames=10) as rt:
         rt.register(handler("r", run))
         session = await rt.attach("r")
-        await rt.wait_settled(session.stream_ref, timeout_s=5)
+        await rt.wait(session.stream_ref, timeout_s=5)
         frames = [f async for f in session.output]
         proj = sn.project_attached_stream(frames, session.stream_ref)
         assert proj.status == "completed"
@@ -374,7 +374,7 @@ async def test_slow_reader_does_not_stall_handler_or_other_streams():
         fast = await rt.attach("f")
         fast_frames = await sn.read_until_terminal(fast.output, timeout_s=10)
         assert len(fast_frames) == 10_002
-        terminal = await rt.wait_settled(slow.stream_ref, timeout_s=10)
+        terminal = await rt.wait(slow.stream_ref, timeout_s=10)
         assert terminal.kind == "completed"
         slow_frames = await sn.read_until_terminal(slow.output, timeout_s=10)
         assert [f.seq for f in slow_frames] == list(range(10_002))
@@ -548,5 +548,5 @@ async def test_read_until_terminal_timeout_keeps_stream_running(runtime):
     session = await runtime.attach("tutorial.streaming_chatbot", {})
     with pytest.raises(sn.StreamTimeoutError) as info:
         await sn.read_until_terminal(session.output, timeout_s=0.05)
-    assert [f.kind for f in info.value.frames] == ["opened", "progress"]
+    assert [f.kind for f in info.value.frame_log] == ["opened", "progress"]
     assert runtime.info(session.stream_ref).status == "running"

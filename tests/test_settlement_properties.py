@@ -109,7 +109,7 @@ def test_any_interleaving_settles_each_stream_exactly_once(streams, ops):
         events = rt.ledger.events()
         for (fault, _), group in zip(streams, sessions, strict=True):
             ref = group[0].stream_ref
-            log = rt.frames(ref)
+            log = rt.frame_log(ref)
             terminals = [f for f in log if f.is_terminal]
             assert len(terminals) == 1, (fault, [f.kind for f in log])
             assert log[-1] is terminals[0]

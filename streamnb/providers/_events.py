@@ -42,7 +42,7 @@ def settled_event(kind: str) -> Callable[[Frame, LedgerTx], None]:
     ...     commit_terminal=settled_event("demo.job")))
     >>> async def job():
     ...     session = await runtime.attach("demo.job", None)
-    ...     return await runtime.wait_settled(session.stream_ref)
+    ...     return await runtime.wait(session.stream_ref)
     >>> runtime.run(job()).kind
     'completed'
     >>> runtime.ledger.events()["kind"].tolist()

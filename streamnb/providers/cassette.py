@@ -141,7 +141,7 @@ class Cassette:
         ----------
         frames : sequence of Frame
             As read from ``session.output`` (e.g. ``sn.read_until_terminal``) or from
-            ``ledger.frame_objects(ref)``: ``at`` in seconds since the epoch.
+            ``ledger.frame_log(ref)``: ``at`` in seconds since the epoch.
         meta : dict, optional
             JSON facts to keep in the header.
 
@@ -352,7 +352,7 @@ def record_cassette(
     """
     if isinstance(source, tuple) and len(source) == 2 and isinstance(source[0], Ledger):
         ledger, ref = source
-        frames: Sequence[Frame] = ledger.frame_objects(ref)
+        frames: Sequence[Frame] = ledger.frame_log(ref)
         if not frames:
             raise CassetteError(
                 f"of stream {ref!r}",

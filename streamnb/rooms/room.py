@@ -248,7 +248,7 @@ class Room:
         assert reply.stream_ref is not None
         try:
             with contextlib.suppress(UnknownStreamError):
-                await self._host.runtime.wait_settled(reply.stream_ref)
+                await self._host.runtime.wait(reply.stream_ref)
         finally:
             if self._reply is reply:
                 self._reply = None
@@ -384,7 +384,7 @@ class Room:
         ref = terminal.stream_ref
         text = "".join(
             f.payload
-            for f in self._host.runtime.frames(ref)
+            for f in self._host.runtime.frame_log(ref)
             if f.kind == "output" and f.channel == REPLY_CHANNEL and isinstance(f.payload, str)
         )
         status = "failed" if commit_failed else terminal.kind

@@ -60,7 +60,7 @@ class Holds:
     async def _expire(self, session: Session) -> None:
         ref = session.stream_ref
         with contextlib.suppress(StreamTimeoutError, UnknownStreamError):
-            await self._runtime.wait_settled(ref, timeout_s=self._claim_timeout_s)
+            await self._runtime.wait(ref, timeout_s=self._claim_timeout_s)
         if self._held.get(ref, (None,))[0] is session:
             del self._held[ref]
         await session.detach()

@@ -125,7 +125,7 @@ async def stream_status(request: Request) -> Response:
         if row is None:
             raise
         return JSONResponse(row)
-    frames = runtime.frames(ref)  # a snapshot; projected off the loop
+    frames = runtime.frame_log(ref)  # a snapshot; projected off the loop
     summary = await run_in_threadpool(lambda: project_attached_stream(frames, ref).summary())
     return JSONResponse(
         {

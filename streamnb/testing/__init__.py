@@ -10,7 +10,7 @@ The one public face of the private modules beside it, as ``trio.testing`` is:
   :class:`FakeTokenSource`, :func:`fake_tokens`, :func:`lorem_tokens`;
 * widget presses (``streamnb/testing/_widgets.py``): :func:`press_stop`,
   :func:`press_send`, :func:`press_enter`, :func:`press_escape`,
-  :func:`press_hello`, :func:`recorded_messages`, :func:`wait_settled`; they drive
+  :func:`press_hello`, :func:`recorded_messages`; they drive
   a :class:`~streamnb.StreamWidget` or :class:`~streamnb.ChatWidget` through the
   custom-message path the browser uses, so notebooks run under nbval show the
   Stop and Send paths without a browser.
@@ -43,7 +43,6 @@ from ._widgets import (
     press_send,
     press_stop,
     recorded_messages,
-    wait_settled,
 )
 
 __all__ = [
@@ -61,5 +60,4 @@ __all__ = [
     "press_send",
     "press_stop",
     "recorded_messages",
-    "wait_settled",
 ]

@@ -10,15 +10,14 @@ send paths: the handler hands the work to the runtime's loop, and the result
 
 Typical use in a notebook cell::
 
-    from streamnb.testing import press_send, press_stop, wait_settled
+    from streamnb.testing import press_send, press_stop
     press_send(widget, "hello")
     press_stop(widget)
-    await wait_settled(widget, timeout_s=10)
+    await widget.wait(timeout_s=10)
     widget.status                       # 'cancelled'
 
-The helpers return at once (like a click). ``wait_settled`` is a coroutine:
-``await`` it in a cell or async test, or use ``runtime.run(wait_settled(...))``
-from synchronous code.
+The helpers return at once (like a click); then ``await widget.wait(...)`` in a
+cell or async test, or ``runtime.run(widget.wait(...))`` from synchronous code.
 """
 
 from __future__ import annotations
@@ -35,18 +34,15 @@ __all__ = [
     "press_send",
     "press_stop",
     "recorded_messages",
-    "wait_settled",
 ]
 
 
 class WidgetLike(Protocol):
-    """What the helpers need: an ipywidgets widget with ``wait_settled`` (both streamnb widgets)."""
+    """What the helpers need: an ipywidgets widget (the streamnb widgets)."""
 
     def _handle_custom_msg(self, content: Any, buffers: list[bytes]) -> None: ...
 
     def send(self, content: Any, buffers: Any = None) -> None: ...
-
-    async def wait_settled(self, timeout_s: float | None = None) -> str: ...
 
 
 def _deliver(widget: WidgetLike, content: dict[str, Any]) -> None:
@@ -97,28 +93,6 @@ def press_hello(widget: WidgetLike) -> None:
     with :func:`recorded_messages`.
     """
     _deliver(widget, {"type": "hello"})
-
-
-async def wait_settled(widget: WidgetLike, timeout_s: float | None = 30.0) -> str:
-    """Wait until the widget has shown the end of its stream (ChatWidget: of the reply).
-
-    Parameters
-    ----------
-    widget : StreamWidget or ChatWidget
-    timeout_s : float or None, default 30
-        Seconds to wait; None waits for ever.
-
-    Returns
-    -------
-    str
-        The widget's status (``completed``, ``cancelled`` or ``failed``).
-
-    Raises
-    ------
-    TimeoutError
-        ``timeout_s`` passed first. The stream is not cancelled.
-    """
-    return await widget.wait_settled(timeout_s)
 
 
 @contextmanager

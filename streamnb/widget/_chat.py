@@ -71,7 +71,7 @@ class ChatWidget(LoopWidget):
     >>> chat = sn.ChatWidget(runtime, "tutorial.streaming_chatbot")   # doctest: +SKIP
     >>> chat                                                           # doctest: +SKIP
     >>> sn.testing.press_send(chat, "hello")                           # doctest: +SKIP
-    >>> await sn.testing.wait_settled(chat, timeout_s=30)              # doctest: +SKIP
+    >>> await chat.wait(timeout_s=30)              # doctest: +SKIP
     >>> chat.transcript[-1]["content"]                                 # doctest: +SKIP
     """
 
@@ -135,7 +135,7 @@ class ChatWidget(LoopWidget):
             return ""
         return self._follower.live_texts().get(self.main_channel, "")
 
-    async def wait_settled(self, timeout_s: float | None = None) -> str:
+    async def wait(self, timeout_s: float | None = None) -> str:
         """Wait until no reply is streaming; return the last reply's status ('' if none).
 
         Raises
@@ -175,7 +175,7 @@ class ChatWidget(LoopWidget):
         else:
             with self.hold_sync():
                 self.busy = True  # set now, so a second Send before the task runs is refused
-                self.status = "opened"
+                self.status = "running"
                 self.reason = ""
                 self.error = ""
             self._stop_requested = False

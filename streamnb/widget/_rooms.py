@@ -113,7 +113,7 @@ class ChatRoomsWidget(LoopWidget):
         """The registry this widget shows."""
         return self._rooms
 
-    async def wait_settled(self, timeout_s: float | None = None) -> str:
+    async def wait(self, timeout_s: float | None = None) -> str:
         """Wait until no room has a streaming reply and every reply was flushed.
 
         Returns ``"idle"``. Raises :class:`TimeoutError` after ``timeout_s`` seconds.

@@ -50,7 +50,8 @@ class StreamWidget(LoopWidget):
     stream_ref, kind, mode : str
         The stream's identity.
     status : str
-        ``opened``, ``running``, then ``completed``, ``cancelled`` or ``failed``.
+        ``running``, then ``completed``, ``cancelled`` or ``failed`` (the words of
+        ``session.status`` and the ledger).
     reason, error : str
         Why the stream ended (for a cancel, the reason given to ``cancel``,
         e.g. ``"user pressed stop"``) and the error; ``error`` also shows a rejected Stop or
@@ -75,7 +76,7 @@ class StreamWidget(LoopWidget):
     >>> session = await runtime.attach("tutorial.streaming_chatbot", {})  # doctest: +SKIP
     >>> widget = sn.StreamWidget(session)                                  # doctest: +SKIP
     >>> widget                       # shows it; or just display(session)  # doctest: +SKIP
-    >>> await widget.wait_settled(timeout_s=30)                            # doctest: +SKIP
+    >>> await widget.wait(timeout_s=30)                            # doctest: +SKIP
     >>> widget.text()                                                      # doctest: +SKIP
     """
 
@@ -85,7 +86,7 @@ class StreamWidget(LoopWidget):
     stream_ref = traitlets.Unicode("").tag(sync=True)
     kind = traitlets.Unicode("").tag(sync=True)
     mode = traitlets.Unicode("output_only").tag(sync=True)
-    status = traitlets.Unicode("opened").tag(sync=True)
+    status = traitlets.Unicode("running").tag(sync=True)
     reason = traitlets.Unicode("").tag(sync=True)
     progress = traitlets.Any(None, allow_none=True).tag(sync=True)
     final_texts = traitlets.Dict(value_trait=traitlets.Unicode()).tag(sync=True)
@@ -151,7 +152,7 @@ class StreamWidget(LoopWidget):
         """Text per channel so far (see :meth:`text`)."""
         return self._follower.live_texts()
 
-    async def wait_settled(self, timeout_s: float | None = None) -> str:
+    async def wait(self, timeout_s: float | None = None) -> str:
         """Wait until the terminal frame reached the widget; return the status.
 
         Raises
