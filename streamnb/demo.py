@@ -43,6 +43,42 @@ def chatbot_handler(
     Checkpoints: ``opened -> progress -> output* -> completed`` with ledger
     event ``<kind>.settled {"kind": "completed"}``; after Stop,
     ``... -> cancelled`` with ``<kind>.settled {"kind": "cancelled"}``.
+
+    Parameters
+    ----------
+    kind : str, default ``"tutorial.streaming_chatbot"``
+        The stream kind (seed 000's).
+    source : FakeTokenSource, optional
+        The reply's tokens for the user's message; default the seed's
+        ``["streamnb ", "reply to ", message]`` as fast as possible.
+    on_detach : {"abort", "continue"}, default ``"abort"``
+        As seed 000: the reply stops when its last observer leaves.
+
+    Returns
+    -------
+    AttachedStreamHandler
+        ``bidi``, cooperative cancel (checked between tokens); any start payload;
+        replies to the first ``input`` frame on channel ``assistant.delta``.
+
+    Examples
+    --------
+    >>> import streamnb as sn
+    >>> from streamnb.testing import checkpoint_path
+    >>> runtime = sn.StreamRuntime()
+    >>> runtime.register(chatbot_handler())
+    AttachedStreamHandler(kind='tutorial.streaming_chatbot', mode='bidi', on_detach='abort')
+    >>> async def chat(text):
+    ...     session = await runtime.attach("tutorial.streaming_chatbot")
+    ...     await session.send(text)
+    ...     return await sn.read_until_terminal(session.output)
+    >>> frames = runtime.run(chat("hello"))
+    >>> checkpoint_path(frames)
+    'opened -> progress -> output×3 -> completed'
+    >>> "".join(f.payload for f in frames if f.kind == "output")
+    'streamnb reply to hello'
+    >>> runtime.ledger.events()["kind"].tolist()
+    ['tutorial.streaming_chatbot.settled']
+    >>> runtime.close()
     """
     tokens = source or FakeTokenSource()
 
@@ -87,6 +123,36 @@ def output_only_handler(
     ``"hello"``). With a :class:`FakeTokenSource` it streams that source's
     tokens for the start payload's ``"message"`` instead, checking the cancel
     signal between tokens.
+
+    Parameters
+    ----------
+    kind : str, default ``"tutorial.output_only"``
+        The stream kind (seed 001's).
+    source : FakeTokenSource, optional
+        Stream these tokens instead of the one ``"hello"``.
+    on_detach : {"abort", "continue"}, default ``"continue"``
+        As seed 001: the job runs on when nobody watches.
+
+    Returns
+    -------
+    AttachedStreamHandler
+        ``output_only``, cooperative cancel; start payload ``{"message"?: str}``;
+        commits the ledger event ``<kind>.completed``, ``<kind>.cancelled`` or
+        ``<kind>.failed`` with the terminal frame.
+
+    Examples
+    --------
+    >>> import streamnb as sn
+    >>> runtime = sn.StreamRuntime()
+    >>> _ = runtime.register(output_only_handler())
+    >>> async def job():
+    ...     session = await runtime.attach("tutorial.output_only", {})
+    ...     return await sn.read_until_terminal(session.output)
+    >>> [(f.kind, f.payload) for f in runtime.run(job())][2:]
+    [('output', 'hello'), ('completed', None)]
+    >>> runtime.ledger.events()["kind"].tolist()
+    ['tutorial.output_only.completed']
+    >>> runtime.close()
     """
 
     async def run(
@@ -107,10 +173,7 @@ def output_only_handler(
         yield completed()
 
     def commit_terminal(terminal: Frame, tx: LedgerTx) -> None:
-        suffix = "cancelled" if terminal.kind == "cancelled" else "completed"
-        if terminal.kind == "failed":
-            suffix = "failed"
-        tx.insert_event(f"{kind}.{suffix}", terminal)
+        tx.insert_event(f"{kind}.{terminal.kind}", terminal)
 
     return AttachedStreamHandler(
         kind=kind,
@@ -124,11 +187,26 @@ def output_only_handler(
 
 
 def demo_handlers(rate_tokens_per_s: float | None = 20.0) -> list[AttachedStreamHandler]:
-    """The two seed handlers with a paced token source (what ``streamnb serve`` registers)."""
-    source = FakeTokenSource(lorem_tokens(40), rate_tokens_per_s=rate_tokens_per_s)
-    return [
-        chatbot_handler(source=source),
-        output_only_handler(
-            source=FakeTokenSource(lorem_tokens(40), rate_tokens_per_s=rate_tokens_per_s)
-        ),
-    ]
+    """The two seed handlers with a paced token source (what ``streamnb serve`` registers).
+
+    Parameters
+    ----------
+    rate_tokens_per_s : float or None, default 20.0
+        Pace of each reply's 40 tokens; ``None`` streams them at once.
+
+    Returns
+    -------
+    list of AttachedStreamHandler
+        :func:`chatbot_handler` and :func:`output_only_handler`, each with a
+        :class:`~streamnb.providers.FakeTokenSource` of ``lorem_tokens(40)``.
+
+    Examples
+    --------
+    >>> [handler.kind for handler in demo_handlers()]
+    ['tutorial.streaming_chatbot', 'tutorial.output_only']
+    """
+
+    def source() -> FakeTokenSource:
+        return FakeTokenSource(lorem_tokens(40), rate_tokens_per_s=rate_tokens_per_s)
+
+    return [chatbot_handler(source=source()), output_only_handler(source=source())]

@@ -40,6 +40,7 @@ def settled_event(kind: str) -> Callable[[Frame, LedgerTx], None]:
     >>> runtime.register(sn.AttachedStreamHandler(
     ...     kind="demo.job", mode="output_only", parse_start=sn.parse_ok, run=run,
     ...     commit_terminal=settled_event("demo.job")))
+    AttachedStreamHandler(kind='demo.job', mode='output_only', on_detach='abort')
     >>> async def job():
     ...     session = await runtime.attach("demo.job", None)
     ...     return await runtime.wait(session.stream_ref)

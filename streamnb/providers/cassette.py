@@ -110,6 +110,14 @@ class Cassette:
     ------
     CassetteError
         The frames do not form one whole stream (see :meth:`from_frames`).
+
+    Examples
+    --------
+    >>> tape = Cassette.load(shipped_cassette())
+    >>> tape.kind, tape.mode, tape.terminal.kind
+    ('tutorial.streaming_chatbot', 'bidi', 'completed')
+    >>> tape.text().startswith("An attached stream")
+    True
     """
 
     kind: str
@@ -347,8 +355,25 @@ def record_cassette(
 
     Examples
     --------
-    >>> frames = await sn.read_until_terminal(session.output)       # doctest: +SKIP
-    >>> record_cassette(frames, "reply.json", config=cfg)           # doctest: +SKIP
+    Record a stream read from its start, then load the file back:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import streamnb as sn
+    >>> from streamnb.demo import output_only_handler
+    >>> runtime = sn.StreamRuntime()
+    >>> _ = runtime.register(output_only_handler())
+    >>> async def one_stream():
+    ...     session = await runtime.attach("tutorial.output_only", {})
+    ...     return await sn.read_until_terminal(session.output)
+    >>> frames = runtime.run(one_stream())
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> tape = record_cassette(frames, Path(folder.name) / "reply.json", meta={"why": "docs"})
+    >>> again = Cassette.load(tape.path)
+    >>> [f.kind for f in again.frames], again.text("stdout"), again.meta
+    (['opened', 'progress', 'output', 'completed'], 'hello', {'why': 'docs'})
+    >>> folder.cleanup()
+    >>> runtime.close()
     """
     if isinstance(source, tuple) and len(source) == 2 and isinstance(source[0], Ledger):
         ledger, ref = source
@@ -389,10 +414,22 @@ def shipped_cassette(name: str = "chat_reply") -> Path:
         through :func:`~streamnb.providers.chat_handler`) or ``"chat_tool_call"`` (a
         reply that calls ``roll_dice`` first). A ``.json`` suffix is optional.
 
+    Returns
+    -------
+    pathlib.Path
+        The ``.json`` file inside the installed package.
+
     Raises
     ------
     CassetteError
         No shipped cassette has that name (the message lists those that exist).
+
+    Examples
+    --------
+    >>> shipped_cassette().name
+    'chat_reply.json'
+    >>> Cassette.load(shipped_cassette("chat_tool_call")).mode
+    'bidi'
     """
     stem = name.removesuffix(".json")
     path = _SHIPPED_DIR / f"{stem}.json"
@@ -455,9 +492,23 @@ def cassette_handler(
 
     Examples
     --------
-    >>> handler = cassette_handler(shipped_cassette(), "tutorial.streaming_chatbot",
-    ...                            speed=2.0)                        # doctest: +SKIP
-    >>> runtime.register(handler)                                   # doctest: +SKIP
+    The shipped chat reply, replayed without its pauses (``speed=math.inf``); a
+    ``bidi`` recording waits for the user's message where the original did:
+
+    >>> import math
+    >>> import streamnb as sn
+    >>> runtime = sn.StreamRuntime()
+    >>> _ = runtime.register(cassette_handler(shipped_cassette(), "replay.chat", speed=math.inf))
+    >>> async def ask(text):
+    ...     session = await runtime.attach("replay.chat")
+    ...     await session.send(text)
+    ...     return await sn.read_until_terminal(session.output)
+    >>> frames = runtime.run(ask("What is an attached stream?"))
+    >>> frames[-1].kind, "".join(f.payload for f in frames if f.kind == "output")[:12]
+    ('completed', 'An attached ')
+    >>> runtime.ledger.events()["kind"].tolist()
+    ['replay.chat.settled']
+    >>> runtime.close()
     """
     tape = cassette if isinstance(cassette, Cassette) else Cassette.load(cassette)
     if not speed > 0:  # also refuses NaN

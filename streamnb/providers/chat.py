@@ -109,6 +109,20 @@ def chat_handler(
         ``config`` was not given and cannot be resolved.
     ValueError
         ``max_steps`` or ``max_turns`` below 1.
+
+    Examples
+    --------
+    Building the handler checks the configuration but sends nothing; the model
+    is asked once a user message arrives:
+
+    >>> import streamnb as sn
+    >>> from streamnb.providers import ProviderConfig, roll_dice
+    >>> cfg = ProviderConfig.resolve(model="llama3.2", base_url="http://localhost:11434/v1",
+    ...                              api_key_env=None)
+    >>> runtime = sn.StreamRuntime()
+    >>> runtime.register(chat_handler("tutorial.streaming_chatbot", cfg, tools=[roll_dice]))
+    AttachedStreamHandler(kind='tutorial.streaming_chatbot', mode='bidi', on_detach='abort')
+    >>> runtime.close()
     """
     cfg = ProviderConfig.resolve() if config is None else config
     if max_steps < 1 or (max_turns is not None and max_turns < 1):

@@ -83,7 +83,20 @@ _ROOM_ID = re.compile(r"rm_[0-9a-f]{12}")
 
 
 def check_room_name(name: object) -> str:
-    """The name, stripped of surrounding white space, or :class:`RoomNameError`."""
+    """The name, stripped of surrounding white space, or :class:`RoomNameError`.
+
+    A name is 1 to :data:`MAX_NAME_CHARS` characters with no control character
+    (seed 004 shows names in a one-line sidebar).
+
+    Examples
+    --------
+    >>> check_room_name("  Ideas ")
+    'Ideas'
+    >>> check_room_name("Ideas" + chr(7))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    streamnb.rooms.errors.RoomNameError: invalid room name ...: it contains a control character; ...
+    """
     if not isinstance(name, str):
         raise RoomNameError(name, f"it is a {type(name).__name__}, not a str", MAX_NAME_CHARS)
     stripped = name.strip()
@@ -135,12 +148,25 @@ class ChatRooms:
 
     Examples
     --------
-    >>> rooms = ChatRooms()                                  # doctest: +SKIP
-    >>> room = rooms.room(rooms.create_room("Ideas"))        # doctest: +SKIP
-    >>> await room.send("hello")                             # doctest: +SKIP
-    >>> (await room.wait()).content                          # doctest: +SKIP
+    In memory, with the seeds' fake replies; in a notebook cell, ``await`` the
+    coroutines instead of passing them to ``runtime.run``:
+
+    >>> rooms = ChatRooms()
+    >>> room = rooms.room(rooms.create_room("Ideas"))
+    >>> async def turn(text):
+    ...     await room.send(text)
+    ...     return await room.wait()
+    >>> rooms.runtime.run(turn("hello")).content
     'streamnb reply to hello (turn 1)'
-    >>> rooms.rooms()[["name", "message_count"]]             # doctest: +SKIP
+    >>> rooms.rooms()[["name", "message_count"]]
+        name  message_count
+    0  Ideas              2
+    >>> rooms.sql("SELECT m.role, s.status FROM messages m "
+    ...           "JOIN ledger.streams s USING (stream_ref) ORDER BY m.role DESC")
+            role     status
+    0       user  completed
+    1  assistant  completed
+    >>> rooms.close()
     """
 
     def __init__(
@@ -251,6 +277,7 @@ class ChatRooms:
         return self._host.state is Lifecycle.CLOSED
 
     def __contains__(self, room_id: object) -> bool:
+        """True if a room with this id exists (created and not deleted)."""
         return room_id in self._rooms
 
     def __iter__(self) -> Iterator[str]:
@@ -258,6 +285,7 @@ class ChatRooms:
         return iter(list(self._rooms))
 
     def __len__(self) -> int:
+        """How many rooms exist."""
         return len(self._rooms)
 
     def __repr__(self) -> str:
@@ -269,24 +297,45 @@ class ChatRooms:
     # --- rooms ----------------------------------------------------------------------------
 
     def create_room(self, name: str) -> str:
-        """Create an empty room; returns its id (``rm_`` and 12 hex digits).
+        """Create an empty room (seed 004's "new room"); returns its id.
+
+        Parameters
+        ----------
+        name : str
+            Shown in the room list; surrounding white space is stripped.
+
+        Returns
+        -------
+        str
+            ``rm_`` and 12 hex digits (also the room file's name, ``<id>.db``).
 
         Raises
         ------
         RoomNameError
             ``name`` is empty, longer than 100 characters or has control characters.
+        RoomError
+            The registry is closed, or its database could not be written.
+
+        Examples
+        --------
+        >>> rooms = ChatRooms()
+        >>> room_id = rooms.create_room(" Ideas ")
+        >>> room_id in rooms, rooms.room(room_id).name
+        (True, 'Ideas')
+        >>> rooms.close()
         """
         self._host.check_open()
         clean = check_room_name(name)
         room_id = "rm_" + secrets.token_hex(6)
         now = time.time()
+        row = RoomRow(room_id, clean, now, now)
         store = RoomStore(room_id, self._room_file(room_id))
         try:
-            self._registry.insert(RoomRow(room_id, clean, now, now))
+            self._registry.insert(row)
         except BaseException:
             store.delete_files()
             raise
-        self._add(RoomRow(room_id, clean, now, now), store)
+        self._add(row, store)
         self._host.emit(RoomEvent("created", room_id))
         return room_id
 
@@ -296,7 +345,19 @@ class ChatRooms:
         Raises
         ------
         UnknownRoomError
-            No such room (never created, or deleted).
+            No such room (never created, or deleted); the message lists some
+            existing ids.
+        RoomError
+            The registry is closed.
+
+        Examples
+        --------
+        >>> rooms = ChatRooms()
+        >>> rooms.room("rm_000000000000")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        streamnb.rooms.errors.UnknownRoomError: no room with id 'rm_000000000000' (there are ...)...
+        >>> rooms.close()
         """
         self._host.check_open()
         try:
@@ -309,7 +370,19 @@ class ChatRooms:
 
         Raises
         ------
-        UnknownRoomError, RoomNameError
+        UnknownRoomError
+            No such room.
+        RoomNameError
+            ``name`` is not a valid room name (see :meth:`create_room`).
+
+        Examples
+        --------
+        >>> rooms = ChatRooms()
+        >>> room_id = rooms.create_room("Ideas")
+        >>> rooms.rename_room(room_id, "Plans")
+        >>> rooms.room(room_id).name
+        'Plans'
+        >>> rooms.close()
         """
         self.room(room_id)
         clean = check_room_name(name)
@@ -322,11 +395,27 @@ class ChatRooms:
 
         The ledger keeps the settlements of the room's past replies.
 
+        Returns
+        -------
+        int
+            The number of messages deleted (user and assistant).
+
         Raises
         ------
         UnknownRoomError
+            No such room.
         RoomBusyError
             A reply is streaming; stop it (``await room.cancel()``) or wait first.
+
+        Examples
+        --------
+        >>> rooms = ChatRooms()
+        >>> room = rooms.room(rooms.create_room("Ideas"))
+        >>> _ = rooms.runtime.run(room.send("hello"))
+        >>> _ = rooms.runtime.run(room.wait())
+        >>> rooms.clear_room(room.id), room.message_count()
+        (2, 0)
+        >>> rooms.close()
         """
         removed = self.room(room_id)._clear()
         self._host.emit(RoomEvent("cleared", room_id))
@@ -341,9 +430,25 @@ class ChatRooms:
         removed from the registry and its database file is deleted. New sends
         to the room are refused from the moment this is called.
 
+        Parameters
+        ----------
+        room_id : str
+        reason : str, default ``"room deleted"``
+            The cancel reason of a streaming reply (its ledger ``reason``).
+
         Raises
         ------
         UnknownRoomError
+            No such room.
+
+        Examples
+        --------
+        >>> rooms = ChatRooms()
+        >>> room_id = rooms.create_room("Ideas")
+        >>> rooms.runtime.run(rooms.delete_room(room_id))
+        >>> room_id in rooms, len(rooms)
+        (False, 0)
+        >>> rooms.close()
         """
         room = self.room(room_id)
         try:
@@ -361,15 +466,27 @@ class ChatRooms:
         Returns
         -------
         pandas.DataFrame
-            Columns ``id, name`` (object), ``message_count`` (int64; a streaming
+            Columns ``id, name`` (text: object on pandas 2, str on pandas 3),
+            ``message_count`` (int64; a streaming
             reply counts), ``created_at, last_active_at`` (datetime64[ns, UTC];
             a room is active when a message is sent or a reply settles).
+
+        Examples
+        --------
+        >>> rooms = ChatRooms()
+        >>> _ = rooms.create_room("Ideas")
+        >>> df = rooms.rooms()
+        >>> df[["name", "message_count"]]
+            name  message_count
+        0  Ideas              0
+        >>> df.dtypes["last_active_at"]
+        datetime64[ns, UTC]
+        >>> rooms.close()
         """
         self._host.check_open()
         rows = [
-            (r.id, r.name, self._rooms[r.id]._count(), r.created_at, r.last_active_at)
-            for r in self._registry.rows()
-            if r.id in self._rooms
+            (row.id, row.name, room._count(), row.created_at, row.last_active_at)
+            for row, room in self._listing()
         ]
         df = pd.DataFrame.from_records(rows, columns=ROOM_COLUMNS)
         df["message_count"] = df["message_count"].astype("int64")
@@ -382,20 +499,32 @@ class ChatRooms:
 
         Each has ``id, name, message_count, created_at, last_active_at`` (epoch
         seconds) and ``busy``; most recently active first.
+
+        Examples
+        --------
+        >>> rooms = ChatRooms()
+        >>> _ = rooms.create_room("Ideas")
+        >>> sorted(rooms.room_infos()[0])
+        ['busy', 'created_at', 'id', 'last_active_at', 'message_count', 'name']
+        >>> rooms.close()
         """
         self._host.check_open()
         return [
             {
-                "id": r.id,
-                "name": r.name,
-                "message_count": self._rooms[r.id]._count(),
-                "created_at": r.created_at,
-                "last_active_at": r.last_active_at,
-                "busy": self._rooms[r.id].busy,
+                "id": row.id,
+                "name": row.name,
+                "message_count": room._count(),
+                "created_at": row.created_at,
+                "last_active_at": row.last_active_at,
+                "busy": room.busy,
             }
-            for r in self._registry.rows()
-            if r.id in self._rooms
+            for row, room in self._listing()
         ]
+
+    def _listing(self) -> list[tuple[RoomRow, Room]]:
+        """Every room with its registry row, most recently active first."""
+        rooms = self._rooms
+        return [(row, rooms[row.id]) for row in self._registry.rows() if row.id in rooms]
 
     def sql(self, query: str, params: Any = ()) -> pd.DataFrame:
         """One read-only SQL query over rooms, messages of all rooms, and the ledger.
@@ -406,10 +535,36 @@ class ChatRooms:
         ``ledger.events`` (the ledger file attached read-only, or a copy of an
         in-memory ledger). Times are epoch seconds. See the module docstring.
 
+        Parameters
+        ----------
+        query : str
+            One SQLite statement (a ``SELECT``; writes are refused).
+        params : sequence or mapping, optional
+            Values for the statement's ``?`` or ``:name`` placeholders.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The result rows, with SQLite's column names and types (times stay
+            floats).
+
         Raises
         ------
         LedgerQueryError
             The statement failed or tried to write.
+
+        Examples
+        --------
+        >>> rooms = ChatRooms()
+        >>> _ = rooms.create_room("Ideas")
+        >>> rooms.sql("SELECT name, (SELECT count(*) FROM messages) AS n FROM rooms")
+            name  n
+        0  Ideas  0
+        >>> rooms.sql("DELETE FROM rooms")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        streamnb._errors.LedgerQueryError: ...
+        >>> rooms.close()
         """
         self._host.check_open()
         histories = [(room_id, room._history) for room_id, room in self._rooms.items()]
@@ -422,6 +577,18 @@ class ChatRooms:
 
         Listeners run on the thread that made the change and must not raise
         (an exception is swallowed so one listener cannot break a reply).
+        :class:`~streamnb.ChatRoomsWidget` follows the registry this way.
+
+        Examples
+        --------
+        >>> rooms = ChatRooms()
+        >>> seen = []
+        >>> unsubscribe = rooms.subscribe(lambda event: seen.append(event.kind))
+        >>> rooms.rename_room(rooms.create_room("Ideas"), "Plans")
+        >>> unsubscribe()
+        >>> seen
+        ['created', 'renamed']
+        >>> rooms.close()
         """
         return self._host.subscribe(listener)
 
@@ -466,7 +633,8 @@ class ChatRooms:
             host.state = Lifecycle.CLOSED
 
     def close(self) -> None:
-        """Synchronous :meth:`aclose` (through ``runtime.run``)."""
+        """Synchronous :meth:`aclose` (through ``runtime.run``); a runtime this registry
+        made is closed too. Idempotent."""
         if self.closed:
             return
         self.runtime.run(self.aclose())

@@ -49,7 +49,11 @@ def new_message_id() -> str:
 
 @dataclass(frozen=True, slots=True)
 class ActiveReply:
-    """The reply a room is streaming: its stream and the two messages of the turn."""
+    """The reply a room is streaming: its stream and the two messages of the turn.
+
+    ``GET /rooms/{id}`` shows it as ``active_reply``; ``GET /rooms/{id}/stream``
+    sends it as the first event (seed 004's resume names the reply the same way).
+    """
 
     room_id: str
     stream_ref: str
@@ -66,11 +70,28 @@ class Room:
 
     Examples
     --------
-    >>> room = rooms.room(rooms.create_room("Ideas"))          # doctest: +SKIP
-    >>> session = await room.send("hello")                      # doctest: +SKIP
-    >>> message = await room.wait()                             # doctest: +SKIP
-    >>> message.content                                         # doctest: +SKIP
-    'streamnb reply to hello (turn 1)'
+    A turn, then a stopped turn (a slow fake source, so Stop lands mid-reply):
+
+    >>> from streamnb.providers import FakeTokenSource, lorem_tokens
+    >>> from streamnb.rooms import ChatRooms, room_reply_handler
+    >>> slow = FakeTokenSource(lorem_tokens(200), rate_tokens_per_s=200)
+    >>> rooms = ChatRooms(handler_factory=lambda kind: room_reply_handler(kind, slow))
+    >>> room = rooms.room(rooms.create_room("Ideas"))
+    >>> async def stopped_turn(text):
+    ...     session = await room.send(text)
+    ...     async for frame in session.output:  # Stop after the first token
+    ...         if frame.kind == "output":
+    ...             await room.cancel("enough")
+    ...             break
+    ...     return await room.wait(timeout_s=10)
+    >>> message = rooms.runtime.run(stopped_turn("tell me everything"))
+    >>> message.status, 0 < len(message.content) < len("".join(lorem_tokens(200)("x")))
+    ('cancelled', True)
+    >>> room.messages()[["role", "status"]]
+            role     status
+    0       user       sent
+    1  assistant  cancelled
+    >>> rooms.close()
     """
 
     def __init__(self, host: RoomHost, room_id: str, store: RoomStore) -> None:
@@ -111,7 +132,8 @@ class Room:
         Returns
         -------
         pandas.DataFrame
-            Columns ``id, role, content, status`` (object), ``created_at``
+            Columns ``id, role, content, status`` (text: object on pandas 2, str
+            on pandas 3), ``created_at``
             (datetime64[ns, UTC]) and ``stream_ref`` (object: the turn's reply
             stream, for joins with the ledger). ``status`` is ``sent`` for user
             messages; for replies ``streaming``, then ``completed``,
@@ -128,7 +150,18 @@ class Room:
         return df
 
     def message_list(self) -> list[Message]:
-        """The room's messages as :class:`~streamnb.rooms.Message` objects, oldest first."""
+        """The room's messages as :class:`~streamnb.rooms.Message` objects, oldest first.
+
+        Examples
+        --------
+        >>> from streamnb.rooms import ChatRooms
+        >>> rooms = ChatRooms()
+        >>> room = rooms.room(rooms.create_room("Ideas"))
+        >>> _ = rooms.runtime.run(room.send("hi"))
+        >>> [(m.role, m.content) for m in rooms.runtime.run(room.wait()) and room.message_list()]
+        [('user', 'hi'), ('assistant', 'streamnb reply to hi (turn 1)')]
+        >>> rooms.close()
+        """
         self._check()
         return self._store.messages()
 
@@ -138,7 +171,10 @@ class Room:
         return self._store.count()
 
     def active_stream(self) -> Session | None:
-        """The session of the reply streaming now, or None."""
+        """The session of the reply streaming now (the one :meth:`send` returned), or None.
+
+        Show it with ``display(session)`` or read ``session.output``.
+        """
         reply = self._reply
         return None if reply is None else reply.session
 
@@ -276,6 +312,18 @@ class Room:
         ------
         StreamTimeoutError
             ``timeout_s`` passed first.
+
+        Examples
+        --------
+        >>> from streamnb.rooms import ChatRooms
+        >>> rooms = ChatRooms()
+        >>> room = rooms.room(rooms.create_room("Ideas"))
+        >>> rooms.runtime.run(room.wait()) is None  # no reply yet
+        True
+        >>> _ = rooms.runtime.run(room.send("hello"))
+        >>> rooms.runtime.run(room.wait(timeout_s=10)).status
+        'completed'
+        >>> rooms.close()
         """
         self._check()
         reply = self._reply
@@ -298,7 +346,20 @@ class Room:
 
         Returns at once with the runtime's answer (``"requested"``, ...); the
         partial text is stored with status ``cancelled`` when the stream settles
-        (``await room.wait()``).
+        (``await room.wait()``). Seed 004 has no Stop; this is streamnb's cancel
+        (see the class example).
+
+        Parameters
+        ----------
+        reason : str, default ``"cancelled"``
+            Recorded as the stream's cancel reason (the widget's Stop gives
+            ``"user pressed stop"``).
+
+        Returns
+        -------
+        str or None
+            ``"requested"``, ``"already_requested"`` or ``"already_settled"``;
+            None when no reply streams.
         """
         self._check()
         reply = self._reply
@@ -313,6 +374,25 @@ class Room:
         ``after_seq`` (all of them for ``None``) and then continues live, each
         frame once: pass the ``seq`` of the last frame you saw to get no
         duplicates. Detaching it does not stop the reply.
+
+        Parameters
+        ----------
+        after_seq : int, optional
+            The last frame seq already seen; ``None`` replays from ``opened``.
+
+        Returns
+        -------
+        Session or None
+            A new observer of the reply stream; None when no reply streams.
+
+        Examples
+        --------
+        >>> from streamnb.rooms import ChatRooms
+        >>> rooms = ChatRooms()
+        >>> room = rooms.room(rooms.create_room("Ideas"))
+        >>> rooms.runtime.run(room.resume()) is None  # idle: nothing to resume
+        True
+        >>> rooms.close()
         """
         self._check()
         reply = self._reply

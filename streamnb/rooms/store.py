@@ -78,6 +78,19 @@ class Message:
     while the reply runs, then ``completed``, ``cancelled`` (the partial text),
     ``failed`` or ``interrupted``. ``created_at`` and ``settled_at`` are epoch
     seconds. ``stream_ref`` names the reply's stream (on both messages of a turn).
+
+    Examples
+    --------
+    >>> from streamnb.rooms import ChatRooms
+    >>> rooms = ChatRooms()
+    >>> room = rooms.room(rooms.create_room("Ideas"))
+    >>> _ = rooms.runtime.run(room.send("hello"))
+    >>> reply = rooms.runtime.run(room.wait())
+    >>> reply.role, reply.status, reply.stream_ref.startswith("st_")
+    ('assistant', 'completed', True)
+    >>> sorted(reply.to_dict())
+    ['content', 'created_at', 'id', 'role', 'settled_at', 'status', 'stream_ref']
+    >>> rooms.close()
     """
 
     id: str

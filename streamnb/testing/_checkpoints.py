@@ -62,8 +62,22 @@ def _kind_of(item: Any) -> str:
 def checkpoint_path(frames: Iterable[Any]) -> str:
     """The actual path of ``frames`` in checkpoint notation, runs compressed.
 
-    ``[opened, progress, output, output, output, completed]`` gives
-    ``"opened -> progress -> output×3 -> completed"``.
+    Parameters
+    ----------
+    frames : iterable of Frame (or dicts with ``kind``, or kind strings)
+
+    Returns
+    -------
+    str
+        The kinds joined by ``" -> "``, a run of one kind written ``kind×n``;
+        ``"(no frames)"`` for none.
+
+    Examples
+    --------
+    >>> checkpoint_path(["opened", "progress", "output", "output", "output", "completed"])
+    'opened -> progress -> output×3 -> completed'
+    >>> checkpoint_path([])
+    '(no frames)'
     """
     out: list[str] = []
     prev, count = None, 0
@@ -117,6 +131,17 @@ def assert_checkpoint(frames: Iterable[Any], path: str) -> None:
         (an ``AssertionError``) showing the expected and the actual path.
     CheckpointSyntaxError
         ``path`` is not valid notation.
+
+    Examples
+    --------
+    >>> kinds = ["opened", "progress", "output", "cancelled"]
+    >>> assert_checkpoint(kinds, "opened -> progress? -> output* -> completed|cancelled")
+    >>> assert_checkpoint(kinds, "opened -> progress -> output* -> completed")
+    Traceback (most recent call last):
+    ...
+    streamnb.testing._checkpoints.CheckpointMismatch: frames do not follow the checkpoint path
+      expected: opened -> progress -> output* -> completed
+      actual:   opened -> progress -> output -> cancelled
     """
     items = list(frames)
     pattern = _compile(path)

@@ -68,11 +68,23 @@ class ChatWidget(LoopWidget):
 
     Examples
     --------
-    >>> chat = sn.ChatWidget(runtime, "tutorial.streaming_chatbot")   # doctest: +SKIP
-    >>> chat                                                           # doctest: +SKIP
-    >>> sn.testing.press_send(chat, "hello")                           # doctest: +SKIP
-    >>> await chat.wait(timeout_s=30)              # doctest: +SKIP
-    >>> chat.transcript[-1]["content"]                                 # doctest: +SKIP
+    Shown by ending a cell with ``chat``; here the Send button is pressed from
+    Python (:mod:`streamnb.testing`), as a notebook under nbval does:
+
+    >>> import streamnb as sn
+    >>> from streamnb.demo import chatbot_handler
+    >>> from streamnb.testing import press_send
+    >>> runtime = sn.StreamRuntime()
+    >>> _ = runtime.register(chatbot_handler())
+    >>> async def chat_once(text):
+    ...     chat = sn.ChatWidget(runtime, "tutorial.streaming_chatbot")
+    ...     press_send(chat, text)
+    ...     return chat, await chat.wait(timeout_s=30)
+    >>> chat, status = runtime.run(chat_once("hello"))
+    >>> status, [(m["role"], m["content"]) for m in chat.transcript]
+    ('completed', [('user', 'hello'), ('assistant', 'streamnb reply to hello')])
+    >>> chat.close()
+    >>> runtime.close()
     """
 
     _esm = esm("common.js", "chat.js")

@@ -74,8 +74,22 @@ class ChatRoomsWidget(LoopWidget):
 
     Examples
     --------
-    >>> rooms = ChatRooms()                         # doctest: +SKIP
-    >>> ChatRoomsWidget(rooms)                      # doctest: +SKIP
+    Shown by ending a cell with ``widget``; without a front end the room list
+    still follows the registry:
+
+    >>> import streamnb as sn
+    >>> from streamnb.rooms import ChatRooms
+    >>> rooms = ChatRooms()
+    >>> room = rooms.room(rooms.create_room("Ideas"))
+    >>> async def chat_in(room, text):
+    ...     widget = sn.ChatRoomsWidget(rooms)
+    ...     await room.send(text)
+    ...     return widget, await widget.wait(timeout_s=30)
+    >>> widget, state = rooms.runtime.run(chat_in(room, "hello"))
+    >>> state, [(r["name"], r["message_count"], r["busy"]) for r in widget.room_list]
+    ('idle', [('Ideas', 2, False)])
+    >>> widget.close()
+    >>> rooms.close()
     """
 
     _esm = esm("common.js", "rooms.js")

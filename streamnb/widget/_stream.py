@@ -73,11 +73,25 @@ class StreamWidget(LoopWidget):
 
     Examples
     --------
-    >>> session = await runtime.attach("tutorial.streaming_chatbot", {})  # doctest: +SKIP
-    >>> widget = sn.StreamWidget(session)                                  # doctest: +SKIP
-    >>> widget                       # shows it; or just display(session)  # doctest: +SKIP
-    >>> await widget.wait(timeout_s=30)                            # doctest: +SKIP
-    >>> widget.text()                                                      # doctest: +SKIP
+    In a notebook, ``display(session)`` (or a cell ending in ``session``) shows
+    the widget; here it runs without a front end, as under nbval:
+
+    >>> import streamnb as sn
+    >>> from streamnb.demo import chatbot_handler
+    >>> runtime = sn.StreamRuntime()
+    >>> _ = runtime.register(chatbot_handler())
+    >>> async def watch(text):
+    ...     session = await runtime.attach("tutorial.streaming_chatbot", {})
+    ...     widget = sn.StreamWidget(session)
+    ...     await session.send(text)
+    ...     return widget, await widget.wait(timeout_s=30)
+    >>> widget, status = runtime.run(watch("hello"))
+    >>> status, widget.text()
+    ('completed', 'streamnb reply to hello')
+    >>> widget.final_texts
+    {'assistant.delta': 'streamnb reply to hello'}
+    >>> widget.close()
+    >>> runtime.close()
     """
 
     _esm = esm("common.js", "widget.js")
