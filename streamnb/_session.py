@@ -2,55 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from ._errors import InvalidFrameError
-from ._frames import Frame, check_json, tuple_new
-from ._stream import _Output, _State, _Stream
+from ._frames import Frame
+from ._stream import CancelResult, SendResult, StreamInfo, _Output, _Stream
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotation only: the runtime imports this module, not the reverse
     from ._runtime import StreamRuntime
 
 __all__ = ["CancelResult", "SendResult", "Session", "StreamInfo"]
-
-CancelResult = Literal["requested", "already_requested", "already_settled"]
-SendResult = Literal["accepted", "duplicate"]
-
-
-@dataclass(frozen=True, slots=True)
-class StreamInfo:
-    """A snapshot of one stream as the runtime sees it (see :meth:`StreamRuntime.info`).
-
-    ``status`` is ``running`` until the stream settled, then its terminal kind;
-    ``settling`` is True while its end is decided and being committed to the ledger
-    (input is refused and ``cancel`` answers ``already_settled`` from then on).
-    """
-
-    stream_ref: str
-    kind: str
-    mode: str
-    on_detach: str
-    status: str
-    settling: bool
-    opened_at: float
-    next_seq: int
-    first_retained_seq: int
-    observers: int
-    cancel_requested: bool
-    cancel_reason: str | None
-    terminal: Frame | None
-
-
-def _check_reason(reason: Any) -> str:
-    """A cancel reason as given, or :class:`InvalidFrameError` (it is stored and sent as text)."""
-    if not isinstance(reason, str):
-        raise InvalidFrameError(
-            f"the cancel reason must be a str, got {type(reason).__name__} {reason!r}; "
-            "e.g. cancel('user pressed stop')"
-        )
-    check_json(reason, "the cancel reason")
-    return reason
 
 
 class Session:
@@ -70,7 +30,7 @@ class Session:
         self.mode = st.handler.mode
         self._output = _Output(st, start_seq)
         self._detached = False
-        st.observers += 1
+        st.add_observer()
 
     @property
     def runtime(self) -> StreamRuntime:
@@ -130,8 +90,8 @@ class Session:
         InvalidFrameError
             Malformed frame or non-JSON payload. Nothing is queued.
         """
-        self._rt._check_loop()
-        return self._rt._send(self._st, frame)
+        self._st.owner.check_loop()
+        return self._st.accept_input(frame)
 
     async def cancel(self, reason: str = "cancelled") -> CancelResult:
         """Ask the stream to stop (cooperative cancel, seed 000's Stop).
@@ -145,8 +105,8 @@ class Session:
         InvalidFrameError
             ``reason`` is not a str, or not valid Unicode text (nothing changes).
         """
-        self._rt._check_loop()
-        return self._rt._cancel(self._st, _check_reason(reason))
+        self._st.owner.check_loop()
+        return self._st.request_cancel(reason)
 
     async def detach(self) -> None:
         """Stop observing: ``output`` ends. Not a cancel (seed 001).
@@ -154,7 +114,7 @@ class Session:
         If this was the last observer of an ``on_detach="abort"`` stream, the
         stream is cancelled with reason ``"detached"``. Idempotent.
         """
-        self._rt._check_loop()
+        self._st.owner.check_loop()
         self._detach_now()
 
     def _detach_now(self) -> None:
@@ -162,10 +122,7 @@ class Session:
             return
         self._detached = True
         self._output._close()
-        st = self._st
-        st.observers -= 1
-        if st.observers <= 0 and st.handler.on_detach == "abort" and st.state is _State.RUNNING:
-            self._rt._cancel(st, "detached")
+        self._st.remove_observer()
 
     async def wait(self, timeout_s: float | None = None) -> Frame:
         """Wait until the stream settles and return its terminal frame.
@@ -173,12 +130,12 @@ class Session:
         Does not consume ``output``. Raises :class:`~streamnb.StreamTimeoutError`
         after ``timeout_s`` seconds (the stream keeps running).
         """
-        self._rt._check_loop()
-        return await self._rt.wait(self.stream_ref, timeout_s=timeout_s)
+        self._st.owner.check_loop()
+        return await self._st.wait(timeout_s)
 
     def frame_log(self) -> list[Frame]:
         """Every retained outbound frame so far, as a list (a snapshot; ``output`` stays)."""
-        return [tuple_new(Frame, raw) for raw in self._st.log]
+        return self._st.frame_log()
 
     def __repr__(self) -> str:
         return (
