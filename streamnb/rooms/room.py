@@ -211,6 +211,8 @@ class Room:
             A reply is already streaming in this room.
         RoomError
             ``text`` is empty, or the room's database could not be written.
+        TypeError
+            ``text`` is not a ``str``.
         UnknownRoomError
             The room was deleted (also while this call was starting the reply:
             the reply is then cancelled).
