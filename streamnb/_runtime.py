@@ -46,7 +46,7 @@ from ._errors import (
 )
 from ._frames import TERMINAL_KINDS, Frame, build_frame
 from ._handler import AttachedStreamHandler, ParseError, ParseOk, StreamContext
-from ._ledger import Ledger, LedgerTx, Settlement
+from ._ledger import Ledger, LedgerBackend, LedgerTx, Settlement
 from ._lifecycle import Lifecycle
 from ._session import Session
 from ._stream import CancelResult, SendResult, StreamInfo, _Input, _Output, _State, _Stream
@@ -161,7 +161,9 @@ class StreamRuntime:
         retain_settled: int = 1000,
     ) -> None:
         self.ledger = Ledger() if ledger is None else ledger
-        self.ledger.check_writable()
+        # the runtime writes only through the backend interface; users query self.ledger
+        self._store: LedgerBackend = self.ledger.backend
+        self._store.check_writable()
         if cancel_grace_s < 0 or force_wait_s < 0:
             raise ValueError("cancel_grace_s and force_wait_s are seconds >= 0")
         if max_retained_frames is not None and max_retained_frames < 1:
@@ -305,7 +307,7 @@ class StreamRuntime:
         # Once the row is committed the stream must settle, whatever happens to this call
         # meanwhile: aclose() waits for attaches in flight, and a cancelled attach still
         # starts the stream, as if its only observer had detached.
-        write = asyncio.ensure_future(self.ledger.open_stream(ref, kind, handler.mode, opened_at))
+        write = asyncio.ensure_future(self._store.open_stream(ref, kind, handler.mode, opened_at))
         in_flight: asyncio.Future[None] = loop.create_future()
         self._opening.add(in_flight)
         try:
@@ -333,7 +335,7 @@ class StreamRuntime:
         """Create the stream whose row is committed, publish ``opened``, start its driver."""
         loop = self._loop
         assert loop is not None
-        ledger = self.ledger
+        store = self._store
         st = _Stream(
             self._owner,
             handler,
@@ -341,7 +343,7 @@ class StreamRuntime:
             opened_at,
             loop.create_future(),
             cap=self.max_retained_frames,
-            record=ledger.record_frame if ledger.record_frames else None,
+            record=store.record_frame if store.record_frames else None,
         )
         self._streams[ref] = st
         opened = Frame(
@@ -577,7 +579,7 @@ class StreamRuntime:
             tx=tx,
             terminal_frame=frame,
         )
-        commit = asyncio.ensure_future(self.ledger.settle(settlement))
+        commit = asyncio.ensure_future(self._store.settle(settlement))
         try:
             try:
                 done = await asyncio.shield(commit)

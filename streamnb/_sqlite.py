@@ -6,7 +6,9 @@ explicit ``BEGIN IMMEDIATE``), a ``busy_timeout``, and for files WAL mode with
 ``synchronous=NORMAL`` (durable against a process crash, which the ledger's
 ``runtime_lost`` recovery relies on, not against power loss). Every
 ``sqlite3.Error`` leaves streamnb through :func:`translate_errors`, as the
-caller's own :class:`~streamnb.StreamnbError` with the original as ``__cause__``.
+caller's own :class:`~streamnb.StreamnbError` with the original as ``__cause__``
+(also the ``UnicodeEncodeError`` and ``OverflowError`` sqlite3 raises for values it
+cannot bind).
 (httpx ``map_httpcore_exceptions``.)
 
 Examples
@@ -31,15 +33,18 @@ from contextlib import contextmanager
 
 from ._errors import StreamnbError
 
-__all__ = ["DEFAULT_BUSY_TIMEOUT_S", "connect", "translate_errors"]
+__all__ = ["DEFAULT_BUSY_TIMEOUT_S", "SQLITE_ERRORS", "connect", "translate_errors"]
 
 #: how long a connection waits for a lock another connection holds, seconds
 DEFAULT_BUSY_TIMEOUT_S = 5.0
+#: what sqlite3 raises for a statement: its own errors, plus UnicodeEncodeError for text
+#: that is not valid Unicode (a lone surrogate) and OverflowError for an int beyond 64 bits
+SQLITE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, UnicodeEncodeError, OverflowError)
 
 
 @contextmanager
 def translate_errors(error: Callable[[str], StreamnbError]) -> Iterator[None]:
-    """Re-raise a ``sqlite3.Error`` from the block as ``error(message)``, chained from it.
+    """Re-raise an error of :data:`SQLITE_ERRORS` from the block as ``error(message)``, chained.
 
     ``error`` gets SQLite's message (``"database or disk is full"``, ``"no such
     table: x"``...) and builds the caller's error around it; the caller's message
@@ -47,7 +52,7 @@ def translate_errors(error: Callable[[str], StreamnbError]) -> Iterator[None]:
     """
     try:
         yield
-    except sqlite3.Error as exc:
+    except SQLITE_ERRORS as exc:
         raise error(str(exc)) from exc
 
 

@@ -65,7 +65,7 @@ def fault_runtime(ledger: sn.Ledger) -> sn.StreamRuntime:
 
 def on_writer(ledger: sn.Ledger, sql: str) -> Any:
     """Run one statement on the ledger's own writer connection (its thread)."""
-    return ledger._query(lambda conn: conn.execute(sql).fetchall())
+    return ledger.backend.writer.call(lambda conn: conn.execute(sql).fetchall())
 
 
 @contextlib.contextmanager
@@ -258,7 +258,7 @@ async def test_handler_write_sqlite_cannot_bind_settles_failed_and_the_ledger_ke
         assert len(rt.ledger.events(stream_ref=s.stream_ref)) == 0  # all or nothing
         good = await asyncio.wait_for(rt.attach("good"), 10)
         assert (await asyncio.wait_for(good.wait(), 10)).kind == "completed"
-        assert rt.ledger._thread.is_alive()
+        assert rt.ledger.backend.writer.thread.is_alive()
 
 
 async def test_cancel_reason_with_lone_surrogate_is_refused_not_fatal_to_the_ledger() -> None:
