@@ -255,7 +255,7 @@ async def until_first_frame(rt: sn.StreamRuntime, stream_ref: str) -> None:
 
 async def kernel_stop(rt: sn.StreamRuntime, samples: int) -> float:
     """In-process press_stop -> widget status ``cancelled`` (median ms): the kernel's share."""
-    from streamnb.testing_widget import press_stop
+    from streamnb.testing import press_stop
     from streamnb.widget import StreamWidget
 
     times = []

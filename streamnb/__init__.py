@@ -77,15 +77,15 @@ from ._stream import StreamInfo
 
 if _typing.TYPE_CHECKING:
     from . import demo, providers, rooms, server, testing, widget
-    from .rooms import ChatRooms, ChatRoomsWidget
-    from .widget import ChatWidget, StreamWidget
+    from .rooms import ChatRooms
+    from .widget import ChatRoomsWidget, ChatWidget, StreamWidget
 
 __version__ = "0.1.0"
 
 #: names loaded on first use: name -> (module, attribute or None for the module itself)
 _LAZY: dict[str, tuple[str, str | None]] = {
     "ChatRooms": ("streamnb.rooms", "ChatRooms"),
-    "ChatRoomsWidget": ("streamnb.rooms", "ChatRoomsWidget"),
+    "ChatRoomsWidget": ("streamnb.widget", "ChatRoomsWidget"),
     "ChatWidget": ("streamnb.widget", "ChatWidget"),
     "StreamWidget": ("streamnb.widget", "StreamWidget"),
     "demo": ("streamnb.demo", None),

@@ -45,6 +45,15 @@ def load_handlers(spec: str) -> list[AttachedStreamHandler]:
         ``spec`` is not ``module:attr``, or the object is not handlers.
     ImportError, AttributeError
         The module or attribute does not exist.
+
+    Examples
+    --------
+    >>> [h.kind for h in load_handlers("streamnb.demo:demo_handlers")]
+    ['tutorial.streaming_chatbot', 'tutorial.output_only']
+    >>> load_handlers("streamnb.demo")
+    Traceback (most recent call last):
+    ...
+    ValueError: 'streamnb.demo' is not 'module:attr' (e.g. 'myhandlers:chatbot')
     """
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:

@@ -13,8 +13,10 @@ import pytest
 
 import streamnb as sn
 from streamnb.demo import chatbot_handler, output_only_handler
-from streamnb.testing import FakeTokenSource, fake_tokens, lorem_tokens
-from streamnb.testing_widget import (
+from streamnb.testing import (
+    FakeTokenSource,
+    fake_tokens,
+    lorem_tokens,
     press_escape,
     press_hello,
     press_send,

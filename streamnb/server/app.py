@@ -100,9 +100,28 @@ def create_app(
 
     Examples
     --------
-    >>> runtime = sn.StreamRuntime()                         # doctest: +SKIP
-    >>> for h in demo_handlers(): runtime.register(h)        # doctest: +SKIP
-    >>> app = create_app(runtime, token="s3cret")            # doctest: +SKIP
+    Serve it with uvicorn (``streamnb serve``, or
+    :func:`~streamnb.server.serve_in_background` in a notebook); any ASGI
+    client works, here httpx's in-process transport:
+
+    >>> import httpx
+    >>> import streamnb as sn
+    >>> from streamnb.demo import demo_handlers
+    >>> runtime = sn.StreamRuntime()
+    >>> for handler in demo_handlers():
+    ...     _ = runtime.register(handler)
+    >>> app = create_app(runtime, token="s3cret")
+    >>> async def get(path, token):
+    ...     transport = httpx.ASGITransport(app)
+    ...     auth = {"Authorization": f"Bearer {token}"}
+    ...     async with httpx.AsyncClient(transport=transport, base_url="http://nb") as client:
+    ...         response = await client.get(path, headers=auth)
+    ...     return response.status_code, response.json()
+    >>> runtime.run(get("/ledger/streams", "s3cret"))
+    (200, {'streams': []})
+    >>> runtime.run(get("/ledger/streams", "guess"))[1]["error"]["type"]
+    'unauthorized'
+    >>> runtime.close()
     """
     if max_body_bytes < 1:
         raise ValueError("max_body_bytes must be >= 1")

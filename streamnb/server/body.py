@@ -15,8 +15,10 @@ from starlette.requests import Request
 from .errors import HTTPError
 
 __all__ = [
+    "cancel_reason",
     "check_keys",
     "expect_object",
+    "input_frame",
     "json_type",
     "optional_int",
     "optional_str",
@@ -140,3 +142,77 @@ def optional_int(value: Any, name: str, *, minimum: int = 0, status: int = 422) 
             status, "invalid_request", f"{name} must be an integer >= {minimum}, got {value!r}"
         )
     return value
+
+
+def input_frame(
+    message: dict[str, Any], what: str = "the request body", *, envelope: Collection[str] = ()
+) -> dict[str, Any]:
+    """The input frame a client sent: ``{"payload": any JSON, "seq"?: int >= 0}``.
+
+    One parser for ``POST /streams/{ref}/input`` (the body) and the WebSocket's
+    ``{"type": "input", ...}`` message (``envelope=("type",)``).
+
+    Parameters
+    ----------
+    message : dict
+        The JSON object received.
+    what : str
+        Names it in error messages (``"the request body"``, ``"an input message"``).
+    envelope : collection of str
+        Further keys the transport allows beside ``payload`` and ``seq``.
+
+    Returns
+    -------
+    dict
+        ``{"kind": "input", "payload": ..., "seq"?: int}``, ready for
+        ``runtime.send(ref, frame)``.
+
+    Raises
+    ------
+    HTTPError
+        422 ``invalid_request``: unknown keys, no ``payload``, or ``seq`` not an
+        integer >= 0.
+
+    Examples
+    --------
+    >>> input_frame({"payload": "hi", "seq": 3})
+    {'kind': 'input', 'payload': 'hi', 'seq': 3}
+    >>> input_frame({"type": "input", "payload": None}, "an input message", envelope=("type",))
+    {'kind': 'input', 'payload': None}
+    """
+    check_keys(message, (*envelope, "payload", "seq"), what)
+    if "payload" not in message:
+        raise HTTPError(422, "invalid_request", f"{what} needs 'payload' (any JSON value)")
+    frame: dict[str, Any] = {"kind": "input", "payload": message["payload"]}
+    seq = optional_int(message.get("seq"), "'seq'")
+    if seq is not None:
+        frame["seq"] = seq
+    return frame
+
+
+def cancel_reason(
+    message: dict[str, Any],
+    what: str = "the request body",
+    *,
+    envelope: Collection[str] = (),
+    default: str = "cancelled",
+) -> str:
+    """The reason of a cancel request ``{"reason"?: str}``; ``default`` when absent or empty.
+
+    One parser for ``POST /streams/{ref}/cancel``, ``POST /rooms/{id}/cancel`` and
+    the WebSocket's ``{"type": "cancel", ...}`` message (``envelope=("type",)``).
+
+    Raises
+    ------
+    HTTPError
+        422 ``invalid_request``: unknown keys, or ``reason`` not a string.
+
+    Examples
+    --------
+    >>> cancel_reason({})
+    'cancelled'
+    >>> cancel_reason({"type": "cancel", "reason": "enough"}, envelope=("type",))
+    'enough'
+    """
+    check_keys(message, (*envelope, "reason"), what)
+    return optional_str(message, "reason", what) or default

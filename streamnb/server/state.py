@@ -16,13 +16,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from .._errors import StreamTimeoutError, UnknownStreamError
-from .._runtime import Session, StreamRuntime
-from .sse import Connections
+from starlette.requests import HTTPConnection
 
-__all__ = ["ChatIndex", "Holds", "ServerConfig", "ServerState"]
+from .._errors import StreamTimeoutError, UnknownStreamError
+from .._frames import Frame
+from .._runtime import Session, StreamRuntime
+from .sse import Connections, FrameReader, RenderedFrames, SSEResponse
+
+__all__ = ["ChatIndex", "Holds", "ServerConfig", "ServerState", "state_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +130,51 @@ class ServerState:
         """End every live SSE/WebSocket connection (the server is stopping)."""
         self.connections.close_all()
 
+    def sse_response(
+        self,
+        session: Session,
+        render: Callable[[Frame], str],
+        *,
+        preamble: str = "",
+        headers: Mapping[str, str] | None = None,
+        label: str | None = None,
+    ) -> SSEResponse:
+        """The SSE response of every streaming endpoint: ``session``'s frames, rendered.
+
+        The response joins this app's live connections (shutdown ends it), uses
+        its ``heartbeat_s`` and ``send_timeout_s``, and detaches ``session`` when
+        it ends, however it ends (a dropped client is a detach, never a cancel).
+
+        Parameters
+        ----------
+        session : Session
+            The observer whose frames are sent, from its cursor's position.
+        render : callable ``Frame -> str``
+            One frame as SSE text (``""`` skips it); called in seq order.
+        preamble : str
+            Events sent before the first frame.
+        headers : mapping, optional
+            Extra response headers.
+        label : str, optional
+            Names the response in log messages; default the stream ref.
+        """
+        return SSEResponse(
+            RenderedFrames(FrameReader(session), render, preamble),
+            connections=self.connections,
+            heartbeat_s=self.config.heartbeat_s,
+            send_timeout_s=self.config.send_timeout_s,
+            on_close=session.detach,
+            headers=headers,
+            label=session.stream_ref if label is None else label,
+        )
+
     async def aclose(self) -> None:
         """Shutdown: close connections, release holds (sessions detach)."""
         self.begin_shutdown()
         await self.holds.aclose()
+
+
+def state_of(conn: HTTPConnection) -> ServerState:
+    """The :class:`ServerState` of the app serving ``conn`` (a request or a WebSocket)."""
+    state: ServerState = conn.app.state.streamnb
+    return state

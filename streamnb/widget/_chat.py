@@ -5,20 +5,18 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import traitlets
 
 from .._runtime import Session, StreamRuntime
-from ._assets import esm
+from ._assets import STATIC, esm
 from ._base import STOP_REASON, LoopWidget
 from ._batcher import DEFAULT_FLUSH_INTERVAL_S, Follower, check_flush_interval
 from ._protocol import ChatDeltaMsg, ChatSnapshotMsg, DeltaMsg, InboundMsg
 
 __all__ = ["ChatWidget"]
 
-STATIC = Path(__file__).resolve().parent.parent / "static"
 StartPayload = Callable[[list[dict[str, Any]]], Any]
 
 
@@ -70,11 +68,23 @@ class ChatWidget(LoopWidget):
 
     Examples
     --------
-    >>> chat = sn.ChatWidget(runtime, "tutorial.streaming_chatbot")   # doctest: +SKIP
-    >>> chat                                                           # doctest: +SKIP
-    >>> sn.testing.press_send(chat, "hello")                           # doctest: +SKIP
-    >>> await chat.wait(timeout_s=30)              # doctest: +SKIP
-    >>> chat.transcript[-1]["content"]                                 # doctest: +SKIP
+    Shown by ending a cell with ``chat``; here the Send button is pressed from
+    Python (:mod:`streamnb.testing`), as a notebook under nbval does:
+
+    >>> import streamnb as sn
+    >>> from streamnb.demo import chatbot_handler
+    >>> from streamnb.testing import press_send
+    >>> runtime = sn.StreamRuntime()
+    >>> _ = runtime.register(chatbot_handler())
+    >>> async def chat_once(text):
+    ...     chat = sn.ChatWidget(runtime, "tutorial.streaming_chatbot")
+    ...     press_send(chat, text)
+    ...     return chat, await chat.wait(timeout_s=30)
+    >>> chat, status = runtime.run(chat_once("hello"))
+    >>> status, [(m["role"], m["content"]) for m in chat.transcript]
+    ('completed', [('user', 'hello'), ('assistant', 'streamnb reply to hello')])
+    >>> chat.close()
+    >>> runtime.close()
     """
 
     _esm = esm("common.js", "chat.js")

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 from typing import Any
 
 import traitlets
 
 from .._runtime import Session, StreamRuntime
-from ._assets import esm
+from ._assets import STATIC, esm
 from ._base import STOP_REASON, LoopWidget
 from ._batcher import (
     DEFAULT_FLUSH_INTERVAL_S,
@@ -19,8 +18,6 @@ from ._batcher import (
 from ._protocol import DeltaMsg, InboundMsg
 
 __all__ = ["StreamWidget"]
-
-STATIC = Path(__file__).resolve().parent.parent / "static"
 
 
 class StreamWidget(LoopWidget):
@@ -76,11 +73,25 @@ class StreamWidget(LoopWidget):
 
     Examples
     --------
-    >>> session = await runtime.attach("tutorial.streaming_chatbot", {})  # doctest: +SKIP
-    >>> widget = sn.StreamWidget(session)                                  # doctest: +SKIP
-    >>> widget                       # shows it; or just display(session)  # doctest: +SKIP
-    >>> await widget.wait(timeout_s=30)                            # doctest: +SKIP
-    >>> widget.text()                                                      # doctest: +SKIP
+    In a notebook, ``display(session)`` (or a cell ending in ``session``) shows
+    the widget; here it runs without a front end, as under nbval:
+
+    >>> import streamnb as sn
+    >>> from streamnb.demo import chatbot_handler
+    >>> runtime = sn.StreamRuntime()
+    >>> _ = runtime.register(chatbot_handler())
+    >>> async def watch(text):
+    ...     session = await runtime.attach("tutorial.streaming_chatbot", {})
+    ...     widget = sn.StreamWidget(session)
+    ...     await session.send(text)
+    ...     return widget, await widget.wait(timeout_s=30)
+    >>> widget, status = runtime.run(watch("hello"))
+    >>> status, widget.text()
+    ('completed', 'streamnb reply to hello')
+    >>> widget.final_texts
+    {'assistant.delta': 'streamnb reply to hello'}
+    >>> widget.close()
+    >>> runtime.close()
     """
 
     _esm = esm("common.js", "widget.js")

@@ -55,6 +55,35 @@ def press_stop(widget: WidgetLike) -> None:
 
     Returns at once; the ``cancelled`` status follows. On a settled stream it
     changes nothing.
+
+    Parameters
+    ----------
+    widget : StreamWidget or ChatWidget
+
+    Examples
+    --------
+    A slow reply, stopped after its first token:
+
+    >>> import streamnb as sn
+    >>> from streamnb.demo import chatbot_handler
+    >>> from streamnb.providers import FakeTokenSource, lorem_tokens
+    >>> runtime = sn.StreamRuntime()
+    >>> slow = FakeTokenSource(lorem_tokens(400), rate_tokens_per_s=200)
+    >>> _ = runtime.register(chatbot_handler(source=slow))
+    >>> async def stop_early():
+    ...     session = await runtime.attach("tutorial.streaming_chatbot", {})
+    ...     widget = sn.StreamWidget(session)
+    ...     await session.send("tell me everything")
+    ...     async for frame in runtime.follow(session.stream_ref):
+    ...         if frame.kind == "output":
+    ...             press_stop(widget)
+    ...             break
+    ...     return widget, await widget.wait(timeout_s=30)
+    >>> widget, status = runtime.run(stop_early())
+    >>> status, widget.reason
+    ('cancelled', 'user pressed stop')
+    >>> widget.close()
+    >>> runtime.close()
     """
     _deliver(widget, {"type": "stop"})
 
@@ -66,10 +95,34 @@ def press_send(widget: WidgetLike, text: str) -> None:
     is still streaming) sets the widget's ``error`` trait instead of raising,
     as in the browser.
 
+    Parameters
+    ----------
+    widget : StreamWidget or ChatWidget
+        A ``bidi`` stream's widget, or a chat.
+    text : str
+        What the user typed.
+
     Raises
     ------
     TypeError
         ``text`` is not a string (the front end only ever sends strings).
+
+    Examples
+    --------
+    >>> import streamnb as sn
+    >>> from streamnb.demo import chatbot_handler
+    >>> runtime = sn.StreamRuntime()
+    >>> _ = runtime.register(chatbot_handler())
+    >>> async def chat(text):
+    ...     session = await runtime.attach("tutorial.streaming_chatbot", {})
+    ...     widget = sn.StreamWidget(session)
+    ...     press_send(widget, text)
+    ...     return widget, await widget.wait(timeout_s=30)
+    >>> widget, status = runtime.run(chat("hello"))
+    >>> status, widget.text()
+    ('completed', 'streamnb reply to hello')
+    >>> widget.close()
+    >>> runtime.close()
     """
     if not isinstance(text, str):
         raise TypeError(f"press_send types text into a text box; got {type(text).__name__}")
@@ -101,11 +154,26 @@ def recorded_messages(widget: WidgetLike) -> Iterator[list[dict[str, Any]]]:
 
     Yields the list the messages are appended to (``delta`` and ``snapshot``
     dicts, see ``streamnb/widget/_protocol.py``); they are still sent on as
-    usual. Example::
+    usual.
 
-        with recorded_messages(widget) as sent:
-            press_hello(widget)
-        sent[-1]["type"]        # 'snapshot'
+    Examples
+    --------
+    >>> import streamnb as sn
+    >>> from streamnb.demo import output_only_handler
+    >>> runtime = sn.StreamRuntime()
+    >>> _ = runtime.register(output_only_handler())
+    >>> async def late_view():
+    ...     session = await runtime.attach("tutorial.output_only", {})
+    ...     widget = sn.StreamWidget(session)
+    ...     await widget.wait(timeout_s=30)
+    ...     with recorded_messages(widget) as sent:
+    ...         press_hello(widget)
+    ...     return widget, sent
+    >>> widget, sent = runtime.run(late_view())
+    >>> [(m["type"], m["texts"]) for m in sent]
+    [('snapshot', {'stdout': 'hello'})]
+    >>> widget.close()
+    >>> runtime.close()
     """
     sent: list[dict[str, Any]] = []
     original = widget.send
