@@ -138,8 +138,10 @@ class ServerState:
             )
 
     def begin_shutdown(self) -> None:
-        """End every live SSE/WebSocket connection (the server is stopping)."""
+        """End every live SSE/WebSocket connection and long-poll (the server is stopping)."""
         self.connections.close_all()
+        if self.durable is not None:
+            self.durable.begin_shutdown()
 
     async def aclose(self) -> None:
         """Shutdown: close connections, release holds (sessions detach), close stores."""

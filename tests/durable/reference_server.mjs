@@ -4,7 +4,7 @@
 //
 //   node reference_server.mjs [--port 0] [--long-poll-timeout-ms 2000]
 //
-// Prints one line, `listening <url>`, then serves until stdin closes or SIGTERM/SIGINT.
+// Prints one line, `listening <url>`, then serves until SIGTERM or SIGINT.
 import { DurableStreamTestServer } from "@durable-streams/server"
 
 function option(name, fallback) {
@@ -29,5 +29,3 @@ async function stop() {
 }
 process.on(`SIGTERM`, stop)
 process.on(`SIGINT`, stop)
-process.stdin.on(`end`, stop)
-process.stdin.resume()

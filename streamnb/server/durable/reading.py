@@ -33,12 +33,14 @@ at the tail is never served stale.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -172,18 +174,31 @@ async def long_poll(
     start: Offset | Sentinel,
     cursor: str | None,
     opts: ReadOptions,
+    stop: asyncio.Event,
 ) -> Response:
-    """``GET ?live=long-poll`` (§5.7)."""
+    """``GET ?live=long-poll`` (§5.7); ``stop`` (server shutdown) ends the wait with a 204."""
     deadline = time.monotonic() + opts.long_poll_timeout_s
     result = await reader.read(key, start, max_bytes=opts.max_read_bytes)
     while True:
         if result.chunks:
             return _data_response(result, request, cursor=cursor_for(cursor), no_store=False)
         remaining = deadline - time.monotonic()
-        if result.closed or remaining <= 0:
+        if result.closed or remaining <= 0 or stop.is_set():
             return _empty_response(result, cursor_for(cursor))
-        await reader.wait(key, result.next_offset, remaining)
+        await _wait_or_stop(reader.wait(key, result.next_offset, remaining), stop)
         result = await reader.read(key, result.next_offset, max_bytes=opts.max_read_bytes)
+
+
+async def _wait_or_stop(wait: Coroutine[Any, Any, None], stop: asyncio.Event) -> None:
+    """Await ``wait`` unless ``stop`` is set first; the other one is cancelled and awaited."""
+    waiting = asyncio.ensure_future(wait)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (waiting, stopping):
+            task.cancel()
+        await asyncio.gather(waiting, stopping, return_exceptions=True)
 
 
 def _data_lines(text: str) -> str:

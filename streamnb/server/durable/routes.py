@@ -22,7 +22,8 @@ Authentication, body size caps and CORS are the app's (bearer token,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import unquote
 
@@ -84,6 +85,8 @@ class DurableStreams:
         Larger ``PUT``/``POST`` bodies get 413.
     connections : Connections
         The app's live connections (SSE responses join it; shutdown ends them).
+    closing : asyncio.Event
+        Set when the server begins to shut down: waiting long-polls answer at once.
     """
 
     store: StreamStore
@@ -91,9 +94,15 @@ class DurableStreams:
     read_options: ReadOptions
     max_body_bytes: int
     connections: Connections
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def begin_shutdown(self) -> None:
+        """End waiting long-polls (with ``204``) so the server can stop promptly."""
+        self.closing.set()
 
     async def aclose(self) -> None:
         """Close the store (server shutdown)."""
+        self.closing.set()
         await self.store.aclose()
 
 
@@ -187,7 +196,7 @@ async def _read(
         return await sse(request, reader, key, start, cursor, opts, service.connections)
     if live == "long-poll":
         assert start is not None
-        return await long_poll(request, reader, key, start, cursor, opts)
+        return await long_poll(request, reader, key, start, cursor, opts, service.closing)
     return await catch_up(request, reader, key, START if start is None else start, opts)
 
 
