@@ -43,6 +43,7 @@ __all__ = [
     "Offset",
     "Sentinel",
     "parse_offset",
+    "resolve",
 ]
 
 _WIDTH: Final = 16
@@ -123,3 +124,31 @@ def parse_offset(text: str, what: str = "the offset") -> Offset | Sentinel:
             "or a Stream-Next-Offset value it returned",
         )
     return Offset(int(m.group(2)))
+
+
+def resolve(offset: Offset | Sentinel | None, tail: int, what: str = "offset") -> int:
+    """The position ``offset`` names in a stream whose tail position is ``tail``.
+
+    ``-1`` is 0, ``now`` (and None) the tail (§8, "Sentinel Values").
+
+    Raises
+    ------
+    ProtocolError
+        400 ``invalid_offset`` for a position past the tail.
+
+    >>> resolve(START, 7), resolve(NOW, 7), resolve(Offset(3), 7)
+    (0, 7, 3)
+    """
+    if offset is None or offset is NOW:
+        return tail
+    if offset is START:
+        return 0
+    assert isinstance(offset, Offset)
+    if offset.position > tail:
+        raise ProtocolError(
+            400,
+            "invalid_offset",
+            f"{what} {offset.text} is past the end of the stream ({Offset(tail).text}); "
+            "use a Stream-Next-Offset value this stream returned",
+        )
+    return offset.position

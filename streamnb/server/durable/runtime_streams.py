@@ -35,7 +35,7 @@ from ..._frames import TERMINAL_KINDS, Frame
 from ..._runtime import StreamRuntime
 from ..._session import StreamInfo
 from .errors import ProtocolError, not_found
-from .offsets import NOW, START, Offset, Sentinel
+from .offsets import Offset, Sentinel, resolve
 from .protocol import JSON_CONTENT_TYPE
 from .store import ReadResult, StreamMeta
 
@@ -114,6 +114,7 @@ class RuntimeStreams:
     # --- StreamReader ---------------------------------------------------------------------
 
     async def head(self, key: str) -> StreamMeta:
+        """``HEAD`` (§5.5): the tail is the next frame's position; closed once settled."""
         snap = await self._snapshot(key)
         return StreamMeta(
             content_type=JSON_CONTENT_TYPE,
@@ -125,21 +126,9 @@ class RuntimeStreams:
         )
 
     async def read(self, key: str, start: Offset | Sentinel, *, max_bytes: int) -> ReadResult:
+        """Frames from ``start`` as JSON messages (§5.6, §9.1); 410 before the retained ones."""
         snap = await self._snapshot(key)
-        if start is NOW:
-            p = snap.tail
-        elif start is START:
-            p = 0
-        else:
-            assert isinstance(start, Offset)
-            p = start.position
-        if p > snap.tail:
-            raise ProtocolError(
-                400,
-                "invalid_offset",
-                f"offset {Offset(p).text} is past the last frame of stream {key!r} "
-                f"({Offset(snap.tail).text})",
-            )
+        p = resolve(start, snap.tail)
         if p < snap.tail and p < snap.first_retained:
             raise _trimmed(key, snap.first_retained)
         chunks: list[bytes] = []
@@ -176,6 +165,7 @@ class RuntimeStreams:
         return _aiter([f for f in snap.recorded if f.seq >= p])
 
     async def wait(self, key: str, after: Offset, timeout_s: float) -> None:
+        """Return once a frame past ``after`` is in the log, the stream settled, or at timeout."""
         info = self._info(key)
         if info is None or info.terminal is not None or info.next_seq > after.position:
             return

@@ -43,14 +43,15 @@ import concurrent.futures
 import json
 import sqlite3
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 from .errors import ProtocolError, gone, not_found
-from .offsets import MAX_POSITION, NOW, START, Offset, Sentinel
-from .protocol import DEFAULT_CONTENT_TYPE, FORKED_FROM, is_json, media_type
+from .offsets import MAX_POSITION, Offset, Sentinel, resolve
+from .protocol import DEFAULT_CONTENT_TYPE, FORK_OFFSET, FORKED_FROM, is_json, media_type
 from .rules import (
     Action,
     ProducerState,
@@ -210,6 +211,8 @@ class SQLiteStreamStore:
         except BaseException:
             self._executor.shutdown(wait=True)
             raise
+        # a store dropped without aclose() still closes its connection and thread
+        self._finalizer = weakref.finalize(self, _release, self._executor, self._conn)
 
     def _connect(self, busy_timeout_s: float) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path or ":memory:", isolation_level=None)
@@ -366,20 +369,7 @@ class SQLiteStreamStore:
         with self._tx(conn):
             row = self._live(conn, key, now)
             self._touch(conn, row, now)
-        if start is NOW:
-            p = row.tail
-        elif start is START:
-            p = 0
-        else:
-            assert isinstance(start, Offset)
-            p = start.position
-        if p > row.tail:
-            raise ProtocolError(
-                400,
-                "invalid_offset",
-                f"offset {Offset(p).text} is past the end of the stream "
-                f"({Offset(row.tail).text}); use a Stream-Next-Offset this stream returned",
-            )
+        p = resolve(start, row.tail)
         chunks: list[bytes] = []
         end = p
         size = 0
@@ -408,6 +398,8 @@ class SQLiteStreamStore:
         )
 
     async def head(self, key: str) -> StreamMeta:
+        """Metadata for ``HEAD`` (§5.5); not an access (a sliding TTL is not renewed)."""
+
         def fn(conn: sqlite3.Connection) -> StreamMeta:
             with self._tx(conn):
                 return self._live(conn, key, self._clock()).meta()
@@ -415,9 +407,15 @@ class SQLiteStreamStore:
         return await self._run(fn)
 
     async def read(self, key: str, start: Offset | Sentinel, *, max_bytes: int) -> ReadResult:
+        """A catch-up read (§5.6), stitched across the fork chain (§4.2); renews the TTL."""
         return await self._run(lambda conn: self._read(conn, key, start, max_bytes))
 
     async def wait(self, key: str, after: Offset, timeout_s: float) -> None:
+        """Return once ``key`` has data past ``after``, is closed or gone, or at timeout.
+
+        Waits for the stream's own appends only: a source's appends do not wake
+        its forks' readers (§5.7, "Long-poll on forked streams").
+        """
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         self._waiters.setdefault(key, set()).add(fut)  # before the check: no lost wake-up
@@ -443,6 +441,7 @@ class SQLiteStreamStore:
     # --- writing --------------------------------------------------------------------------
 
     async def create(self, key: str, request: CreateRequest) -> CreateResult:
+        """``PUT``: create, idempotently confirm (§5.1) or fork (§4.2) a stream."""
         result = await self._run(lambda conn: self._create(conn, key, request))
         self._notify(key)
         return result
@@ -558,21 +557,7 @@ class SQLiteStreamStore:
                 f"a fork has its source's content type ({source.content_type}); the request "
                 f"says {req.content_type} (omit Content-Type to inherit it)",
             )
-        at = req.fork_offset
-        if at is None or at is NOW:
-            anchor = source.tail
-        elif at is START:
-            anchor = 0
-        else:
-            assert isinstance(at, Offset)
-            anchor = at.position
-        if anchor > source.tail:
-            raise ProtocolError(
-                400,
-                "invalid_offset",
-                f"Stream-Fork-Offset {Offset(anchor).text} is past the end of {name!r} "
-                f"({Offset(source.tail).text})",
-            )
+        anchor = resolve(req.fork_offset, source.tail, FORK_OFFSET)
         sub = req.fork_sub_offset
         first = next(self._visible(conn, source, anchor), None)
         self._check_boundary(source, first, anchor, "Stream-Fork-Offset")
@@ -591,6 +576,7 @@ class SQLiteStreamStore:
         return source, anchor + sub, b"", 0
 
     async def append(self, key: str, request: AppendRequest) -> AppendResult:
+        """``POST``: append and/or close (§5.2, §5.3) in one transaction with producer state."""
         result = await self._run(lambda conn: self._append(conn, key, request))
         if not result.duplicate:
             self._notify(key)
@@ -649,6 +635,8 @@ class SQLiteStreamStore:
             )
 
     async def delete(self, key: str) -> None:
+        """``DELETE`` (§5.4): remove, or soft-delete while forks read the stream."""
+
         def fn(conn: sqlite3.Connection) -> None:
             now = self._clock()
             with self._tx(conn):
@@ -669,9 +657,15 @@ class SQLiteStreamStore:
         self._closed = True
         for key in list(self._waiters):
             self._notify(key)
+        self._finalizer.detach()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._conn.close)
         self._executor.shutdown(wait=False)
+
+
+def _release(executor: concurrent.futures.ThreadPoolExecutor, conn: sqlite3.Connection) -> None:
+    executor.submit(conn.close)  # the connection belongs to the worker thread
+    executor.shutdown(wait=False)
 
 
 def _fork_expiry(source: _Row, req: CreateRequest) -> tuple[int | None, tuple[str, float] | None]:
