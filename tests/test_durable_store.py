@@ -446,3 +446,27 @@ def test_a_store_file_that_is_not_sqlite_raises(tmp_path: Path) -> None:
     bad.write_text("this is not a database" * 100)
     with pytest.raises(sqlite3.DatabaseError):
         SQLiteStreamStore(str(bad))
+
+
+async def test_reads_do_not_need_the_write_lock_the_ledger_may_hold(tmp_path: Path) -> None:
+    """A stream without TTL is read while another connection (the ledger) writes the file."""
+    path = str(tmp_path / "ledger.db")
+    store = SQLiteStreamStore(path, busy_timeout_s=0.1)
+    try:
+        await store.create("s", CreateRequest(TEXT, body=b"data"))
+        await store.create("t", CreateRequest(TEXT, body=b"data", ttl_s=60))
+        writer = sqlite3.connect(path, isolation_level=None)
+        writer.execute("BEGIN IMMEDIATE")  # holds the write lock, as a ledger commit would
+        try:
+            assert await text(store, "s") == "data"
+            assert (await store.head("s")).tail == Offset(4)
+            with pytest.raises(ProtocolError) as busy:
+                await text(store, "t")  # renewing a TTL is a write: it waits for the lock
+            assert (busy.value.status, busy.value.headers) == (503, {"Retry-After": "1"})
+            assert "locked" in busy.value.message
+        finally:
+            writer.execute("ROLLBACK")
+            writer.close()
+        assert await text(store, "t") == "data"
+    finally:
+        await store.aclose()

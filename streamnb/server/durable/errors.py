@@ -27,6 +27,9 @@ type                        status  when
 ``stream_seq_conflict``     409     ``Stream-Seq`` not above the last one
 ``producer_seq_gap``        409     ``Producer-Seq`` skipped a value
 ``body_too_large``          413     the server's body cap
+``store_unavailable``       503     the database is locked or failing (nothing
+                                    changed; ``Retry-After: 1``)
+``store_closed``            503     the server is shutting down
 ==========================  ======  ==========================================
 """
 

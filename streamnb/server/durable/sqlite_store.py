@@ -237,7 +237,16 @@ class SQLiteStreamStore:
                 503, "store_closed", "the Durable Streams store is closed (server shutting down)"
             )
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, self._conn)
+        try:
+            return await loop.run_in_executor(self._executor, fn, self._conn)
+        except sqlite3.OperationalError as exc:  # "database is locked", disk errors...
+            raise ProtocolError(
+                503,
+                "store_unavailable",
+                f"the stream store could not run this request ({exc}); nothing was changed, "
+                "retry shortly",
+                {"Retry-After": "1"},
+            ) from exc
 
     @contextmanager
     def _tx(self, conn: sqlite3.Connection) -> Iterator[None]:
@@ -246,14 +255,16 @@ class SQLiteStreamStore:
         of streams found expired on the way, which must stick."""
         conn.execute("BEGIN IMMEDIATE")
         try:
-            yield
-        except ProtocolError:
+            try:
+                yield
+            except ProtocolError:
+                conn.execute("COMMIT")
+                raise
             conn.execute("COMMIT")
-            raise
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # the body failed, or COMMIT did
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
     def _notify(self, key: str) -> None:
         for fut in self._waiters.pop(key, ()):
@@ -362,13 +373,27 @@ class SQLiteStreamStore:
                 "returned for this stream",
             )
 
+    def _accessed(self, conn: sqlite3.Connection, key: str, touch: bool) -> _Row:
+        """The live stream at ``key`` for a read; renews its TTL when ``touch``.
+
+        Most reads write nothing (no TTL, not expired) and take no write lock on the
+        file the ledger also writes; the rest run in a transaction. This thread is the
+        only writer of the ``ds_*`` tables, so nothing changes between its statements.
+        """
+        now = self._clock()
+        row = self._row(conn, "path", key)
+        if row is not None and not row.deleted and not row.expired(now) and row.ttl_s is None:
+            return row
+        with self._tx(conn):
+            row = self._live(conn, key, now)
+            if touch:
+                self._touch(conn, row, now)
+        return row
+
     def _read(
         self, conn: sqlite3.Connection, key: str, start: Offset | Sentinel, max_bytes: int
     ) -> ReadResult:
-        now = self._clock()
-        with self._tx(conn):
-            row = self._live(conn, key, now)
-            self._touch(conn, row, now)
+        row = self._accessed(conn, key, touch=True)
         p = resolve(start, row.tail)
         chunks: list[bytes] = []
         end = p
@@ -400,11 +425,7 @@ class SQLiteStreamStore:
     async def head(self, key: str) -> StreamMeta:
         """Metadata for ``HEAD`` (§5.5); not an access (a sliding TTL is not renewed)."""
 
-        def fn(conn: sqlite3.Connection) -> StreamMeta:
-            with self._tx(conn):
-                return self._live(conn, key, self._clock()).meta()
-
-        return await self._run(fn)
+        return await self._run(lambda conn: self._accessed(conn, key, touch=False).meta())
 
     async def read(self, key: str, start: Offset | Sentinel, *, max_bytes: int) -> ReadResult:
         """A catch-up read (§5.6), stitched across the fork chain (§4.2); renews the TTL."""
