@@ -23,6 +23,7 @@ __all__ = [
     "optional_int",
     "optional_str",
     "parse_json_text",
+    "read_bytes",
     "read_json",
 ]
 
@@ -56,15 +57,14 @@ def parse_json_text(data: bytes | str, what: str = "the request body") -> Any:
         raise HTTPError(400, "malformed_json", f"{what} is not valid JSON ({exc})") from exc
 
 
-async def read_json(request: Request, max_bytes: int, *, allow_empty: bool = False) -> Any:
-    """Read the body (at most ``max_bytes`` bytes) and parse it as JSON.
-
-    Returns None for an empty body when ``allow_empty``.
+async def read_bytes(request: Request, max_bytes: int) -> bytes:
+    """Read the whole body, at most ``max_bytes`` bytes (chunked bodies too).
 
     Raises
     ------
     HTTPError
-        413 ``body_too_large``; 400 ``malformed_json`` (also for an empty body).
+        413 ``body_too_large`` (from ``Content-Length`` before reading, or while
+        reading); 400 ``invalid_request`` for a non-integer ``Content-Length``.
     """
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -79,11 +79,25 @@ async def read_json(request: Request, max_bytes: int, *, allow_empty: bool = Fal
         body += chunk
         if len(body) > max_bytes:
             raise _too_large(len(body), max_bytes)
+    return bytes(body)
+
+
+async def read_json(request: Request, max_bytes: int, *, allow_empty: bool = False) -> Any:
+    """Read the body (at most ``max_bytes`` bytes) and parse it as JSON.
+
+    Returns None for an empty body when ``allow_empty``.
+
+    Raises
+    ------
+    HTTPError
+        413 ``body_too_large``; 400 ``malformed_json`` (also for an empty body).
+    """
+    body = await read_bytes(request, max_bytes)
     if not body.strip():
         if allow_empty:
             return None
         raise HTTPError(400, "malformed_json", "the request body is empty; send a JSON object")
-    return parse_json_text(bytes(body))
+    return parse_json_text(body)
 
 
 def _too_large(size: int, limit: int) -> HTTPError:

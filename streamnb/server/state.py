@@ -24,6 +24,7 @@ from starlette.requests import HTTPConnection
 from .._errors import StreamTimeoutError, UnknownStreamError
 from .._frames import Frame
 from .._runtime import Session, StreamRuntime
+from .durable import DurableStreams, open_durable_streams
 from .sse import Connections, FrameReader, RenderedFrames, SSEResponse
 
 __all__ = ["ChatIndex", "Holds", "ServerConfig", "ServerState", "state_of"]
@@ -39,6 +40,10 @@ class ServerConfig:
     send_timeout_s: float
     claim_timeout_s: float
     chat_kind: str
+    #: serve the Durable Streams endpoint under /v1/stream/ (:mod:`.durable`)
+    durable_streams: bool = True
+    #: how long a Durable Streams long-poll waits for data, seconds
+    long_poll_timeout_s: float = 20.0
 
 
 class Holds:
@@ -125,10 +130,22 @@ class ServerState:
         self.connections = Connections()
         self.holds = Holds(runtime, config.claim_timeout_s)
         self.chats = ChatIndex()
+        self.durable: DurableStreams | None = None
+        if config.durable_streams:
+            self.durable = open_durable_streams(
+                runtime,
+                self.connections,
+                max_body_bytes=config.max_body_bytes,
+                long_poll_timeout_s=config.long_poll_timeout_s,
+                heartbeat_s=config.heartbeat_s,
+                send_timeout_s=config.send_timeout_s,
+            )
 
     def begin_shutdown(self) -> None:
-        """End every live SSE/WebSocket connection (the server is stopping)."""
+        """End every live SSE/WebSocket connection and long-poll (the server is stopping)."""
         self.connections.close_all()
+        if self.durable is not None:
+            self.durable.begin_shutdown()
 
     def sse_response(
         self,
@@ -169,9 +186,11 @@ class ServerState:
         )
 
     async def aclose(self) -> None:
-        """Shutdown: close connections, release holds (sessions detach)."""
+        """Shutdown: close connections, release holds (sessions detach), close stores."""
         self.begin_shutdown()
         await self.holds.aclose()
+        if self.durable is not None:
+            await self.durable.aclose()
 
 
 def state_of(conn: HTTPConnection) -> ServerState:
