@@ -39,7 +39,7 @@ async def test_a_streamnb_stream_reads_as_json_frames_closed_after_settlement(
     client: httpx.AsyncClient, server_runtime: sn.StreamRuntime
 ) -> None:
     ref = await open_stream(client, "tutorial.output_only", {"message": "hi"})
-    await server_runtime.wait_settled(ref, timeout_s=10)
+    await server_runtime.wait(ref, timeout_s=10)
     response = await client.get(ds(ref), params={"offset": "-1"})
     assert response.status_code == 200
     assert response.headers["content-type"] == JSON_FRAMES
@@ -101,7 +101,7 @@ async def test_writes_to_streamnb_streams_are_refused_and_change_nothing(
     client: httpx.AsyncClient, server_runtime: sn.StreamRuntime
 ) -> None:
     ref = await open_stream(client, "tutorial.output_only", {"message": "hi"})
-    await server_runtime.wait_settled(ref, timeout_s=10)
+    await server_runtime.wait(ref, timeout_s=10)
     before = (await client.get(ds(ref))).content
     for method, headers in (
         ("PUT", {"content-type": "application/json"}),
