@@ -47,7 +47,7 @@ async def test_a_streamnb_stream_reads_as_json_frames_closed_after_settlement(
     frames = response.json()
     assert [f["seq"] for f in frames] == list(range(len(frames)))
     assert frames[0]["kind"] == "opened" and frames[-1]["kind"] == "completed"
-    assert frames == [f.to_dict() for f in server_runtime.frames(ref)]
+    assert frames == [f.to_dict() for f in server_runtime.frame_log(ref)]
     tail = response.headers["stream-next-offset"]
     assert tail == f"{0:016d}_{len(frames):016d}"
     # resuming after frame 2 gives frame 3 onwards
