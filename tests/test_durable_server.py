@@ -154,7 +154,7 @@ async def test_evicted_streams_read_from_recorded_frames_or_are_410(record_frame
             async with httpx.AsyncClient(base_url=handle.url) as client:
                 first = await runtime.attach("tutorial.output_only", {"message": "one"})
                 await first.wait(timeout_s=10)
-                frames = [f.to_dict() for f in runtime.frames(first.stream_ref)]
+                frames = [f.to_dict() for f in runtime.frame_log(first.stream_ref)]
                 second = await runtime.attach("tutorial.output_only", {"message": "two"})
                 await second.wait(timeout_s=10)  # first is evicted from memory now
                 with pytest.raises(sn.UnknownStreamError):

@@ -59,10 +59,18 @@ class RuntimeStreams:
 
     Examples
     --------
-    >>> streams = RuntimeStreams(runtime)                               # doctest: +SKIP
-    >>> result = await streams.read(ref, START, max_bytes=1 << 20)     # doctest: +SKIP
-    >>> [json.loads(c)["kind"] for c in result.chunks]                  # doctest: +SKIP
+    >>> import json
+    >>> from streamnb.demo import output_only_handler
+    >>> from streamnb.server.durable.offsets import START
+    >>> runtime = sn.StreamRuntime()
+    >>> _ = runtime.register(output_only_handler())
+    >>> session = runtime.run(runtime.attach("tutorial.output_only", {}))
+    >>> _ = runtime.run(session.wait(timeout_s=10))
+    >>> streams = RuntimeStreams(runtime)
+    >>> result = runtime.run(streams.read(session.stream_ref, START, max_bytes=1 << 20))
+    >>> [json.loads(c)["kind"] for c in result.chunks]
     ['opened', 'progress', 'output', 'completed']
+    >>> runtime.close()
     """
 
     def __init__(self, runtime: StreamRuntime) -> None:

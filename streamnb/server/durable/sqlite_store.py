@@ -184,11 +184,18 @@ class SQLiteStreamStore:
 
     Examples
     --------
-    >>> store = SQLiteStreamStore()                                         # doctest: +SKIP
-    >>> await store.create("chat/1", CreateRequest("text/plain", body=b"hi"))  # doctest: +SKIP
-    >>> (await store.read("chat/1", START, max_bytes=1 << 20)).chunks       # doctest: +SKIP
+    >>> import asyncio
+    >>> from streamnb.server.durable.offsets import START
+    >>> from streamnb.server.durable.store import CreateRequest
+    >>> async def demo():
+    ...     store = SQLiteStreamStore()
+    ...     try:
+    ...         await store.create("chat/1", CreateRequest("text/plain", body=b"hi"))
+    ...         return (await store.read("chat/1", START, max_bytes=1 << 20)).chunks
+    ...     finally:
+    ...         await store.aclose()
+    >>> asyncio.run(demo())
     (b'hi',)
-    >>> await store.aclose()                                                # doctest: +SKIP
     """
 
     def __init__(
