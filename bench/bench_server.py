@@ -108,7 +108,7 @@ async def serve(port: int) -> None:
         """The minimal StreamingResponse: the same event bytes, one chunk per event."""
         ref = request.path_params["ref"]
         if request.query_params.get("prepare"):
-            prepared[ref] = [frame_event(f).encode() for f in runtime.frames(ref)]
+            prepared[ref] = [frame_event(f).encode() for f in runtime.frame_log(ref)]
             return Response(status_code=204)
         chunks = prepared[ref]
 

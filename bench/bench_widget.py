@@ -194,7 +194,7 @@ async def kernel_stream(rt: sn.StreamRuntime, n: int, rate: float | None) -> dic
     session = await rt.attach(TOKENS_KIND, {"n": n, "rate": rate})
     widget = StreamWidget(session)
     rec = CommRecorder(widget, ack=True)
-    status = await widget.wait_settled(timeout_s=120)
+    status = await widget.wait(timeout_s=120)
     duration = time.perf_counter() - t0
     text = widget.text()
     widget.close()
@@ -232,7 +232,7 @@ async def kernel_many(rt: sn.StreamRuntime, widgets: int, n: int) -> dict[str, A
     )
     made = [StreamWidget(s) for s in sessions]
     per = [CommRecorder(w) for w in made]
-    statuses = await asyncio.gather(*(w.wait_settled(timeout_s=300) for w in made))
+    statuses = await asyncio.gather(*(w.wait(timeout_s=300) for w in made))
     duration = time.perf_counter() - t0
     for w in made:
         w.close()
@@ -247,31 +247,25 @@ async def kernel_many(rt: sn.StreamRuntime, widgets: int, n: int) -> dict[str, A
     }
 
 
-async def until_running(widget: Any) -> None:
-    running = asyncio.Event()
-
-    def on_status(change: dict[str, Any]) -> None:
-        if change["new"] == "running":
-            running.set()
-
-    widget.observe(on_status, "status")
-    if widget.status != "running":
-        await asyncio.wait_for(running.wait(), 10)
+async def until_first_frame(rt: sn.StreamRuntime, stream_ref: str) -> None:
+    """Wait until the stream published a frame after ``opened`` (it is under way)."""
+    async for _ in rt.follow(stream_ref, after_seq=0):
+        return
 
 
 async def kernel_stop(rt: sn.StreamRuntime, samples: int) -> float:
     """In-process press_stop -> widget status ``cancelled`` (median ms): the kernel's share."""
-    from streamnb.testing_widget import press_stop
+    from streamnb.testing import press_stop
     from streamnb.widget import StreamWidget
 
     times = []
     for _ in range(samples):
         widget = StreamWidget(await rt.attach(TOKENS_KIND, {"n": 100_000, "rate": 20}))
-        await until_running(widget)
+        await asyncio.wait_for(until_first_frame(rt, widget.stream_ref), 10)
         await asyncio.sleep(0.2)  # a few tokens in, as in the browser
         t = time.perf_counter()
         press_stop(widget)
-        await widget.wait_settled(timeout_s=10)
+        await widget.wait(timeout_s=10)
         times.append((time.perf_counter() - t) * 1000)
         assert widget.status == "cancelled", widget.status
         widget.close()

@@ -16,15 +16,27 @@ The tree::
     │   └── StreamSettledError     send() on a stream that already settled
     ├── InvalidFrameError          a frame (dict or Frame) is malformed or not JSON
     ├── RuntimeClosedError         the runtime was closed (aclose) or is bound to another loop
+    ├── SessionDetachedError       a session was used after detach()
     ├── StreamTimeoutError         read_until_terminal(timeout_s=...) ran out of time
     └── LedgerError                the ledger could not be opened, written or queried
         ├── LedgerBusyError        another process holds the file ledger's writer lock
         └── LedgerQueryError       ledger.sql() was given a bad or writing statement
+
+Examples
+--------
+>>> import streamnb as sn
+>>> with sn.Ledger() as ledger:
+...     try:
+...         ledger.sql("DELETE FROM events")
+...     except sn.StreamnbError as exc:
+...         print(type(exc).__name__, isinstance(exc, sn.LedgerError))
+LedgerQueryError True
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 __all__ = [
     "HandlerDefinitionError",
@@ -34,6 +46,7 @@ __all__ = [
     "LedgerError",
     "LedgerQueryError",
     "RuntimeClosedError",
+    "SessionDetachedError",
     "StartRejectedError",
     "StreamSettledError",
     "StreamTimeoutError",
@@ -99,14 +112,19 @@ class InputNotAcceptedError(StreamnbError):
 
 
 class StreamSettledError(InputNotAcceptedError):
-    """``send`` on a stream that has already settled."""
+    """``send`` on a stream that has settled, or whose settlement is being committed.
 
-    def __init__(self, stream_ref: str, status: str) -> None:
+    ``status`` is the terminal kind, or None while the settlement is being committed.
+    """
+
+    def __init__(self, stream_ref: str, status: str | None) -> None:
         self.status = status
-        super().__init__(
-            stream_ref,
-            f"the stream already settled as {status!r}; attach a new stream to continue",
+        ended = (
+            "the stream is ending (its settlement is being committed)"
+            if status is None
+            else f"the stream already settled as {status!r}"
         )
+        super().__init__(stream_ref, f"{ended}; attach a new stream to continue")
 
 
 class InvalidFrameError(StreamnbError):
@@ -126,12 +144,36 @@ class RuntimeClosedError(StreamnbError):
         super().__init__(why)
 
 
-class StreamTimeoutError(StreamnbError, TimeoutError):
-    """Waiting for a stream ran out of time; the stream itself is untouched."""
+class SessionDetachedError(StreamnbError):
+    """A :class:`~streamnb.Session` was used after ``detach()``: it observes nothing any more.
 
-    def __init__(self, timeout_s: float, frames_read: int) -> None:
+    ``send``, ``cancel``, ``wait``, ``output`` and ``frame_log`` raise it; ``detach``
+    again does nothing, and ``stream_ref``, ``status`` and ``terminal`` stay readable.
+    """
+
+    def __init__(self, stream_ref: str, action: str) -> None:
+        self.stream_ref = stream_ref
+        self.action = action
+        super().__init__(
+            f"cannot {action}: this session detached from stream {stream_ref!r}; "
+            f"attach a new observer with runtime.reattach({stream_ref!r}), or use "
+            f"runtime.send/cancel/wait({stream_ref!r}, ...) by ref"
+        )
+
+
+class StreamTimeoutError(StreamnbError, TimeoutError):
+    """Waiting for a stream ran out of time; the stream itself is untouched.
+
+    ``frame_log`` holds the frames :func:`~streamnb.read_until_terminal` read
+    before the time ran out (a list of :class:`~streamnb.Frame`; empty for ``wait``).
+    """
+
+    def __init__(
+        self, timeout_s: float, frames_read: int, *, frame_log: Sequence[Any] = ()
+    ) -> None:
         self.timeout_s = timeout_s
         self.frames_read = frames_read
+        self.frame_log = list(frame_log)
         super().__init__(
             f"no terminal frame within {timeout_s:g} s ({frames_read} frames read); "
             "the stream keeps running: cancel it or wait longer"

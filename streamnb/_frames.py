@@ -37,6 +37,7 @@ __all__ = [
     "failed",
     "output",
     "progress",
+    "tuple_new",
 ]
 
 FrameKind = Literal["opened", "progress", "output", "completed", "cancelled", "failed", "input"]
@@ -92,6 +93,17 @@ class Frame(NamedTuple):
     terminal : JSON value
         For terminal frames, the value the handler settled with
         (``{"ok": True}``, ``{"cancelled": True, "forced": True}``...).
+
+    Examples
+    --------
+    >>> frame = Frame("output", "st_1", 2, 1700000000.0, "assistant.delta", "hi")
+    >>> frame.is_terminal
+    False
+    >>> frame.to_dict()
+    {'kind': 'output', 'stream_ref': 'st_1', 'seq': 2, 'at': 1700000000.0,
+     'channel': 'assistant.delta', 'payload': 'hi'}
+    >>> Frame.from_dict(frame.to_dict()) == frame
+    True
     """
 
     kind: str
@@ -165,21 +177,9 @@ class Frame(NamedTuple):
         )
 
 
-_tuple_new = tuple.__new__
-
-
-def to_jsonable(value: Any) -> Any:
-    """``value`` with every :class:`Frame` inside replaced by its JSON form (``to_dict``).
-
-    Needed because a Frame is a tuple, which ``json`` would write as an array.
-    """
-    if isinstance(value, Frame):
-        return {k: to_jsonable(v) for k, v in value.to_dict().items()}
-    if isinstance(value, dict):
-        return {k: to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    return value
+#: ``tuple_new(Frame, fields)`` makes a Frame from an exact tuple of its nine fields without
+#: NamedTuple.__new__'s argument handling: the pump's and the readers' hot path
+tuple_new = tuple.__new__
 
 
 def check_json(value: Any, what: str, frame: object = None) -> None:
@@ -243,7 +243,7 @@ def build_frame(spec: Any, stream_ref: str, seq: int, at: float) -> Frame:
         channel = spec.get("channel")
         payload = spec.get("payload")
         if type(channel) is str and type(payload) is str and channel:
-            return _tuple_new(
+            return tuple_new(
                 Frame, ("output", stream_ref, seq, at, channel, payload, None, None, None)
             )
     if isinstance(spec, Frame):
@@ -307,17 +307,35 @@ def build_frame(spec: Any, stream_ref: str, seq: int, at: float) -> Frame:
 
 
 def progress(payload: Any = None) -> FrameSpec:
-    """A ``progress`` frame spec, e.g. ``sn.progress({"phase": "waiting_for_user"})``."""
+    """A ``progress`` frame spec, e.g. ``sn.progress({"phase": "waiting_for_user"})``.
+
+    Examples
+    --------
+    >>> progress({"phase": "waiting_for_user"})
+    {'kind': 'progress', 'payload': {'phase': 'waiting_for_user'}}
+    """
     return {"kind": "progress", "payload": payload}
 
 
 def output(payload: Any, channel: str = "assistant.delta") -> FrameSpec:
-    """An ``output`` frame spec on ``channel`` (default ``"assistant.delta"``)."""
+    """An ``output`` frame spec on ``channel`` (default ``"assistant.delta"``).
+
+    Examples
+    --------
+    >>> output("Hel")
+    {'kind': 'output', 'channel': 'assistant.delta', 'payload': 'Hel'}
+    """
     return {"kind": "output", "channel": channel, "payload": payload}
 
 
 def completed(terminal: Any = None, *, payload: Any = None) -> FrameSpec:
-    """A ``completed`` terminal frame spec; ``terminal`` defaults to ``{"ok": True}``."""
+    """A ``completed`` terminal frame spec; ``terminal`` defaults to ``{"ok": True}``.
+
+    Examples
+    --------
+    >>> completed()
+    {'kind': 'completed', 'terminal': {'ok': True}}
+    """
     spec: FrameSpec = {
         "kind": "completed",
         "terminal": {"ok": True} if terminal is None else terminal,
@@ -328,7 +346,13 @@ def completed(terminal: Any = None, *, payload: Any = None) -> FrameSpec:
 
 
 def cancelled(reason: str = "cancelled", terminal: Any = None) -> FrameSpec:
-    """A ``cancelled`` terminal frame spec; ``terminal`` defaults to ``{"cancelled": True}``."""
+    """A ``cancelled`` terminal frame spec; ``terminal`` defaults to ``{"cancelled": True}``.
+
+    Examples
+    --------
+    >>> cancelled("user pressed stop")
+    {'kind': 'cancelled', 'reason': 'user pressed stop', 'terminal': {'cancelled': True}}
+    """
     return {
         "kind": "cancelled",
         "reason": reason,
@@ -337,7 +361,14 @@ def cancelled(reason: str = "cancelled", terminal: Any = None) -> FrameSpec:
 
 
 def failed(error: str, reason: str = "failed", terminal: Any = None) -> FrameSpec:
-    """A ``failed`` terminal frame spec carrying the error message."""
+    """A ``failed`` terminal frame spec carrying the error message.
+
+    Examples
+    --------
+    >>> failed("the model timed out", reason="upstream_timeout")
+    {'kind': 'failed', 'error': 'the model timed out', 'reason': 'upstream_timeout',
+     'terminal': {'ok': False}}
+    """
     return {
         "kind": "failed",
         "error": error,

@@ -54,7 +54,30 @@ class ParseError:
 
 
 def parse_ok(raw: Any) -> ParseOk[Any]:
-    """Accept any start payload unchanged (the seeds' ``attachedStreamParseOk``)."""
+    """Accept any start payload unchanged (the seeds' ``attachedStreamParseOk``).
+
+    Examples
+    --------
+    A ``parse_start`` of one's own returns :class:`ParseOk` or :class:`ParseError`;
+    the issues reach the caller of ``attach`` in a :class:`~streamnb.StartRejectedError`:
+
+    >>> def parse_start(raw):
+    ...     if not isinstance(raw, dict) or not isinstance(raw.get("topic"), str):
+    ...         return sn.ParseError(["the start payload needs a 'topic' string"])
+    ...     return sn.ParseOk(raw["topic"])
+    >>> parse_start({"topic": "tides"}), parse_ok(42)
+    (ParseOk(value='tides'), ParseOk(value=42))
+    >>> async def run(topic, input, ctx):
+    ...     yield sn.completed({"topic": topic})
+    >>> runtime = sn.StreamRuntime()
+    >>> handler = runtime.register(
+    ...     sn.AttachedStreamHandler(kind="demo.topic", run=run, parse_start=parse_start))
+    >>> runtime.run(runtime.attach("demo.topic", {"topic": 3}))
+    Traceback (most recent call last):
+    ...
+    streamnb._errors.StartRejectedError: the start payload for 'demo.topic' was rejected: ...
+    >>> runtime.close()
+    """
     return ParseOk(raw)
 
 
@@ -64,6 +87,28 @@ class AbortSignal:
     ``aborted`` turns true once ``cancel(reason)`` was requested (or the last
     observer detached from an ``on_detach="abort"`` stream); ``reason`` says why.
     ``await signal.wait()`` sleeps until then. (The DOM ``AbortSignal`` of the seeds.)
+
+    Examples
+    --------
+    A handler that works until it is cancelled, checking the signal between steps:
+
+    >>> import asyncio
+    >>> async def ticker(start, input, ctx):
+    ...     n = 0
+    ...     while not ctx.signal.aborted:
+    ...         n += 1
+    ...         yield sn.output(f"tick {n} ")
+    ...         await asyncio.sleep(0.01)
+    ...     yield sn.cancelled(ctx.signal.reason)
+    >>> runtime = sn.StreamRuntime()
+    >>> handler = runtime.register(sn.AttachedStreamHandler(kind="demo.ticker", run=ticker))
+    >>> session = runtime.run(runtime.attach("demo.ticker"))
+    >>> runtime.run(asyncio.sleep(0.05))
+    >>> runtime.run(session.cancel("enough"))
+    'requested'
+    >>> runtime.run(session.wait(timeout_s=10)).reason
+    'enough'
+    >>> runtime.close()
     """
 
     __slots__ = ("_event", "aborted", "reason")
@@ -143,6 +188,22 @@ class AttachedStreamHandler:
     ------
     HandlerDefinitionError
         A field has a value outside the ones above, or ``run`` is not callable.
+
+    Examples
+    --------
+    >>> async def run(start, input, ctx):
+    ...     yield sn.output("hello")
+    ...     yield sn.completed()
+    >>> def commit_terminal(terminal, tx):
+    ...     tx.insert_event("demo.settled", {"kind": terminal.kind})
+    >>> handler = sn.AttachedStreamHandler(
+    ...     kind="demo.hello", run=run, on_detach="continue", commit_terminal=commit_terminal)
+    >>> handler
+    AttachedStreamHandler(kind='demo.hello', mode='output_only', on_detach='continue')
+    >>> sn.AttachedStreamHandler(kind="demo.bad", run=run, mode="duplex")
+    Traceback (most recent call last):
+    ...
+    streamnb._errors.HandlerDefinitionError: handler 'demo.bad' is not valid: mode is 'duplex'; ...
     """
 
     kind: str

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from ._dataframes import utc_column
 from ._errors import InvalidFrameError
 from ._frames import TERMINAL_KINDS, Frame
 
@@ -24,11 +25,6 @@ __all__ = ["StreamProjection", "project_attached_stream", "project_streams"]
 
 _FRAME_COLUMNS = ["seq", "kind", "channel", "payload", "at", "dt"]
 _OUTPUT_COLUMNS = ["channel", "text", "n_frames", "first_at", "last_at"]
-
-
-def _utc(secs: pd.Series) -> pd.Series:
-    """Epoch seconds -> datetime64[ns, UTC] (the same unit on pandas 2 and 3)."""
-    return pd.to_datetime(secs, unit="s", utc=True).astype("datetime64[ns, UTC]")
 
 
 def _text(payload: Any) -> str:
@@ -65,8 +61,9 @@ class StreamProjection:
     ----------
     stream_ref : str
     status : str
-        ``"empty"`` (no frames), ``"opened"``, ``"running"`` (frames but no
-        terminal yet) or the terminal kind (``completed``/``cancelled``/``failed``).
+        ``"empty"`` (no frames), ``"running"`` (frames but no terminal yet) or
+        the terminal kind (``completed``/``cancelled``/``failed``): the words of
+        ``session.status`` and the ledger's ``streams.status``.
     terminal : Frame or None
         The terminal frame, if seen.
     omitted : tuple of int
@@ -191,9 +188,24 @@ def project_attached_stream(frames: Iterable[Frame], stream_ref: str) -> StreamP
 
     Examples
     --------
-    >>> proj = project_attached_stream(frames, session.stream_ref)  # doctest: +SKIP
-    >>> proj.status, proj.text("assistant.delta")                   # doctest: +SKIP
-    ('completed', 'streamnb reply to hello')
+    The frames a reader saw (out of order, one lost), folded:
+
+    >>> F = sn.Frame
+    >>> frames = [
+    ...     F("opened", "st_1", 0, 10.0, payload={"kind": "demo", "mode": "bidi"}),
+    ...     F("output", "st_1", 3, 10.5, "assistant.delta", "world"),
+    ...     F("output", "st_1", 1, 10.1, "assistant.delta", "hello "),
+    ...     F("completed", "st_1", 4, 10.6, terminal={"ok": True}),
+    ... ]
+    >>> proj = sn.project_attached_stream(frames, "st_1")
+    >>> proj.status, proj.omitted, proj.text("assistant.delta")
+    ('completed', (2,), 'hello world')
+    >>> proj.frames[["seq", "kind", "dt"]]
+       seq       kind   dt
+    0    0     opened  0.0
+    1    1     output  0.1
+    2    3     output  0.5
+    3    4  completed  0.6
     """
     try:
         picked = _select(frames, stream_ref)
@@ -221,12 +233,7 @@ def project_attached_stream(frames: Iterable[Frame], stream_ref: str) -> StreamP
             if f.kind in TERMINAL_KINDS:
                 terminal = f
                 break
-        if terminal is not None:
-            status = terminal.kind
-        elif n == 1 and kinds[0] == "opened":
-            status = "opened"
-        else:
-            status = "running"
+        status = "running" if terminal is None else terminal.kind
 
     t0 = ats[0] if n else 0.0
     if n and kinds[0] != "opened":
@@ -238,7 +245,7 @@ def project_attached_stream(frames: Iterable[Frame], stream_ref: str) -> StreamP
             "kind": pd.Series(kinds, dtype="object"),
             "channel": pd.Series(channels, dtype="object"),
             "payload": pd.Series(payloads, dtype="object"),
-            "at": _utc(at_s),
+            "at": utc_column(at_s),
             "dt": at_s - t0,
         },
         columns=_FRAME_COLUMNS,
@@ -266,8 +273,8 @@ def project_attached_stream(frames: Iterable[Frame], stream_ref: str) -> StreamP
             "channel": pd.Series(chans, dtype="object"),
             "text": pd.Series([texts[c] for c in chans], dtype="object"),
             "n_frames": pd.Series([counts[c] for c in chans], dtype="int64"),
-            "first_at": _utc(pd.Series([first[c] for c in chans], dtype="float64")),
-            "last_at": _utc(pd.Series([lastat[c] for c in chans], dtype="float64")),
+            "first_at": utc_column(pd.Series([first[c] for c in chans], dtype="float64")),
+            "last_at": utc_column(pd.Series([lastat[c] for c in chans], dtype="float64")),
         },
         columns=_OUTPUT_COLUMNS,
     )
@@ -285,6 +292,19 @@ def project_streams(frames: Iterable[Frame]) -> pd.DataFrame:
         seen, seconds), ``ttfo_s`` (float64: opened to first ``output``,
         seconds; NaN without output), ``n_outputs``, ``n_frames`` and
         ``n_omitted`` (int64), ordered by ``opened_at``.
+
+    Examples
+    --------
+    >>> F = sn.Frame
+    >>> frames = [
+    ...     F("opened", "st_a", 0, 1.0), F("output", "st_a", 1, 1.5, "c", "x"),
+    ...     F("completed", "st_a", 2, 2.0, terminal={"ok": True}),
+    ...     F("opened", "st_b", 0, 3.0),
+    ... ]
+    >>> sn.project_streams(frames)[["stream_ref", "status", "duration_s", "ttfo_s", "n_frames"]]
+      stream_ref     status  duration_s  ttfo_s  n_frames
+    0       st_a  completed         1.0     0.5         3
+    1       st_b    running         0.0     NaN         1
     """
     groups: dict[str, list[Frame]] = {}
     for f in frames:
@@ -298,7 +318,7 @@ def project_streams(frames: Iterable[Frame]) -> pd.DataFrame:
         end = picked[-1].at
         first_out = next((f.at for f in picked if f.kind == "output"), None)
         term = next((f for f in reversed(picked) if f.kind in TERMINAL_KINDS), None)
-        status = term.kind if term else ("opened" if len(picked) == 1 else "running")
+        status = term.kind if term else "running"
         last = picked[-1].seq
         rows.append(
             (
@@ -323,7 +343,7 @@ def project_streams(frames: Iterable[Frame]) -> pd.DataFrame:
         "n_omitted",
     ]
     df = pd.DataFrame.from_records(rows, columns=cols)
-    df["opened_at"] = _utc(df["opened_at"].astype("float64"))
+    df["opened_at"] = utc_column(df["opened_at"].astype("float64"))
     for c in ("duration_s", "ttfo_s"):
         df[c] = df[c].astype("float64")
     for c in ("n_outputs", "n_frames", "n_omitted"):

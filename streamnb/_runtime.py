@@ -7,7 +7,10 @@ the log). Each stream is owned by one *driver* task, created by the runtime,
 which owns one *pump* task that iterates the handler's ``run`` generator. The
 driver waits for the pump to finish (or for a forced cancel to give up on it),
 decides the terminal, commits the settlement to the ledger and only then
-appends the terminal frame to the log (settle, then announce).
+appends the terminal frame to the log (settle, then announce). The runtime keeps
+attach, those tasks and the settlement; every change to a stream's state
+(appending a frame, accepting input, requesting cancel, announcing the end) is a
+method of the stream itself (``_stream.py``), which sessions call directly.
 
 Cancellation follows the seeds' cooperative model (seed 000/001): ``cancel``
 sets ``ctx.signal.aborted``, ends the handler's ``input`` iterator and returns
@@ -30,24 +33,23 @@ import secrets
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from ._errors import (
-    InputNotAcceptedError,
     InvalidFrameError,
     LedgerError,
     RuntimeClosedError,
     StartRejectedError,
-    StreamSettledError,
     StreamTimeoutError,
     UnknownKindError,
     UnknownStreamError,
 )
-from ._frames import TERMINAL_KINDS, Frame, build_frame, check_json
+from ._frames import TERMINAL_KINDS, Frame, build_frame
 from ._handler import AttachedStreamHandler, ParseError, ParseOk, StreamContext
-from ._ledger import Ledger, LedgerTx, Settlement
-from ._session import CancelResult, SendResult, Session, StreamInfo, _check_reason
-from ._stream import _Input, _Output, _State, _Stream
+from ._ledger import Ledger, LedgerBackend, LedgerTx, Settlement
+from ._lifecycle import Lifecycle
+from ._session import Session
+from ._stream import CancelResult, SendResult, StreamInfo, _Input, _Output, _State, _Stream
 
 __all__ = [
     "CancelResult",
@@ -59,11 +61,61 @@ __all__ = [
 
 T = TypeVar("T")
 
-_tuple_new = tuple.__new__
 #: frames the pump publishes before it yields to the event loop once (~1 ms of work)
 _FAIRNESS_BATCH = 256
-#: most input frames queued for a handler that is not reading them
-_MAX_INBOX = 1024
+#: how long a cancelled attach() or driver still waits for the ledger write it already
+#: started (the stream's row, its settlement) to commit before giving up on it, seconds
+LEDGER_WRITE_WAIT_S = 30.0
+
+_Ending = Literal[
+    "cancelled", "forced", "no_terminal", "invalid_frame", "handler_error", "runtime_error"
+]
+#: how a stream can end without a terminal of its own -> (kind, reason, terminal); a reason
+#: of None is the cancel's reason. The driver builds every such terminal from this table.
+_ENDINGS: dict[_Ending, tuple[str, str | None, dict[str, Any]]] = {
+    "cancelled": ("cancelled", None, {"cancelled": True}),
+    "forced": ("cancelled", None, {"cancelled": True, "forced": True}),
+    "no_terminal": ("failed", "no_terminal", {"ok": False}),
+    "invalid_frame": ("failed", "invalid_frame", {"ok": False}),
+    "handler_error": ("failed", "handler_error", {"ok": False}),
+    "runtime_error": ("failed", "runtime_error", {"ok": False}),
+}
+
+
+def _ending(st: _Stream, ending: _Ending, error: str | None = None) -> Frame:
+    """The terminal frame for ``ending`` (see ``_ENDINGS``), at the stream's next seq."""
+    kind, reason, terminal = _ENDINGS[ending]
+    return Frame(
+        kind,
+        st.ref,
+        st.next_seq,
+        time.time(),
+        reason=reason or st.signal.reason or "cancelled",
+        error=error,
+        terminal=dict(terminal),
+    )
+
+
+def _failed_instead(frame: Frame, reason: str, error: str, **terminal: Any) -> Frame:
+    """``frame`` turned ``failed`` because settling it failed (same seq and time)."""
+    return frame._replace(
+        kind="failed", reason=reason, error=error, terminal={"ok": False, **terminal}
+    )
+
+
+class _Owner:
+    """The runtime as its streams and sessions see it (a ``StreamOwner``)."""
+
+    __slots__ = ("_rt",)
+
+    def __init__(self, rt: StreamRuntime) -> None:
+        self._rt = rt
+
+    def check_loop(self) -> asyncio.AbstractEventLoop:
+        return self._rt._check_loop()
+
+    def cancel_requested(self, st: _Stream) -> None:
+        self._rt._arm_force(st)
 
 
 class StreamRuntime:
@@ -94,9 +146,31 @@ class StreamRuntime:
 
     Examples
     --------
-    >>> runtime = StreamRuntime()                                  # doctest: +SKIP
-    >>> runtime.register(handler)                                  # doctest: +SKIP
-    >>> session = runtime.run(runtime.attach(handler.kind, {}))    # doctest: +SKIP
+    A bidi handler (seed 000's chatbot, shortened), attached, fed and read. In a
+    notebook, ``await`` each call instead of ``runtime.run(...)``.
+
+    >>> import streamnb as sn
+    >>> async def echo(start, input, ctx):
+    ...     yield sn.progress({"phase": "waiting_for_user"})
+    ...     async for frame in input:
+    ...         yield sn.output(f"you said {frame.payload}")
+    ...         yield sn.completed()
+    ...         return
+    >>> runtime = sn.StreamRuntime(cancel_grace_s=1.0)
+    >>> runtime.register(sn.AttachedStreamHandler(kind="demo.echo", mode="bidi", run=echo))
+    AttachedStreamHandler(kind='demo.echo', mode='bidi', on_detach='abort')
+    >>> session = runtime.run(runtime.attach("demo.echo"))
+    >>> runtime.run(session.send("hi"))
+    'accepted'
+    >>> frames = runtime.run(sn.read_until_terminal(session.output, timeout_s=10))
+    >>> [f.kind for f in frames]
+    ['opened', 'progress', 'output', 'completed']
+    >>> frames[2].payload
+    'you said hi'
+    >>> runtime.ledger.streams()[["kind", "status"]]
+            kind     status
+    0  demo.echo  completed
+    >>> runtime.close()
     """
 
     def __init__(
@@ -109,7 +183,9 @@ class StreamRuntime:
         retain_settled: int = 1000,
     ) -> None:
         self.ledger = Ledger() if ledger is None else ledger
-        self.ledger.check_writable()
+        # the runtime writes only through the backend interface; users query self.ledger
+        self._store: LedgerBackend = self.ledger.backend
+        self._store.check_writable()
         if cancel_grace_s < 0 or force_wait_s < 0:
             raise ValueError("cancel_grace_s and force_wait_s are seconds >= 0")
         if max_retained_frames is not None and max_retained_frames < 1:
@@ -126,7 +202,8 @@ class StreamRuntime:
         self._opening: set[asyncio.Future[None]] = set()  # attach() calls writing their row
         self._loop: asyncio.AbstractEventLoop | None = None
         self._own_loop: asyncio.AbstractEventLoop | None = None
-        self._closed = False
+        self._state = Lifecycle.OPEN
+        self._owner = _Owner(self)
         # refs: a random prefix per runtime (unique across processes sharing a file
         # ledger) plus a counter (cheap, and sorts in attach order)
         self._ref_prefix = secrets.token_hex(5)
@@ -220,6 +297,18 @@ class StreamRuntime:
         The stream's ``streams`` row is committed before this returns; its
         ``opened`` frame (seq 0) is the first frame on ``session.output``.
 
+        Parameters
+        ----------
+        kind : str
+            A registered handler's kind.
+        payload : JSON value, optional
+            The raw start payload, checked by the handler's ``parse_start``.
+
+        Returns
+        -------
+        Session
+            The stream's first observer (``on_detach`` counts it).
+
         Raises
         ------
         UnknownKindError
@@ -230,10 +319,23 @@ class StreamRuntime:
             The runtime was closed.
         LedgerError
             The ledger could not record the new stream (nothing opened).
+
+        Examples
+        --------
+        >>> from streamnb.demo import output_only_handler
+        >>> runtime = sn.StreamRuntime()
+        >>> handler = runtime.register(output_only_handler())
+        >>> session = runtime.run(runtime.attach("tutorial.output_only", {}))
+        >>> session.kind, session.mode, session.status
+        ('tutorial.output_only', 'output_only', 'running')
+        >>> runtime.run(runtime.attach("no.such.kind"))
+        Traceback (most recent call last):
+        ...
+        streamnb._errors.UnknownKindError: no handler is registered for kind 'no.such.kind' ...
+        >>> runtime.close()
         """
         loop = self._check_loop()
-        if self._closed:
-            raise RuntimeClosedError("the runtime is closed; create a new StreamRuntime")
+        self._state.check_open(_closed_error)
         handler = self.handler(kind)
         try:
             parsed = handler.parse_start(payload)
@@ -253,7 +355,7 @@ class StreamRuntime:
         # Once the row is committed the stream must settle, whatever happens to this call
         # meanwhile: aclose() waits for attaches in flight, and a cancelled attach still
         # starts the stream, as if its only observer had detached.
-        write = asyncio.ensure_future(self.ledger.open_stream(ref, kind, handler.mode, opened_at))
+        write = asyncio.ensure_future(self._store.open_stream(ref, kind, handler.mode, opened_at))
         in_flight: asyncio.Future[None] = loop.create_future()
         self._opening.add(in_flight)
         try:
@@ -261,13 +363,17 @@ class StreamRuntime:
                 await asyncio.shield(write)
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception, asyncio.CancelledError):
-                    await asyncio.wait_for(asyncio.shield(write), 30.0)
+                    await asyncio.wait_for(asyncio.shield(write), LEDGER_WRITE_WAIT_S)
                 if write.done() and not write.cancelled() and write.exception() is None:
-                    self._start(handler, ref, opened_at, parsed.value)._detach_now()
+                    # its only observer is gone before it could read: on_detach decides
+                    st = self._start(handler, ref, opened_at, parsed.value)
+                    st.add_observer()
+                    st.remove_observer()
                 raise
-            session = self._start(handler, ref, opened_at, parsed.value)
-            if self._closed:  # aclose() began while the row was being written
-                self._cancel(session._st, "runtime_closed")
+            st = self._start(handler, ref, opened_at, parsed.value)
+            session = Session(self, st, 0)
+            if self._state is not Lifecycle.OPEN:  # aclose() began while the row was written
+                st.request_cancel("runtime_closed")
         finally:
             self._opening.discard(in_flight)
             in_flight.set_result(None)
@@ -275,25 +381,29 @@ class StreamRuntime:
 
     def _start(
         self, handler: AttachedStreamHandler, ref: str, opened_at: float, start: Any
-    ) -> Session:
+    ) -> _Stream:
         """Create the stream whose row is committed, publish ``opened``, start its driver."""
         loop = self._loop
         assert loop is not None
-        st = _Stream(handler, ref, opened_at)
-        self._streams[ref] = st
-        self._publish(
-            st,
-            Frame(
-                "opened", ref, 0, opened_at, payload={"kind": handler.kind, "mode": handler.mode}
-            ),
+        store = self._store
+        st = _Stream(
+            self._owner,
+            handler,
+            ref,
+            opened_at,
+            loop.create_future(),
+            cap=self.max_retained_frames,
+            record=store.record_frame if store.record_frames else None,
         )
-        session = Session(self, st, 0)
-        st.settled = loop.create_future()
+        self._streams[ref] = st
+        opened = Frame(
+            "opened", ref, 0, opened_at, payload={"kind": handler.kind, "mode": handler.mode}
+        )
+        st.append(tuple(opened))
         driver = loop.create_task(self._drive(st, start), name=f"streamnb:{ref}")
-        st.driver = driver
         self._drivers.add(driver)
         driver.add_done_callback(self._drivers.discard)
-        return session
+        return st
 
     async def reattach(self, stream_ref: str, after_seq: int | None = None) -> Session:
         """A new session on an existing stream, reading from ``after_seq + 1``.
@@ -308,6 +418,20 @@ class StreamRuntime:
             (its settlement is in ``runtime.ledger``).
         InvalidFrameError
             ``after_seq`` is not an int >= -1.
+
+        Examples
+        --------
+        A reader that lost its connection after seq 1 resumes without gaps or repeats:
+
+        >>> from streamnb.demo import output_only_handler
+        >>> runtime = sn.StreamRuntime()
+        >>> handler = runtime.register(output_only_handler())
+        >>> first = runtime.run(runtime.attach("tutorial.output_only", {}))
+        >>> frames = runtime.run(sn.read_until_terminal(first.output))
+        >>> again = runtime.run(runtime.reattach(first.stream_ref, after_seq=1))
+        >>> [f.seq for f in runtime.run(sn.read_until_terminal(again.output))]
+        [2, 3]
+        >>> runtime.close()
         """
         self._check_loop()
         st = self._get(stream_ref)
@@ -325,27 +449,15 @@ class StreamRuntime:
 
     def info(self, stream_ref: str) -> StreamInfo:
         """A :class:`StreamInfo` snapshot of a stream held in memory."""
-        st = self._get(stream_ref)
-        h = st.handler
-        return StreamInfo(
-            stream_ref=st.ref,
-            kind=h.kind,
-            mode=h.mode,
-            on_detach=h.on_detach,
-            status=st.status,
-            opened_at=st.opened_at,
-            next_seq=st.next_seq,
-            first_retained_seq=st.base,
-            observers=st.observers,
-            cancel_requested=st.signal.aborted,
-            cancel_reason=st.signal.reason,
-            terminal=st.terminal,
-        )
+        return self._get(stream_ref).info()
 
-    def frames(self, stream_ref: str, after_seq: int = -1) -> list[Frame]:
-        """Retained outbound frames of a stream with ``seq > after_seq`` (a snapshot)."""
-        st = self._get(stream_ref)
-        return [_tuple_new(Frame, raw) for raw in st.log[max(0, after_seq + 1 - st.base) :]]
+    def frame_log(self, stream_ref: str, after_seq: int = -1) -> list[Frame]:
+        """The stream's retained outbound frames with ``seq > after_seq``, as a list (a snapshot).
+
+        ``frame_log`` is a list of :class:`~streamnb.Frame`; ``ledger.frames()``
+        is the DataFrame of recorded frames.
+        """
+        return self._get(stream_ref).frame_log(after_seq)
 
     def follow(self, stream_ref: str, after_seq: int = -1) -> AsyncIterator[Frame]:
         """A read-only cursor over a stream's frames with ``seq > after_seq``.
@@ -359,6 +471,19 @@ class StreamRuntime:
         ------
         UnknownStreamError
             The ref is not held in memory.
+
+        Examples
+        --------
+        >>> from streamnb.demo import output_only_handler
+        >>> runtime = sn.StreamRuntime()
+        >>> handler = runtime.register(output_only_handler())
+        >>> session = runtime.run(runtime.attach("tutorial.output_only", {}))
+        >>> cursor = runtime.follow(session.stream_ref)
+        >>> [f.kind for f in runtime.run(sn.read_until_terminal(cursor))]
+        ['opened', 'progress', 'output', 'completed']
+        >>> runtime.info(session.stream_ref).observers  # the cursor is not an observer
+        1
+        >>> runtime.close()
         """
         return _Output(self._get(stream_ref), _after_seq(after_seq) + 1)
 
@@ -366,43 +491,42 @@ class StreamRuntime:
         """Refs of streams that have not settled yet, oldest first."""
         return [r for r, st in self._streams.items() if st.terminal is None]
 
-    async def wait_settled(self, stream_ref: str, timeout_s: float | None = None) -> Frame:
-        """Wait for a stream's terminal frame (without consuming any session's output)."""
+    async def wait(self, stream_ref: str, timeout_s: float | None = None) -> Frame:
+        """Wait until a stream settles and return its terminal frame.
+
+        Consumes no session's ``output``. Raises :class:`~streamnb.StreamTimeoutError`
+        after ``timeout_s`` seconds (the stream keeps running).
+        """
         self._check_loop()
-        st = self._get(stream_ref)
-        if st.terminal is not None:
-            return st.terminal
-        assert st.settled is not None
-        if timeout_s is None:
-            return await asyncio.shield(st.settled)
-        try:
-            return await asyncio.wait_for(asyncio.shield(st.settled), timeout_s)
-        except asyncio.TimeoutError:
-            raise StreamTimeoutError(float(timeout_s or 0), 0) from None
+        return await self._get(stream_ref).wait(timeout_s)
 
     async def cancel(self, stream_ref: str, reason: str = "cancelled") -> CancelResult:
-        """Cancel a stream by ref (same as ``session.cancel``)."""
+        """Cancel a stream by ref (same as ``session.cancel``).
+
+        Examples
+        --------
+        >>> from streamnb.demo import chatbot_handler
+        >>> runtime = sn.StreamRuntime()
+        >>> handler = runtime.register(chatbot_handler())
+        >>> ref = runtime.run(runtime.attach("tutorial.streaming_chatbot", {})).stream_ref
+        >>> runtime.run(runtime.cancel(ref, "stop")), runtime.run(runtime.cancel(ref, "again"))
+        ('requested', 'already_requested')
+        >>> terminal = runtime.run(runtime.wait(ref, timeout_s=10))
+        >>> terminal.kind, terminal.reason, runtime.info(ref).status
+        ('cancelled', 'stop', 'cancelled')
+        >>> runtime.run(runtime.cancel(ref))
+        'already_settled'
+        >>> runtime.close()
+        """
         self._check_loop()
-        return self._cancel(self._get(stream_ref), _check_reason(reason))
+        return self._get(stream_ref).request_cancel(reason)
 
     async def send(self, stream_ref: str, frame: Any) -> SendResult:
         """Send input to a stream by ref (same as ``session.send``)."""
         self._check_loop()
-        return self._send(self._get(stream_ref), frame)
+        return self._get(stream_ref).accept_input(frame)
 
     # --- frames out -------------------------------------------------------------------
-
-    def _publish(self, st: _Stream, frame: Frame) -> None:
-        st.log.append(tuple(frame))
-        st.next_seq = frame.seq + 1
-        self.ledger.record_frame(frame)
-        if st.waiters:
-            st.wake_readers()
-        cap = self.max_retained_frames
-        if cap is not None and len(st.log) > cap:
-            drop = len(st.log) - cap
-            del st.log[:drop]
-            st.base += drop
 
     async def _pump(self, st: _Stream, start: Any) -> Frame | None:
         """Iterate the handler; publish non-terminal frames; return its terminal, if any."""
@@ -415,16 +539,17 @@ class StreamRuntime:
                 "define run with 'async def' and 'yield'"
             )
         ref = st.ref
-        log = st.log
-        # _publish inlined for the common case (no retention cap, frames not recorded)
-        inline = self.max_retained_frames is None and not self.ledger.record_frames
+        append = st.append
+        # _Stream.append inlined when it has nothing to trim or record (the common case):
+        # the method call alone costs ~5% of core.throughput (bench/bench_core.py)
+        log = st.log if st.cap is None and st.record is None else None
+        seq = st.next_seq  # the pump is the only writer until settling: count locally
         now = time.time
         budget = _FAIRNESS_BATCH
         try:
             async for spec in agen:
                 if st.halt:
                     return None
-                seq = st.next_seq
                 if (
                     type(spec) is dict
                     and len(spec) == 3
@@ -449,13 +574,13 @@ class StreamRuntime:
                     if frame.kind in TERMINAL_KINDS:
                         return frame
                     raw = tuple(frame)
-                if inline:
+                if log is not None:
                     log.append(raw)
-                    st.next_seq = seq + 1
                     if st.waiters:
                         st.wake_readers()
                 else:
-                    self._publish(st, _tuple_new(Frame, raw))
+                    append(raw)
+                seq += 1
                 budget -= 1
                 if not budget:
                     budget = _FAIRNESS_BATCH
@@ -485,23 +610,12 @@ class StreamRuntime:
             await outcome
         except asyncio.CancelledError as exc:  # the loop is shutting down under us
             interrupted = exc
-            if not st.signal.aborted:
-                st.signal._abort("runtime_closed")
-            st.forced = True
-            st.halt = True
+            st.mark_forced("runtime_closed")
             pump.cancel()
         try:
             terminal = self._decide(st, pump)
         except Exception as exc:  # a bug here must still end in exactly one settlement
-            terminal = Frame(
-                "failed",
-                st.ref,
-                st.next_seq,
-                time.time(),
-                reason="runtime_error",
-                error=f"{type(exc).__name__}: {exc}",
-                terminal={"ok": False},
-            )
+            terminal = _ending(st, "runtime_error", f"{type(exc).__name__}: {exc}")
         if not pump.done():
             pump.cancel()
             self._zombies.add(pump)
@@ -512,60 +626,22 @@ class StreamRuntime:
             raise interrupted
 
     def _decide(self, st: _Stream, pump: asyncio.Task[Frame | None]) -> Frame:
-        """The terminal frame (unstamped seq/time fixed here) from how the pump ended."""
-        ref, seq, now = st.ref, st.next_seq, time.time()
-        sig = st.signal
-        if pump.done() and not pump.cancelled() and not st.forced:
-            exc = pump.exception()
-            if exc is None:
-                result = pump.result()
-                if result is not None:
-                    return result._replace(seq=seq, at=now)
-                if sig.aborted:
-                    return Frame(
-                        "cancelled", ref, seq, now, reason=sig.reason, terminal={"cancelled": True}
-                    )
-                return Frame(
-                    "failed",
-                    ref,
-                    seq,
-                    now,
-                    reason="no_terminal",
-                    error=f"handler {st.handler.kind!r} returned without a terminal frame",
-                    terminal={"ok": False},
-                )
-            if isinstance(exc, InvalidFrameError):
-                return Frame(
-                    "failed",
-                    ref,
-                    seq,
-                    now,
-                    reason="invalid_frame",
-                    error=str(exc),
-                    terminal={"ok": False},
-                )
-            error = f"{type(exc).__name__}: {exc}"
-            if sig.aborted:
-                return Frame(
-                    "cancelled",
-                    ref,
-                    seq,
-                    now,
-                    reason=sig.reason,
-                    error=error,
-                    terminal={"cancelled": True},
-                )
-            return Frame(
-                "failed", ref, seq, now, reason="handler_error", error=error, terminal={"ok": False}
-            )
-        return Frame(
-            "cancelled",
-            ref,
-            seq,
-            now,
-            reason=sig.reason or "cancelled",
-            terminal={"cancelled": True, "forced": True},
-        )
+        """The terminal frame from how the pump ended (its own, or one from ``_ENDINGS``)."""
+        if not pump.done() or pump.cancelled() or st.forced:
+            return _ending(st, "forced")
+        exc = pump.exception()
+        if exc is None:
+            result = pump.result()
+            if result is not None:
+                return result._replace(seq=st.next_seq, at=time.time())
+            if st.signal.aborted:
+                return _ending(st, "cancelled")
+            kind = st.handler.kind
+            return _ending(st, "no_terminal", f"handler {kind!r} returned without a terminal frame")
+        if isinstance(exc, InvalidFrameError):
+            return _ending(st, "invalid_frame", str(exc))
+        error = f"{type(exc).__name__}: {exc}"
+        return _ending(st, "cancelled" if st.signal.aborted else "handler_error", error)
 
     async def _settle(self, st: _Stream, frame: Frame) -> asyncio.CancelledError | None:
         """Commit the settlement, then announce the terminal frame (exactly once).
@@ -574,12 +650,7 @@ class StreamRuntime:
         back until the terminal is announced, and returned for re-raising.
         """
         interrupted: asyncio.CancelledError | None = None
-        st.state = _State.SETTLING
-        st.halt = True
-        if st.timer is not None:
-            st.timer.cancel()
-            st.timer = None
-        st.wake_input()
+        st.begin_settling()
         tx: LedgerTx | None = LedgerTx(st.ref)
         try:
             result = st.handler.commit_terminal(frame, tx)  # type: ignore[arg-type]
@@ -587,12 +658,8 @@ class StreamRuntime:
                 await asyncio.wait_for(_await(result), self.cancel_grace_s + self.force_wait_s)
         except Exception as exc:
             tx = None
-            frame = frame._replace(
-                kind="failed",
-                reason="commit_terminal_error",
-                error=f"commit_terminal raised {type(exc).__name__}: {exc}",
-                terminal={"ok": False, "was": frame.kind},
-            )
+            error = f"commit_terminal raised {type(exc).__name__}: {exc}"
+            frame = _failed_instead(frame, "commit_terminal_error", error, was=frame.kind)
         settlement = Settlement(
             stream_ref=st.ref,
             status=frame.kind,
@@ -602,37 +669,22 @@ class StreamRuntime:
             tx=tx,
             terminal_frame=frame,
         )
-        commit = asyncio.ensure_future(self.ledger.settle(settlement))
+        commit = asyncio.ensure_future(self._store.settle(settlement))
         try:
             try:
                 done = await asyncio.shield(commit)
             except asyncio.CancelledError as exc:  # finish the commit, then re-raise
                 interrupted = exc
-                done = await asyncio.wait_for(commit, 30.0)
+                done = await asyncio.wait_for(commit, LEDGER_WRITE_WAIT_S)
         except (LedgerError, asyncio.TimeoutError) as exc:
             # Not even a failed record could be written: announce the failure; the
-            # ledger row stays 'open' and is recovered as runtime_lost on reopen.
-            frame = frame._replace(
-                kind="failed",
-                reason="ledger_error",
-                error=str(exc),
-                terminal={"ok": False, "ledger_error": True},
-            )
+            # ledger row stays 'running' and is recovered as runtime_lost on reopen.
+            frame = _failed_instead(frame, "ledger_error", str(exc), ledger_error=True)
         else:
             if done.fallback_error is not None:
-                frame = frame._replace(
-                    kind="failed",
-                    reason="settlement_error",
-                    error=done.fallback_error,
-                    terminal={"ok": False, "settlement_error": done.fallback_error},
-                )
-        st.terminal = frame
-        st.state = _State.SETTLED
-        st.log.append(tuple(frame))
-        st.next_seq = frame.seq + 1
-        st.wake_readers()
-        if st.settled is not None and not st.settled.done():
-            st.settled.set_result(frame)
+                error = done.fallback_error
+                frame = _failed_instead(frame, "settlement_error", error, settlement_error=error)
+        st.announce(frame)
         self._settled_order.append(st.ref)
         while len(self._settled_order) > self.retain_settled:
             self._streams.pop(self._settled_order.popleft(), None)
@@ -640,84 +692,18 @@ class StreamRuntime:
 
     # --- frames in, cancel ----------------------------------------------------------
 
-    def _send(self, st: _Stream, frame: Any) -> SendResult:
-        ref = st.ref
-        if st.handler.mode != "bidi":
-            raise InputNotAcceptedError(
-                ref, "it is an output_only stream; only 'bidi' handlers read input"
-            )
-        if st.state is not _State.RUNNING:
-            raise StreamSettledError(ref, st.status)
-        if st.signal.aborted:
-            raise InputNotAcceptedError(
-                ref, f"the stream is being cancelled ({st.signal.reason}); attach a new one"
-            )
-        seq: Any = None
-        if isinstance(frame, Frame):
-            if frame.kind != "input":
-                raise InvalidFrameError(
-                    f"only 'input' frames can be sent, this is an outbound {frame.kind!r} "
-                    "frame; send its payload instead",
-                    frame,
-                )
-            frame = {
-                "kind": frame.kind,
-                "stream_ref": frame.stream_ref,
-                "seq": frame.seq,
-                "payload": frame.payload,
-            }
-        if isinstance(frame, dict) and frame.get("kind") == "input":
-            extra = set(frame) - {"kind", "stream_ref", "seq", "payload"}
-            if extra:
-                raise InvalidFrameError(
-                    f"unknown keys {sorted(extra)}; an input frame has kind, stream_ref, seq, "
-                    "payload",
-                    frame,
-                )
-            if frame.get("stream_ref", ref) != ref:
-                raise InvalidFrameError(
-                    f"input frame is for stream {frame.get('stream_ref')!r}, not {ref!r}", frame
-                )
-            seq = frame.get("seq")
-            payload = frame.get("payload")
-            if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool) or seq < 0):
-                raise InvalidFrameError("input 'seq' must be an integer >= 0", frame)
-        else:
-            payload = frame
-        check_json(payload, "input payload", frame)
-        if seq is None:
-            seq = st.next_input_seq
-        elif seq in st.input_seqs:
-            return "duplicate"
-        if len(st.inbox) >= _MAX_INBOX:
-            raise InputNotAcceptedError(
-                ref, f"{_MAX_INBOX} inputs are already waiting; the handler is not reading input"
-            )
-        st.input_seqs.add(seq)
-        st.next_input_seq = max(st.next_input_seq, seq + 1)
-        st.inbox.append(Frame("input", ref, seq, time.time(), payload=payload))
-        st.wake_input()
-        return "accepted"
-
-    def _cancel(self, st: _Stream, reason: str) -> CancelResult:
-        if st.state is not _State.RUNNING:
-            return "already_settled"
-        if st.signal.aborted:
-            return "already_requested"
-        st.signal._abort(reason)
-        st.wake_input()
+    def _arm_force(self, st: _Stream) -> None:
+        """A cancel was requested: stop the handler by force after ``cancel_grace_s``."""
         loop = self._loop
         assert loop is not None
         st.timer = loop.call_later(self.cancel_grace_s, self._force, st)
-        return "requested"
 
     def _force(self, st: _Stream) -> None:
         st.timer = None
         pump = st.pump
         if st.state is not _State.RUNNING or pump is None or pump.done():
             return
-        st.forced = True
-        st.halt = True
+        st.mark_forced("cancelled")  # the signal is already set: the reason stays
         pump.cancel()
         assert self._loop is not None
         st.timer = self._loop.call_later(self.force_wait_s, self._give_up, st)
@@ -740,23 +726,25 @@ class StreamRuntime:
         """
         if self._loop is not None and not self._loop.is_closed():
             self._check_loop()
-        self._closed = True
+        if self._state is Lifecycle.OPEN:
+            self._state = Lifecycle.CLOSING
         if self._opening:  # their streams start, see the runtime closed and cancel
             await asyncio.wait(list(self._opening))
         for st in list(self._streams.values()):
             if st.state is _State.RUNNING:
-                self._cancel(st, "runtime_closed")
+                st.request_cancel("runtime_closed")
         if self._drivers:
             await asyncio.gather(*list(self._drivers), return_exceptions=True)
         for task in list(self._zombies):
             task.cancel()
         if self._zombies:
             await asyncio.wait(list(self._zombies), timeout=self.force_wait_s)
+        self._state = Lifecycle.CLOSED
 
     def close(self) -> None:
         """Synchronous :meth:`aclose` (via :meth:`run`); also closes the runtime's own loop."""
         if self._loop is not None and self._loop.is_closed():
-            self._closed = True
+            self._state = Lifecycle.CLOSED
             return
         self.run(self.aclose())
         own = self._own_loop
@@ -773,10 +761,12 @@ class StreamRuntime:
 
     def __repr__(self) -> str:
         active = len(self.active_refs())
-        return (
-            f"<StreamRuntime kinds={self.kinds} active={active} "
-            f"ledger={self.ledger!r}{' closed' if self._closed else ''}>"
-        )
+        state = "" if self._state is Lifecycle.OPEN else f" {self._state.value}"
+        return f"<StreamRuntime kinds={self.kinds} active={active} ledger={self.ledger!r}{state}>"
+
+
+def _closed_error() -> RuntimeClosedError:
+    return RuntimeClosedError("the runtime is closed; create a new StreamRuntime")
 
 
 def _after_seq(after_seq: Any) -> int:
@@ -812,8 +802,25 @@ async def read_until_terminal(
     Raises
     ------
     StreamTimeoutError
-        ``timeout_s`` passed before the terminal frame; ``.frames`` holds what was
-        read. The stream itself is not cancelled.
+        ``timeout_s`` passed before the terminal frame; ``.frame_log`` holds what
+        was read. The stream itself is not cancelled.
+
+    Examples
+    --------
+    >>> from streamnb.demo import chatbot_handler
+    >>> runtime = sn.StreamRuntime(cancel_grace_s=1.0)
+    >>> handler = runtime.register(chatbot_handler())
+    >>> session = runtime.run(runtime.attach("tutorial.streaming_chatbot", {}))
+    >>> try:  # the chatbot waits for input: nothing ends it within 0.1 s
+    ...     runtime.run(sn.read_until_terminal(session.output, timeout_s=0.1))
+    ... except sn.StreamTimeoutError as exc:
+    ...     print([f.kind for f in exc.frame_log])
+    ['opened', 'progress']
+    >>> runtime.run(session.cancel("user pressed stop"))
+    'requested'
+    >>> [(f.kind, f.reason) for f in runtime.run(sn.read_until_terminal(session.output))]
+    [('cancelled', 'user pressed stop')]
+    >>> runtime.close()
     """
     frames: list[Frame] = []
 
@@ -829,7 +836,5 @@ async def read_until_terminal(
     try:
         await asyncio.wait_for(collect(), timeout_s)
     except asyncio.TimeoutError:
-        err = StreamTimeoutError(timeout_s, len(frames))
-        err.frames = frames  # type: ignore[attr-defined]
-        raise err from None
+        raise StreamTimeoutError(timeout_s, len(frames), frame_log=frames) from None
     return frames

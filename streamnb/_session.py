@@ -2,51 +2,28 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from ._errors import InvalidFrameError
-from ._frames import Frame, check_json
-from ._stream import _Output, _State, _Stream
+from ._errors import SessionDetachedError
+from ._frames import Frame
+from ._lifecycle import Lifecycle
+from ._stream import CancelResult, SendResult, StreamInfo, _Output, _Stream
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotation only: the runtime imports this module, not the reverse
     from ._runtime import StreamRuntime
 
-_tuple_new = tuple.__new__
+__all__ = ["CancelResult", "SendResult", "Session", "StreamInfo", "set_display_hook"]
 
-__all__ = ["CancelResult", "SendResult", "Session", "StreamInfo"]
-
-CancelResult = Literal["requested", "already_requested", "already_settled"]
-SendResult = Literal["accepted", "duplicate"]
-
-
-@dataclass(frozen=True, slots=True)
-class StreamInfo:
-    """A snapshot of one stream as the runtime sees it (see :meth:`StreamRuntime.info`)."""
-
-    stream_ref: str
-    kind: str
-    mode: str
-    on_detach: str
-    status: str
-    opened_at: float
-    next_seq: int
-    first_retained_seq: int
-    observers: int
-    cancel_requested: bool
-    cancel_reason: str | None
-    terminal: Frame | None
+# How display(session) shows a session in Jupyter. The package (streamnb/__init__.py)
+# sets it to show a StreamWidget; the core itself imports nothing from Jupyter.
+_display_hook: Callable[[Session], None] | None = None
 
 
-def _check_reason(reason: Any) -> str:
-    """A cancel reason as given, or :class:`InvalidFrameError` (it is stored and sent as text)."""
-    if not isinstance(reason, str):
-        raise InvalidFrameError(
-            f"the cancel reason must be a str, got {type(reason).__name__} {reason!r}; "
-            "e.g. cancel('user pressed stop')"
-        )
-    check_json(reason, "the cancel reason")
-    return reason
+def set_display_hook(hook: Callable[[Session], None]) -> None:
+    """Make ``display(session)`` in Jupyter call ``hook(session)``."""
+    global _display_hook
+    _display_hook = hook
 
 
 class Session:
@@ -54,9 +31,33 @@ class Session:
 
     Sessions come from :meth:`StreamRuntime.attach` and :meth:`StreamRuntime.reattach`.
     ``display(session)`` in Jupyter shows a :class:`~streamnb.StreamWidget`.
+    After :meth:`detach`, using it (``send``, ``cancel``, ``wait``, ``output``,
+    ``frame_log``) raises :class:`~streamnb.SessionDetachedError`.
+
+    Examples
+    --------
+    >>> import streamnb as sn
+    >>> from streamnb.demo import chatbot_handler
+    >>> runtime = sn.StreamRuntime()
+    >>> handler = runtime.register(chatbot_handler())
+    >>> session = runtime.run(runtime.attach("tutorial.streaming_chatbot", {}))
+    >>> session.status
+    'running'
+    >>> runtime.run(session.send("hello"))
+    'accepted'
+    >>> runtime.run(session.wait(timeout_s=10)).kind
+    'completed'
+    >>> [f.kind for f in session.frame_log()][:3]
+    ['opened', 'progress', 'output']
+    >>> runtime.run(session.detach())
+    >>> runtime.run(session.send("again"))
+    Traceback (most recent call last):
+    ...
+    streamnb._errors.SessionDetachedError: cannot send: this session detached from stream ...
+    >>> runtime.close()
     """
 
-    __slots__ = ("_detached", "_output", "_rt", "_st", "kind", "mode", "stream_ref")
+    __slots__ = ("_output", "_rt", "_st", "_state", "kind", "mode", "stream_ref")
 
     def __init__(self, rt: StreamRuntime, st: _Stream, start_seq: int) -> None:
         self._rt = rt
@@ -65,8 +66,8 @@ class Session:
         self.kind = st.handler.kind
         self.mode = st.handler.mode
         self._output = _Output(st, start_seq)
-        self._detached = False
-        st.observers += 1
+        self._state = Lifecycle.OPEN  # CLOSED once detached
+        st.add_observer()
 
     @property
     def runtime(self) -> StreamRuntime:
@@ -79,13 +80,24 @@ class Session:
 
         It yields :class:`~streamnb.Frame` objects in ``seq`` order, starting
         with ``opened`` (seq 0) for a fresh attach, and stops after the
-        terminal frame or when this session detaches.
+        terminal frame or when this session detaches (a reader already
+        iterating it then sees it end).
+
+        Raises
+        ------
+        SessionDetachedError
+            The session detached: there is no output to read any more.
         """
+        self._check_attached("read output")
         return self._output
 
     @property
     def status(self) -> str:
-        """``opened``, ``running``, ``settling``, or the terminal kind once settled."""
+        """``running`` until the stream settled, then its terminal kind.
+
+        (``completed``, ``cancelled`` or ``failed``; the ledger's ``streams.status``
+        uses the same words.)
+        """
         return self._st.status
 
     @property
@@ -96,7 +108,11 @@ class Session:
     @property
     def detached(self) -> bool:
         """True once :meth:`detach` was called."""
-        return self._detached
+        return self._state is not Lifecycle.OPEN
+
+    def _check_attached(self, action: str) -> None:
+        if self._state is not Lifecycle.OPEN:
+            raise SessionDetachedError(self.stream_ref, action)
 
     async def send(self, frame: Any) -> SendResult:
         """Send input to a ``bidi`` stream.
@@ -121,9 +137,12 @@ class Session:
             The stream already settled.
         InvalidFrameError
             Malformed frame or non-JSON payload. Nothing is queued.
+        SessionDetachedError
+            This session detached (``runtime.send(ref, ...)`` still works).
         """
-        self._rt._check_loop()
-        return self._rt._send(self._st, frame)
+        self._check_attached("send")
+        self._st.owner.check_loop()
+        return self._st.accept_input(frame)
 
     async def cancel(self, reason: str = "cancelled") -> CancelResult:
         """Ask the stream to stop (cooperative cancel, seed 000's Stop).
@@ -136,9 +155,12 @@ class Session:
         ------
         InvalidFrameError
             ``reason`` is not a str, or not valid Unicode text (nothing changes).
+        SessionDetachedError
+            This session detached (``runtime.cancel(ref)`` still works).
         """
-        self._rt._check_loop()
-        return self._rt._cancel(self._st, _check_reason(reason))
+        self._check_attached("cancel")
+        self._st.owner.check_loop()
+        return self._st.request_cancel(reason)
 
     async def detach(self) -> None:
         """Stop observing: ``output`` ends. Not a cancel (seed 001).
@@ -146,40 +168,49 @@ class Session:
         If this was the last observer of an ``on_detach="abort"`` stream, the
         stream is cancelled with reason ``"detached"``. Idempotent.
         """
-        self._rt._check_loop()
-        self._detach_now()
-
-    def _detach_now(self) -> None:
-        if self._detached:
+        self._st.owner.check_loop()
+        if self._state is not Lifecycle.OPEN:
             return
-        self._detached = True
+        self._state = Lifecycle.CLOSED
         self._output._close()
-        st = self._st
-        st.observers -= 1
-        if st.observers <= 0 and st.handler.on_detach == "abort" and st.state is _State.RUNNING:
-            self._rt._cancel(st, "detached")
+        self._st.remove_observer()
 
     async def wait(self, timeout_s: float | None = None) -> Frame:
         """Wait until the stream settles and return its terminal frame.
 
-        Does not consume ``output``. Raises :class:`~streamnb.StreamTimeoutError`
-        after ``timeout_s`` seconds (the stream keeps running).
-        """
-        self._rt._check_loop()
-        return await self._rt.wait_settled(self.stream_ref, timeout_s=timeout_s)
+        Does not consume ``output``.
 
-    def frames(self) -> list[Frame]:
-        """A snapshot of every retained outbound frame so far (does not move ``output``)."""
-        return [_tuple_new(Frame, raw) for raw in self._st.log]
+        Raises
+        ------
+        StreamTimeoutError
+            ``timeout_s`` seconds passed first (the stream keeps running).
+        SessionDetachedError
+            This session detached (``runtime.wait(ref)`` still works).
+        """
+        self._check_attached("wait")
+        self._st.owner.check_loop()
+        return await self._st.wait(timeout_s)
+
+    def frame_log(self) -> list[Frame]:
+        """Every retained outbound frame so far, as a list (a snapshot; ``output`` stays).
+
+        Raises
+        ------
+        SessionDetachedError
+            This session detached (``runtime.frame_log(ref)`` still works).
+        """
+        self._check_attached("read the frame log")
+        return self._st.frame_log()
 
     def __repr__(self) -> str:
+        detached = "" if self._state is Lifecycle.OPEN else " detached"
         return (
-            f"<Session {self.stream_ref} kind={self.kind!r} mode={self.mode} status={self.status}>"
+            f"<Session {self.stream_ref} kind={self.kind!r} mode={self.mode} "
+            f"status={self.status}{detached}>"
         )
 
     def _ipython_display_(self) -> None:  # pragma: no cover - exercised in Jupyter tests
-        from IPython.display import display
-
-        from .widget import StreamWidget
-
-        display(StreamWidget(self))  # type: ignore[no-untyped-call]
+        if _display_hook is None:
+            print(repr(self))
+        else:
+            _display_hook(self)

@@ -1,6 +1,14 @@
-"""Internal per-stream state: the frame log, the input inbox and the two iterators.
+"""One stream's state and the transitions that change it.
 
-Owned by :class:`~streamnb._runtime.StreamRuntime` (one ``_Stream`` per stream_ref).
+A :class:`_Stream` holds the frame log, the input inbox, the cancel signal and the
+settled future of one stream, and is the only code that changes them: appending
+a frame (with retention trim, recording and waking readers), accepting input,
+requesting cancel, the start of settling and the announcement of the terminal
+frame. The runtime that owns the stream keeps attach, the tasks (driver and
+pump) and the settlement; sessions talk to their stream, and to the runtime
+only through the small :class:`StreamOwner` interface (the loop check, and
+"a cancel was requested, start the grace timer").
+
 A session's ``output`` is an :class:`_Output` cursor into ``_Stream.log``; a bidi
 handler's ``input`` is an :class:`_Input` reading ``_Stream.inbox``.
 """
@@ -9,13 +17,82 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import time
 from collections import deque
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
-from ._frames import Frame
+from ._errors import (
+    InputNotAcceptedError,
+    InvalidFrameError,
+    StreamSettledError,
+    StreamTimeoutError,
+)
+from ._frames import Frame, check_json, tuple_new
 from ._handler import AbortSignal, AttachedStreamHandler
 
-_tuple_new = tuple.__new__
+__all__ = [
+    "MAX_INBOX",
+    "CancelResult",
+    "SendResult",
+    "StreamInfo",
+    "StreamOwner",
+]
+
+CancelResult = Literal["requested", "already_requested", "already_settled"]
+SendResult = Literal["accepted", "duplicate"]
+
+#: most input frames queued for a handler that is not reading them
+MAX_INBOX = 1024
+_INPUT_KEYS = frozenset({"kind", "stream_ref", "seq", "payload"})
+
+
+class StreamOwner(Protocol):
+    """What a stream and its sessions need from the runtime that owns them."""
+
+    def check_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the runtime runs on; raises RuntimeClosedError on another loop."""
+        ...
+
+    def cancel_requested(self, st: _Stream) -> None:
+        """A cancel was just requested: start the grace period before a forced stop."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    """A snapshot of one stream as the runtime sees it (see :meth:`StreamRuntime.info`).
+
+    ``status`` is ``running`` until the stream settled, then its terminal kind;
+    ``settling`` is True while its end is decided and being committed to the ledger
+    (input is refused and ``cancel`` answers ``already_settled`` from then on).
+
+    Examples
+    --------
+    >>> from streamnb.demo import chatbot_handler
+    >>> runtime = sn.StreamRuntime()
+    >>> handler = runtime.register(chatbot_handler())
+    >>> session = runtime.run(runtime.attach("tutorial.streaming_chatbot", {}))
+    >>> info = runtime.info(session.stream_ref)
+    >>> info.status, info.settling, info.observers, info.cancel_requested
+    ('running', False, 1, False)
+    >>> runtime.close()
+    """
+
+    stream_ref: str
+    kind: str
+    mode: str
+    on_detach: str
+    status: str
+    settling: bool
+    opened_at: float
+    next_seq: int
+    first_retained_seq: int
+    observers: int
+    cancel_requested: bool
+    cancel_reason: str | None
+    terminal: Frame | None
 
 
 class _State(enum.Enum):
@@ -25,11 +102,11 @@ class _State(enum.Enum):
 
 
 class _Stream:
-    """Mutable state of one stream, owned by the runtime (one per stream_ref)."""
+    """Mutable state of one stream (one per stream_ref), changed only by its methods."""
 
     __slots__ = (
         "base",
-        "driver",
+        "cap",
         "forced",
         "halt",
         "handler",
@@ -38,11 +115,12 @@ class _Stream:
         "input_seqs",
         "log",
         "next_input_seq",
-        "next_seq",
         "observers",
         "opened_at",
         "outcome",
+        "owner",
         "pump",
+        "record",
         "ref",
         "settled",
         "signal",
@@ -52,7 +130,18 @@ class _Stream:
         "waiters",
     )
 
-    def __init__(self, handler: AttachedStreamHandler, ref: str, opened_at: float) -> None:
+    def __init__(
+        self,
+        owner: StreamOwner,
+        handler: AttachedStreamHandler,
+        ref: str,
+        opened_at: float,
+        settled: asyncio.Future[Frame],
+        *,
+        cap: int | None = None,
+        record: Callable[[Frame], None] | None = None,
+    ) -> None:
+        self.owner = owner
         self.handler = handler
         self.ref = ref
         self.opened_at = opened_at
@@ -63,7 +152,8 @@ class _Stream:
         # (bench/bench_core.py core.throughput: 0.50x with, 0.8x without).
         self.log: list[tuple[Any, ...]] = []
         self.base = 0  # seq of log[0] (frames before it were trimmed)
-        self.next_seq = 0
+        self.cap = cap  # most non-terminal frames kept in the log (None: all)
+        self.record = record  # where every non-terminal frame is recorded (None: nowhere)
         self.state = _State.RUNNING
         self.signal = AbortSignal()
         self.inbox: deque[Frame] = deque()
@@ -72,22 +162,105 @@ class _Stream:
         self.next_input_seq = 0
         self.waiters: list[asyncio.Future[None]] = []
         self.observers = 0
-        self.forced = False
-        self.halt = False  # the pump must stop publishing (forced, or settling began)
         self.terminal: Frame | None = None
+        self.settled = settled
+        self.forced = False  # stopped by force (mark_forced)
+        self.halt = False  # the pump must stop publishing (forced, or settling began)
+        # the runtime's handles on this stream's work: the grace timer, the pump task and
+        # the future the driver waits on (set and cleared by the runtime only)
         self.timer: asyncio.TimerHandle | None = None
-        self.driver: asyncio.Task[None] | None = None
         self.pump: asyncio.Task[Frame | None] | None = None
         self.outcome: asyncio.Future[None] | None = None
-        self.settled: asyncio.Future[Frame] | None = None
+
+    # --- reading ------------------------------------------------------------------------
+
+    @property
+    def next_seq(self) -> int:
+        """The seq of the next outbound frame (the log holds every seq below it)."""
+        return self.base + len(self.log)
 
     @property
     def status(self) -> str:
+        """``running`` until settled, then the terminal kind (the ledger's words too)."""
+        terminal = self.terminal
+        return "running" if terminal is None else terminal.kind
+
+    def frame_log(self, after_seq: int = -1) -> list[Frame]:
+        """The retained frames with ``seq > after_seq`` (a snapshot)."""
+        return [tuple_new(Frame, raw) for raw in self.log[max(0, after_seq + 1 - self.base) :]]
+
+    def info(self) -> StreamInfo:
+        h = self.handler
+        return StreamInfo(
+            stream_ref=self.ref,
+            kind=h.kind,
+            mode=h.mode,
+            on_detach=h.on_detach,
+            status=self.status,
+            settling=self.state is _State.SETTLING,
+            opened_at=self.opened_at,
+            next_seq=self.next_seq,
+            first_retained_seq=self.base,
+            observers=self.observers,
+            cancel_requested=self.signal.aborted,
+            cancel_reason=self.signal.reason,
+            terminal=self.terminal,
+        )
+
+    async def wait(self, timeout_s: float | None = None) -> Frame:
+        """The terminal frame, once announced (shielded: a timeout leaves the stream be)."""
         if self.terminal is not None:
-            return self.terminal.kind
-        if self.state is _State.SETTLING:
-            return "settling"
-        return "running" if self.next_seq > 1 else "opened"
+            return self.terminal
+        if timeout_s is None:
+            return await asyncio.shield(self.settled)
+        try:
+            return await asyncio.wait_for(asyncio.shield(self.settled), timeout_s)
+        except asyncio.TimeoutError:
+            raise StreamTimeoutError(float(timeout_s), 0) from None
+
+    # --- frames out -----------------------------------------------------------------------
+
+    def append(self, raw: tuple[Any, ...]) -> None:
+        """Publish one non-terminal frame (an exact tuple of Frame's fields).
+
+        Records it, wakes the readers waiting for it and trims the log to ``cap``
+        (readers that fell behind see the seq gap).
+        """
+        log = self.log
+        log.append(raw)
+        if self.record is not None:
+            self.record(tuple_new(Frame, raw))
+        if self.waiters:
+            self.wake_readers()
+        cap = self.cap
+        if cap is not None and len(log) > cap:
+            drop = len(log) - cap
+            del log[:drop]
+            self.base += drop
+
+    def mark_forced(self, reason: str) -> None:
+        """The handler is being stopped by force: cancelled (if not yet), publishing nothing."""
+        self.signal._abort(reason)  # no-op when a cancel was already requested
+        self.forced = True
+        self.halt = True
+
+    def begin_settling(self) -> None:
+        """The end is decided: no more frames from the pump, no more input, no cancel timer."""
+        self.state = _State.SETTLING
+        self.halt = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.wake_input()
+
+    def announce(self, terminal: Frame) -> None:
+        """The settlement committed: append the terminal frame (always kept) and wake all."""
+        self.terminal = terminal
+        self.state = _State.SETTLED
+        self.log.append(tuple(terminal))
+        self.wake_readers()
+        if not self.settled.done():
+            self.settled.set_result(terminal)
 
     def wake_readers(self) -> None:
         waiters = self.waiters
@@ -97,10 +270,131 @@ class _Stream:
                 if not w.done():
                     w.set_result(None)
 
+    # --- frames in, cancel, observers -------------------------------------------------------
+
+    def accept_input(self, frame: Any) -> SendResult:
+        """Queue an input frame (or bare payload) for the handler.
+
+        Raises
+        ------
+        InputNotAcceptedError, StreamSettledError, InvalidFrameError
+            As documented on :meth:`Session.send`; nothing is queued.
+        """
+        ref = self.ref
+        if self.handler.mode != "bidi":
+            raise InputNotAcceptedError(
+                ref, "it is an output_only stream; only 'bidi' handlers read input"
+            )
+        if self.state is not _State.RUNNING:
+            raise StreamSettledError(ref, None if self.terminal is None else self.terminal.kind)
+        if self.signal.aborted:
+            raise InputNotAcceptedError(
+                ref, f"the stream is being cancelled ({self.signal.reason}); attach a new one"
+            )
+        seq, payload = _parse_input(frame, ref)
+        if seq is None:
+            seq = self.next_input_seq
+        elif seq in self.input_seqs:
+            return "duplicate"
+        if len(self.inbox) >= MAX_INBOX:
+            raise InputNotAcceptedError(
+                ref, f"{MAX_INBOX} inputs are already waiting; the handler is not reading input"
+            )
+        self.input_seqs.add(seq)
+        self.next_input_seq = max(self.next_input_seq, seq + 1)
+        self.inbox.append(Frame("input", ref, seq, time.time(), payload=payload))
+        self.wake_input()
+        return "accepted"
+
+    def request_cancel(self, reason: Any) -> CancelResult:
+        """Cooperative cancel: set the signal, end the handler's ``input``, start the grace.
+
+        Raises
+        ------
+        InvalidFrameError
+            ``reason`` is not a str, or not valid Unicode text (nothing changes).
+        """
+        _check_reason(reason)
+        if self.state is not _State.RUNNING:
+            return "already_settled"
+        if self.signal.aborted:
+            return "already_requested"
+        self.signal._abort(reason)
+        self.wake_input()
+        self.owner.cancel_requested(self)
+        return "requested"
+
+    def add_observer(self) -> None:
+        self.observers += 1
+
+    def remove_observer(self) -> None:
+        """One observer detached; the last one of an ``on_detach="abort"`` stream cancels it."""
+        self.observers -= 1
+        if (
+            self.observers <= 0
+            and self.handler.on_detach == "abort"
+            and self.state is _State.RUNNING
+        ):
+            self.request_cancel("detached")
+
     def wake_input(self) -> None:
         w = self.inbox_waiter
         if w is not None and not w.done():
             w.set_result(None)
+
+
+def _check_reason(reason: Any) -> None:
+    """Refuse a cancel reason that is not text (it is stored and sent as text)."""
+    if not isinstance(reason, str):
+        raise InvalidFrameError(
+            f"the cancel reason must be a str, got {type(reason).__name__} {reason!r}; "
+            "e.g. cancel('user pressed stop')"
+        )
+    check_json(reason, "the cancel reason")
+
+
+def _parse_input(frame: Any, ref: str) -> tuple[int | None, Any]:
+    """``(seq or None, payload)`` of what ``send`` was given: an input frame or a bare payload.
+
+    Raises
+    ------
+    InvalidFrameError
+        An outbound Frame, unknown keys, another stream's ref, a bad ``seq``, or a
+        payload that is not JSON.
+    """
+    seq: Any = None
+    if isinstance(frame, Frame):
+        if frame.kind != "input":
+            raise InvalidFrameError(
+                f"only 'input' frames can be sent, this is an outbound {frame.kind!r} "
+                "frame; send its payload instead",
+                frame,
+            )
+        frame = {
+            "kind": frame.kind,
+            "stream_ref": frame.stream_ref,
+            "seq": frame.seq,
+            "payload": frame.payload,
+        }
+    if isinstance(frame, dict) and frame.get("kind") == "input":
+        extra = set(frame) - _INPUT_KEYS
+        if extra:
+            raise InvalidFrameError(
+                f"unknown keys {sorted(extra)}; an input frame has kind, stream_ref, seq, payload",
+                frame,
+            )
+        if frame.get("stream_ref", ref) != ref:
+            raise InvalidFrameError(
+                f"input frame is for stream {frame.get('stream_ref')!r}, not {ref!r}", frame
+            )
+        seq = frame.get("seq")
+        payload = frame.get("payload")
+        if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool) or seq < 0):
+            raise InvalidFrameError("input 'seq' must be an integer >= 0", frame)
+    else:
+        payload = frame
+    check_json(payload, "input payload", frame)
+    return seq, payload
 
 
 class _Input:
@@ -155,7 +449,7 @@ class _Output:
             log = st.log
             if i < len(log):
                 self._next += 1
-                return _tuple_new(Frame, log[i])
+                return tuple_new(Frame, log[i])
             if st.terminal is not None:
                 raise StopAsyncIteration
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -5,14 +5,18 @@
     streamnb serve [--host 127.0.0.1] [--port 3000] [--ledger PATH]
                    [--handlers module:attr ...] [--token TOKEN] [--cors-origin ORIGIN ...]
                    [--rate TOKENS_PER_S] [--chat-kind KIND] [--log-level LEVEL]
+                   [--no-durable-streams] [--long-poll-timeout-s SECONDS]
 
 serves the seeds' demo handlers (``tutorial.streaming_chatbot`` and
 ``tutorial.output_only`` with a paced fake token source) plus any handlers
 named with ``--handlers``. ``module:attr`` may name a handler, a list of
 handlers, or a zero-argument factory returning either; a user handler with a
 demo kind replaces the demo. The token can also come from the environment
-variable ``STREAMNB_TOKEN``. Ctrl-C stops the server gracefully: live streams
-are ended, then the runtime settles what is still running and the ledger closes.
+variable ``STREAMNB_TOKEN``. The Durable Streams protocol is served under
+``/v1/stream/`` (streams stored in the ledger; streamnb's own streams read-only
+at ``/v1/stream/streamnb/{ref}``) unless ``--no-durable-streams``. Ctrl-C
+stops the server gracefully: live streams are ended, then the runtime settles
+what is still running and the ledger closes.
 """
 
 from __future__ import annotations
@@ -45,6 +49,15 @@ def load_handlers(spec: str) -> list[AttachedStreamHandler]:
         ``spec`` is not ``module:attr``, or the object is not handlers.
     ImportError, AttributeError
         The module or attribute does not exist.
+
+    Examples
+    --------
+    >>> [h.kind for h in load_handlers("streamnb.demo:demo_handlers")]
+    ['tutorial.streaming_chatbot', 'tutorial.output_only']
+    >>> load_handlers("streamnb.demo")
+    Traceback (most recent call last):
+    ...
+    ValueError: 'streamnb.demo' is not 'module:attr' (e.g. 'myhandlers:chatbot')
     """
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
@@ -69,6 +82,13 @@ def _rate(text: str) -> float | None:
     if value < 0:
         raise argparse.ArgumentTypeError("the rate is tokens per second, >= 0 (0: unpaced)")
     return value or None
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError("a duration in seconds, > 0")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,6 +155,19 @@ def build_parser() -> argparse.ArgumentParser:
         "STREAMNB_BASE_URL, STREAMNB_MODEL, STREAMNB_API_KEY_ENV or [tool.streamnb.provider]",
     )
     serve.add_argument(
+        "--no-durable-streams",
+        dest="durable_streams",
+        action="store_false",
+        help="do not serve the Durable Streams protocol under /v1/stream/",
+    )
+    serve.add_argument(
+        "--long-poll-timeout-s",
+        type=_seconds,
+        default=20.0,
+        metavar="SECONDS",
+        help="how long a Durable Streams long-poll waits for data (default 20)",
+    )
+    serve.add_argument(
         "--log-level",
         default="info",
         choices=["critical", "error", "warning", "info", "debug", "trace"],
@@ -167,6 +200,8 @@ async def _serve(args: argparse.Namespace, handlers: list[AttachedStreamHandler]
             cors_origins=args.cors_origin or None,
             chat_kind=args.chat_kind,
             rooms=rooms,
+            durable_streams=args.durable_streams,
+            long_poll_timeout_s=args.long_poll_timeout_s,
         )
         sock = bind_socket(args.host, args.port)
         config = uvicorn.Config(

@@ -121,11 +121,11 @@ def check_file_as_left(
         evs, frs = events.get(ref, []), frames.get(ref, [])
         assert [seq for seq, _ in frs] == list(range(len(frs))), (ref, frs)
         terminal_frames = [kind for _, kind in frs if kind in TERMINAL_KINDS]
-        if status == "open" or reason == "runtime_lost":
-            assert status in ("open", "failed"), (ref, status, reason)
+        if status == "running" or reason == "runtime_lost":
+            assert status in ("running", "failed"), (ref, status, reason)
             assert evs == [], (ref, evs)  # no half-written settlement
             assert terminal_frames == [], (ref, frs)
-            if status == "open":
+            if status == "running":
                 open_refs.add(ref)
         else:
             assert sorted(kind for kind, _ in evs) == EVENT_KINDS, (ref, status, evs)
@@ -137,7 +137,7 @@ def check_file_as_left(
         assert ref in rows, ref
     for ref, kind in announced.items():  # announced means committed
         assert rows[ref][0] == kind and rows[ref][1] != "runtime_lost", (ref, kind, rows[ref])
-    settled_before.update({r: v for r, v in rows.items() if v[0] != "open"})
+    settled_before.update({r: v for r, v in rows.items() if v[0] != "running"})
     return open_refs
 
 
@@ -160,7 +160,7 @@ def crash_loop(tmp_path: Path, iterations: int, seed: int) -> None:
             with sn.Ledger(path) as ledger:
                 assert set(ledger.recovered) == open_refs
                 streams = ledger.streams()
-                assert "open" not in set(streams.status)
+                assert "running" not in set(streams.status)
                 lost = streams[streams.stream_ref.isin(open_refs)]
                 assert set(lost.status) <= {"failed"} and set(lost.reason) <= {"runtime_lost"}
             totals["recovered"] += len(open_refs)

@@ -46,7 +46,7 @@ def test_empty_ledger_queries_have_their_columns():
 async def test_streams_row_is_open_until_settled(runtime):
     session = await runtime.attach("tutorial.streaming_chatbot", {})
     row = runtime.ledger.streams().iloc[0]
-    assert row.status == "open" and pd.isna(row.settled_at)
+    assert row.status == "running" and pd.isna(row.settled_at)
     assert row["kind"] == "tutorial.streaming_chatbot" and row["mode"] == "bidi"
     await session.send("x")
     await session.wait(5)
@@ -88,7 +88,7 @@ async def test_record_frames_stores_every_outbound_frame():
     stored = ledger.frames(session.stream_ref)
     assert stored.seq.tolist() == [f.seq for f in frames]
     assert stored.kind.tolist() == [f.kind for f in frames]
-    assert ledger.frame_objects(session.stream_ref) == frames
+    assert ledger.frame_log(session.stream_ref) == frames
     ledger.close()
 
 
@@ -147,7 +147,7 @@ async def test_second_open_of_a_live_file_ledger_is_read_only(tmp_path):
     session = await rt.attach("tutorial.streaming_chatbot", {})
     reader = sn.Ledger(path)  # another reader while the runtime writes
     assert reader.read_only
-    assert reader.streams().status.tolist() == ["open"]  # not recovered: the writer is alive
+    assert reader.streams().status.tolist() == ["running"]  # not recovered: the writer is alive
     with pytest.raises(sn.LedgerBusyError, match="read_only=True"):
         sn.Ledger(path, read_only=False)
     with pytest.raises(sn.LedgerBusyError):

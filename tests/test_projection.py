@@ -51,7 +51,7 @@ def test_projection_escapes_html_in_text():
 def test_empty_and_open_statuses():
     assert sn.project_attached_stream([], "x").status == "empty"
     opened = [sn.Frame("opened", "x", 0, 1.0)]
-    assert sn.project_attached_stream(opened, "x").status == "opened"
+    assert sn.project_attached_stream(opened, "x").status == "running"
     running = make_stream("x", 2)[:-1]
     assert sn.project_attached_stream(running, "x").status == "running"
     empty = sn.project_attached_stream([], "x")

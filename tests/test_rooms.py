@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sqlite3
+import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Callable
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 import streamnb as sn
+import streamnb.rooms
 from streamnb._frames import Frame
 from streamnb._handler import AttachedStreamHandler, ParseError
 from streamnb.providers import ProviderConfig, chat_handler
@@ -144,6 +146,30 @@ async def test_bad_room_names_are_refused(rooms: ChatRooms, name: Any, problem: 
     with pytest.raises(RoomNameError):
         rooms.rename_room(room_id, name)
     assert rooms.room(room_id).name == "x" * 100
+
+
+async def test_iterating_the_registry_gives_room_ids_and_tolerates_deletes(
+    rooms: ChatRooms,
+) -> None:
+    a, b, c = (rooms.create_room(name) for name in ("A", "B", "C"))
+    assert list(rooms) == [a, b, c]  # creation order, like a dict
+    for room_id in rooms:  # a snapshot: deleting while iterating is fine
+        if room_id != b:
+            await rooms.delete_room(room_id)
+    assert list(rooms) == [b]
+
+
+def test_rooms_imports_no_jupyter_package_and_no_openai() -> None:
+    # the widget lives in streamnb.widget; the default reply's fake source does not need
+    # the openai SDK (streamnb.providers loads its names on first use)
+    code = (
+        "import sys, streamnb.rooms, streamnb.demo; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'anywidget', 'ipywidgets', 'IPython', 'traitlets', 'openai', 'starlette'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr
+    assert not hasattr(streamnb.rooms, "ChatRoomsWidget")
 
 
 async def test_unknown_room_ids_raise_a_clear_error(rooms: ChatRooms) -> None:
@@ -285,7 +311,7 @@ async def test_stop_stores_the_partial_text_as_cancelled(slow_rooms: ChatRooms) 
     assert await room.cancel() == "already_requested"
     message = await room.wait(WAIT_S)
     assert message is not None and message.status == "cancelled"
-    frames = session.frames()
+    frames = session.frame_log()
     streamed = "".join(f.payload for f in frames if f.kind == "output")
     assert message.content == streamed  # exactly what observers saw
     assert message.content.startswith("".join(f.payload for f in seen if f.kind == "output"))
@@ -388,7 +414,7 @@ async def test_deleting_a_room_while_a_send_starts_leaves_no_stream_running(
         with pytest.raises(RoomError):
             await sending
         for ref in rt.active_refs():
-            terminal = await rt.wait_settled(ref, timeout_s=WAIT_S)
+            terminal = await rt.wait(ref, timeout_s=WAIT_S)
             assert terminal.kind == "cancelled"
         assert rt.ledger.streams()["status"].tolist() in ([], ["cancelled"])
 

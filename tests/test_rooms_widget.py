@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 import streamnb as sn
-from streamnb.rooms import ChatRooms, ChatRoomsWidget, room_reply_handler
-from streamnb.testing import FakeTokenSource, lorem_tokens
-from streamnb.testing_widget import recorded_messages
+from streamnb.rooms import ChatRooms, room_reply_handler
+from streamnb.testing import FakeTokenSource, lorem_tokens, recorded_messages
+from streamnb.widget import ChatRoomsWidget
 
 STATIC = Path(sn.__file__).parent / "static"
 WAIT_S = 10.0
@@ -109,7 +109,7 @@ class Page:
                 v.receive(msg)
 
     async def settle(self, timeout_s: float = WAIT_S) -> None:
-        await self.widget.wait_settled(timeout_s)
+        await self.widget.wait(timeout_s)
         await asyncio.sleep(0.05)  # let the last flush go out
         self.pump()
 
@@ -328,3 +328,26 @@ def test_front_end_uses_text_nodes_roles_and_theme_variables() -> None:
     assert "--jp-layout-color2" in css and "--jp-ui-font-size0" in css
     assert ".streamnb-rooms-option" in ChatRoomsWidget._css  # both sheets are loaded
     assert ".streamnb-log" in ChatRoomsWidget._css
+
+
+def test_the_rooms_widget_is_a_loop_widget_of_the_widget_layer() -> None:
+    from streamnb.widget._base import STOP_REASON, LoopWidget
+
+    assert sn.ChatRoomsWidget is ChatRoomsWidget
+    assert ChatRoomsWidget.__module__ == "streamnb.widget._rooms"
+    assert issubclass(ChatRoomsWidget, LoopWidget)  # one loop bridge, one STOP_REASON
+    assert STOP_REASON == "user pressed stop"
+
+
+async def test_a_request_that_cannot_reach_the_loop_says_the_rooms_cannot_be_reached() -> None:
+    rooms = ChatRooms()
+    widget = ChatRoomsWidget(rooms)
+    bridge = widget._bridge
+    try:
+        widget._bridge = type("ClosedLoop", (), {"call": staticmethod(lambda *_: False)})()
+        widget._handle_custom_msg({"type": "open", "view": "v", "room_id": "rm_x"}, [])
+        assert widget.error == "the runtime's event loop is closed; the rooms cannot be reached"
+    finally:
+        widget._bridge = bridge
+        widget.close()
+        await rooms.aclose()

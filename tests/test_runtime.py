@@ -1,4 +1,4 @@
-"""The runtime's guarantees (design.md, "Semantics the runtime guarantees")."""
+"""The runtime's guarantees (README.md, "Guarantees")."""
 
 from __future__ import annotations
 
@@ -58,6 +58,35 @@ async def test_cancel_twice_is_already_requested(runtime):
 # --- seed 001: output-only stream ---------------------------------------------------
 
 
+async def test_detached_session_no_longer_accepts_send(runtime):
+    # Regression: a detached session still accepted send (and cancel, wait, output...).
+    session = await runtime.attach("tutorial.streaming_chatbot", {})
+    first = [await session.output.__anext__(), await session.output.__anext__()]
+    assert [f.kind for f in first] == ["opened", "progress"]  # now it waits for input
+    reader = asyncio.ensure_future(sn.read_until_terminal(session.output))
+    await asyncio.sleep(0)
+    await session.detach()
+    assert await asyncio.wait_for(reader, 5) == []  # the waiting reader sees output end
+    for action, use in [
+        ("send", lambda: session.send("hello")),
+        ("cancel", lambda: session.cancel("stop")),
+        ("wait", lambda: session.wait(1)),
+    ]:
+        with pytest.raises(sn.SessionDetachedError, match=f"cannot {action}: .*reattach"):
+            await use()
+    with pytest.raises(sn.SessionDetachedError, match="read output"):
+        session.output  # noqa: B018
+    with pytest.raises(sn.SessionDetachedError, match="frame log"):
+        session.frame_log()
+    await session.detach()  # idempotent
+    assert session.detached and "detached" in repr(session)
+    assert session.stream_ref and session.status in ("running", "cancelled")
+    # the stream is still there for anyone holding its ref: on_detach="abort" cancelled it
+    terminal = await runtime.wait(session.stream_ref, timeout_s=5)
+    assert terminal.kind == "cancelled" and terminal.reason == "detached"
+    assert session.terminal == terminal
+
+
 async def test_output_only_completed_path(runtime):
     session = await runtime.attach("tutorial.output_only", {})
     frames = await sn.read_until_terminal(session.output, timeout_s=5)
@@ -69,9 +98,10 @@ async def test_output_only_completed_path(runtime):
 
 async def test_output_only_detach_continue_still_settles(runtime):
     session = await runtime.attach("tutorial.output_only", {})
+    output = session.output
     await session.detach()
-    assert [f async for f in session.output] == []
-    terminal = await runtime.wait_settled(session.stream_ref, timeout_s=5)
+    assert [f async for f in output] == []  # detach ends this observer's output
+    terminal = await runtime.wait(session.stream_ref, timeout_s=5)
     assert terminal.kind == "completed"
     assert list(runtime.ledger.events().kind) == ["tutorial.output_only.completed"]
 
@@ -247,7 +277,7 @@ async def test_handler_swallowing_cancellation_is_settled_anyway():
         frames = await sn.read_until_terminal(session.output, timeout_s=5)
         assert frames[-1].terminal["forced"] is True
         release.set()
-    assert "late" not in [f.payload for f in session.frames()]
+    assert "late" not in [f.payload for f in session.frame_log()]
 
 
 async def test_aclose_settles_every_open_stream_once():
@@ -284,7 +314,7 @@ async def test_terminal_is_announced_only_after_commit(runtime):
             assert runtime.ledger.stream_status(session.stream_ref) == "completed"
             assert len(runtime.ledger.events(stream_ref=session.stream_ref)) == 1
         else:
-            assert runtime.ledger.stream_status(session.stream_ref) == "open"
+            assert runtime.ledger.stream_status(session.stream_ref) == "running"
 
 
 # --- guarantee 3: cooperative cancel wakes input -----------------------------------
@@ -316,7 +346,7 @@ async def test_cancel_wakes_handler_blocked_on_input():
 async def test_detach_last_observer_aborts_when_on_detach_abort(runtime):
     session = await runtime.attach("tutorial.streaming_chatbot", {})
     await session.detach()
-    terminal = await runtime.wait_settled(session.stream_ref, timeout_s=5)
+    terminal = await runtime.wait(session.stream_ref, timeout_s=5)
     assert terminal.kind == "cancelled"
     assert runtime.ledger.streams().reason.tolist() == ["detached"]
 
@@ -353,7 +383,7 @@ async def test_retention_gap_is_visible_as_omitted():
     async with sn.StreamRuntime(max_retained_frames=10) as rt:
         rt.register(handler("r", run))
         session = await rt.attach("r")
-        await rt.wait_settled(session.stream_ref, timeout_s=5)
+        await rt.wait(session.stream_ref, timeout_s=5)
         frames = [f async for f in session.output]
         proj = sn.project_attached_stream(frames, session.stream_ref)
         assert proj.status == "completed"
@@ -374,7 +404,7 @@ async def test_slow_reader_does_not_stall_handler_or_other_streams():
         fast = await rt.attach("f")
         fast_frames = await sn.read_until_terminal(fast.output, timeout_s=10)
         assert len(fast_frames) == 10_002
-        terminal = await rt.wait_settled(slow.stream_ref, timeout_s=10)
+        terminal = await rt.wait(slow.stream_ref, timeout_s=10)
         assert terminal.kind == "completed"
         slow_frames = await sn.read_until_terminal(slow.output, timeout_s=10)
         assert [f.seq for f in slow_frames] == list(range(10_002))
@@ -548,5 +578,5 @@ async def test_read_until_terminal_timeout_keeps_stream_running(runtime):
     session = await runtime.attach("tutorial.streaming_chatbot", {})
     with pytest.raises(sn.StreamTimeoutError) as info:
         await sn.read_until_terminal(session.output, timeout_s=0.05)
-    assert [f.kind for f in info.value.frames] == ["opened", "progress"]
+    assert [f.kind for f in info.value.frame_log] == ["opened", "progress"]
     assert runtime.info(session.stream_ref).status == "running"

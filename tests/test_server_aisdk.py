@@ -96,7 +96,7 @@ async def test_ui_message_stream_chunks(start_server, server_runtime: sn.StreamR
     seqs = [seq for seq, _ in events[:-1]]
     assert seqs == sorted(seqs)
     assert seqs[0] == 0
-    assert seqs[-1] == server_runtime.frames(ref)[-1].seq
+    assert seqs[-1] == server_runtime.frame_log(ref)[-1].seq
 
 
 async def test_stop_endpoint_aborts_and_resume_replays(
@@ -129,7 +129,7 @@ async def test_stop_endpoint_aborts_and_resume_replays(
         }  # fmt: skip
         assert [json.loads(r[6:])["type"] for r in rest[-3:-1]] == ["text-end", "abort"]
         assert rest[-1] == "data: [DONE]"
-        terminal = await server_runtime.wait_settled(ref, timeout_s=5)
+        terminal = await server_runtime.wait(ref, timeout_s=5)
         assert terminal.kind == "cancelled"
         assert cancel_reason(server_runtime, ref) == "user stop"
         assert (await client.get("/api/chat/chat-2/stream")).status_code == 204
@@ -223,7 +223,7 @@ async def test_ai_package_reads_an_aborted_stream(
         chats = handle.app.state.streamnb.chats
         await eventually(lambda: chats.get("chat-stop") is not None, timeout_s=20)
         ref, _ = chats.get("chat-stop")
-        await eventually(lambda: any(f.kind == "output" for f in server_runtime.frames(ref)))
+        await eventually(lambda: any(f.kind == "output" for f in server_runtime.frame_log(ref)))
         async with httpx.AsyncClient(base_url=handle.url) as client:
             await client.post("/api/chat/chat-stop/stop")
         result = await node

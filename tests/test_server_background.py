@@ -32,7 +32,7 @@ async def test_serves_on_a_free_port_and_stops(server_runtime: sn.StreamRuntime)
         async with httpx.AsyncClient(base_url=handle.url) as client:
             ref = await open_stream(client, "tutorial.output_only")
             # the notebook's view of the same runtime
-            terminal = await server_runtime.wait_settled(ref, timeout_s=5)
+            terminal = await server_runtime.wait(ref, timeout_s=5)
             assert terminal.kind == "completed"
             streams = (await client.get("/ledger/streams")).json()["streams"]
             assert streams[0]["stream_ref"] == ref
@@ -56,7 +56,7 @@ async def test_aclose_ends_live_streams_and_detaches(server_runtime: sn.StreamRu
             rest = [sse async for sse in events]  # the response ends cleanly
             await asyncio.wait_for(closing, 10)
     assert [sse.event for sse in rest] == ["progress"]
-    terminal = await server_runtime.wait_settled(ref, timeout_s=5)
+    terminal = await server_runtime.wait(ref, timeout_s=5)
     assert terminal.kind == "cancelled"
     assert cancel_reason(server_runtime, ref) == "detached"
 

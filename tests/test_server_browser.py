@@ -73,7 +73,7 @@ async def test_stop_cancels_server_side(
     await page.get_by_role("button", name="Stop").click()
     await expect(page.get_by_role("status")).to_have_text("cancelled")
     (ref,) = server_runtime.ledger.streams()["stream_ref"]
-    terminal = await server_runtime.wait_settled(ref, timeout_s=5)
+    terminal = await server_runtime.wait(ref, timeout_s=5)
     assert terminal.kind == "cancelled"
     assert cancel_reason(server_runtime, ref) == "user pressed Stop"
     assert "streamnb reply to hello" not in await log.text_content()

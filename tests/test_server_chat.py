@@ -38,7 +38,7 @@ async def test_chat_streams_content_events_then_done(
     contents = [json.loads(b.removeprefix("data: "))["content"] for b in blocks[:-1]]
     assert all(b.startswith("data: {") for b in blocks[:-1])
     assert "".join(contents).endswith("streamnb reply to hello")
-    projection = sn.project_attached_stream(server_runtime.frames(ref), ref)
+    projection = sn.project_attached_stream(server_runtime.frame_log(ref), ref)
     assert projection.status == "completed"
     assert projection.text() == "".join(contents)
 
@@ -80,7 +80,7 @@ async def test_stop_cancels_the_chat_stream_server_side(
         rest = [line async for line in lines if line]
     assert rest[-2].startswith(": cancelled")
     assert rest[-1] == "data: [DONE]"
-    terminal = await server_runtime.wait_settled(ref, timeout_s=5)
+    terminal = await server_runtime.wait(ref, timeout_s=5)
     assert terminal.kind == "cancelled"
     assert cancel_reason(server_runtime, ref) == "user pressed Stop"
 
@@ -97,7 +97,7 @@ async def test_closing_a_chat_connection_detaches(
         async for line in response.aiter_lines():
             if line.startswith("data: {"):
                 break
-    terminal = await server_runtime.wait_settled(ref, timeout_s=5)
+    terminal = await server_runtime.wait(ref, timeout_s=5)
     assert terminal.kind == "cancelled"
     assert cancel_reason(server_runtime, ref) == "detached"
 

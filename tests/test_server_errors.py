@@ -127,7 +127,7 @@ async def test_bad_input_is_a_4xx_json_error_and_changes_nothing(
 ) -> None:
     async with httpx.AsyncClient(base_url=small_server.url, timeout=10) as client:
         settled = await open_stream(client, "tutorial.output_only")
-        await server_runtime.wait_settled(settled, timeout_s=10)
+        await server_runtime.wait(settled, timeout_s=10)
         ledger = server_runtime.ledger
         before = (len(ledger.streams()), len(ledger.events()), server_runtime.active_refs())
         response = await client.request(method, path.format(settled=settled), **kwargs)

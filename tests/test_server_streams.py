@@ -53,7 +53,7 @@ async def test_sse_frames_have_seq_ids_kinds_and_frame_json(
         raw = b"".join([chunk async for chunk in response.aiter_raw()]).decode()
     blocks = raw.split("\n\n")
     assert blocks[-1] == ""
-    frames = server_runtime.frames(ref)
+    frames = server_runtime.frame_log(ref)
     assert blocks[:-1] == [f"id: {f.seq}\nevent: {f.kind}\ndata: {f.to_json()}" for f in frames]
     assert_checkpoint(frames, "opened -> progress -> output+ -> completed")
 
@@ -68,7 +68,7 @@ async def test_resume_after_dropped_connection_gives_every_frame_once(
     seqs = [seq for seq, _, _ in first + rest]
     assert seqs == list(range(len(seqs)))
     assert rest[-1][1] == "completed"
-    assert [f.seq for f in server_runtime.frames(ref)] == seqs
+    assert [f.seq for f in server_runtime.frame_log(ref)] == seqs
     # ?after_seq= resumes the same way, and the header wins over it
     again = await read_events(client, ref, params={"after_seq": "2"})
     assert [s for s, _, _ in again] == seqs[3:]
@@ -92,7 +92,7 @@ async def test_disconnect_with_on_detach_abort_cancels_as_detached(
 ) -> None:
     ref = await open_stream(client, "test.slow_output_abort", {"message": "x"})
     await read_events(client, ref, stop_after=4)
-    terminal = await server_runtime.wait_settled(ref, timeout_s=10)
+    terminal = await server_runtime.wait(ref, timeout_s=10)
     assert terminal.kind == "cancelled"
     assert cancel_reason(server_runtime, ref) == "detached"
 
@@ -103,7 +103,7 @@ async def test_disconnect_with_on_detach_continue_completes(
     ref = await open_stream(client, "test.slow_output", {"message": "x"})
     await read_events(client, ref, stop_after=4)
     await eventually(lambda: server_runtime.info(ref).observers == 0)
-    terminal = await server_runtime.wait_settled(ref, timeout_s=10)
+    terminal = await server_runtime.wait(ref, timeout_s=10)
     assert terminal.kind == "completed"
 
 
@@ -162,7 +162,7 @@ async def test_unclaimed_stream_is_released_after_claim_timeout(
     handle: ServerHandle = await start_server(claim_timeout_s=0.1)
     async with httpx.AsyncClient(base_url=handle.url) as client:
         ref = await open_stream(client, "test.slow_chat")  # on_detach="abort"
-    terminal = await server_runtime.wait_settled(ref, timeout_s=10)
+    terminal = await server_runtime.wait(ref, timeout_s=10)
     assert terminal.kind == "cancelled"
     assert cancel_reason(server_runtime, ref) == "detached"
 
@@ -179,7 +179,7 @@ async def test_stalled_client_is_dropped_and_does_not_stall_the_stream(
         writer.write(f"GET /streams/{ref}/events HTTP/1.1\r\nHost: {handle.host}\r\n\r\n".encode())
         await writer.drain()
         # never read: the server's socket buffers fill and its send blocks
-        terminal = await server_runtime.wait_settled(ref, timeout_s=10)
+        terminal = await server_runtime.wait(ref, timeout_s=10)
         assert terminal.kind == "completed"  # the handler was never held up
         await eventually(lambda: server_runtime.info(ref).observers == 0, timeout_s=10)
         assert len(handle.app.state.streamnb.connections) == 0
@@ -197,7 +197,7 @@ async def test_no_task_outlives_its_response(
         await read_events(client, ref, stop_after=2)  # dropped mid-stream
     await read_events(client, refs[2])  # read to the end
     for ref in refs:
-        await server_runtime.wait_settled(ref, timeout_s=10)
+        await server_runtime.wait(ref, timeout_s=10)
 
     def settled() -> bool:
         extra = {t for t in asyncio.all_tasks() if not t.done()} - baseline
@@ -233,9 +233,9 @@ async def test_status_of_an_evicted_stream_comes_from_the_ledger() -> None:
     try:
         async with httpx.AsyncClient(base_url=handle.url) as client:
             first = await open_stream(client, "tutorial.output_only")
-            await runtime.wait_settled(first, timeout_s=5)
+            await runtime.wait(first, timeout_s=5)
             second = await open_stream(client, "tutorial.output_only")
-            await runtime.wait_settled(second, timeout_s=5)  # evicts the first from memory
+            await runtime.wait(second, timeout_s=5)  # evicts the first from memory
             status = (await client.get(f"/streams/{first}")).json()
             assert status["in_memory"] is False
             assert (status["stream_ref"], status["status"]) == (first, "completed")

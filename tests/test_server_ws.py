@@ -58,7 +58,7 @@ async def test_ws_bidi_input_then_completion(
     assert [f["seq"] for f in frames] == list(range(2, 2 + len(frames)))
     text = "".join(f["payload"] for f in frames if f["kind"] == "output")
     assert text.endswith("streamnb reply to hello")
-    assert (await server_runtime.wait_settled(ref, timeout_s=5)).kind == "completed"
+    assert (await server_runtime.wait(ref, timeout_s=5)).kind == "completed"
 
 
 async def test_ws_cancel_ends_with_cancelled_frame(
@@ -133,10 +133,10 @@ async def test_ws_close_is_a_detach(
             await ws.send(json.dumps({"type": "input", "payload": "go"}))
             while (await recv(ws)).get("kind") != "output":
                 pass
-    aborted = await server_runtime.wait_settled(abort, timeout_s=10)
+    aborted = await server_runtime.wait(abort, timeout_s=10)
     assert aborted.kind == "cancelled"
     assert cancel_reason(server_runtime, abort) == "detached"
-    assert (await server_runtime.wait_settled(keep, timeout_s=10)).kind == "completed"
+    assert (await server_runtime.wait(keep, timeout_s=10)).kind == "completed"
 
 
 async def test_ws_resume_with_after_seq_and_unknown_ref(
@@ -145,10 +145,10 @@ async def test_ws_resume_with_after_seq_and_unknown_ref(
     server_runtime: sn.StreamRuntime,
 ) -> None:
     ref = await open_stream(client, "tutorial.output_only")
-    await server_runtime.wait_settled(ref, timeout_s=5)
+    await server_runtime.wait(ref, timeout_s=5)
     async with connect(ws_url(server, ref, "?after_seq=3")) as ws:
         frames = await read_to_close(ws)
-    assert [f["seq"] for f in frames] == [f.seq for f in server_runtime.frames(ref)][4:]
+    assert [f["seq"] for f in frames] == [f.seq for f in server_runtime.frame_log(ref)][4:]
     async with connect(ws_url(server, "st_nope")) as ws:
         messages = await read_to_close(ws)
         assert ws.close_code == 4404

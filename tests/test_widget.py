@@ -13,14 +13,15 @@ import pytest
 
 import streamnb as sn
 from streamnb.demo import chatbot_handler, output_only_handler
-from streamnb.testing import FakeTokenSource, fake_tokens, lorem_tokens
-from streamnb.testing_widget import (
+from streamnb.testing import (
+    FakeTokenSource,
+    fake_tokens,
+    lorem_tokens,
     press_escape,
     press_hello,
     press_send,
     press_stop,
     recorded_messages,
-    wait_settled,
 )
 from streamnb.widget import ChatWidget, StreamWidget
 
@@ -138,11 +139,11 @@ async def flood_rt() -> Any:
 async def test_widget_shows_reply_and_settles(runtime: sn.StreamRuntime) -> None:
     session = await runtime.attach(CHAT, {})
     widget = StreamWidget(session)
-    assert widget.status == "opened"
+    assert widget.status == "running"
     assert not widget.settled
     with recorded_messages(widget) as sent:
         await session.send("hello")
-        assert await wait_settled(widget, timeout_s=5) == "completed"
+        assert await widget.wait(timeout_s=5) == "completed"
     assert widget.settled
     assert widget.final_texts == {"assistant.delta": "streamnb reply to hello"}
     assert widget.text() == "streamnb reply to hello"
@@ -163,7 +164,7 @@ async def test_flood_is_batched_and_exact(flood_rt: sn.StreamRuntime) -> None:
     with recorded_messages(widget) as sent:
         t0 = time.monotonic()
         await session.send("go")
-        await wait_settled(widget, timeout_s=30)
+        await widget.wait(timeout_s=30)
         duration_s = time.monotonic() - t0
     n = len(deltas(sent))
     assert n <= duration_s / 0.033 + 3, (n, duration_s)
@@ -182,7 +183,7 @@ async def test_paced_stream_sends_at_most_one_delta_per_interval() -> None:
         with recorded_messages(widget) as sent:
             t0 = time.monotonic()
             await session.send("x")
-            await widget.wait_settled(10)
+            await widget.wait(10)
             duration_s = time.monotonic() - t0
         n = len(deltas(sent))
         assert 2 <= n <= duration_s / 0.05 + 3, (n, duration_s)
@@ -211,7 +212,7 @@ async def test_late_hello_gets_snapshot_then_deltas_without_gaps_or_duplicates(
         await until(widget, lambda: len(sent) > seen)
         press_hello(widget)
         press_hello(widget)  # a second late view: the snapshot is harmless to the others
-        await wait_settled(widget, timeout_s=10)
+        await widget.wait(timeout_s=10)
     snapshots = [m for m in sent if m["type"] == "snapshot"]
     assert len(snapshots) == 2
     assert snapshots[0]["upto_seq"] > 0
@@ -230,7 +231,7 @@ async def test_snapshot_of_settled_widget_equals_final_texts(runtime: sn.StreamR
     session = await runtime.attach(CHAT, {})
     widget = StreamWidget(session)
     await session.send("again")
-    await widget.wait_settled(5)
+    await widget.wait(5)
     with recorded_messages(widget) as sent:
         press_hello(widget)
     assert sent == [
@@ -250,7 +251,7 @@ async def test_widget_does_not_consume_session_output(runtime: sn.StreamRuntime)
     await session.send("hey")
     frames = await sn.read_until_terminal(session.output, timeout_s=5)
     sn.testing.assert_checkpoint(frames, "opened -> progress -> output* -> completed")
-    await widget.wait_settled(5)
+    await widget.wait(5)
     assert widget.text() == "streamnb reply to hey"
     widget.close()
 
@@ -260,7 +261,7 @@ async def test_late_widget_replays_from_the_frame_log(runtime: sn.StreamRuntime)
     await session.send("before")
     await session.wait(5)
     widget = StreamWidget(await runtime.reattach(session.stream_ref, after_seq=3))
-    assert await widget.wait_settled(5) == "completed"
+    assert await widget.wait(5) == "completed"
     assert widget.final_texts["assistant.delta"] == "streamnb reply to before"
     widget.close()
 
@@ -278,7 +279,7 @@ async def test_other_channels_and_json_payloads_are_text(runtime: sn.StreamRunti
         )
     )
     widget = StreamWidget(await runtime.attach("multi", {}))
-    await widget.wait_settled(5)
+    await widget.wait(5)
     assert widget.final_texts == {
         "assistant.delta": "main ",
         "stdout": "log line\n",
@@ -296,7 +297,7 @@ async def test_trimmed_frames_leave_contiguous_deltas() -> None:
         assert not widget._flushed
         with recorded_messages(widget) as sent:
             await session.send("trim")
-            assert await widget.wait_settled(10) == "completed"
+            assert await widget.wait(10) == "completed"
         assert widget._flushed  # a model created from now on asks for a snapshot
         assert_contiguous(sent)  # frames trimmed before the widget read them fall in a range
         assert deltas(sent)[-1]["to_seq"] == session.terminal.seq  # type: ignore[union-attr]
@@ -317,7 +318,7 @@ async def test_press_stop_cancels_and_ledger_has_cancelled_settlement(
     press_send(widget, "please stop me")
     await until(widget, widget.text)
     press_stop(widget)
-    assert await wait_settled(widget, timeout_s=5) == "cancelled"
+    assert await widget.wait(timeout_s=5) == "cancelled"
     assert widget.reason == "user pressed stop"
     assert widget.settled
     assert 0 < len(widget.final_texts["assistant.delta"]) < len("".join(lorem_tokens(400)("x")))
@@ -336,7 +337,7 @@ async def test_escape_is_stop(slow_rt: sn.StreamRuntime) -> None:
     session = await slow_rt.attach(CHAT, {})
     widget = StreamWidget(session)
     press_escape(widget)
-    assert await widget.wait_settled(5) == "cancelled"
+    assert await widget.wait(5) == "cancelled"
     widget.close()
 
 
@@ -361,7 +362,7 @@ async def test_stop_and_send_from_another_thread(slow_rt: sn.StreamRuntime) -> N
     stopper = threading.Thread(target=press_stop, args=(widget,))
     stopper.start()
     await asyncio.to_thread(stopper.join)
-    assert await widget.wait_settled(5) == "cancelled"
+    assert await widget.wait(5) == "cancelled"
     assert widget.reason == "user pressed stop"
     assert seen_threads == [main_thread, main_thread]
     widget.close()
@@ -371,7 +372,7 @@ async def test_send_after_settle_reports_error_in_widget(runtime: sn.StreamRunti
     session = await runtime.attach(CHAT, {})
     widget = StreamWidget(session)
     press_send(widget, "once")
-    await widget.wait_settled(5)
+    await widget.wait(5)
     press_send(widget, "twice")
     await actions_done(widget)
     assert "settled" in widget.error
@@ -404,7 +405,7 @@ async def test_html_in_tokens_stays_a_string(runtime: sn.StreamRuntime) -> None:
     widget = StreamWidget(session)
     with recorded_messages(widget) as sent:
         press_send(widget, "<script>x</script>")
-        await widget.wait_settled(5)
+        await widget.wait(5)
     text = f"{XSS} & <script>x</script>"
     assert widget.text() == text
     assert widget.final_texts["assistant.delta"] == text
@@ -436,7 +437,7 @@ async def test_creating_the_widget_returns_at_once(slow_rt: sn.StreamRuntime) ->
     t0 = time.monotonic()
     widget = StreamWidget(session)
     assert time.monotonic() - t0 < 0.5
-    assert widget.status == "opened"
+    assert widget.status == "running"
     widget.close()
 
 
@@ -446,7 +447,7 @@ def test_widget_in_a_script_starts_with_the_runtime_loop() -> None:
         session = rt.run(rt.attach(CHAT, {}))
         widget = StreamWidget(session)  # no loop is running here
         press_send(widget, "sync")  # queued for the runtime's loop
-        assert rt.run(wait_settled(widget, timeout_s=5)) == "completed"
+        assert rt.run(widget.wait(timeout_s=5)) == "completed"
         assert widget.final_texts["assistant.delta"] == "streamnb reply to sync"
         widget.close()
     finally:
@@ -500,9 +501,9 @@ async def test_chat_two_turns_grow_the_transcript(runtime: sn.StreamRuntime) -> 
     with recorded_messages(chat) as sent:
         press_send(chat, "first")
         assert chat.busy
-        assert await wait_settled(chat, timeout_s=5) == "completed"
+        assert await chat.wait(timeout_s=5) == "completed"
         press_send(chat, "second")
-        await wait_settled(chat, timeout_s=5)
+        await chat.wait(timeout_s=5)
     assert [(m["role"], m["content"], m["status"]) for m in chat.transcript] == [
         ("user", "first", "sent"),
         ("assistant", "streamnb reply to first", "completed"),
@@ -530,7 +531,7 @@ async def test_chat_stop_cancels_current_reply_and_send_waits(
     assert "still streaming" in chat.error
     await until(chat, chat.reply_text)
     press_stop(chat)
-    assert await chat.wait_settled(5) == "cancelled"
+    assert await chat.wait(5) == "cancelled"
     assert chat.reason == "user pressed stop"
     last = chat.transcript[-1]
     assert last["status"] == "cancelled"
@@ -551,7 +552,7 @@ async def test_chat_late_hello_gets_current_partial_reply(slow_rt: sn.StreamRunt
         await until(chat, lambda: len(sent) > seen)
         press_hello(chat)
         press_stop(chat)
-        await chat.wait_settled(5)
+        await chat.wait(5)
     first, second = (m for m in sent if m["type"] == "snapshot")
     assert first == {"type": "snapshot", "upto_seq": -1, "texts": {}, "status": "", "turn": -1}
     assert second["turn"] == 1

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 import streamnb as sn
-from streamnb.rooms import ChatRooms, ChatRoomsWidget
-from streamnb.widget import ChatWidget, StreamWidget
+from streamnb.rooms import ChatRooms
+from streamnb.widget import ChatRoomsWidget, ChatWidget, StreamWidget
 from streamnb.widget._markdown import RENDER_MODES, MarkdownLibrary, markdown_library
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -32,7 +32,7 @@ replaying what was already produced. `streamnb.rooms` is its notebook-first form
   the ledger work as in the earlier tutorials;
 * every settled reply is stored in its room *and* settled in the ledger, so one SQL
   query joins rooms, messages and streams;
-* `ChatRoomsWidget` shows all rooms in JupyterLab.
+* `sn.ChatRoomsWidget` shows all rooms in JupyterLab.
 """,
     ),
     (
@@ -41,8 +41,9 @@ replaying what was already produced. `streamnb.rooms` is its notebook-first form
 import tempfile
 from pathlib import Path
 
-from streamnb.rooms import ChatRooms, ChatRoomsWidget, RoomError, room_reply_handler
-from streamnb.testing import FakeTokenSource, lorem_tokens
+import streamnb as sn
+from streamnb.providers import FakeTokenSource, lorem_tokens
+from streamnb.rooms import ChatRooms, RoomError, room_reply_handler
 
 # The default reply is the seeds' fake chatbot; pace it so there is time to press Stop.
 source = FakeTokenSource(lorem_tokens(16), rate_tokens_per_s=50)
@@ -244,7 +245,7 @@ print(joined.to_string(index=False))
         """
 ## The widget
 
-`ChatRoomsWidget(rooms)` lists the rooms (message counts update live), shows the
+`sn.ChatRoomsWidget(rooms)` lists the rooms (message counts update live), shows the
 selected room's transcript and has **New room**, **Rename**, **Clear**, **Delete**,
 the **Message** box, **Send** and **Stop**. Which room a view shows is that view's own
 choice: display the widget twice and look at two rooms at once. Replies stream as
@@ -255,7 +256,7 @@ a reply in progress come back.
     (
         "code",
         """
-widget = ChatRoomsWidget(rooms)
+widget = sn.ChatRoomsWidget(rooms)
 widget
 """,
     ),

@@ -133,14 +133,19 @@ proj.outputs[["channel", "n_frames"]]
     ("md", """
 ## Detach is not cancel
 
-`detach()` closes *this observer*; the work goes on. This handler says
-`on_detach="continue"`, so it still runs to its settlement.
+`detach()` closes *this observer*: a reader iterating its `output` sees it end, and the
+session cannot be used any more (`sn.SessionDetachedError`). The work goes on: this
+handler says `on_detach="continue"`, so it still runs to its settlement, which the
+runtime can wait for by ref.
 """),
     ("code", """
 watcher = await runtime.attach("tutorial.output_only", {"message": "detached"})
 await watcher.detach()
-print("frames read after detach:", [f async for f in watcher.output])
-terminal = await watcher.wait(timeout_s=30)
+try:
+    watcher.output
+except sn.SessionDetachedError as exc:
+    print("reading a detached session:", type(exc).__name__)
+terminal = await runtime.wait(watcher.stream_ref, timeout_s=30)
 print("the work still settled as:", terminal.kind)
 """),
     ("md", """
@@ -294,7 +299,7 @@ async for frame in runtime.follow(slow_session.stream_ref):
     if frame.kind == "output" and frame.seq >= 4:
         break
 sn.testing.press_stop(slow_widget)
-print(await sn.testing.wait_settled(slow_widget, timeout_s=30))
+print(await slow_widget.wait(timeout_s=30))
 frames = await sn.read_until_terminal(slow_session.output, timeout_s=30)
 assert_checkpoint(frames, "opened -> progress -> output+ -> cancelled")
 print(frames[-1].kind, frames[-1].terminal, "| reason given to cancel:", slow_widget.reason)
@@ -434,7 +439,7 @@ fig.tight_layout()
 ## A file ledger, read back
 
 Close the runtime and its ledger, then open the file again, as a later session or another
-process would. Nothing was left `open`: every stream has its settlement.
+process would. Nothing was left `running`: every stream has its settlement.
 """),
     ("code", """
 await runtime.aclose()
@@ -448,7 +453,7 @@ again.close()
 """),
     ("md", """
 While a runtime writes a file ledger, a second `Ledger` on the same file (here, or in
-another process) opens it **read-only**; the live writer's open streams are not touched.
+another process) opens it **read-only**; the live writer's running streams are not touched.
 """),
     ("code", """
 writer_rt = sn.StreamRuntime(sn.Ledger(workdir / "runs.db"))
@@ -456,10 +461,10 @@ writer_rt.register(chatbot_handler())
 live = await writer_rt.attach("tutorial.streaming_chatbot", {})
 reader = sn.Ledger(workdir / "runs.db")
 print("reader is read-only:", reader.read_only)
-print("open streams seen by the reader:", (reader.streams().status == "open").sum())
+print("running streams seen by the reader:", (reader.streams().status == "running").sum())
 await live.send("last one")
 await live.wait(timeout_s=30)
-print("open streams now:", (reader.streams().status == "open").sum())
+print("running streams now:", (reader.streams().status == "running").sum())
 reader.close()
 await writer_rt.aclose()
 writer_rt.ledger.close()
@@ -492,9 +497,9 @@ the widget the message the browser sends.
 """),
     ("code", """
 sn.testing.press_send(chat, "hello")
-print(await sn.testing.wait_settled(chat, timeout_s=30))
+print(await chat.wait(timeout_s=30))
 sn.testing.press_send(chat, "and a second question")
-print(await sn.testing.wait_settled(chat, timeout_s=30))
+print(await chat.wait(timeout_s=30))
 for message in chat.transcript:
     print(f"{message['role']:>9} [{message['status']}]: {message['content'][-40:]!r}")
 """),
@@ -516,7 +521,7 @@ sn.testing.press_send(long_chat, "tell me everything")
 while len(long_chat.reply_text()) < 40:     # a few tokens in
     await asyncio.sleep(0.05)
 sn.testing.press_stop(long_chat)
-print(await sn.testing.wait_settled(long_chat, timeout_s=30))
+print(await long_chat.wait(timeout_s=30))
 last = long_chat.transcript[-1]
 print(last["role"], last["status"], "| partial reply kept:", len(last["content"]) > 0)
 """),

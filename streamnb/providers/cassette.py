@@ -61,9 +61,11 @@ from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias, cast
 
 from streamnb._errors import InvalidFrameError
-from streamnb._frames import TERMINAL_KINDS, Frame
+from streamnb._frames import TERMINAL_KINDS, Frame, cancelled
 from streamnb._handler import AbortSignal, AttachedStreamHandler, StreamContext, parse_ok
-from streamnb._ledger import Ledger, LedgerTx
+from streamnb._json import dumps
+from streamnb._ledger import Ledger
+from streamnb.providers._events import settled_event
 from streamnb.providers.config import ProviderConfig
 from streamnb.providers.errors import CassetteError
 
@@ -108,6 +110,14 @@ class Cassette:
     ------
     CassetteError
         The frames do not form one whole stream (see :meth:`from_frames`).
+
+    Examples
+    --------
+    >>> tape = Cassette.load(shipped_cassette())
+    >>> tape.kind, tape.mode, tape.terminal.kind
+    ('tutorial.streaming_chatbot', 'bidi', 'completed')
+    >>> tape.text().startswith("An attached stream")
+    True
     """
 
     kind: str
@@ -139,7 +149,7 @@ class Cassette:
         ----------
         frames : sequence of Frame
             As read from ``session.output`` (e.g. ``sn.read_until_terminal``) or from
-            ``ledger.frame_objects(ref)``: ``at`` in seconds since the epoch.
+            ``ledger.frame_log(ref)``: ``at`` in seconds since the epoch.
         meta : dict, optional
             JSON facts to keep in the header.
 
@@ -249,12 +259,12 @@ class Cassette:
             "stream_ref": ref,
             "meta": dict(self.meta),
         }
-        lines = [f"  {json.dumps(k)}: {_dumps(header[k])}," for k in _HEADER_KEYS]
+        lines = [f"  {json.dumps(k)}: {dumps(header[k], readable=True)}," for k in _HEADER_KEYS]
         rows = []
         for frame in self.frames:
             row = frame.to_dict()
             del row["stream_ref"]
-            rows.append(f"    {_dumps(row)}")
+            rows.append(f"    {dumps(row, readable=True)}")
         body = ",\n".join(rows)
         return "{\n" + "\n".join(lines) + '\n  "frames": [\n' + body + "\n  ]\n}\n"
 
@@ -345,12 +355,29 @@ def record_cassette(
 
     Examples
     --------
-    >>> frames = await sn.read_until_terminal(session.output)       # doctest: +SKIP
-    >>> record_cassette(frames, "reply.json", config=cfg)           # doctest: +SKIP
+    Record a stream read from its start, then load the file back:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import streamnb as sn
+    >>> from streamnb.demo import output_only_handler
+    >>> runtime = sn.StreamRuntime()
+    >>> _ = runtime.register(output_only_handler())
+    >>> async def one_stream():
+    ...     session = await runtime.attach("tutorial.output_only", {})
+    ...     return await sn.read_until_terminal(session.output)
+    >>> frames = runtime.run(one_stream())
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> tape = record_cassette(frames, Path(folder.name) / "reply.json", meta={"why": "docs"})
+    >>> again = Cassette.load(tape.path)
+    >>> [f.kind for f in again.frames], again.text("stdout"), again.meta
+    (['opened', 'progress', 'output', 'completed'], 'hello', {'why': 'docs'})
+    >>> folder.cleanup()
+    >>> runtime.close()
     """
     if isinstance(source, tuple) and len(source) == 2 and isinstance(source[0], Ledger):
         ledger, ref = source
-        frames: Sequence[Frame] = ledger.frame_objects(ref)
+        frames: Sequence[Frame] = ledger.frame_log(ref)
         if not frames:
             raise CassetteError(
                 f"of stream {ref!r}",
@@ -387,10 +414,22 @@ def shipped_cassette(name: str = "chat_reply") -> Path:
         through :func:`~streamnb.providers.chat_handler`) or ``"chat_tool_call"`` (a
         reply that calls ``roll_dice`` first). A ``.json`` suffix is optional.
 
+    Returns
+    -------
+    pathlib.Path
+        The ``.json`` file inside the installed package.
+
     Raises
     ------
     CassetteError
         No shipped cassette has that name (the message lists those that exist).
+
+    Examples
+    --------
+    >>> shipped_cassette().name
+    'chat_reply.json'
+    >>> Cassette.load(shipped_cassette("chat_tool_call")).mode
+    'bidi'
     """
     stem = name.removesuffix(".json")
     path = _SHIPPED_DIR / f"{stem}.json"
@@ -453,9 +492,23 @@ def cassette_handler(
 
     Examples
     --------
-    >>> handler = cassette_handler(shipped_cassette(), "tutorial.streaming_chatbot",
-    ...                            speed=2.0)                        # doctest: +SKIP
-    >>> runtime.register(handler)                                   # doctest: +SKIP
+    The shipped chat reply, replayed without its pauses (``speed=math.inf``); a
+    ``bidi`` recording waits for the user's message where the original did:
+
+    >>> import math
+    >>> import streamnb as sn
+    >>> runtime = sn.StreamRuntime()
+    >>> _ = runtime.register(cassette_handler(shipped_cassette(), "replay.chat", speed=math.inf))
+    >>> async def ask(text):
+    ...     session = await runtime.attach("replay.chat")
+    ...     await session.send(text)
+    ...     return await sn.read_until_terminal(session.output)
+    >>> frames = runtime.run(ask("What is an attached stream?"))
+    >>> frames[-1].kind, "".join(f.payload for f in frames if f.kind == "output")[:12]
+    ('completed', 'An attached ')
+    >>> runtime.ledger.events()["kind"].tolist()
+    ['replay.chat.settled']
+    >>> runtime.close()
     """
     tape = cassette if isinstance(cassette, Cassette) else Cassette.load(cassette)
     if not speed > 0:  # also refuses NaN
@@ -491,18 +544,11 @@ def cassette_handler(
                 yield step.spec()
             else:
                 return
-            yield {
-                "kind": "cancelled",
-                "reason": signal.reason or "cancelled",
-                "terminal": {"cancelled": True},
-            }
+            yield cancelled(signal.reason or "cancelled")
         finally:
             if stop is not None:
                 stop.cancel()
                 await asyncio.gather(stop, return_exceptions=True)
-
-    def commit_terminal(terminal: Frame, tx: LedgerTx) -> None:
-        tx.insert_event(f"{stream_kind}.settled", {"kind": terminal.kind, "terminal": terminal})
 
     return AttachedStreamHandler(
         kind=stream_kind,
@@ -511,7 +557,7 @@ def cassette_handler(
         on_detach=on_detach,
         parse_start=parse_ok,
         run=run,
-        commit_terminal=commit_terminal,
+        commit_terminal=settled_event(stream_kind),
     )
 
 
@@ -633,10 +679,6 @@ def _jsonable_meta(meta: Mapping[str, Any] | None, where: str) -> dict[str, Any]
     except (TypeError, ValueError) as exc:
         raise CassetteError(where, f"meta is not JSON ({exc})") from exc
     return out
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
 
 
 def _write(path: Path, text: str) -> None:

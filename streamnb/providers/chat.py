@@ -36,8 +36,8 @@ import anyio
 
 from streamnb._frames import Frame, FrameSpec
 from streamnb._handler import AttachedStreamHandler, ParseError, ParseOk, StreamContext
-from streamnb._ledger import LedgerTx
 from streamnb._tool_frames import tool_input, tool_input_delta, tool_output, tool_output_error
+from streamnb.providers._events import settled_event
 from streamnb.providers.config import ProviderConfig
 from streamnb.providers.errors import ProviderError
 from streamnb.providers.openai_source import (
@@ -109,6 +109,20 @@ def chat_handler(
         ``config`` was not given and cannot be resolved.
     ValueError
         ``max_steps`` or ``max_turns`` below 1.
+
+    Examples
+    --------
+    Building the handler checks the configuration but sends nothing; the model
+    is asked once a user message arrives:
+
+    >>> import streamnb as sn
+    >>> from streamnb.providers import ProviderConfig, roll_dice
+    >>> cfg = ProviderConfig.resolve(model="llama3.2", base_url="http://localhost:11434/v1",
+    ...                              api_key_env=None)
+    >>> runtime = sn.StreamRuntime()
+    >>> runtime.register(chat_handler("tutorial.streaming_chatbot", cfg, tools=[roll_dice]))
+    AttachedStreamHandler(kind='tutorial.streaming_chatbot', mode='bidi', on_detach='abort')
+    >>> runtime.close()
     """
     cfg = ProviderConfig.resolve() if config is None else config
     if max_steps < 1 or (max_turns is not None and max_turns < 1):
@@ -174,9 +188,6 @@ def chat_handler(
             with anyio.move_on_after(_CLOSE_TIMEOUT_S, shield=True):
                 await client.close()
 
-    def commit_terminal(terminal: Frame, tx: LedgerTx) -> None:
-        tx.insert_event(f"{kind}.settled", {"kind": terminal.kind, "terminal": terminal})
-
     return AttachedStreamHandler(
         kind=kind,
         mode="bidi",
@@ -184,7 +195,7 @@ def chat_handler(
         on_detach=on_detach,
         parse_start=_parse_start,
         run=run,
-        commit_terminal=commit_terminal,
+        commit_terminal=settled_event(kind),
     )
 
 

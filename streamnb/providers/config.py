@@ -138,9 +138,13 @@ class ProviderConfig:
 
     Examples
     --------
+    A local server (Ollama, vLLM, LM Studio) needs no key:
+
     >>> cfg = ProviderConfig.resolve(model="llama3.2", base_url="http://localhost:11434/v1",
     ...                              api_key_env=None)
-    >>> cfg.describe()  # doctest: +SKIP
+    >>> facts = cfg.describe()
+    >>> facts.loc["credential", "value"], facts.loc["model", "source"]
+    ('not needed (api_key_env=None)', 'argument')
     """
 
     model: str

@@ -113,6 +113,17 @@ def make_client(config: ProviderConfig) -> openai.AsyncOpenAI:
     read timeout of ``config.timeout_s`` seconds and a connect timeout of
     ``config.connect_timeout_s`` seconds, and no SDK-level retries (see module
     docstring). Close it with ``await client.close()`` when done.
+
+    Examples
+    --------
+    >>> import asyncio
+    >>> from streamnb.providers import ProviderConfig
+    >>> cfg = ProviderConfig.resolve(model="llama3.2", base_url="http://localhost:11434/v1",
+    ...                              api_key_env=None)
+    >>> client = make_client(cfg)
+    >>> str(client.base_url), client.max_retries
+    ('http://localhost:11434/v1/', 0)
+    >>> asyncio.run(client.close())
     """
     return openai.AsyncOpenAI(
         base_url=config.base_url,
@@ -168,6 +179,22 @@ async def stream_chat(
         async with aclosing(stream_chat(cfg, msgs)) as events:
             async for event in events:
                 ...
+
+    Examples
+    --------
+    Errors arrive as :class:`~streamnb.providers.ProviderError` with what to do;
+    here nothing listens on the port:
+
+    >>> import asyncio
+    >>> from streamnb.providers import ProviderConfig
+    >>> cfg = ProviderConfig.resolve(model="m", base_url="http://127.0.0.1:9/v1",
+    ...                              api_key_env=None, max_retries=0)
+    >>> async def ask():
+    ...     return [event async for event in stream_chat(cfg, [{"role": "user", "content": "hi"}])]
+    >>> asyncio.run(ask())  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    streamnb.providers.errors.ProviderError: ...
     """
     request: dict[str, Any] = dict(options or {})
     request.update(

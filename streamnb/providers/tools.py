@@ -81,6 +81,14 @@ class Tool:
     ------
     ToolDefinitionError
         Bad name, a schema that is not an object schema, or ``fn`` not callable.
+
+    Examples
+    --------
+    >>> import asyncio
+    >>> asyncio.run(roll_dice.invoke({"sides": 1}))
+    {'result': 1, 'sides': 1}
+    >>> roll_dice.spec()["function"]["name"]
+    'roll_dice'
     """
 
     name: str
@@ -310,7 +318,14 @@ async def run_tool_loop(
     -----
     Closing the generator or cancelling its task closes the current upstream
     response at once; a tool already running is cancelled (async) or left to
-    finish in its thread (sync), and its result is discarded.
+    finish in its thread (sync), and its result is discarded. With an endpoint
+    to talk to::
+
+        messages = [{"role": "user", "content": "Roll a die"}]
+        async for event in run_tool_loop(cfg, messages, [roll_dice]):
+            if isinstance(event, ToolResult):
+                print(event.result)          # {"result": 4, "sides": 6}
+        messages[-1]["content"]              # the model's answer, in text
     """
     if max_steps < 1:
         raise ValueError(f"max_steps must be at least 1, got {max_steps}")

@@ -21,6 +21,21 @@ class RoomEvent:
     stored and the stream is attached; ``reply_settled`` once its terminal frame
     was announced (the assistant message and the ledger settlement are both
     committed). ``message_id`` and ``stream_ref`` are set for those two only.
+
+    Examples
+    --------
+    >>> from streamnb.rooms import ChatRooms
+    >>> rooms = ChatRooms()
+    >>> events = []
+    >>> _ = rooms.subscribe(events.append)
+    >>> room = rooms.room(rooms.create_room("Ideas"))
+    >>> _ = rooms.runtime.run(room.send("hello"))
+    >>> _ = rooms.runtime.run(room.wait())
+    >>> [event.kind for event in events]
+    ['created', 'reply_started', 'reply_settled']
+    >>> events[-1].message_id == room.message_list()[-1].id
+    True
+    >>> rooms.close()
     """
 
     kind: RoomEventKind

@@ -12,14 +12,15 @@ from __future__ import annotations
 import os
 import sqlite3
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
 
 from .._errors import LedgerQueryError
 from .._ledger import Ledger
-from .store import RegistryStore, RoomStore
+from .._sqlite import translate_errors
+from .store import Message, RegistryStore
 
 __all__ = ["run_query"]
 
@@ -55,12 +56,15 @@ def _attach_ledger(conn: sqlite3.Connection, ledger: Ledger) -> None:
 
 def run_query(
     registry: RegistryStore,
-    stores: Sequence[tuple[str, RoomStore]],
+    histories: Sequence[tuple[str, Callable[[], list[Message]]]],
     ledger: Ledger,
     query: str,
     params: Any = (),
 ) -> pd.DataFrame:
     """Run ``query`` over a snapshot of the rooms and the ledger; rows as a DataFrame.
+
+    ``histories`` pairs each room id with a function returning its messages
+    (taken when the snapshot is made).
 
     Raises
     ------
@@ -74,7 +78,7 @@ def run_query(
             "INSERT INTO rooms VALUES (?,?,?,?)",
             [(r.id, r.name, r.created_at, r.last_active_at) for r in registry.rows()],
         )
-        for room_id, store in stores:
+        for room_id, history in histories:
             conn.executemany(
                 "INSERT INTO messages VALUES (?,?,?,?,?,?,?,?)",
                 [
@@ -88,19 +92,17 @@ def run_query(
                         m.settled_at,
                         m.stream_ref,
                     )
-                    for m in store.messages()
+                    for m in history()
                 ],
             )
         conn.commit()
         _attach_ledger(conn, ledger)
         conn.commit()
         conn.execute("PRAGMA query_only=ON")
-        try:
+        with translate_errors(lambda why: LedgerQueryError(query, why)):
             cur = conn.execute(query, params)
             cols = [d[0] for d in cur.description or ()]
             rows = cur.fetchall()
-        except sqlite3.Error as exc:
-            raise LedgerQueryError(query, str(exc)) from exc
     finally:
         conn.close()
     return pd.DataFrame.from_records(rows, columns=cols)

@@ -43,37 +43,36 @@ while the room keeps the finished message.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
-import functools
 import os
 import re
 import secrets
 import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pandas as pd
 
+from .._dataframes import utc_column
 from .._frames import Frame
 from .._handler import AttachedStreamHandler
 from .._ledger import Ledger, LedgerTx
+from .._lifecycle import Lifecycle
 from .._runtime import StreamRuntime
-from .errors import RoomBusyError, RoomError, RoomNameError, UnknownRoomError
+from ._host import RoomHost
+from .errors import RoomError, RoomNameError, UnknownRoomError
 from .events import RoomEvent, RoomListener
 from .query import run_query
-from .reply import DEFAULT_KIND, REPLY_CHANNEL, SETTLED_EVENT, bind_reply_handler
+from .reply import DEFAULT_KIND, bind_reply_handler
 from .reply import room_reply_handler as _default_handler
-from .room import Room, _Reply, _utc
+from .room import Room
 from .store import RegistryStore, RoomRow, RoomStore
 
 __all__ = ["MAX_NAME_CHARS", "ChatRooms", "HandlerFactory"]
-
-T = TypeVar("T")
 
 #: the longest room name accepted, in characters
 MAX_NAME_CHARS = 100
@@ -84,7 +83,20 @@ _ROOM_ID = re.compile(r"rm_[0-9a-f]{12}")
 
 
 def check_room_name(name: object) -> str:
-    """The name, stripped of surrounding white space, or :class:`RoomNameError`."""
+    """The name, stripped of surrounding white space, or :class:`RoomNameError`.
+
+    A name is 1 to :data:`MAX_NAME_CHARS` characters with no control character
+    (seed 004 shows names in a one-line sidebar).
+
+    Examples
+    --------
+    >>> check_room_name("  Ideas ")
+    'Ideas'
+    >>> check_room_name("Ideas" + chr(7))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    streamnb.rooms.errors.RoomNameError: invalid room name ...: it contains a control character; ...
+    """
     if not isinstance(name, str):
         raise RoomNameError(name, f"it is a {type(name).__name__}, not a str", MAX_NAME_CHARS)
     stripped = name.strip()
@@ -136,12 +148,25 @@ class ChatRooms:
 
     Examples
     --------
-    >>> rooms = ChatRooms()                                  # doctest: +SKIP
-    >>> room = rooms.room(rooms.create_room("Ideas"))        # doctest: +SKIP
-    >>> await room.send("hello")                             # doctest: +SKIP
-    >>> (await room.wait()).content                          # doctest: +SKIP
+    In memory, with the seeds' fake replies; in a notebook cell, ``await`` the
+    coroutines instead of passing them to ``runtime.run``:
+
+    >>> rooms = ChatRooms()
+    >>> room = rooms.room(rooms.create_room("Ideas"))
+    >>> async def turn(text):
+    ...     await room.send(text)
+    ...     return await room.wait()
+    >>> rooms.runtime.run(turn("hello")).content
     'streamnb reply to hello (turn 1)'
-    >>> rooms.rooms()[["name", "message_count"]]             # doctest: +SKIP
+    >>> rooms.rooms()[["name", "message_count"]]
+        name  message_count
+    0  Ideas              2
+    >>> rooms.sql("SELECT m.role, s.status FROM messages m "
+    ...           "JOIN ledger.streams s USING (stream_ref) ORDER BY m.role DESC")
+            role     status
+    0       user  completed
+    1  assistant  completed
+    >>> rooms.close()
     """
 
     def __init__(
@@ -168,27 +193,35 @@ class ChatRooms:
         self.kind = kind
         self.path = None if path is None else Path(path)
         self.recovered: list[str] = []
-        self._closed = False
-        self._closing = False
         self._lock_fd: int | None = None
         self._rooms: dict[str, Room] = {}
-        self._names: dict[str, str] = {}
-        self._replies: dict[str, _Reply] = {}
-        self._listeners: list[RoomListener] = []
         self._owns_runtime = runtime is None
+        opened: list[tuple[RoomRow, RoomStore]] = []
         try:
-            self._registry = self._open_stores()
+            self._registry = self._open_stores(opened)
             if runtime is None:
                 ledger = None if self.path is None else Ledger(self.path / "ledger.db")
                 runtime = StreamRuntime(ledger)
         except BaseException:
+            for _, store in opened:
+                store.close()
             self._close_stores()
             raise
-        self._runtime = runtime
         runtime.register(bind_reply_handler(handler, kind, self._settle))
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamnb-rooms")
+        self._host = RoomHost(runtime, kind, self._registry, self._executor)
+        for row, store in opened:
+            self._add(row, store)
 
-    def _open_stores(self) -> RegistryStore:
+    def _add(self, row: RoomRow, store: RoomStore) -> Room:
+        room = Room(self._host, row.id, store)
+        self._rooms[row.id] = room
+        self._host.names[row.id] = row.name
+        return room
+
+    def _open_stores(self, opened: list[tuple[RoomRow, RoomStore]]) -> RegistryStore:
+        """Open ``registry.db`` and every room's file (appended to ``opened``), recovering
+        replies a dead process left ``streaming``."""
         if self.path is None:
             return RegistryStore(None)
         self.path.mkdir(parents=True, exist_ok=True)
@@ -217,8 +250,7 @@ class ChatRooms:
                 interrupted = [m.id for m in store.messages() if m.status == "streaming"]
                 store.recover(now)
                 self.recovered += interrupted
-                self._rooms[row.id] = Room(self, row.id, store)
-                self._names[row.id] = row.name
+                opened.append((row, store))
         except BaseException:
             registry.close()
             raise
@@ -232,66 +264,79 @@ class ChatRooms:
     @property
     def runtime(self) -> StreamRuntime:
         """The runtime replies run in."""
-        return self._runtime
+        return self._host.runtime
 
     @property
     def ledger(self) -> Ledger:
         """The ledger replies settle in (``runtime.ledger``)."""
-        return self._runtime.ledger
+        return self._host.runtime.ledger
 
     @property
     def closed(self) -> bool:
         """True once :meth:`aclose` (or :meth:`close`) finished."""
-        return self._closed
-
-    def _check_open(self) -> None:
-        if self._closed or self._closing:
-            raise RoomError("this ChatRooms is closed; open a new ChatRooms(path) to use the rooms")
-
-    def _room_ids(self) -> list[str]:
-        return list(self._rooms)
-
-    def _name_of(self, room_id: str) -> str:
-        try:
-            return self._names[room_id]
-        except KeyError:
-            raise UnknownRoomError(room_id, self._rooms) from None
+        return self._host.state is Lifecycle.CLOSED
 
     def __contains__(self, room_id: object) -> bool:
+        """True if a room with this id exists (created and not deleted)."""
         return room_id in self._rooms
 
+    def __iter__(self) -> Iterator[str]:
+        """The ids of the rooms (a snapshot: rooms may be created or deleted meanwhile)."""
+        return iter(list(self._rooms))
+
     def __len__(self) -> int:
+        """How many rooms exist."""
         return len(self._rooms)
 
     def __repr__(self) -> str:
         where = "memory" if self.path is None else os.fspath(self.path)
         busy = sum(1 for r in self._rooms.values() if r.busy)
-        state = " closed" if self._closed else ""
+        state = " closed" if self.closed else ""
         return f"<ChatRooms {where} rooms={len(self._rooms)} busy={busy}{state}>"
 
     # --- rooms ----------------------------------------------------------------------------
 
     def create_room(self, name: str) -> str:
-        """Create an empty room; returns its id (``rm_`` and 12 hex digits).
+        """Create an empty room (seed 004's "new room"); returns its id.
+
+        Parameters
+        ----------
+        name : str
+            Shown in the room list; surrounding white space is stripped.
+
+        Returns
+        -------
+        str
+            ``rm_`` and 12 hex digits (also the room file's name, ``<id>.db``).
 
         Raises
         ------
         RoomNameError
             ``name`` is empty, longer than 100 characters or has control characters.
+        RoomError
+            The registry is closed, or its database could not be written.
+
+        Examples
+        --------
+        >>> rooms = ChatRooms()
+        >>> room_id = rooms.create_room(" Ideas ")
+        >>> room_id in rooms, rooms.room(room_id).name
+        (True, 'Ideas')
+        >>> rooms.close()
         """
-        self._check_open()
+        self._host.check_open()
         clean = check_room_name(name)
         room_id = "rm_" + secrets.token_hex(6)
         now = time.time()
+        row = RoomRow(room_id, clean, now, now)
         store = RoomStore(room_id, self._room_file(room_id))
         try:
-            self._registry.insert(RoomRow(room_id, clean, now, now))
+            self._registry.insert(row)
         except BaseException:
             store.delete_files()
             raise
-        self._rooms[room_id] = Room(self, room_id, store)
-        self._names[room_id] = clean
-        self._emit(RoomEvent("created", room_id))
+        self._add(row, store)
+        self._host.emit(RoomEvent("created", room_id))
         return room_id
 
     def room(self, room_id: str) -> Room:
@@ -300,9 +345,21 @@ class ChatRooms:
         Raises
         ------
         UnknownRoomError
-            No such room (never created, or deleted).
+            No such room (never created, or deleted); the message lists some
+            existing ids.
+        RoomError
+            The registry is closed.
+
+        Examples
+        --------
+        >>> rooms = ChatRooms()
+        >>> rooms.room("rm_000000000000")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        streamnb.rooms.errors.UnknownRoomError: no room with id 'rm_000000000000' (there are ...)...
+        >>> rooms.close()
         """
-        self._check_open()
+        self._host.check_open()
         try:
             return self._rooms[room_id]
         except (KeyError, TypeError):
@@ -313,31 +370,55 @@ class ChatRooms:
 
         Raises
         ------
-        UnknownRoomError, RoomNameError
+        UnknownRoomError
+            No such room.
+        RoomNameError
+            ``name`` is not a valid room name (see :meth:`create_room`).
+
+        Examples
+        --------
+        >>> rooms = ChatRooms()
+        >>> room_id = rooms.create_room("Ideas")
+        >>> rooms.rename_room(room_id, "Plans")
+        >>> rooms.room(room_id).name
+        'Plans'
+        >>> rooms.close()
         """
         self.room(room_id)
         clean = check_room_name(name)
         self._registry.rename(room_id, clean)
-        self._names[room_id] = clean
-        self._emit(RoomEvent("renamed", room_id))
+        self._host.names[room_id] = clean
+        self._host.emit(RoomEvent("renamed", room_id))
 
     def clear_room(self, room_id: str) -> int:
         """Delete every message of a room; returns how many were deleted.
 
         The ledger keeps the settlements of the room's past replies.
 
+        Returns
+        -------
+        int
+            The number of messages deleted (user and assistant).
+
         Raises
         ------
         UnknownRoomError
+            No such room.
         RoomBusyError
             A reply is streaming; stop it (``await room.cancel()``) or wait first.
+
+        Examples
+        --------
+        >>> rooms = ChatRooms()
+        >>> room = rooms.room(rooms.create_room("Ideas"))
+        >>> _ = rooms.runtime.run(room.send("hello"))
+        >>> _ = rooms.runtime.run(room.wait())
+        >>> rooms.clear_room(room.id), room.message_count()
+        (2, 0)
+        >>> rooms.close()
         """
-        room = self.room(room_id)
-        if room._reply is not None:
-            raise RoomBusyError(room_id, room._reply.stream_ref)
-        removed = room._store.clear()
-        room._last_message_id = None
-        self._emit(RoomEvent("cleared", room_id))
+        removed = self.room(room_id)._clear()
+        self._host.emit(RoomEvent("cleared", room_id))
         return removed
 
     async def delete_room(self, room_id: str, *, reason: str = "room deleted") -> None:
@@ -349,23 +430,35 @@ class ChatRooms:
         removed from the registry and its database file is deleted. New sends
         to the room are refused from the moment this is called.
 
+        Parameters
+        ----------
+        room_id : str
+        reason : str, default ``"room deleted"``
+            The cancel reason of a streaming reply (its ledger ``reason``).
+
         Raises
         ------
         UnknownRoomError
+            No such room.
+
+        Examples
+        --------
+        >>> rooms = ChatRooms()
+        >>> room_id = rooms.create_room("Ideas")
+        >>> rooms.runtime.run(rooms.delete_room(room_id))
+        >>> room_id in rooms, len(rooms)
+        (False, 0)
+        >>> rooms.close()
         """
         room = self.room(room_id)
-        room._deleted = True  # refuse new sends while the reply winds down
         try:
-            reply = room._reply
-            if reply is not None and reply.stream_ref is not None:
-                await self._runtime.cancel(reply.stream_ref, reason)
-                await reply.done.wait()
+            await room._wind_down(reason)
         finally:
             self._rooms.pop(room_id, None)
-            self._names.pop(room_id, None)
-            await self._io(self._registry.delete, room_id)
-            await self._io(room._store.delete_files)
-            self._emit(RoomEvent("deleted", room_id))
+            self._host.names.pop(room_id, None)
+            await self._host.io(self._registry.delete, room_id)
+            await room._delete_files()
+            self._host.emit(RoomEvent("deleted", room_id))
 
     def rooms(self) -> pd.DataFrame:
         """Every room, most recently active first.
@@ -373,20 +466,32 @@ class ChatRooms:
         Returns
         -------
         pandas.DataFrame
-            Columns ``id, name`` (object), ``message_count`` (int64; a streaming
+            Columns ``id, name`` (text: object on pandas 2, str on pandas 3),
+            ``message_count`` (int64; a streaming
             reply counts), ``created_at, last_active_at`` (datetime64[ns, UTC];
             a room is active when a message is sent or a reply settles).
+
+        Examples
+        --------
+        >>> rooms = ChatRooms()
+        >>> _ = rooms.create_room("Ideas")
+        >>> df = rooms.rooms()
+        >>> df[["name", "message_count"]]
+            name  message_count
+        0  Ideas              0
+        >>> df.dtypes["last_active_at"]
+        datetime64[ns, UTC]
+        >>> rooms.close()
         """
-        self._check_open()
+        self._host.check_open()
         rows = [
-            (r.id, r.name, self._rooms[r.id]._store.count(), r.created_at, r.last_active_at)
-            for r in self._registry.rows()
-            if r.id in self._rooms
+            (row.id, row.name, room._count(), row.created_at, row.last_active_at)
+            for row, room in self._listing()
         ]
         df = pd.DataFrame.from_records(rows, columns=ROOM_COLUMNS)
         df["message_count"] = df["message_count"].astype("int64")
-        df["created_at"] = _utc(df["created_at"])
-        df["last_active_at"] = _utc(df["last_active_at"])
+        df["created_at"] = utc_column(df["created_at"])
+        df["last_active_at"] = utc_column(df["last_active_at"])
         return df
 
     def room_infos(self) -> list[dict[str, Any]]:
@@ -394,20 +499,32 @@ class ChatRooms:
 
         Each has ``id, name, message_count, created_at, last_active_at`` (epoch
         seconds) and ``busy``; most recently active first.
+
+        Examples
+        --------
+        >>> rooms = ChatRooms()
+        >>> _ = rooms.create_room("Ideas")
+        >>> sorted(rooms.room_infos()[0])
+        ['busy', 'created_at', 'id', 'last_active_at', 'message_count', 'name']
+        >>> rooms.close()
         """
-        self._check_open()
+        self._host.check_open()
         return [
             {
-                "id": r.id,
-                "name": r.name,
-                "message_count": self._rooms[r.id]._store.count(),
-                "created_at": r.created_at,
-                "last_active_at": r.last_active_at,
-                "busy": self._rooms[r.id].busy,
+                "id": row.id,
+                "name": row.name,
+                "message_count": room._count(),
+                "created_at": row.created_at,
+                "last_active_at": row.last_active_at,
+                "busy": room.busy,
             }
-            for r in self._registry.rows()
-            if r.id in self._rooms
+            for row, room in self._listing()
         ]
+
+    def _listing(self) -> list[tuple[RoomRow, Room]]:
+        """Every room with its registry row, most recently active first."""
+        rooms = self._rooms
+        return [(row, rooms[row.id]) for row in self._registry.rows() if row.id in rooms]
 
     def sql(self, query: str, params: Any = ()) -> pd.DataFrame:
         """One read-only SQL query over rooms, messages of all rooms, and the ledger.
@@ -418,14 +535,40 @@ class ChatRooms:
         ``ledger.events`` (the ledger file attached read-only, or a copy of an
         in-memory ledger). Times are epoch seconds. See the module docstring.
 
+        Parameters
+        ----------
+        query : str
+            One SQLite statement (a ``SELECT``; writes are refused).
+        params : sequence or mapping, optional
+            Values for the statement's ``?`` or ``:name`` placeholders.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The result rows, with SQLite's column names and types (times stay
+            floats).
+
         Raises
         ------
         LedgerQueryError
             The statement failed or tried to write.
+
+        Examples
+        --------
+        >>> rooms = ChatRooms()
+        >>> _ = rooms.create_room("Ideas")
+        >>> rooms.sql("SELECT name, (SELECT count(*) FROM messages) AS n FROM rooms")
+            name  n
+        0  Ideas  0
+        >>> rooms.sql("DELETE FROM rooms")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        streamnb._errors.LedgerQueryError: ...
+        >>> rooms.close()
         """
-        self._check_open()
-        stores = [(room_id, room._store) for room_id, room in self._rooms.items()]
-        return run_query(self._registry, stores, self._runtime.ledger, query, params)
+        self._host.check_open()
+        histories = [(room_id, room._history) for room_id, room in self._rooms.items()]
+        return run_query(self._registry, histories, self.ledger, query, params)
 
     # --- notifications --------------------------------------------------------------------
 
@@ -434,63 +577,31 @@ class ChatRooms:
 
         Listeners run on the thread that made the change and must not raise
         (an exception is swallowed so one listener cannot break a reply).
+        :class:`~streamnb.ChatRoomsWidget` follows the registry this way.
+
+        Examples
+        --------
+        >>> rooms = ChatRooms()
+        >>> seen = []
+        >>> unsubscribe = rooms.subscribe(lambda event: seen.append(event.kind))
+        >>> rooms.rename_room(rooms.create_room("Ideas"), "Plans")
+        >>> unsubscribe()
+        >>> seen
+        ['created', 'renamed']
+        >>> rooms.close()
         """
-        self._listeners.append(listener)
+        return self._host.subscribe(listener)
 
-        def unsubscribe() -> None:
-            with contextlib.suppress(ValueError):
-                self._listeners.remove(listener)
-
-        return unsubscribe
-
-    def _emit(self, event: RoomEvent) -> None:
-        for listener in list(self._listeners):
-            with contextlib.suppress(Exception):
-                listener(event)
-
-    # --- reply plumbing (used by Room) ---------------------------------------------------
-
-    async def _io(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a blocking store call on the rooms' I/O thread."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
-
-    def _started_write(
-        self, room: Room, stream_ref: str, user_id: str, message_id: str, at: float
-    ) -> None:
-        room._store.set_stream_ref(stream_ref, user_id, message_id)
-        self._registry.touch(room.id, at)
-
-    def _finished_write(
-        self, room: Room, message_id: str, text: str, status: str, at: float, stream_ref: str
-    ) -> None:
-        room._store.finish(message_id, text, status, at, stream_ref)
-        self._registry.touch(room.id, at)
+    # --- a reply's settlement -----------------------------------------------------------
 
     async def _settle(self, terminal: Frame, tx: LedgerTx, commit_failed: bool) -> None:
         """The rooms' part of a reply's ``commit_terminal`` (see :func:`bind_reply_handler`)."""
-        ref = terminal.stream_ref
-        reply = self._replies.pop(ref, None)
+        reply = self._host.replies.pop(terminal.stream_ref, None)
         if reply is None:  # a stream of this kind attached directly, not through a room
             return
         room = self._rooms.get(reply.room_id)
-        if room is None:
-            return
-        text = "".join(
-            f.payload
-            for f in self._runtime.frames(ref)
-            if f.kind == "output" and f.channel == REPLY_CHANNEL and isinstance(f.payload, str)
-        )
-        status = "failed" if commit_failed else terminal.kind
-        # shielded: if the runtime's commit timeout fires, the row is still written
-        await asyncio.shield(
-            self._io(self._finished_write, room, reply.message_id, text, status, terminal.at, ref)
-        )
-        if not commit_failed:
-            tx.insert_event(
-                SETTLED_EVENT,
-                {"room_id": room.id, "message_id": reply.message_id, "kind": terminal.kind},
-            )
+        if room is not None:
+            await room._finish(reply, terminal, tx, commit_failed)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -501,37 +612,40 @@ class ChatRooms:
         A runtime this registry made is closed with its ledger; one passed in is
         left open. Idempotent.
         """
-        if self._closed or self._closing:
+        host = self._host
+        if host.state is not Lifecycle.OPEN:
             return
-        self._closing = True
+        host.state = Lifecycle.CLOSING
+        runtime = host.runtime
         try:
-            replies = [r._reply for r in self._rooms.values() if r._reply is not None]
+            replies = [r for r in (room._in_flight() for room in self._rooms.values()) if r]
             for reply in replies:
                 if reply.stream_ref is not None:
                     with contextlib.suppress(Exception):
-                        await self._runtime.cancel(reply.stream_ref, "rooms closed")
+                        await runtime.cancel(reply.stream_ref, "rooms closed")
             for reply in replies:
                 await reply.done.wait()
             if self._owns_runtime:
-                await self._runtime.aclose()
-                self._runtime.ledger.close()
+                await runtime.aclose()
+                runtime.ledger.close()
         finally:
             self._close_stores()
-            self._closed = True
+            host.state = Lifecycle.CLOSED
 
     def close(self) -> None:
-        """Synchronous :meth:`aclose` (through ``runtime.run``)."""
-        if self._closed:
+        """Synchronous :meth:`aclose` (through ``runtime.run``); a runtime this registry
+        made is closed too. Idempotent."""
+        if self.closed:
             return
-        self._runtime.run(self.aclose())
+        self.runtime.run(self.aclose())
         if self._owns_runtime:
-            self._runtime.close()
+            self.runtime.close()
 
     def _close_stores(self) -> None:
         if hasattr(self, "_executor"):
             self._executor.shutdown(wait=True)
         for room in self._rooms.values():
-            room._store.close()
+            room._close()
         registry = getattr(self, "_registry", None)
         if registry is not None:
             registry.close()

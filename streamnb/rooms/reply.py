@@ -23,10 +23,10 @@ import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from .._frames import Frame
+from .._frames import Frame, cancelled
 from .._handler import AttachedStreamHandler, ParseError, ParseOk, StreamContext
 from .._ledger import LedgerTx
-from ..testing import FakeTokenSource
+from ..providers.fake import FakeTokenSource
 
 __all__ = [
     "DEFAULT_KIND",
@@ -43,7 +43,6 @@ REPLY_CHANNEL = "assistant.delta"
 #: the ledger event every settled reply commits
 SETTLED_EVENT = "room.reply.settled"
 
-_CANCELLED = {"kind": "cancelled", "reason": "cancelled", "terminal": {"cancelled": True}}
 
 #: ``settle(terminal, tx, commit_failed)``: the registry's part of a reply's settlement
 SettleHook = Callable[[Frame, LedgerTx, bool], Awaitable[None]]
@@ -74,9 +73,11 @@ def room_reply_handler(
     Parameters
     ----------
     kind : str, default ``"streamnb.rooms.reply"``
+        The stream kind.
     source : FakeTokenSource, optional
         Pace or lengthen the reply, e.g.
-        ``FakeTokenSource(lorem_tokens(40), rate_tokens_per_s=20)``.
+        ``FakeTokenSource(lorem_tokens(40), rate_tokens_per_s=20)`` (the fake
+        provider, :mod:`streamnb.providers.fake`).
 
     Returns
     -------
@@ -86,10 +87,19 @@ def room_reply_handler(
 
     Examples
     --------
-    >>> from streamnb.testing import FakeTokenSource, lorem_tokens
-    >>> slow = FakeTokenSource(lorem_tokens(40), rate_tokens_per_s=20)
-    >>> rooms = ChatRooms(handler_factory=lambda kind: room_reply_handler(kind, slow))
-    ... # doctest: +SKIP
+    >>> from streamnb.providers import FakeTokenSource, lorem_tokens
+    >>> from streamnb.rooms import ChatRooms
+    >>> longer = FakeTokenSource(lorem_tokens(6), rate_tokens_per_s=1000)
+    >>> rooms = ChatRooms(handler_factory=lambda kind: room_reply_handler(kind, longer))
+    >>> room = rooms.room(rooms.create_room("Ideas"))
+    >>> async def turn(text):
+    ...     await room.send(text)
+    ...     return (await room.wait()).content
+    >>> rooms.runtime.run(turn("hi"))
+    'Attached streams keep streamnb reply to hi (turn 1)'
+    >>> rooms.runtime.run(turn("again"))
+    'Attached streams keep streamnb reply to again (turn 2)'
+    >>> rooms.close()
     """
     tokens = source or FakeTokenSource()
 
@@ -106,13 +116,13 @@ def room_reply_handler(
                 break
             async for token in tokens.stream(str(frame.payload)):
                 if ctx.signal.aborted:
-                    yield _CANCELLED
+                    yield cancelled()
                     return
                 yield {"kind": "output", "channel": REPLY_CHANNEL, "payload": token}
             yield {"kind": "output", "channel": REPLY_CHANNEL, "payload": f" (turn {turn})"}
             yield {"kind": "completed", "terminal": {"ok": True, "turn": turn}}
             return
-        yield _CANCELLED
+        yield cancelled()
 
     return AttachedStreamHandler(
         kind=kind,
@@ -134,6 +144,29 @@ def bind_reply_handler(
     assistant message. If the handler's commit raised, the message is stored
     ``failed`` and the error is re-raised, so the runtime settles the stream
     ``failed`` (reason ``commit_terminal_error``) as it would without rooms.
+
+    Parameters
+    ----------
+    handler : AttachedStreamHandler
+        Any handler taking ``{"messages": [...]}`` (``bidi`` or ``output_only``).
+    kind : str
+        The reply kind to register it under.
+    settle : coroutine function ``(terminal, tx, commit_failed) -> None``
+        The registry's part of the settlement.
+
+    Returns
+    -------
+    AttachedStreamHandler
+        A copy of ``handler`` (``dataclasses.replace``); ``handler`` is unchanged.
+
+    Examples
+    --------
+    >>> from streamnb.demo import chatbot_handler
+    >>> async def settle(terminal, tx, commit_failed):
+    ...     pass
+    >>> bound = bind_reply_handler(chatbot_handler(), "my.reply", settle)
+    >>> bound.kind, bound.on_detach
+    ('my.reply', 'continue')
     """
     inner = handler.commit_terminal
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from .._sqlite import connect, translate_errors
 from .errors import RoomError
 
 __all__ = ["Message", "RegistryStore", "RoomRow", "RoomStore"]
@@ -77,6 +78,19 @@ class Message:
     while the reply runs, then ``completed``, ``cancelled`` (the partial text),
     ``failed`` or ``interrupted``. ``created_at`` and ``settled_at`` are epoch
     seconds. ``stream_ref`` names the reply's stream (on both messages of a turn).
+
+    Examples
+    --------
+    >>> from streamnb.rooms import ChatRooms
+    >>> rooms = ChatRooms()
+    >>> room = rooms.room(rooms.create_room("Ideas"))
+    >>> _ = rooms.runtime.run(room.send("hello"))
+    >>> reply = rooms.runtime.run(room.wait())
+    >>> reply.role, reply.status, reply.stream_ref.startswith("st_")
+    ('assistant', 'completed', True)
+    >>> sorted(reply.to_dict())
+    ['content', 'created_at', 'id', 'role', 'settled_at', 'status', 'stream_ref']
+    >>> rooms.close()
     """
 
     id: str
@@ -115,23 +129,19 @@ class _Db:
 
     def __init__(self, path: Path | None, schema: str) -> None:
         self.path = path
+        self._where = ":memory:" if path is None else os.fspath(path)
         self._lock = threading.Lock()
-        try:
-            conn = sqlite3.connect(
-                ":memory:" if path is None else os.fspath(path),
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            conn.execute("PRAGMA busy_timeout=5000")
-            if path is not None:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(schema)
-        except sqlite3.DatabaseError as exc:
-            raise RoomError(
-                f"cannot open {path or ':memory:'}: {exc}; is it a streamnb rooms database?"
-            ) from exc
-        self._conn: sqlite3.Connection | None = conn
+        self._conn: sqlite3.Connection | None = connect(
+            path,
+            schema=schema,
+            check_same_thread=False,  # the lock serialises the two threads using it
+            error=lambda why: RoomError(
+                f"cannot open {self._where}: {why}; is it a streamnb rooms database?"
+            ),
+        )
+
+    def _failed(self, doing: str) -> Callable[[str], RoomError]:
+        return lambda why: RoomError(f"{doing} {self._where} failed: {why}")
 
     def _live(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -140,17 +150,17 @@ class _Db:
 
     def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` under the lock."""
-        with self._lock:
-            try:
-                return fn(self._live())
-            except sqlite3.Error as exc:
-                raise RoomError(f"reading {self.path or ':memory:'} failed: {exc}") from exc
+        with (
+            self._lock,
+            translate_errors(lambda why: RoomError(f"reading {self._where} failed: {why}")),
+        ):
+            return fn(self._live())
 
     def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` in one transaction under the lock (rolled back if it raises)."""
         with self._lock:
             conn = self._live()
-            try:
+            with translate_errors(self._failed("writing")):
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     result = fn(conn)
@@ -159,8 +169,6 @@ class _Db:
                     raise
                 conn.execute("COMMIT")
                 return result
-            except sqlite3.Error as exc:
-                raise RoomError(f"writing {self.path or ':memory:'} failed: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:

@@ -71,8 +71,8 @@ from .._tool_frames import is_tool_channel
 from .body import expect_object, optional_str, read_json
 from .chat import open_chat_stream
 from .errors import HTTPError
-from .sse import FrameReader, RenderedFrames, SSEResponse, dumps
-from .state import ServerState
+from .sse import SSEResponse, dumps
+from .state import ServerState, state_of
 
 __all__ = ["UIMessageRenderer", "ai_chat", "ai_chat_resume", "ai_chat_stop", "last_user_text"]
 
@@ -245,20 +245,13 @@ def last_user_text(messages: Any) -> str:
 
 def _response(state: ServerState, session: Session, message_id: str) -> SSEResponse:
     renderer = UIMessageRenderer(message_id, session.stream_ref)
-    return SSEResponse(
-        RenderedFrames(FrameReader(session), renderer),
-        connections=state.connections,
-        heartbeat_s=state.config.heartbeat_s,
-        send_timeout_s=state.config.send_timeout_s,
-        on_close=session.detach,
-        headers={**UI_STREAM_HEADERS, "X-Stream-Ref": session.stream_ref},
-        label=session.stream_ref,
-    )
+    headers = {**UI_STREAM_HEADERS, "X-Stream-Ref": session.stream_ref}
+    return state.sse_response(session, renderer, headers=headers)
 
 
 async def ai_chat(request: Request) -> Response:
     """``POST /api/chat``: one assistant reply as a UI message stream."""
-    state: ServerState = request.app.state.streamnb
+    state = state_of(request)
     body = expect_object(await read_json(request, state.config.max_body_bytes))
     chat_id = body.get("id")
     if not isinstance(chat_id, str) or not chat_id:
@@ -275,7 +268,7 @@ async def ai_chat(request: Request) -> Response:
 
 async def ai_chat_stop(request: Request) -> Response:
     """``POST /api/chat/{id}/stop`` (``{"reason"?}``): cancel the chat's latest stream."""
-    state: ServerState = request.app.state.streamnb
+    state = state_of(request)
     chat_id = request.path_params["id"]
     body = await read_json(request, state.config.max_body_bytes, allow_empty=True)
     reason = optional_str(expect_object(body), "reason") if body is not None else None
@@ -291,7 +284,7 @@ async def ai_chat_stop(request: Request) -> Response:
 
 async def ai_chat_resume(request: Request) -> Response:
     """``GET /api/chat/{id}/stream``: replay the chat's running stream, or 204."""
-    state: ServerState = request.app.state.streamnb
+    state = state_of(request)
     chat_id = request.path_params["id"]
     entry = state.chats.get(chat_id)
     if entry is None:

@@ -16,6 +16,9 @@ Routes (see each module for the wire format):
 ``GET /api/chat/{id}/stream``         resume a chat's stream (204 when none)
 ``GET /ledger/events``                ledger events as JSON (:mod:`.ledger_api`)
 ``GET /ledger/streams``               ledger streams as JSON
+``/v1/stream/{path}``                 Durable Streams (:mod:`.durable`): PUT,
+                                      POST, GET, HEAD, DELETE; streamnb's own
+                                      streams at ``/v1/stream/streamnb/{ref}``
 ====================================  =========================================
 
 The app runs on the runtime's event loop (a :class:`~streamnb.StreamRuntime` is
@@ -38,6 +41,8 @@ from .._runtime import StreamRuntime
 from .aisdk import ai_chat, ai_chat_resume, ai_chat_stop
 from .auth import BearerAuth
 from .chat import chat, chat_page
+from .durable import LONG_POLL_TIMEOUT_S, durable_routes
+from .durable.protocol import CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS
 from .errors import exception_handlers
 from .ledger_api import ledger_events, ledger_streams
 from .state import ServerConfig, ServerState
@@ -61,6 +66,8 @@ def create_app(
     claim_timeout_s: float = 30.0,
     chat_kind: str = "tutorial.streaming_chatbot",
     rooms: ChatRooms | None = None,
+    durable_streams: bool = True,
+    long_poll_timeout_s: float = LONG_POLL_TIMEOUT_S,
 ) -> Starlette:
     """Build the ASGI app serving ``runtime``'s handlers over HTTP.
 
@@ -92,6 +99,11 @@ def create_app(
     rooms : ChatRooms, optional
         Also serve these chat rooms under ``/rooms`` (:mod:`.rooms`); their
         ``runtime`` must be ``runtime``.
+    durable_streams : bool, default True
+        Serve the Durable Streams protocol under ``/v1/stream/`` (:mod:`.durable`),
+        storing streams in the ledger's file (in memory for an in-memory ledger).
+    long_poll_timeout_s : float, default 20.0
+        How long a Durable Streams long-poll waits for data before ``204``, seconds.
 
     Returns
     -------
@@ -100,14 +112,35 @@ def create_app(
 
     Examples
     --------
-    >>> runtime = sn.StreamRuntime()                         # doctest: +SKIP
-    >>> for h in demo_handlers(): runtime.register(h)        # doctest: +SKIP
-    >>> app = create_app(runtime, token="s3cret")            # doctest: +SKIP
+    Serve it with uvicorn (``streamnb serve``, or
+    :func:`~streamnb.server.serve_in_background` in a notebook); any ASGI
+    client works, here httpx's in-process transport:
+
+    >>> import httpx
+    >>> import streamnb as sn
+    >>> from streamnb.demo import demo_handlers
+    >>> runtime = sn.StreamRuntime()
+    >>> for handler in demo_handlers():
+    ...     _ = runtime.register(handler)
+    >>> app = create_app(runtime, token="s3cret")
+    >>> async def get(path, token):
+    ...     transport = httpx.ASGITransport(app)
+    ...     auth = {"Authorization": f"Bearer {token}"}
+    ...     async with httpx.AsyncClient(transport=transport, base_url="http://nb") as client:
+    ...         response = await client.get(path, headers=auth)
+    ...     return response.status_code, response.json()
+    >>> runtime.run(get("/ledger/streams", "s3cret"))
+    (200, {'streams': []})
+    >>> runtime.run(get("/ledger/streams", "guess"))[1]["error"]["type"]
+    'unauthorized'
+    >>> runtime.close()
     """
     if max_body_bytes < 1:
         raise ValueError("max_body_bytes must be >= 1")
     if heartbeat_s < 0 or send_timeout_s <= 0 or claim_timeout_s < 0:
         raise ValueError("heartbeat_s, claim_timeout_s must be >= 0 and send_timeout_s > 0")
+    if not long_poll_timeout_s > 0:
+        raise ValueError("long_poll_timeout_s must be > 0 (seconds)")
     config = ServerConfig(
         token=token or None,
         max_body_bytes=int(max_body_bytes),
@@ -115,6 +148,8 @@ def create_app(
         send_timeout_s=float(send_timeout_s),
         claim_timeout_s=float(claim_timeout_s),
         chat_kind=chat_kind,
+        durable_streams=bool(durable_streams),
+        long_poll_timeout_s=float(long_poll_timeout_s),
     )
     state = ServerState(runtime, config)
 
@@ -140,6 +175,8 @@ def create_app(
         Route("/ledger/events", ledger_events, methods=["GET"]),
         Route("/ledger/streams", ledger_streams, methods=["GET"]),
     ]
+    if state.durable is not None:
+        routes += durable_routes()
     if rooms is not None:
         from .rooms import room_routes
 
@@ -150,9 +187,13 @@ def create_app(
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(cors_origins),
-                allow_methods=["GET", "POST", "PATCH", "DELETE"],
-                allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
-                expose_headers=["X-Stream-Ref", "x-vercel-ai-ui-message-stream"],
+                allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+                allow_headers=["Authorization", "Last-Event-ID", *CORS_ALLOW_HEADERS],
+                expose_headers=[
+                    "X-Stream-Ref",
+                    "x-vercel-ai-ui-message-stream",
+                    *CORS_EXPOSE_HEADERS,
+                ],
                 max_age=600,
             )
         )

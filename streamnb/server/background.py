@@ -253,9 +253,23 @@ async def serve_in_background(
 
     Examples
     --------
-    >>> handle = await serve_in_background(runtime)          # doctest: +SKIP
-    >>> httpx.get(handle.url + "/ledger/streams").json()     # doctest: +SKIP
-    >>> await handle.aclose()                                # doctest: +SKIP
+    In a notebook cell, ``handle = await serve_in_background(runtime)`` returns
+    at once and the server keeps serving while the kernel is idle:
+
+    >>> import httpx
+    >>> import streamnb as sn
+    >>> from streamnb.demo import demo_handlers
+    >>> runtime = sn.StreamRuntime()
+    >>> for handler in demo_handlers(rate_tokens_per_s=None):
+    ...     _ = runtime.register(handler)
+    >>> async def serve_and_ask():
+    ...     async with await serve_in_background(runtime) as handle:
+    ...         async with httpx.AsyncClient(base_url=handle.url) as client:
+    ...             reply = await client.post("/chat", json={"message": "hi"})
+    ...     return reply.headers["content-type"], reply.text.splitlines()[-2:]
+    >>> runtime.run(serve_and_ask())
+    ('text/event-stream; charset=utf-8', ['data: [DONE]', ''])
+    >>> runtime.close()
     """
     loop = asyncio.get_running_loop()
     bound = runtime.loop

@@ -15,12 +15,15 @@ from starlette.requests import Request
 from .errors import HTTPError
 
 __all__ = [
+    "cancel_reason",
     "check_keys",
     "expect_object",
+    "input_frame",
     "json_type",
     "optional_int",
     "optional_str",
     "parse_json_text",
+    "read_bytes",
     "read_json",
 ]
 
@@ -54,15 +57,14 @@ def parse_json_text(data: bytes | str, what: str = "the request body") -> Any:
         raise HTTPError(400, "malformed_json", f"{what} is not valid JSON ({exc})") from exc
 
 
-async def read_json(request: Request, max_bytes: int, *, allow_empty: bool = False) -> Any:
-    """Read the body (at most ``max_bytes`` bytes) and parse it as JSON.
-
-    Returns None for an empty body when ``allow_empty``.
+async def read_bytes(request: Request, max_bytes: int) -> bytes:
+    """Read the whole body, at most ``max_bytes`` bytes (chunked bodies too).
 
     Raises
     ------
     HTTPError
-        413 ``body_too_large``; 400 ``malformed_json`` (also for an empty body).
+        413 ``body_too_large`` (from ``Content-Length`` before reading, or while
+        reading); 400 ``invalid_request`` for a non-integer ``Content-Length``.
     """
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -77,11 +79,25 @@ async def read_json(request: Request, max_bytes: int, *, allow_empty: bool = Fal
         body += chunk
         if len(body) > max_bytes:
             raise _too_large(len(body), max_bytes)
+    return bytes(body)
+
+
+async def read_json(request: Request, max_bytes: int, *, allow_empty: bool = False) -> Any:
+    """Read the body (at most ``max_bytes`` bytes) and parse it as JSON.
+
+    Returns None for an empty body when ``allow_empty``.
+
+    Raises
+    ------
+    HTTPError
+        413 ``body_too_large``; 400 ``malformed_json`` (also for an empty body).
+    """
+    body = await read_bytes(request, max_bytes)
     if not body.strip():
         if allow_empty:
             return None
         raise HTTPError(400, "malformed_json", "the request body is empty; send a JSON object")
-    return parse_json_text(bytes(body))
+    return parse_json_text(body)
 
 
 def _too_large(size: int, limit: int) -> HTTPError:
@@ -140,3 +156,77 @@ def optional_int(value: Any, name: str, *, minimum: int = 0, status: int = 422) 
             status, "invalid_request", f"{name} must be an integer >= {minimum}, got {value!r}"
         )
     return value
+
+
+def input_frame(
+    message: dict[str, Any], what: str = "the request body", *, envelope: Collection[str] = ()
+) -> dict[str, Any]:
+    """The input frame a client sent: ``{"payload": any JSON, "seq"?: int >= 0}``.
+
+    One parser for ``POST /streams/{ref}/input`` (the body) and the WebSocket's
+    ``{"type": "input", ...}`` message (``envelope=("type",)``).
+
+    Parameters
+    ----------
+    message : dict
+        The JSON object received.
+    what : str
+        Names it in error messages (``"the request body"``, ``"an input message"``).
+    envelope : collection of str
+        Further keys the transport allows beside ``payload`` and ``seq``.
+
+    Returns
+    -------
+    dict
+        ``{"kind": "input", "payload": ..., "seq"?: int}``, ready for
+        ``runtime.send(ref, frame)``.
+
+    Raises
+    ------
+    HTTPError
+        422 ``invalid_request``: unknown keys, no ``payload``, or ``seq`` not an
+        integer >= 0.
+
+    Examples
+    --------
+    >>> input_frame({"payload": "hi", "seq": 3})
+    {'kind': 'input', 'payload': 'hi', 'seq': 3}
+    >>> input_frame({"type": "input", "payload": None}, "an input message", envelope=("type",))
+    {'kind': 'input', 'payload': None}
+    """
+    check_keys(message, (*envelope, "payload", "seq"), what)
+    if "payload" not in message:
+        raise HTTPError(422, "invalid_request", f"{what} needs 'payload' (any JSON value)")
+    frame: dict[str, Any] = {"kind": "input", "payload": message["payload"]}
+    seq = optional_int(message.get("seq"), "'seq'")
+    if seq is not None:
+        frame["seq"] = seq
+    return frame
+
+
+def cancel_reason(
+    message: dict[str, Any],
+    what: str = "the request body",
+    *,
+    envelope: Collection[str] = (),
+    default: str = "cancelled",
+) -> str:
+    """The reason of a cancel request ``{"reason"?: str}``; ``default`` when absent or empty.
+
+    One parser for ``POST /streams/{ref}/cancel``, ``POST /rooms/{id}/cancel`` and
+    the WebSocket's ``{"type": "cancel", ...}`` message (``envelope=("type",)``).
+
+    Raises
+    ------
+    HTTPError
+        422 ``invalid_request``: unknown keys, or ``reason`` not a string.
+
+    Examples
+    --------
+    >>> cancel_reason({})
+    'cancelled'
+    >>> cancel_reason({"type": "cancel", "reason": "enough"}, envelope=("type",))
+    'enough'
+    """
+    check_keys(message, (*envelope, "reason"), what)
+    return optional_str(message, "reason", what) or default

@@ -39,8 +39,8 @@ from .._frames import Frame
 from .._runtime import Session, StreamRuntime
 from .body import check_keys, expect_object, read_json
 from .errors import HTTPError
-from .sse import FrameReader, RenderedFrames, SSEResponse, dumps
-from .state import ServerState
+from .sse import dumps
+from .state import state_of
 
 __all__ = ["chat", "chat_page", "open_chat_stream", "render_chat_frame"]
 
@@ -119,19 +119,13 @@ def render_chat_frame(frame: Frame) -> str:
 
 async def chat(request: Request) -> Response:
     """``POST /chat``: ``{"message": str}`` -> seed 002's token stream."""
-    state: ServerState = request.app.state.streamnb
+    state = state_of(request)
     body = expect_object(await read_json(request, state.config.max_body_bytes))
     check_keys(body, ("message",))
     message = body.get("message")
     if not isinstance(message, str):
         raise HTTPError(422, "invalid_request", "'message' must be a string")
     session = await open_chat_stream(state.runtime, state.config.chat_kind, message)
-    return SSEResponse(
-        RenderedFrames(FrameReader(session), render_chat_frame),
-        connections=state.connections,
-        heartbeat_s=state.config.heartbeat_s,
-        send_timeout_s=state.config.send_timeout_s,
-        on_close=session.detach,
-        headers={"X-Stream-Ref": session.stream_ref},
-        label=session.stream_ref,
+    return state.sse_response(
+        session, render_chat_frame, headers={"X-Stream-Ref": session.stream_ref}
     )

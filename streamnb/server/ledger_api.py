@@ -21,7 +21,7 @@ from starlette.responses import Response
 
 from .body import check_keys, optional_int
 from .errors import HTTPError
-from .state import ServerState
+from .state import state_of
 
 __all__ = ["ledger_events", "ledger_streams"]
 
@@ -50,11 +50,11 @@ async def _query(
 
 async def ledger_events(request: Request) -> Response:
     """``GET /ledger/events``: events committed by handlers' ``commit_terminal``."""
-    state: ServerState = request.app.state.streamnb
-    return await _query(request, "events", ("kind", "stream_ref"), state.runtime.ledger.events)
+    ledger = state_of(request).runtime.ledger
+    return await _query(request, "events", ("kind", "stream_ref"), ledger.events)
 
 
 async def ledger_streams(request: Request) -> Response:
     """``GET /ledger/streams``: the runtime's record of every stream (one row each)."""
-    state: ServerState = request.app.state.streamnb
-    return await _query(request, "streams", ("kind", "status"), state.runtime.ledger.streams)
+    ledger = state_of(request).runtime.ledger
+    return await _query(request, "streams", ("kind", "status"), ledger.streams)

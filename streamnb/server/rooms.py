@@ -44,7 +44,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .._frames import Frame
-from .._runtime import Session, StreamRuntime
+from .._runtime import StreamRuntime
 from ..rooms import (
     ActiveReply,
     ChatRooms,
@@ -54,10 +54,10 @@ from ..rooms import (
     RoomNameError,
     UnknownRoomError,
 )
-from .body import check_keys, expect_object, optional_int, optional_str, read_json
+from .body import cancel_reason, check_keys, expect_object, optional_int, read_json
 from .errors import HTTPError
-from .sse import FrameReader, RenderedFrames, SSEResponse, dumps, frame_json, sse_event
-from .state import ServerState
+from .sse import dumps, frame_json, sse_event
+from .state import state_of
 
 __all__ = ["room_routes"]
 
@@ -98,27 +98,9 @@ def _reply_event(active: ActiveReply) -> str:
     return sse_event(dumps(data), event="reply")
 
 
-class _ReplyEvents:
-    """The SSE body: one ``reply`` event, then the frames with ``<ref>:<seq>`` ids."""
-
-    __slots__ = ("_frames", "_preamble")
-
-    def __init__(self, preamble: str, session: Session) -> None:
-        self._preamble: str | None = preamble
-        self._frames = RenderedFrames(FrameReader(session), self._render)
-
-    @staticmethod
-    def _render(frame: Frame) -> str:
-        return (
-            f"id: {frame.stream_ref}:{frame.seq}\nevent: {frame.kind}\n"
-            f"data: {frame_json(frame)}\n\n"
-        )
-
-    async def next_chunk(self) -> bytes | None:
-        if self._preamble is not None:
-            preamble, self._preamble = self._preamble, None
-            return preamble.encode()
-        return await self._frames.next_chunk()
+def _reply_frame(frame: Frame) -> str:
+    """A frame as ``/streams/{ref}/events`` sends it, but with the id ``<ref>:<seq>``."""
+    return f"id: {frame.stream_ref}:{frame.seq}\nevent: {frame.kind}\ndata: {frame_json(frame)}\n\n"
 
 
 def _last_event(request: Request) -> tuple[str | None, int | None]:
@@ -143,13 +125,8 @@ class RoomsAPI:
             )
         self.rooms = rooms
 
-    @staticmethod
-    def _state(request: Request) -> ServerState:
-        state: ServerState = request.app.state.streamnb
-        return state
-
     async def _body(self, request: Request, allowed: tuple[str, ...]) -> dict[str, Any]:
-        limit = self._state(request).config.max_body_bytes
+        limit = state_of(request).config.max_body_bytes
         body = await read_json(request, limit, allow_empty=True)
         obj = {} if body is None else expect_object(body)
         check_keys(obj, allowed)
@@ -159,7 +136,7 @@ class RoomsAPI:
         for info in self.rooms.room_infos():
             if info["id"] == room_id:
                 return info
-        raise UnknownRoomError(room_id, self.rooms._room_ids())
+        raise UnknownRoomError(room_id, self.rooms)
 
     def _room(self, request: Request) -> Room:
         return self.rooms.room(request.path_params["room_id"])
@@ -245,13 +222,12 @@ class RoomsAPI:
     async def cancel(self, request: Request) -> Response:
         """``POST /rooms/{id}/cancel`` ``{"reason"?}``."""
         room = self._room(request)
-        body = await self._body(request, ("reason",))
-        reason = optional_str(body, "reason") or "cancelled"
+        reason = cancel_reason(await self._body(request, ("reason",)))
         return JSONResponse({"result": await room.cancel(reason)})
 
     async def stream(self, request: Request) -> Response:
         """``GET /rooms/{id}/stream``: the streaming reply as SSE, resumable."""
-        state = self._state(request)
+        state = state_of(request)
         room = self._room(request)
         runtime = self.rooms.runtime
         last_ref, after_seq = _last_event(request)
@@ -264,13 +240,8 @@ class RoomsAPI:
         if info.terminal is not None and after_seq is not None and after_seq >= info.terminal.seq:
             return Response(status_code=204)
         session = await runtime.reattach(active.stream_ref, after_seq)
-        return SSEResponse(
-            _ReplyEvents(_reply_event(active), session),
-            connections=state.connections,
-            heartbeat_s=state.config.heartbeat_s,
-            send_timeout_s=state.config.send_timeout_s,
-            on_close=session.detach,
-            label=f"room {room.id}",
+        return state.sse_response(
+            session, _reply_frame, preamble=_reply_event(active), label=f"room {room.id}"
         )
 
 

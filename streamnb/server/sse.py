@@ -230,16 +230,24 @@ class RenderedFrames:
     """A :class:`ChunkSource` rendering each batch of frames with ``render(frame) -> str``.
 
     ``render`` may return ``""`` to skip a frame; it is called once per frame,
-    in seq order, so it may keep state (the AI SDK renderer does).
+    in seq order, so it may keep state (the AI SDK renderer does). A
+    ``preamble`` (already rendered events, e.g. the rooms' ``event: reply``) is
+    sent first, as its own chunk.
     """
 
-    __slots__ = ("_reader", "_render")
+    __slots__ = ("_preamble", "_reader", "_render")
 
-    def __init__(self, reader: FrameReader, render: Callable[[Frame], str]) -> None:
+    def __init__(
+        self, reader: FrameReader, render: Callable[[Frame], str], preamble: str = ""
+    ) -> None:
         self._reader = reader
         self._render = render
+        self._preamble = preamble
 
     async def next_chunk(self) -> bytes | None:
+        if self._preamble:
+            preamble, self._preamble = self._preamble, ""
+            return preamble.encode()
         render = self._render
         while True:
             batch = await self._reader.next_batch()

@@ -16,13 +16,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from .._errors import StreamTimeoutError, UnknownStreamError
-from .._runtime import Session, StreamRuntime
-from .sse import Connections
+from starlette.requests import HTTPConnection
 
-__all__ = ["ChatIndex", "Holds", "ServerConfig", "ServerState"]
+from .._errors import StreamTimeoutError, UnknownStreamError
+from .._frames import Frame
+from .._runtime import Session, StreamRuntime
+from .durable import DurableStreams, open_durable_streams
+from .sse import Connections, FrameReader, RenderedFrames, SSEResponse
+
+__all__ = ["ChatIndex", "Holds", "ServerConfig", "ServerState", "state_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +40,10 @@ class ServerConfig:
     send_timeout_s: float
     claim_timeout_s: float
     chat_kind: str
+    #: serve the Durable Streams endpoint under /v1/stream/ (:mod:`.durable`)
+    durable_streams: bool = True
+    #: how long a Durable Streams long-poll waits for data, seconds
+    long_poll_timeout_s: float = 20.0
 
 
 class Holds:
@@ -56,7 +65,7 @@ class Holds:
     async def _expire(self, session: Session) -> None:
         ref = session.stream_ref
         with contextlib.suppress(StreamTimeoutError, UnknownStreamError):
-            await self._runtime.wait_settled(ref, timeout_s=self._claim_timeout_s)
+            await self._runtime.wait(ref, timeout_s=self._claim_timeout_s)
         if self._held.get(ref, (None,))[0] is session:
             del self._held[ref]
         await session.detach()
@@ -121,12 +130,70 @@ class ServerState:
         self.connections = Connections()
         self.holds = Holds(runtime, config.claim_timeout_s)
         self.chats = ChatIndex()
+        self.durable: DurableStreams | None = None
+        if config.durable_streams:
+            self.durable = open_durable_streams(
+                runtime,
+                self.connections,
+                max_body_bytes=config.max_body_bytes,
+                long_poll_timeout_s=config.long_poll_timeout_s,
+                heartbeat_s=config.heartbeat_s,
+                send_timeout_s=config.send_timeout_s,
+            )
 
     def begin_shutdown(self) -> None:
-        """End every live SSE/WebSocket connection (the server is stopping)."""
+        """End every live SSE/WebSocket connection and long-poll (the server is stopping)."""
         self.connections.close_all()
+        if self.durable is not None:
+            self.durable.begin_shutdown()
+
+    def sse_response(
+        self,
+        session: Session,
+        render: Callable[[Frame], str],
+        *,
+        preamble: str = "",
+        headers: Mapping[str, str] | None = None,
+        label: str | None = None,
+    ) -> SSEResponse:
+        """The SSE response of every streaming endpoint: ``session``'s frames, rendered.
+
+        The response joins this app's live connections (shutdown ends it), uses
+        its ``heartbeat_s`` and ``send_timeout_s``, and detaches ``session`` when
+        it ends, however it ends (a dropped client is a detach, never a cancel).
+
+        Parameters
+        ----------
+        session : Session
+            The observer whose frames are sent, from its cursor's position.
+        render : callable ``Frame -> str``
+            One frame as SSE text (``""`` skips it); called in seq order.
+        preamble : str
+            Events sent before the first frame.
+        headers : mapping, optional
+            Extra response headers.
+        label : str, optional
+            Names the response in log messages; default the stream ref.
+        """
+        return SSEResponse(
+            RenderedFrames(FrameReader(session), render, preamble),
+            connections=self.connections,
+            heartbeat_s=self.config.heartbeat_s,
+            send_timeout_s=self.config.send_timeout_s,
+            on_close=session.detach,
+            headers=headers,
+            label=session.stream_ref if label is None else label,
+        )
 
     async def aclose(self) -> None:
-        """Shutdown: close connections, release holds (sessions detach)."""
+        """Shutdown: close connections, release holds (sessions detach), close stores."""
         self.begin_shutdown()
         await self.holds.aclose()
+        if self.durable is not None:
+            await self.durable.aclose()
+
+
+def state_of(conn: HTTPConnection) -> ServerState:
+    """The :class:`ServerState` of the app serving ``conn`` (a request or a WebSocket)."""
+    state: ServerState = conn.app.state.streamnb
+    return state

@@ -29,17 +29,12 @@ from starlette.responses import JSONResponse, Response
 
 from .._errors import UnknownStreamError
 from .._projection import project_attached_stream
-from .body import check_keys, expect_object, optional_int, optional_str, read_json
+from .body import cancel_reason, check_keys, expect_object, input_frame, optional_int, read_json
 from .errors import HTTPError
-from .sse import SSE_HEADERS, FrameEvents, FrameReader, RenderedFrames, SSEResponse
-from .state import ServerState
+from .sse import SSE_HEADERS, FrameEvents, SSEResponse
+from .state import ServerState, state_of
 
 __all__ = ["cancel_stream", "create_stream", "send_input", "stream_events", "stream_status"]
-
-
-def state_of(request: Request) -> ServerState:
-    state: ServerState = request.app.state.streamnb
-    return state
 
 
 def after_seq_of(request: Request) -> int | None:
@@ -92,28 +87,14 @@ async def stream_events(request: Request) -> Response:
         return Response(headers=dict(SSE_HEADERS), media_type=SSEResponse.media_type)
     session = await runtime.reattach(ref, after_seq=after_seq)
     await state.holds.claim(ref)
-    return SSEResponse(
-        RenderedFrames(FrameReader(session), FrameEvents(ref)),
-        connections=state.connections,
-        heartbeat_s=state.config.heartbeat_s,
-        send_timeout_s=state.config.send_timeout_s,
-        on_close=session.detach,
-        label=ref,
-    )
+    return state.sse_response(session, FrameEvents(ref))
 
 
 async def send_input(request: Request) -> Response:
     """``POST /streams/{ref}/input``: ``{"payload": ..., "seq"?: n}`` to a bidi stream."""
     state = state_of(request)
     ref = request.path_params["ref"]
-    body = expect_object(await read_json(request, state.config.max_body_bytes))
-    check_keys(body, ("payload", "seq"))
-    if "payload" not in body:
-        raise HTTPError(422, "invalid_request", "'payload' is required (any JSON value)")
-    seq = optional_int(body.get("seq"), "'seq'")
-    frame: dict[str, Any] = {"kind": "input", "payload": body["payload"]}
-    if seq is not None:
-        frame["seq"] = seq
+    frame = input_frame(expect_object(await read_json(request, state.config.max_body_bytes)))
     result = await state.runtime.send(ref, frame)
     return JSONResponse({"result": result})
 
@@ -123,9 +104,7 @@ async def cancel_stream(request: Request) -> Response:
     state = state_of(request)
     ref = request.path_params["ref"]
     body = await read_json(request, state.config.max_body_bytes, allow_empty=True)
-    body = {} if body is None else expect_object(body)
-    check_keys(body, ("reason",))
-    reason = optional_str(body, "reason") or "cancelled"
+    reason = cancel_reason({} if body is None else expect_object(body))
     result = await state.runtime.cancel(ref, reason)
     return JSONResponse({"result": result})
 
@@ -146,7 +125,7 @@ async def stream_status(request: Request) -> Response:
         if row is None:
             raise
         return JSONResponse(row)
-    frames = runtime.frames(ref)  # a snapshot; projected off the loop
+    frames = runtime.frame_log(ref)  # a snapshot; projected off the loop
     summary = await run_in_threadpool(lambda: project_attached_stream(frames, ref).summary())
     return JSONResponse(
         {

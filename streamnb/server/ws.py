@@ -37,10 +37,10 @@ from starlette.websockets import WebSocket
 
 from .._errors import StreamnbError
 from .._runtime import Session
-from .body import check_keys, expect_object, optional_int, optional_str, parse_json_text
+from .body import cancel_reason, expect_object, input_frame, optional_int, parse_json_text
 from .errors import HTTPError, error_body, status_for
 from .sse import FrameReader, frame_json
-from .state import ServerState
+from .state import ServerState, state_of
 
 __all__ = ["stream_ws"]
 
@@ -51,7 +51,7 @@ _CLOSE_TIMEOUT_S = 1.0
 
 async def stream_ws(websocket: WebSocket) -> None:
     """The WebSocket endpoint (see the module docstring for the protocol)."""
-    state: ServerState = websocket.app.state.streamnb
+    state = state_of(websocket)
     ref = websocket.path_params["ref"]
     try:
         after_seq = optional_int(
@@ -159,23 +159,16 @@ class _Connection:
             message = expect_object(parse_json_text(text, "the message"), "a message")
             kind = message.get("type")
             if kind == "input":
-                check_keys(message, ("type", "payload", "seq"), "an input message")
-                if "payload" not in message:
-                    raise HTTPError(422, "invalid_request", "an input message needs 'payload'")
-                seq = optional_int(message.get("seq"), "'seq'")
-                frame: dict[str, Any] = {"kind": "input", "payload": message["payload"]}
-                if seq is not None:
-                    frame["seq"] = seq
+                frame = input_frame(message, "an input message", envelope=("type",))
                 reply: dict[str, Any] = {
                     "type": "input_result",
                     "result": await runtime.send(ref, frame),
                 }
-                if seq is not None:
-                    reply["seq"] = seq
+                if "seq" in frame:
+                    reply["seq"] = frame["seq"]
                 return reply
             if kind == "cancel":
-                check_keys(message, ("type", "reason"), "a cancel message")
-                reason = optional_str(message, "reason", "a cancel message") or "cancelled"
+                reason = cancel_reason(message, "a cancel message", envelope=("type",))
                 return {"type": "cancel_result", "result": await runtime.cancel(ref, reason)}
             raise HTTPError(
                 422,

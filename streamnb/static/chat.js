@@ -142,7 +142,7 @@ function render({ model, el }) {
   // --- state ------------------------------------------------------------------------------
   const showState = () => {
     const busy = model.get("busy");
-    const state = busy ? model.get("status") || "opened" : "ready";
+    const state = busy ? model.get("status") || "running" : "ready";
     const reason = busy ? "" : model.get("reason");
     const last = busy ? "" : model.get("status");
     statusText.textContent = last ? `ready — last reply ${last}${reason ? ` (${reason})` : ""}` : state;

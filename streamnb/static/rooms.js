@@ -1,4 +1,4 @@
-// streamnb ChatRoomsWidget front end (anywidget AFM). Wire format: streamnb/rooms/_wire.py.
+// streamnb ChatRoomsWidget front end (anywidget AFM). Wire format: streamnb/widget/_protocol.py.
 //
 // The room list is the synced `room_list` trait. Which room a view shows is this view's
 // own state (seed 004's per-connection activeRoomId): every request carries this view's

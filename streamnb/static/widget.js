@@ -250,7 +250,7 @@ function render({ model, el }) {
 
   // --- state --------------------------------------------------------------------------
   const showState = () => {
-    const state = model.get("status") || "opened";
+    const state = model.get("status") || "running";
     const reason = model.get("reason");
     statusText.textContent = reason && reason !== state ? `${state} — ${reason}` : state;
     root.dataset.status = state;

@@ -1,10 +1,12 @@
-"""The Jupyter layer: :class:`StreamWidget` and :class:`ChatWidget` (anywidget).
+"""The Jupyter layer: :class:`StreamWidget`, :class:`ChatWidget` and :class:`ChatRoomsWidget`.
 
 Imported lazily by ``streamnb`` (``sn.StreamWidget``), so the core never loads
-Jupyter packages. The front end lives in ``streamnb/static/`` (``widget.js``,
-``chat.js``, ``widget.css``, each module joined behind the shared ``common.js``
-by ``_assets.py``); the message protocol is in ``_protocol.py``. Assistant text renders
-as Markdown through ``markdown.bundle.js``, sent once per kernel (``_markdown.py``).
+Jupyter packages. All three subclass :class:`~streamnb.widget._base.LoopWidget`
+(anywidget). The front end lives in ``streamnb/static/`` (``widget.js``,
+``chat.js``, ``rooms.js``, ``widget.css``, ``rooms.css``, each module joined
+behind the shared ``common.js`` by ``_assets.py``); the message protocol is in
+``_protocol.py``. Assistant text renders as Markdown through ``markdown.bundle.js``,
+sent once per kernel (``_markdown.py``).
 
 Departure from the seeds: the seeds' browser UIs receive every token as its
 own message; here tokens are batched into deltas of at most one message per
@@ -15,6 +17,7 @@ above 1000 per second.
 from __future__ import annotations
 
 from ._chat import ChatWidget
+from ._rooms import ChatRoomsWidget
 from ._stream import StreamWidget
 
-__all__ = ["ChatWidget", "StreamWidget"]
+__all__ = ["ChatRoomsWidget", "ChatWidget", "StreamWidget"]

@@ -1,16 +1,20 @@
-"""The kernel side shared by :class:`StreamWidget` and :class:`ChatWidget`.
+"""The kernel side shared by the widgets (``StreamWidget``, ``ChatWidget``, ``ChatRoomsWidget``).
 
 Button messages from the browser may arrive on a kernel subshell thread
 (ipykernel 7 / JupyterLab 4.4): they are parsed where they arrive and handed to
 the runtime's loop through a :class:`~streamnb.widget._batcher.LoopBridge`; all
 widget state changes happen on that loop's thread. Tasks the widget starts are
 owned by it (``_tasks``) and cancelled by :meth:`LoopWidget.close`; their errors
-are shown in the widget's ``error`` trait instead of being lost.
+are shown in the widget's ``error`` trait instead of being lost. A subclass says how
+its inbound messages are checked (:meth:`LoopWidget._parse`, default
+:func:`~streamnb.widget._protocol.parse_inbound`), what a malformed one gets back
+(:meth:`LoopWidget._refuse`) and what each checked one does (``_handle``, on the loop).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import anywidget
@@ -19,12 +23,20 @@ import traitlets
 from .._errors import StreamnbError
 from .._runtime import StreamRuntime
 from ._batcher import LoopBridge, spawn
-from ._protocol import InboundMsg, parse_inbound
+from ._protocol import parse_inbound
 
-__all__ = ["STOP_REASON", "LoopWidget"]
+__all__ = ["STOP_REASON", "LoopWidget", "error_text"]
 
 #: the reason a Stop press gives to ``session.cancel``
 STOP_REASON = "user pressed stop"
+
+
+def error_text(exc: BaseException) -> str:
+    """What a widget shows for ``exc``: the message of a streamnb or value error, else
+    the exception's type and message."""
+    if isinstance(exc, (StreamnbError, ValueError)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 class LoopWidget(anywidget.AnyWidget):
@@ -35,6 +47,8 @@ class LoopWidget(anywidget.AnyWidget):
     _front_end_gone = False
     #: task names are "<_task_prefix>:<what>"
     _task_prefix = "streamnb:widget"
+    #: shown in ``error`` when a message arrives after the runtime's loop closed
+    _loop_closed_error = "the runtime's event loop is closed; Stop and Send cannot reach it"
 
     error = traitlets.Unicode("").tag(sync=True)
 
@@ -57,12 +71,20 @@ class LoopWidget(anywidget.AnyWidget):
     def _on_custom_msg(self, _widget: object, content: Any, _buffers: object) -> None:
         # May run on a subshell thread: parse here, touch state only on the loop thread.
         try:
-            msg = parse_inbound(content)
+            msg = self._parse(content)
         except ValueError as exc:
-            self._bridge.call(self._report, exc)
+            self._refuse(content, exc)
             return
         if not self._bridge.call(self._handle, msg):
-            self.error = "the runtime's event loop is closed; Stop and Send cannot reach it"
+            self.error = self._loop_closed_error
+
+    def _parse(self, content: Any) -> Any:
+        """Check an inbound message (any thread); raise ``ValueError`` if malformed."""
+        return parse_inbound(content)
+
+    def _refuse(self, content: Any, exc: ValueError) -> None:
+        """Answer a malformed inbound message (any thread): show why in ``error``."""
+        self._bridge.call(self._report, exc)
 
     def _send_delta(self, msg: Any) -> None:
         """Send text to the front end; after a failure stop sending it and show why.
@@ -83,16 +105,20 @@ class LoopWidget(anywidget.AnyWidget):
                 "stopped sending text; the stream goes on: display the session again to watch it"
             )
 
-    def _spawn(self, coro: Any, what: str) -> None:
-        spawn(self._tasks, coro, self._report, f"{self._task_prefix}:{what}")
+    def _spawn(
+        self,
+        coro: Coroutine[Any, Any, Any],
+        what: str,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        """Run ``coro`` as a task the widget owns; its error goes to ``on_error`` (default
+        the ``error`` trait)."""
+        spawn(self._tasks, coro, on_error or self._report, f"{self._task_prefix}:{what}")
 
     def _report(self, exc: BaseException) -> None:
-        if isinstance(exc, (StreamnbError, ValueError)):
-            self.error = str(exc)
-        else:
-            self.error = f"{type(exc).__name__}: {exc}"
+        self.error = error_text(exc)
 
-    def _handle(self, msg: InboundMsg) -> None:  # pragma: no cover - abstract
+    def _handle(self, msg: Any) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _shutdown(self) -> None:  # pragma: no cover - abstract

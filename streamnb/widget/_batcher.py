@@ -145,7 +145,7 @@ class Follower:
         self.stream_ref = stream_ref
         self.flush_interval_s = check_flush_interval(flush_interval_s)
         self.upto_seq = -1
-        self.status = "opened"
+        self.status = "running"
         self.progress: Any = None
         self.terminal: Frame | None = None
         self.deltas_sent = 0
@@ -178,7 +178,7 @@ class Follower:
         texts = self.texts()
         after = self.upto_seq
         try:
-            unread = self.runtime.frames(self.stream_ref, after)
+            unread = self.runtime.frame_log(self.stream_ref, after)
         except UnknownStreamError:  # evicted from memory: what was read is all there is
             unread = self._pending
         for frame in unread:
@@ -276,7 +276,7 @@ class Follower:
                 except StopAsyncIteration:
                     return
                 try:
-                    batch = runtime.frames(ref, last)
+                    batch = runtime.frame_log(ref, last)
                 except UnknownStreamError:  # settled and evicted meanwhile: read it out
                     batch = [first]
                     batch += [frame async for frame in cursor]
@@ -319,8 +319,6 @@ class Follower:
         last = frames[-1]
         if self.terminal is not None:
             self.status = self.terminal.kind
-        elif last.seq > 0:
-            self.status = "running"
         joined = {channel: "".join(parts) for channel, parts in chunks.items()}
         for channel, text in joined.items():
             self._parts.setdefault(channel, []).append(text)

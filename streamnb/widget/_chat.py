@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import traitlets
 
 from .._runtime import Session, StreamRuntime
-from ._assets import esm
+from ._assets import STATIC, esm
 from ._base import STOP_REASON, LoopWidget
 from ._batcher import DEFAULT_FLUSH_INTERVAL_S, Follower, check_flush_interval
 from ._markdown import MarkdownRendering, render_traits
@@ -19,7 +18,6 @@ from ._protocol import ChatDeltaMsg, ChatSnapshotMsg, DeltaMsg, InboundMsg
 
 __all__ = ["ChatWidget"]
 
-STATIC = Path(__file__).resolve().parent.parent / "static"
 StartPayload = Callable[[list[dict[str, Any]]], Any]
 
 
@@ -77,11 +75,23 @@ class ChatWidget(LoopWidget, MarkdownRendering):
 
     Examples
     --------
-    >>> chat = sn.ChatWidget(runtime, "tutorial.streaming_chatbot")   # doctest: +SKIP
-    >>> chat                                                           # doctest: +SKIP
-    >>> sn.testing.press_send(chat, "hello")                           # doctest: +SKIP
-    >>> await sn.testing.wait_settled(chat, timeout_s=30)              # doctest: +SKIP
-    >>> chat.transcript[-1]["content"]                                 # doctest: +SKIP
+    Shown by ending a cell with ``chat``; here the Send button is pressed from
+    Python (:mod:`streamnb.testing`), as a notebook under nbval does:
+
+    >>> import streamnb as sn
+    >>> from streamnb.demo import chatbot_handler
+    >>> from streamnb.testing import press_send
+    >>> runtime = sn.StreamRuntime()
+    >>> _ = runtime.register(chatbot_handler())
+    >>> async def chat_once(text):
+    ...     chat = sn.ChatWidget(runtime, "tutorial.streaming_chatbot")
+    ...     press_send(chat, text)
+    ...     return chat, await chat.wait(timeout_s=30)
+    >>> chat, status = runtime.run(chat_once("hello"))
+    >>> status, [(m["role"], m["content"]) for m in chat.transcript]
+    ('completed', [('user', 'hello'), ('assistant', 'streamnb reply to hello')])
+    >>> chat.close()
+    >>> runtime.close()
     """
 
     _esm = esm("common.js", "chat.js")
@@ -145,7 +155,7 @@ class ChatWidget(LoopWidget, MarkdownRendering):
             return ""
         return self._follower.live_texts().get(self.main_channel, "")
 
-    async def wait_settled(self, timeout_s: float | None = None) -> str:
+    async def wait(self, timeout_s: float | None = None) -> str:
         """Wait until no reply is streaming; return the last reply's status ('' if none).
 
         Raises
@@ -185,7 +195,7 @@ class ChatWidget(LoopWidget, MarkdownRendering):
         else:
             with self.hold_sync():
                 self.busy = True  # set now, so a second Send before the task runs is refused
-                self.status = "opened"
+                self.status = "running"
                 self.reason = ""
                 self.error = ""
             self._stop_requested = False

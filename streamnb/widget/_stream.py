@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 from typing import Any
 
 import traitlets
 
 from .._runtime import Session, StreamRuntime
-from ._assets import esm
+from ._assets import STATIC, esm
 from ._base import STOP_REASON, LoopWidget
 from ._batcher import (
     DEFAULT_FLUSH_INTERVAL_S,
@@ -20,8 +19,6 @@ from ._markdown import MarkdownRendering, render_traits
 from ._protocol import DeltaMsg, InboundMsg
 
 __all__ = ["StreamWidget"]
-
-STATIC = Path(__file__).resolve().parent.parent / "static"
 
 
 class StreamWidget(LoopWidget, MarkdownRendering):
@@ -61,7 +58,8 @@ class StreamWidget(LoopWidget, MarkdownRendering):
     stream_ref, kind, mode : str
         The stream's identity.
     status : str
-        ``opened``, ``running``, then ``completed``, ``cancelled`` or ``failed``.
+        ``running``, then ``completed``, ``cancelled`` or ``failed`` (the words of
+        ``session.status`` and the ledger).
     reason, error : str
         Why the stream ended (for a cancel, the reason given to ``cancel``,
         e.g. ``"user pressed stop"``) and the error; ``error`` also shows a rejected Stop or
@@ -84,11 +82,25 @@ class StreamWidget(LoopWidget, MarkdownRendering):
 
     Examples
     --------
-    >>> session = await runtime.attach("tutorial.streaming_chatbot", {})  # doctest: +SKIP
-    >>> widget = sn.StreamWidget(session)                                  # doctest: +SKIP
-    >>> widget                       # shows it; or just display(session)  # doctest: +SKIP
-    >>> await widget.wait_settled(timeout_s=30)                            # doctest: +SKIP
-    >>> widget.text()                                                      # doctest: +SKIP
+    In a notebook, ``display(session)`` (or a cell ending in ``session``) shows
+    the widget; here it runs without a front end, as under nbval:
+
+    >>> import streamnb as sn
+    >>> from streamnb.demo import chatbot_handler
+    >>> runtime = sn.StreamRuntime()
+    >>> _ = runtime.register(chatbot_handler())
+    >>> async def watch(text):
+    ...     session = await runtime.attach("tutorial.streaming_chatbot", {})
+    ...     widget = sn.StreamWidget(session)
+    ...     await session.send(text)
+    ...     return widget, await widget.wait(timeout_s=30)
+    >>> widget, status = runtime.run(watch("hello"))
+    >>> status, widget.text()
+    ('completed', 'streamnb reply to hello')
+    >>> widget.final_texts
+    {'assistant.delta': 'streamnb reply to hello'}
+    >>> widget.close()
+    >>> runtime.close()
     """
 
     _esm = esm("common.js", "widget.js")
@@ -97,7 +109,7 @@ class StreamWidget(LoopWidget, MarkdownRendering):
     stream_ref = traitlets.Unicode("").tag(sync=True)
     kind = traitlets.Unicode("").tag(sync=True)
     mode = traitlets.Unicode("output_only").tag(sync=True)
-    status = traitlets.Unicode("opened").tag(sync=True)
+    status = traitlets.Unicode("running").tag(sync=True)
     reason = traitlets.Unicode("").tag(sync=True)
     progress = traitlets.Any(None, allow_none=True).tag(sync=True)
     final_texts = traitlets.Dict(value_trait=traitlets.Unicode()).tag(sync=True)
@@ -165,7 +177,7 @@ class StreamWidget(LoopWidget, MarkdownRendering):
         """Text per channel so far (see :meth:`text`)."""
         return self._follower.live_texts()
 
-    async def wait_settled(self, timeout_s: float | None = None) -> str:
+    async def wait(self, timeout_s: float | None = None) -> str:
         """Wait until the terminal frame reached the widget; return the status.
 
         Raises

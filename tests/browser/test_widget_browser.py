@@ -53,8 +53,8 @@ def test_tokens_stream_and_stop_cancels(lab: Lab) -> None:
     start(lab, SLOW)
     widget = lab.output(SLOW)
     status = widget.get_by_role("status")
-    expect(status).to_have_text("running")  # the chatbot's progress frame arrived
-    expect(widget).to_contain_text("phase: waiting_for_user")
+    expect(status).to_have_text("running")  # unsettled
+    expect(widget).to_contain_text("phase: waiting_for_user")  # its progress frame arrived
     expect(widget.get_by_role("log")).to_be_visible()
     send_message(widget, "hello")
 

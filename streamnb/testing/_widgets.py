@@ -10,15 +10,14 @@ send paths: the handler hands the work to the runtime's loop, and the result
 
 Typical use in a notebook cell::
 
-    from streamnb.testing import press_send, press_stop, wait_settled
+    from streamnb.testing import press_send, press_stop
     press_send(widget, "hello")
     press_stop(widget)
-    await wait_settled(widget, timeout_s=10)
+    await widget.wait(timeout_s=10)
     widget.status                       # 'cancelled'
 
-The helpers return at once (like a click). ``wait_settled`` is a coroutine:
-``await`` it in a cell or async test, or use ``runtime.run(wait_settled(...))``
-from synchronous code.
+The helpers return at once (like a click); then ``await widget.wait(...)`` in a
+cell or async test, or ``runtime.run(widget.wait(...))`` from synchronous code.
 """
 
 from __future__ import annotations
@@ -35,18 +34,15 @@ __all__ = [
     "press_send",
     "press_stop",
     "recorded_messages",
-    "wait_settled",
 ]
 
 
 class WidgetLike(Protocol):
-    """What the helpers need: an ipywidgets widget with ``wait_settled`` (both streamnb widgets)."""
+    """What the helpers need: an ipywidgets widget (the streamnb widgets)."""
 
     def _handle_custom_msg(self, content: Any, buffers: list[bytes]) -> None: ...
 
     def send(self, content: Any, buffers: Any = None) -> None: ...
-
-    async def wait_settled(self, timeout_s: float | None = None) -> str: ...
 
 
 def _deliver(widget: WidgetLike, content: dict[str, Any]) -> None:
@@ -59,6 +55,35 @@ def press_stop(widget: WidgetLike) -> None:
 
     Returns at once; the ``cancelled`` status follows. On a settled stream it
     changes nothing.
+
+    Parameters
+    ----------
+    widget : StreamWidget or ChatWidget
+
+    Examples
+    --------
+    A slow reply, stopped after its first token:
+
+    >>> import streamnb as sn
+    >>> from streamnb.demo import chatbot_handler
+    >>> from streamnb.providers import FakeTokenSource, lorem_tokens
+    >>> runtime = sn.StreamRuntime()
+    >>> slow = FakeTokenSource(lorem_tokens(400), rate_tokens_per_s=200)
+    >>> _ = runtime.register(chatbot_handler(source=slow))
+    >>> async def stop_early():
+    ...     session = await runtime.attach("tutorial.streaming_chatbot", {})
+    ...     widget = sn.StreamWidget(session)
+    ...     await session.send("tell me everything")
+    ...     async for frame in runtime.follow(session.stream_ref):
+    ...         if frame.kind == "output":
+    ...             press_stop(widget)
+    ...             break
+    ...     return widget, await widget.wait(timeout_s=30)
+    >>> widget, status = runtime.run(stop_early())
+    >>> status, widget.reason
+    ('cancelled', 'user pressed stop')
+    >>> widget.close()
+    >>> runtime.close()
     """
     _deliver(widget, {"type": "stop"})
 
@@ -70,10 +95,34 @@ def press_send(widget: WidgetLike, text: str) -> None:
     is still streaming) sets the widget's ``error`` trait instead of raising,
     as in the browser.
 
+    Parameters
+    ----------
+    widget : StreamWidget or ChatWidget
+        A ``bidi`` stream's widget, or a chat.
+    text : str
+        What the user typed.
+
     Raises
     ------
     TypeError
         ``text`` is not a string (the front end only ever sends strings).
+
+    Examples
+    --------
+    >>> import streamnb as sn
+    >>> from streamnb.demo import chatbot_handler
+    >>> runtime = sn.StreamRuntime()
+    >>> _ = runtime.register(chatbot_handler())
+    >>> async def chat(text):
+    ...     session = await runtime.attach("tutorial.streaming_chatbot", {})
+    ...     widget = sn.StreamWidget(session)
+    ...     press_send(widget, text)
+    ...     return widget, await widget.wait(timeout_s=30)
+    >>> widget, status = runtime.run(chat("hello"))
+    >>> status, widget.text()
+    ('completed', 'streamnb reply to hello')
+    >>> widget.close()
+    >>> runtime.close()
     """
     if not isinstance(text, str):
         raise TypeError(f"press_send types text into a text box; got {type(text).__name__}")
@@ -99,39 +148,32 @@ def press_hello(widget: WidgetLike) -> None:
     _deliver(widget, {"type": "hello"})
 
 
-async def wait_settled(widget: WidgetLike, timeout_s: float | None = 30.0) -> str:
-    """Wait until the widget has shown the end of its stream (ChatWidget: of the reply).
-
-    Parameters
-    ----------
-    widget : StreamWidget or ChatWidget
-    timeout_s : float or None, default 30
-        Seconds to wait; None waits for ever.
-
-    Returns
-    -------
-    str
-        The widget's status (``completed``, ``cancelled`` or ``failed``).
-
-    Raises
-    ------
-    TimeoutError
-        ``timeout_s`` passed first. The stream is not cancelled.
-    """
-    return await widget.wait_settled(timeout_s)
-
-
 @contextmanager
 def recorded_messages(widget: WidgetLike) -> Iterator[list[dict[str, Any]]]:
     """Record the custom messages the widget sends to the browser while the block runs.
 
     Yields the list the messages are appended to (``delta`` and ``snapshot``
     dicts, see ``streamnb/widget/_protocol.py``); they are still sent on as
-    usual. Example::
+    usual.
 
-        with recorded_messages(widget) as sent:
-            press_hello(widget)
-        sent[-1]["type"]        # 'snapshot'
+    Examples
+    --------
+    >>> import streamnb as sn
+    >>> from streamnb.demo import output_only_handler
+    >>> runtime = sn.StreamRuntime()
+    >>> _ = runtime.register(output_only_handler())
+    >>> async def late_view():
+    ...     session = await runtime.attach("tutorial.output_only", {})
+    ...     widget = sn.StreamWidget(session)
+    ...     await widget.wait(timeout_s=30)
+    ...     with recorded_messages(widget) as sent:
+    ...         press_hello(widget)
+    ...     return widget, sent
+    >>> widget, sent = runtime.run(late_view())
+    >>> [(m["type"], m["texts"]) for m in sent]
+    [('snapshot', {'stdout': 'hello'})]
+    >>> widget.close()
+    >>> runtime.close()
     """
     sent: list[dict[str, Any]] = []
     original = widget.send

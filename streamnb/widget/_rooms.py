@@ -8,60 +8,46 @@ it updates live in every view. Which room a view shows is that view's own state
 in the browser (seed 004's per-connection ``activeRoomId``): two views of one
 widget, or a view after a page reload, may show different rooms.
 
-Transcripts travel as custom messages (:mod:`streamnb.rooms._wire`): a view asks
-for its room's messages with ``open``; a streaming reply is followed with the
+Transcripts travel as custom messages (:mod:`streamnb.widget._protocol`): a view
+asks for its room's messages with ``open``; a streaming reply is followed with the
 stream widget's batcher (:class:`~streamnb.widget._batcher.Follower`), at most one
 delta per ``flush_interval_s`` per reply, tagged with its room and message, and
-never the whole text again. The widget only observes: closing it neither stops
-replies nor closes the rooms.
+never the whole text again. Like the other widgets it is a
+:class:`~streamnb.widget._base.LoopWidget`: requests are checked where they
+arrive and acted on on the runtime's loop. The widget only observes: closing it
+neither stops replies nor closes the rooms.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from pathlib import Path
+from collections.abc import Coroutine
 from typing import Any
 
-import anywidget
 import traitlets
 
 from .._errors import StreamnbError
-from ..widget._assets import esm
-from ..widget._batcher import (
-    DEFAULT_FLUSH_INTERVAL_S,
-    Follower,
-    LoopBridge,
-    check_flush_interval,
-    spawn,
-)
-from ..widget._markdown import MarkdownRendering, render_traits
-from ..widget._protocol import DeltaMsg
-from ._wire import (
+from ..rooms import REPLY_CHANNEL, ChatRooms, RoomEvent
+from ._assets import css, esm
+from ._base import STOP_REASON, LoopWidget, error_text
+from ._batcher import DEFAULT_FLUSH_INTERVAL_S, Follower, check_flush_interval
+from ._markdown import MarkdownRendering, render_traits
+from ._protocol import (
     CreatedMsg,
+    DeltaMsg,
     ErrorMsg,
     MessagesMsg,
     ReplySnapshot,
     RoomDeltaMsg,
     RoomRequest,
-    parse_request,
+    parse_room_request,
 )
-from .events import RoomEvent
-from .registry import ChatRooms
-from .reply import REPLY_CHANNEL
 
 __all__ = ["ChatRoomsWidget"]
 
-STATIC = Path(__file__).resolve().parent.parent / "static"
-STOP_REASON = "user pressed stop"
 
-
-def _stylesheet() -> str:
-    # The stream widgets' base styles, then the rooms layout (anywidget takes one sheet).
-    return (STATIC / "widget.css").read_text() + "\n" + (STATIC / "rooms.css").read_text()
-
-
-class ChatRoomsWidget(anywidget.AnyWidget, MarkdownRendering):
+class ChatRoomsWidget(LoopWidget, MarkdownRendering):
     """Chat rooms in JupyterLab: switch, create, rename, clear, delete; send and stop.
 
     Parameters
@@ -95,16 +81,30 @@ class ChatRoomsWidget(anywidget.AnyWidget, MarkdownRendering):
 
     Examples
     --------
-    >>> rooms = ChatRooms()                         # doctest: +SKIP
-    >>> ChatRoomsWidget(rooms)                      # doctest: +SKIP
+    Shown by ending a cell with ``widget``; without a front end the room list
+    still follows the registry:
+
+    >>> import streamnb as sn
+    >>> from streamnb.rooms import ChatRooms
+    >>> rooms = ChatRooms()
+    >>> room = rooms.room(rooms.create_room("Ideas"))
+    >>> async def chat_in(room, text):
+    ...     widget = sn.ChatRoomsWidget(rooms)
+    ...     await room.send(text)
+    ...     return widget, await widget.wait(timeout_s=30)
+    >>> widget, state = rooms.runtime.run(chat_in(room, "hello"))
+    >>> state, [(r["name"], r["message_count"], r["busy"]) for r in widget.room_list]
+    ('idle', [('Ideas', 2, False)])
+    >>> widget.close()
+    >>> rooms.close()
     """
 
     _esm = esm("common.js", "rooms.js")
-    _css = _stylesheet()
-    _closed = False
+    _css = css("widget.css", "rooms.css")  # the stream widgets' base styles, then the layout
+    _task_prefix = "streamnb:rooms-widget"
+    _loop_closed_error = "the runtime's event loop is closed; the rooms cannot be reached"
 
     room_list = traitlets.List(traitlets.Dict()).tag(sync=True)
-    error = traitlets.Unicode("").tag(sync=True)
     main_channel = traitlets.Unicode(REPLY_CHANNEL).tag(sync=True)
     _uid = traitlets.Unicode("").tag(sync=True)
 
@@ -124,13 +124,10 @@ class ChatRoomsWidget(anywidget.AnyWidget, MarkdownRendering):
         )
         self._rooms = rooms
         self._interval = interval_s
-        self._bridge = LoopBridge(rooms.runtime)
-        self._tasks: set[asyncio.Task[Any]] = set()
         #: room_id -> (message_id, follower) of each streaming reply
         self._followers: dict[str, tuple[str, Follower]] = {}
-        self._closed = False
+        self._attach_loop(rooms.runtime)
         self._unsubscribe = rooms.subscribe(self._on_event_any_thread)
-        self.on_msg(self._on_custom_msg)
         self._bridge.call(self._follow_active)
 
     # --- public ------------------------------------------------------------------------
@@ -140,7 +137,7 @@ class ChatRoomsWidget(anywidget.AnyWidget, MarkdownRendering):
         """The registry this widget shows."""
         return self._rooms
 
-    async def wait_settled(self, timeout_s: float | None = None) -> str:
+    async def wait(self, timeout_s: float | None = None) -> str:
         """Wait until no room has a streaming reply and every reply was flushed.
 
         Returns ``"idle"``. Raises :class:`TimeoutError` after ``timeout_s`` seconds.
@@ -148,9 +145,9 @@ class ChatRoomsWidget(anywidget.AnyWidget, MarkdownRendering):
 
         async def idle() -> None:
             while True:
-                busy = [r for r in self._rooms._rooms.values() if r._reply is not None]
-                for room in busy:
-                    await self._rooms.room(room.id).wait()
+                busy = [room_id for room_id in self._rooms if self._rooms.room(room_id).busy]
+                for room_id in busy:
+                    await self._rooms.room(room_id).wait()
                 for _, follower in list(self._followers.values()):
                     await follower.wait()
                 if not busy and not self._followers:
@@ -164,13 +161,8 @@ class ChatRoomsWidget(anywidget.AnyWidget, MarkdownRendering):
 
     def close(self) -> None:
         """Stop following replies and close the widget's views (the rooms keep running)."""
-        if self._closed:
-            return
-        self._closed = True
-        if hasattr(self, "_unsubscribe"):
+        if not self._closed and hasattr(self, "_unsubscribe"):
             self._unsubscribe()
-        if hasattr(self, "_bridge"):
-            self._bridge.call(self._shutdown)
         super().close()
 
     def __repr__(self) -> str:
@@ -207,10 +199,10 @@ class ChatRoomsWidget(anywidget.AnyWidget, MarkdownRendering):
             self.room_list = self._rooms.room_infos()
 
     def _follow_active(self) -> None:
-        for room_id, room in self._rooms._rooms.items():
-            reply = room._reply
-            if reply is not None and reply.stream_ref is not None:
-                self._follow(room_id, reply.message_id, reply.stream_ref)
+        for room_id in self._rooms:
+            active = self._rooms.room(room_id).active_reply()
+            if active is not None:
+                self._follow(room_id, active.message_id, active.stream_ref)
 
     def _follow(self, room_id: str, message_id: str, stream_ref: str) -> None:
         old = self._followers.pop(room_id, None)
@@ -261,16 +253,12 @@ class ChatRoomsWidget(anywidget.AnyWidget, MarkdownRendering):
 
     # --- requests from the views ---------------------------------------------------------
 
-    def _on_custom_msg(self, _widget: object, content: Any, _buffers: object) -> None:
-        # May run on a subshell thread: parse here, act on the loop thread.
-        try:
-            request = parse_request(content)
-        except ValueError as exc:
-            view = content.get("view") if isinstance(content, dict) else None
-            self._bridge.call(self._send_error, view if isinstance(view, str) else None, None, exc)
-            return
-        if not self._bridge.call(self._handle, request):
-            self.error = "the runtime's event loop is closed; the rooms cannot be reached"
+    def _parse(self, content: Any) -> RoomRequest:
+        return parse_room_request(content)
+
+    def _refuse(self, content: Any, exc: ValueError) -> None:
+        view = content.get("view") if isinstance(content, dict) else None
+        self._bridge.call(self._send_error, view if isinstance(view, str) else None, None, exc)
 
     def _handle(self, request: RoomRequest) -> None:
         if self._closed:
@@ -282,9 +270,9 @@ class ChatRoomsWidget(anywidget.AnyWidget, MarkdownRendering):
                 self._push_messages(room_id, view)
             elif kind == "send":
                 room = self._rooms.room(room_id)
-                self._spawn(room.send(request["text"]), view, room_id)
+                self._spawn_for(room.send(request["text"]), view, room_id)
             elif kind == "stop":
-                self._spawn(self._rooms.room(room_id).cancel(STOP_REASON), view, room_id)
+                self._spawn_for(self._rooms.room(room_id).cancel(STOP_REASON), view, room_id)
             elif kind == "create":
                 new_id = self._rooms.create_room(request["name"] or self._default_name())
                 created: CreatedMsg = {"type": "created", "view": view, "room_id": new_id}
@@ -295,7 +283,7 @@ class ChatRoomsWidget(anywidget.AnyWidget, MarkdownRendering):
                 self._rooms.clear_room(room_id)
             else:
                 self._rooms.room(room_id)
-                self._spawn(self._rooms.delete_room(room_id), view, room_id)
+                self._spawn_for(self._rooms.delete_room(room_id), view, room_id)
         except (StreamnbError, ValueError) as exc:
             self._send_error(view, room_id or None, exc)
 
@@ -307,19 +295,11 @@ class ChatRoomsWidget(anywidget.AnyWidget, MarkdownRendering):
                 return f"Room {i}"
         return f"Room {n}"  # pragma: no cover - the loop always finds one
 
-    def _spawn(self, coro: Any, view: str, room_id: str) -> None:
-        spawn(
-            self._tasks,
-            coro,
-            lambda exc: self._send_error(view, room_id, exc),
-            f"streamnb:rooms-widget:{room_id}",
-        )
+    def _spawn_for(self, coro: Coroutine[Any, Any, Any], view: str, room_id: str) -> None:
+        self._spawn(coro, room_id, lambda exc: self._send_error(view, room_id, exc))
 
     def _send_error(self, view: str | None, room_id: str | None, exc: BaseException) -> None:
-        if isinstance(exc, (StreamnbError, ValueError)):
-            text = str(exc)
-        else:
-            text = f"{type(exc).__name__}: {exc}"
+        text = error_text(exc)
         if self._closed:
             return
         msg: ErrorMsg = {"type": "error", "view": view, "room_id": room_id, "message": text}

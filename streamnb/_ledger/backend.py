@@ -1,0 +1,144 @@
+"""The seam between the public :class:`~streamnb.Ledger` and where its rows live.
+
+A backend stores three tables with the same meaning everywhere:
+
+* ``streams`` (:data:`STREAM_COLUMNS`): one row per opened stream, written at
+  attach with status ``running`` and updated once at settlement;
+* ``events`` (:data:`EVENT_COLUMNS`): facts handlers commit through ``tx.insert_event``;
+* ``frames`` (:data:`FRAME_COLUMNS`): outbound frames, when ``record_frames``.
+
+Writes come from the runtime, on its event loop, and must never block that loop
+(the SQLite backend queues them for its writer thread and group-commits them).
+Reads come from any thread (a notebook cell, a server's thread pool) and return
+plain rows; the query API (``queries.py``) turns them into DataFrames. Nothing
+here assumes reads and writes share a connection or a thread, so a backend may
+run reads on connections of their own, off the writer, with a time limit.
+
+``streamnb/_ledger/sqlite.py`` is the SQLite backend (one writer process, a lock
+file, WAL). A PostgreSQL backend (psycopg 3) fits the same seam: many runtimes in
+many processes write through their own connections, ``recover`` settles the
+streams whose runtime's lease expired, and frames, cancel and input can cross
+processes with LISTEN/NOTIFY next to it; none of that changes this interface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, Protocol
+
+from .._frames import Frame
+from .._lifecycle import Lifecycle
+from .tx import Settlement
+
+__all__ = [
+    "EVENT_COLUMNS",
+    "FRAME_COLUMNS",
+    "STREAM_COLUMNS",
+    "LedgerBackend",
+    "Table",
+]
+
+Table = Literal["streams", "events", "frames"]
+
+#: the columns of each table, in the order ``select`` returns them
+STREAM_COLUMNS = (
+    "stream_ref",
+    "kind",
+    "mode",
+    "status",
+    "opened_at",
+    "settled_at",
+    "reason",
+    "terminal",
+)
+EVENT_COLUMNS = ("id", "stream_ref", "kind", "payload", "created_at")
+FRAME_COLUMNS = (
+    "stream_ref",
+    "seq",
+    "kind",
+    "channel",
+    "payload",
+    "reason",
+    "error",
+    "terminal",
+    "at",
+)
+
+
+class LedgerBackend(Protocol):
+    """What the runtime writes through and the query API reads from.
+
+    Times are float seconds since the Unix epoch; ``payload`` and ``terminal``
+    columns hold JSON text. Every method raises :class:`~streamnb.LedgerError`
+    (or a subclass) for a failure of the store, never a driver's own exception.
+    """
+
+    #: where the rows live, for messages and ``repr``: a file path, ``:memory:``...
+    where: str
+    #: this backend refuses writes (another process writes the store)
+    read_only: bool
+    #: every outbound frame is stored in ``frames``
+    record_frames: bool
+    #: OPEN until :meth:`close`
+    state: Lifecycle
+
+    # --- written by the runtime -------------------------------------------------------
+
+    def check_writable(self) -> None:
+        """Raise :class:`~streamnb.LedgerBusyError` (read-only) or ``LedgerError`` (closed)."""
+        ...
+
+    async def open_stream(self, stream_ref: str, kind: str, mode: str, opened_at: float) -> None:
+        """Insert the ``streams`` row (status ``running``); return once it is committed."""
+        ...
+
+    def record_frame(self, frame: Frame) -> None:
+        """Queue a non-terminal frame for ``frames`` (no-op unless ``record_frames``).
+
+        Called for every frame a handler yields: it must not block, and its rows
+        commit with the next write at the latest.
+        """
+        ...
+
+    async def settle(self, settlement: Settlement) -> Settlement:
+        """Commit the settlement and the handler's ``tx`` in one transaction.
+
+        If the handler's writes fail they are rolled back and a ``failed`` record
+        (reason ``settlement_error``) is committed instead; ``fallback_error`` and
+        ``committed`` say what happened. Raises ``LedgerError`` only when not even
+        that could be written (the row then stays ``running`` until recovered).
+        """
+        ...
+
+    def recover(self) -> list[str]:
+        """Settle ``failed`` (reason ``runtime_lost``) the streams whose runtime is gone.
+
+        Returns their refs. SQLite: every ``running`` row of a file no live process
+        holds, when it is opened for writing.
+        """
+        ...
+
+    # --- read by the query API ----------------------------------------------------------
+
+    def select(
+        self, table: Table, columns: Sequence[str], where: Mapping[str, str] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Rows of ``table`` whose columns equal ``where``'s values, in the table's order.
+
+        The order: ``streams`` as opened, ``events`` by ``id``, ``frames`` by
+        ``stream_ref`` then ``seq``.
+        """
+        ...
+
+    def sql(
+        self, query: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run one read-only statement in the backend's own SQL; ``(columns, rows)``.
+
+        Raises :class:`~streamnb.LedgerQueryError` when it fails or tries to write.
+        """
+        ...
+
+    def close(self) -> None:
+        """Finish queued writes and release the store (idempotent)."""
+        ...

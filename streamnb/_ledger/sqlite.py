@@ -1,0 +1,359 @@
+"""The SQLite backend: one file (or ``:memory:``), one writer thread, one writer process.
+
+``SQLiteBackend(None)`` keeps everything in memory; a path is a file in WAL mode
+that survives restarts (``streamnb._sqlite.connect``). All SQLite work runs on
+the :class:`~streamnb._ledger.writer.Writer` thread; the writer process holds the
+file's lock, and opening a file nobody holds recovers the streams a dead process
+left ``running`` (``recovery.py``). Frames (``record_frames``) are buffered on the
+caller's side and written at the start of the next write transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .._errors import LedgerBusyError, LedgerError, LedgerQueryError
+from .._frames import Frame
+from .._json import dumps
+from .._lifecycle import Lifecycle
+from .._sqlite import DEFAULT_BUSY_TIMEOUT_S, connect, translate_errors
+from .backend import EVENT_COLUMNS, FRAME_COLUMNS, STREAM_COLUMNS, Table
+from .recovery import WriterLock, recover_lost_streams
+from .tx import Settlement
+from .writer import Writer
+
+__all__ = ["SQLiteBackend", "check_path"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS streams (
+    stream_ref TEXT PRIMARY KEY,
+    kind       TEXT NOT NULL,
+    mode       TEXT NOT NULL,
+    status     TEXT NOT NULL,
+    opened_at  REAL NOT NULL,
+    settled_at REAL,
+    reason     TEXT,
+    terminal   TEXT
+);
+CREATE INDEX IF NOT EXISTS streams_status ON streams(status);
+CREATE TABLE IF NOT EXISTS events (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream_ref TEXT,
+    kind       TEXT NOT NULL,
+    payload    TEXT,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_stream ON events(stream_ref);
+CREATE INDEX IF NOT EXISTS events_kind ON events(kind);
+CREATE TABLE IF NOT EXISTS frames (
+    stream_ref TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    kind       TEXT NOT NULL,
+    channel    TEXT,
+    payload    TEXT,
+    reason     TEXT,
+    error      TEXT,
+    terminal   TEXT,
+    at         REAL NOT NULL,
+    PRIMARY KEY (stream_ref, seq)
+) WITHOUT ROWID;
+"""
+
+_COLUMNS: dict[str, tuple[str, ...]] = {
+    "streams": STREAM_COLUMNS,
+    "events": EVENT_COLUMNS,
+    "frames": FRAME_COLUMNS,
+}
+_ORDER = {"streams": "opened_at, rowid", "events": "id", "frames": "stream_ref, seq"}
+_INSERT_FRAME = "INSERT OR IGNORE INTO frames VALUES (?,?,?,?,?,?,?,?,?)"
+
+#: PRAGMAs ledger.sql may run with an argument (they only read)
+_READ_PRAGMAS = frozenset(
+    {
+        "table_info",
+        "table_xinfo",
+        "index_list",
+        "index_info",
+        "index_xinfo",
+        "foreign_key_list",
+        "integrity_check",
+        "quick_check",
+    }
+)
+_READ_ACTIONS = frozenset(
+    {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
+)
+
+
+def check_path(path: Any) -> str:
+    """``path`` as a str, or :class:`~streamnb.LedgerError` saying why it cannot be a ledger."""
+    try:
+        text = os.fspath(path)
+    except TypeError:
+        text = None
+    if not isinstance(text, str) or not text or "\x00" in text:
+        raise LedgerError(
+            f"a ledger path must be a non-empty file path (str or os.PathLike), got {path!r}; "
+            "use Ledger() for an in-memory ledger"
+        )
+    if os.path.isdir(text):
+        raise LedgerError(f"cannot open ledger {text!r}: it is a directory; give a file path")
+    return text
+
+
+class SQLiteBackend:
+    """A :class:`~streamnb._ledger.backend.LedgerBackend` on sqlite3 (see the module doc).
+
+    Raises
+    ------
+    LedgerError
+        The file cannot be opened or is not a streamnb ledger.
+    LedgerBusyError
+        ``read_only=False`` and another live process writes the file.
+    """
+
+    def __init__(
+        self,
+        path: str | None,
+        *,
+        record_frames: bool = False,
+        read_only: bool | None = None,
+        busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
+    ) -> None:
+        self.path = path
+        self.where = path or ":memory:"
+        self.record_frames = record_frames
+        self.busy_timeout_s = busy_timeout_s
+        self._lock = None if path is None else WriterLock(path)
+        self.read_only = self._take_writer_lock(read_only)
+        self._frame_buf: deque[Frame] = deque()
+        self._flush_queued = False
+        try:
+            self.writer = Writer(self._connect, self._drain_frames, lambda: bool(self._frame_buf))
+        except BaseException:
+            self._release_lock()
+            raise
+        self.state = Lifecycle.OPEN
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def _take_writer_lock(self, read_only: bool | None) -> bool:
+        if self._lock is None:
+            if read_only:
+                raise LedgerError("an in-memory ledger cannot be read-only; give a file path")
+            return False
+        if read_only:
+            return True
+        return not self._lock.acquire(required=read_only is False)
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+
+    def _connect(self) -> sqlite3.Connection:
+        where = self.where
+
+        def cannot_open(why: str) -> LedgerError:
+            return LedgerError(
+                f"cannot open ledger {where!r}: {why}; is it a streamnb ledger file?"
+            )
+
+        if self.read_only and self.path is not None and not os.path.exists(self.path):
+            raise LedgerError(f"cannot read ledger {self.path!r}: no such file")
+        conn = connect(
+            self.path,
+            schema=None if self.read_only else SCHEMA,
+            busy_timeout_s=self.busy_timeout_s,
+            read_only=self.read_only,
+            error=cannot_open,
+        )
+        if self.read_only:
+            with translate_errors(cannot_open):
+                conn.execute("SELECT count(*) FROM streams").fetchone()
+        return conn
+
+    def recover(self) -> list[str]:
+        if self.read_only or self.path is None:
+            return []
+        return self.writer.call(recover_lost_streams)
+
+    def close(self) -> None:
+        if self.state is not Lifecycle.OPEN:
+            return
+        self.state = Lifecycle.CLOSED
+        self.writer.close()
+        self._release_lock()
+
+    def _check_open(self, write: bool) -> None:
+        self.state.check_open(_closed_error)
+        if write and self.read_only:
+            raise LedgerBusyError(self.where)
+
+    # --- writes ---------------------------------------------------------------------------
+
+    def check_writable(self) -> None:
+        if self.read_only:
+            raise LedgerBusyError(self.where)
+        self.state.check_open(_closed_error)
+
+    async def open_stream(self, stream_ref: str, kind: str, mode: str, opened_at: float) -> None:
+        self._check_open(True)
+
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO streams (stream_ref, kind, mode, status, opened_at) "
+                "VALUES (?,?,?,'running',?)",
+                (stream_ref, kind, mode, opened_at),
+            )
+
+        await self.writer.write(insert)
+
+    def record_frame(self, frame: Frame) -> None:
+        if not self.record_frames or self.state is not Lifecycle.OPEN:
+            return
+        self._frame_buf.append(frame)
+        if not self._flush_queued:
+            self._flush_queued = True
+            self.writer.wake()
+
+    def _drain_frames(self, conn: sqlite3.Connection) -> None:
+        """On the writer thread, first thing in a write transaction: the buffered frames."""
+        self._flush_queued = False
+        buf = self._frame_buf
+        if not buf:
+            return
+        rows = []
+        while buf:
+            rows.append(_frame_row(buf.popleft()))
+        try:
+            conn.executemany(_INSERT_FRAME, rows)
+        except UnicodeEncodeError:
+            # a handler's text with a lone surrogate: store it backslash-escaped (in the JSON
+            # columns that is the same value) rather than fail the batch it shares with
+            # other streams' settlements
+            for row in rows:
+                conn.execute(_INSERT_FRAME, tuple(_utf8_safe(v) for v in row))
+
+    async def settle(self, settlement: Settlement) -> Settlement:
+        self._check_open(True)
+        s = settlement
+        record = self.record_frames
+
+        def apply(conn: sqlite3.Connection, status: str, reason: str | None, terminal: Any) -> None:
+            cur = conn.execute(
+                "UPDATE streams SET status=?, reason=?, settled_at=?, terminal=? "
+                "WHERE stream_ref=? AND status='running'",
+                (status, reason, s.settled_at, dumps(terminal), s.stream_ref),
+            )
+            if cur.rowcount != 1:
+                raise LedgerError(f"stream {s.stream_ref!r} is not running in the ledger")
+            if record and s.terminal_frame is not None:
+                conn.execute(_INSERT_FRAME, _frame_row(s.terminal_frame))
+
+        def commit(conn: sqlite3.Connection) -> Settlement:
+            conn.execute("SAVEPOINT settle")
+            try:
+                apply(conn, s.status, s.reason, s.terminal)
+                if s.tx is not None:
+                    for kind, payload in s.tx._events:
+                        conn.execute(
+                            "INSERT INTO events (stream_ref, kind, payload, created_at) "
+                            "VALUES (?,?,?,?)",
+                            (s.stream_ref, kind, payload, s.settled_at),
+                        )
+                    for sql, params in s.tx._statements:
+                        conn.execute(sql, params)
+            except Exception as exc:  # sqlite3.Error, or a value sqlite cannot bind
+                if not conn.in_transaction:  # the whole transaction is gone (disk full)
+                    raise
+                conn.execute("ROLLBACK TO settle")
+                conn.execute("RELEASE settle")
+                s.fallback_error = f"commit_terminal's writes failed: {exc}"
+                terminal = {"ok": False, "settlement_error": s.fallback_error}
+                apply(conn, "failed", "settlement_error", terminal)
+                s.committed = ("failed", "settlement_error", terminal)
+                return s
+            conn.execute("RELEASE settle")
+            s.committed = (s.status, s.reason, s.terminal)
+            return s
+
+        return await self.writer.write(commit)
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def select(
+        self, table: Table, columns: Sequence[str], where: Mapping[str, str] | None = None
+    ) -> list[tuple[Any, ...]]:
+        self._check_open(False)
+        known = _COLUMNS[table]
+        filters = dict(where or {})
+        unknown = [c for c in [*columns, *filters] if c not in known]
+        if unknown:  # names are interpolated below: only the table's own columns
+            raise LedgerError(f"no column(s) {unknown} in table {table!r}")
+        clause = " AND ".join(f"{c}=?" for c in filters)
+        query = (
+            f"SELECT {', '.join(columns)} FROM {table}"
+            f"{' WHERE ' + clause if clause else ''} ORDER BY {_ORDER[table]}"
+        )
+        params = tuple(filters.values())
+        rows: list[tuple[Any, ...]] = self.writer.call(
+            lambda conn: conn.execute(query, params).fetchall()
+        )
+        return rows
+
+    def sql(
+        self, query: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        self._check_open(False)
+
+        def run(conn: sqlite3.Connection) -> tuple[list[str], list[tuple[Any, ...]]]:
+            conn.execute("PRAGMA query_only=ON")
+            # query_only stops writes to the data, not BEGIN (which would leave the writer's
+            # connection inside a transaction), ATTACH or PRAGMA settings: allow reads only
+            conn.set_authorizer(_read_only_authorizer)
+            try:
+                with translate_errors(lambda why: LedgerQueryError(query, why)):
+                    cur = conn.execute(query, params)
+                    cols = [d[0] for d in cur.description or ()]
+                    return cols, cur.fetchall()
+            finally:
+                conn.set_authorizer(None)
+                conn.execute("PRAGMA query_only=OFF")
+
+        return self.writer.call(run)
+
+
+def _closed_error() -> LedgerError:
+    return LedgerError("the ledger is closed; open a new Ledger (or give the runtime an open one)")
+
+
+def _frame_row(f: Frame) -> tuple[Any, ...]:
+    return (
+        f.stream_ref,
+        f.seq,
+        f.kind,
+        f.channel,
+        None if f.payload is None else dumps(f.payload),
+        f.reason,
+        f.error,
+        None if f.terminal is None else dumps(f.terminal),
+        f.at,
+    )
+
+
+def _utf8_safe(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
+def _read_only_authorizer(action: int, arg1: Any, arg2: Any, _db: Any, _trigger: Any) -> int:
+    if action in _READ_ACTIONS:
+        return sqlite3.SQLITE_OK
+    if action == sqlite3.SQLITE_PRAGMA and (arg2 is None or arg1 in _READ_PRAGMAS):
+        return sqlite3.SQLITE_OK  # reading a setting; setting one is denied
+    return sqlite3.SQLITE_DENY

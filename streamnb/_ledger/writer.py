@@ -1,0 +1,239 @@
+"""One thread per SQLite ledger that owns its connection: every read and write runs there.
+
+The event loop never waits on disk I/O: the runtime's writes are queued as
+operations and awaited as asyncio futures; reads from another thread (a notebook
+cell) block only that caller. The thread drains whatever is queued (up to
+:data:`MAX_BATCH` operations) and **group-commits** the consecutive writes: one
+``BEGIN IMMEDIATE``, each operation inside its own ``SAVEPOINT`` (a failing one is
+rolled back alone and its caller gets the error), then one ``COMMIT``; only after
+the commit are the callers' futures resolved, one ``call_soon_threadsafe`` per loop
+per batch. A ``flush`` hook runs first in every write transaction, and at the end
+of every batch whenever ``flush_due()`` says it has rows to write (the ledger
+writes the frames it buffered there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import queue
+import sqlite3
+import threading
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .._errors import LedgerError
+
+__all__ = ["MAX_BATCH", "THREAD_STOP_TIMEOUT_S", "Writer"]
+
+T = TypeVar("T")
+
+#: most operations the thread takes from its queue per batch
+MAX_BATCH = 2048
+#: how long close() waits for queued writes to finish before leaving the thread, seconds
+THREAD_STOP_TIMEOUT_S = 30.0
+
+_STOP = object()
+_WAKE = object()  # "look at flush_due()", with no operation of its own
+
+
+@dataclass(slots=True)
+class _Op:
+    fn: Callable[[sqlite3.Connection], Any]
+    #: a concurrent future for sync callers, or an asyncio future (resolved on its loop)
+    future: concurrent.futures.Future[Any] | asyncio.Future[Any]
+    write: bool
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+class Writer:
+    """The thread (``streamnb-ledger``) that owns one sqlite3 connection.
+
+    Parameters
+    ----------
+    connect : callable ``() -> sqlite3.Connection``
+        Opens the connection, on the thread. Its exception (a ``LedgerError``)
+        propagates from the constructor.
+    flush : callable ``(conn) -> None``
+        Runs at the start of every write transaction.
+    flush_due : callable ``() -> bool``
+        Whether ``flush`` has rows to write when no operation is queued.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        flush: Callable[[sqlite3.Connection], None],
+        flush_due: Callable[[], bool],
+    ) -> None:
+        self._flush = flush
+        self._flush_due = flush_due
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self.thread = threading.Thread(
+            target=self._serve, args=(connect, ready), name="streamnb-ledger", daemon=True
+        )
+        self.thread.start()
+        ready.result()
+        self._finalizer = weakref.finalize(self, _stop_thread, self._queue, self.thread)
+
+    def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` on the thread, outside any write transaction; block for its result."""
+        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._queue.put(_Op(fn, fut, False))
+        return fut.result()
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in the next write transaction; await its commit on this loop.
+
+        Raises
+        ------
+        LedgerError
+            ``fn`` failed (its savepoint was rolled back, other writes committed),
+            or the whole transaction failed and was rolled back.
+        """
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Op(fn, fut, True, loop))
+        return await fut
+
+    def wake(self) -> None:
+        """Have the thread look at ``flush_due()`` soon even if nothing else is queued."""
+        self._queue.put(_WAKE)
+
+    def close(self) -> None:
+        """Finish what is queued, close the connection, stop the thread (idempotent)."""
+        self._finalizer()
+
+    # --- on the thread --------------------------------------------------------------------
+
+    def _serve(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        ready: concurrent.futures.Future[None],
+    ) -> None:
+        try:
+            conn = connect()
+        except BaseException as exc:
+            ready.set_exception(exc)
+            return
+        ready.set_result(None)
+        try:
+            while True:
+                batch = [self._queue.get()]
+                while len(batch) < MAX_BATCH:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                if self._run_batch(conn, batch):
+                    return
+        finally:
+            conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> bool:
+        """Run a drained batch; consecutive writes share one transaction. True = stop."""
+        pending: list[_Op] = []
+        done: list[tuple[_Op, Any, BaseException | None]] = []
+        stop = False
+        for item in batch:
+            if item is _STOP:
+                stop = True
+                continue
+            if item is _WAKE:
+                continue
+            if item.write:
+                pending.append(item)
+            else:
+                self._commit(conn, pending, done)
+                pending = []
+                try:
+                    done.append((item, item.fn(conn), None))
+                except BaseException as exc:
+                    done.append((item, None, exc))
+        self._commit(conn, pending, done, end_of_batch=True)
+        _deliver(done)
+        return stop
+
+    def _commit(
+        self,
+        conn: sqlite3.Connection,
+        ops: list[_Op],
+        done: list[tuple[_Op, Any, BaseException | None]],
+        end_of_batch: bool = False,
+    ) -> None:
+        if not ops and not (end_of_batch and self._flush_due()):
+            return
+        results: list[tuple[_Op, Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            self._flush(conn)
+            for op in ops:
+                conn.execute("SAVEPOINT op")
+                try:
+                    value = op.fn(conn)
+                except Exception as exc:  # not only sqlite3.Error: this thread must not die
+                    if not conn.in_transaction:
+                        # SQLite rolled the whole transaction back (disk full, I/O error)
+                        raise
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    results.append((op, None, _ledger_error(exc)))
+                else:
+                    conn.execute("RELEASE op")
+                    results.append((op, value, None))
+            conn.execute("COMMIT")
+        except Exception as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            err = LedgerError(f"ledger write failed and was rolled back: {exc}")
+            err.__cause__ = exc
+            done.extend((op, None, err) for op in ops)
+            return
+        done.extend(results)
+
+
+def _ledger_error(exc: Exception) -> LedgerError:
+    if isinstance(exc, LedgerError):
+        return exc
+    err = LedgerError(str(exc))
+    err.__cause__ = exc
+    return err
+
+
+def _deliver(done: list[tuple[_Op, Any, BaseException | None]]) -> None:
+    """Hand results back: sync futures directly, asyncio ones in one call per loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+    for op, value, exc in done:
+        if op.loop is None:
+            fut = op.future
+            assert isinstance(fut, concurrent.futures.Future)
+            if exc is None:
+                fut.set_result(value)
+            else:
+                fut.set_exception(exc)
+        else:
+            by_loop.setdefault(op.loop, []).append((op.future, value, exc))
+    for loop, items in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # loop closed: nobody is waiting
+            loop.call_soon_threadsafe(_resolve_all, items)
+
+
+def _resolve_all(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    """Runs on the event loop: settle a whole batch of asyncio futures in one wake-up."""
+    for fut, value, exc in results:
+        if fut.done():  # the awaiting task was cancelled meanwhile
+            continue
+        if exc is None:
+            fut.set_result(value)
+        else:
+            fut.set_exception(exc)
+
+
+def _stop_thread(q: queue.SimpleQueue[Any], thread: threading.Thread) -> None:
+    q.put(_STOP)
+    if thread is not threading.current_thread():
+        thread.join(timeout=THREAD_STOP_TIMEOUT_S)
