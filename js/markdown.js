@@ -1,7 +1,7 @@
 // streamnb's Markdown renderer: the source of streamnb/static/markdown.bundle.js.
 //
 // Built with esbuild by `npm run build` (js/build.mjs) into one minified ES module; the
-// widgets load it once per page (see streamnb/static/common.js, `loadMarkdown`).
+// widgets load it once per page (streamnb/static/common.js, `markdownSupport`).
 //
 // CommonMark + GFM (tables, strikethrough, autolinks) parsed by markdown-it, turned into DOM
 // nodes here, never into an HTML string: text enters the page through createTextNode and
@@ -10,15 +10,16 @@
 // and mailto targets (anything else is shown as plain text) and open in a new tab with
 // rel="noopener noreferrer"; images are shown as links, never loaded.
 //
-// Streaming: a MarkdownView keeps the reply's source and an offset `stable` before which
-// every top-level block is final (sealed). A block is final once another top-level block
-// starts after it and that block's first two lines are complete: CommonMark closes blocks
-// line by line, and whether a line continues the block before it depends on that line and
-// (for a GFM table's delimiter row) the next one, never on later text. Each render parses only the text from `stable` on, appends the blocks that became
-// final and replaces the DOM of the open (last) block. The work per render is the size of
-// the open block, so a reply's total work grows linearly with its length. Reference-style
-// link definitions (`[x]: https://…`) are the one CommonMark construct that reaches back
-// to earlier blocks; they are switched off and shown as text.
+// Streaming: a MarkdownView keeps the text of its sealed (final) top-level blocks apart
+// from the tail after them. A block is final once another top-level block starts after it
+// and that block's first two lines are complete: CommonMark closes blocks line by line,
+// and whether a line continues the block before it depends on that line and (for a GFM
+// table's delimiter row) the next one, never on later text. Each render parses only the
+// tail, appends the blocks that became final and replaces the DOM of the open block(s).
+// The work per render is the size of the open block, so a reply's total work grows
+// linearly with its length. Reference-style link definitions (`[x]: https://…`) are the
+// one CommonMark construct that reaches back to earlier blocks; they are switched off and
+// shown as text.
 
 import MarkdownIt from "markdown-it";
 
@@ -343,17 +344,16 @@ function renderFrame() {
  * A Markdown reply shown in `container` (which gets the class "streamnb-md"), as it streams.
  *
  * `append(text)` adds a delta and `reset(text)` replaces the whole text; the DOM follows on
- * a coming animation frame (paced page-wide, see RENDER_GAP), or at once with `flush()`. `finish()` renders what is left
- * and seals it. `options.around(write)` wraps each DOM update (a log uses it to stay
- * scrolled to its bottom).
+ * a coming animation frame (paced page-wide, see RENDER_GAP), or at once with `flush()`.
+ * `finish()` renders what is left and seals it. `options.around(write)` wraps each DOM
+ * update (a log uses it to stay scrolled to its bottom).
  *
  * Sealed blocks go into chunks of CHUNK_BLOCKS blocks, so the reply's container holds a few
  * children, not thousands: the layout after each delta stays as cheap at the end of a long
  * reply as at its start (content-visibility on full chunks was measured to make it grow
  * with the number of chunks, so it is not used). The open block(s) sit at the end of the
- * last chunk. Where a block lands depends
- * only on its index, so a reply streamed delta by delta ends in the same DOM as the same
- * text given at once.
+ * last chunk. Where a block lands depends only on its index, so a reply streamed delta by
+ * delta ends in the same DOM as the same text given at once.
  */
 export class MarkdownView {
   constructor(container, options = {}) {
