@@ -51,6 +51,7 @@ from ._errors import (
     LedgerBusyError,
     LedgerError,
     LedgerQueryError,
+    OutputConsumedError,
     RuntimeClosedError,
     SessionDetachedError,
     StartRejectedError,
@@ -59,6 +60,7 @@ from ._errors import (
     StreamTimeoutError,
     UnknownKindError,
     UnknownStreamError,
+    WaitInterruptedError,
 )
 from ._frames import Frame, cancelled, completed, failed, output, progress
 from ._handler import (
@@ -142,6 +144,7 @@ __all__ = [
     "LedgerError",
     "LedgerQueryError",
     "LedgerTx",
+    "OutputConsumedError",
     "ParseError",
     "ParseOk",
     "RuntimeClosedError",
@@ -158,6 +161,7 @@ __all__ = [
     "StreamnbError",
     "UnknownKindError",
     "UnknownStreamError",
+    "WaitInterruptedError",
     "__version__",
     "cancelled",
     "completed",

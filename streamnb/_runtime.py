@@ -35,6 +35,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, Literal, TypeVar
 
+from . import _takeover
 from ._errors import (
     InvalidFrameError,
     LedgerError,
@@ -43,9 +44,11 @@ from ._errors import (
     StreamTimeoutError,
     UnknownKindError,
     UnknownStreamError,
+    WaitInterruptedError,
 )
 from ._frames import TERMINAL_KINDS, Frame, build_frame
 from ._handler import AttachedStreamHandler, ParseError, ParseOk, StreamContext
+from ._interrupt import cell_interrupted
 from ._ledger import Ledger, LedgerBackend, LedgerTx, Settlement
 from ._lifecycle import Lifecycle
 from ._session import Session
@@ -139,10 +142,17 @@ class StreamRuntime:
     retain_settled : int, default 1000
         How many settled streams stay in memory for ``reattach`` and replay.
 
+    Re-running a notebook cell: a runtime on a file ledger replaces any other runtime
+    of this process writing the same file (and ``Ledger(path)`` made again does the
+    same): the previous runtime's running streams settle ``cancelled`` with reason
+    ``"replaced"`` (each within its ``cancel_grace_s + force_wait_s``) and it closes,
+    before this constructor returns. Runtimes on in-memory ledgers are independent.
+
     Raises
     ------
     LedgerBusyError
-        ``ledger`` was opened read-only.
+        ``ledger`` was opened read-only (another process writes the file; the error
+        names its process id).
 
     Examples
     --------
@@ -208,6 +218,19 @@ class StreamRuntime:
         # ledger) plus a counter (cheap, and sorts in attach order)
         self._ref_prefix = secrets.token_hex(5)
         self._ref_counter = 0
+        #: the cancel reason aclose() gives running streams
+        self._close_reason = "runtime_closed"
+        #: the task closing this runtime after a takeover (see _replace)
+        self._retiring: asyncio.Task[None] | None = None
+        #: the takeover key (the ledger file's real path) of a runtime writing a file
+        self._key: str | None = None
+        if self.ledger.path is not None:
+            key = _takeover.file_key(self.ledger.path)
+            previous = _takeover.current("runtime", key)
+            if previous is not None and previous is not self:
+                previous._replace()
+            self._key = key
+            _takeover.register("runtime", key, self)
 
     # --- registry -----------------------------------------------------------------------
 
@@ -495,10 +518,20 @@ class StreamRuntime:
         """Wait until a stream settles and return its terminal frame.
 
         Consumes no session's ``output``. Raises :class:`~streamnb.StreamTimeoutError`
-        after ``timeout_s`` seconds (the stream keeps running).
+        after ``timeout_s`` seconds (the stream keeps running), and
+        :class:`~streamnb.WaitInterruptedError` when the notebook cell awaiting it is
+        interrupted (this observes nothing, so the stream keeps running).
         """
         self._check_loop()
-        return await self._get(stream_ref).wait(timeout_s)
+        st = self._get(stream_ref)
+        try:
+            return await st.wait(timeout_s)
+        except asyncio.CancelledError:
+            if not cell_interrupted():
+                raise
+            raise WaitInterruptedError(
+                stream_ref, st.handler.kind, detached=False, stream_cancelled=False
+            ) from None
 
     async def cancel(self, stream_ref: str, reason: str = "cancelled") -> CancelResult:
         """Cancel a stream by ref (same as ``session.cancel``).
@@ -732,19 +765,70 @@ class StreamRuntime:
             await asyncio.wait(list(self._opening))
         for st in list(self._streams.values()):
             if st.state is _State.RUNNING:
-                st.request_cancel("runtime_closed")
+                st.request_cancel(self._close_reason)
         if self._drivers:
             await asyncio.gather(*list(self._drivers), return_exceptions=True)
         for task in list(self._zombies):
             task.cancel()
         if self._zombies:
             await asyncio.wait(list(self._zombies), timeout=self.force_wait_s)
+        self._mark_closed()
+
+    def _mark_closed(self) -> None:
         self._state = Lifecycle.CLOSED
+        if self._key is not None:
+            _takeover.release("runtime", self._key, self)
+
+    def _replace(self) -> asyncio.Task[None] | None:
+        """A new runtime or ledger took this runtime's file over (a re-run notebook cell).
+
+        Every running stream is cancelled with reason ``"replaced"`` and the runtime
+        closes. Without a running loop this happens now, through :meth:`close` (a
+        script). On this runtime's running loop (a notebook cell) nothing can settle
+        before this returns: the streams are cancelled now and a task, owned by
+        :mod:`streamnb._takeover` and returned here, waits for them and closes the
+        runtime (None when nothing was left to settle and it closed at once). When the
+        loop runs in another thread, this waits for it there.
+        """
+        if self._state is Lifecycle.CLOSED:
+            return None
+        if self._retiring is not None:
+            return self._retiring
+        self._close_reason = _takeover.REPLACED_REASON
+        loop = self._loop
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or loop.is_closed():
+            self._mark_closed()
+        elif running is None and not loop.is_running():
+            self.close()
+        elif running is loop:
+            self._state = Lifecycle.CLOSING
+            unsettled = [st for st in self._streams.values() if st.terminal is None]
+            if not unsettled and not self._opening:
+                for task in self._zombies:
+                    task.cancel()
+                self._mark_closed()
+                return None
+            for st in unsettled:
+                if st.state is _State.RUNNING:
+                    st.request_cancel(self._close_reason)
+            self._retiring = loop.create_task(self.aclose(), name="streamnb:replaced-runtime")
+            _takeover.retire(self._retiring)
+            return self._retiring
+        elif loop.is_running():
+            limit_s = self.cancel_grace_s + self.force_wait_s + LEDGER_WRITE_WAIT_S
+            asyncio.run_coroutine_threadsafe(self.aclose(), loop).result(limit_s)
+        else:  # pragma: no cover - bound to a stopped loop while another loop runs here
+            self._mark_closed()
+        return None
 
     def close(self) -> None:
         """Synchronous :meth:`aclose` (via :meth:`run`); also closes the runtime's own loop."""
         if self._loop is not None and self._loop.is_closed():
-            self._state = Lifecycle.CLOSED
+            self._mark_closed()
             return
         self.run(self.aclose())
         own = self._own_loop
@@ -830,11 +914,19 @@ async def read_until_terminal(
             if frame.kind in TERMINAL_KINDS:
                 return
 
-    if timeout_s is None:
-        await collect()
-        return frames
     try:
-        await asyncio.wait_for(collect(), timeout_s)
+        if timeout_s is None:
+            await collect()
+        else:
+            await asyncio.wait_for(collect(), timeout_s)
     except asyncio.TimeoutError:
+        assert timeout_s is not None
         raise StreamTimeoutError(timeout_s, len(frames), frame_log=frames) from None
+    except asyncio.CancelledError:
+        # A notebook cell interrupted while waiting (the cursor itself converts this when
+        # it is awaited in the cell's own task; with timeout_s it runs in a task of its own)
+        interrupted = output.interrupted() if isinstance(output, _Output) else None
+        if interrupted is None:
+            raise
+        raise interrupted from None
     return frames

@@ -26,11 +26,13 @@ from typing import Any, Literal, Protocol
 from ._errors import (
     InputNotAcceptedError,
     InvalidFrameError,
+    StreamnbError,
     StreamSettledError,
     StreamTimeoutError,
 )
 from ._frames import Frame, check_json, tuple_new
 from ._handler import AbortSignal, AttachedStreamHandler
+from ._interrupt import cell_interrupted
 
 __all__ = [
     "MAX_INBOX",
@@ -424,15 +426,21 @@ class _Input:
 
 
 class _Output:
-    """``session.output``: a cursor into the stream's frame log (one iterator per session)."""
+    """``session.output``: a cursor into the stream's frame log (one iterator per session).
 
-    __slots__ = ("_detached", "_next", "_st", "_waiter")
+    ``on_interrupt`` (set by the session) detaches it when a notebook cell waiting on
+    this cursor is interrupted, and returns the error the cell raises instead of a bare
+    ``CancelledError`` (see :mod:`streamnb._interrupt`).
+    """
+
+    __slots__ = ("_detached", "_next", "_st", "_waiter", "on_interrupt")
 
     def __init__(self, st: _Stream, start_seq: int) -> None:
         self._st = st
         self._next = start_seq
         self._detached = False
         self._waiter: asyncio.Future[None] | None = None
+        self.on_interrupt: Callable[[], StreamnbError] | None = None
 
     def __aiter__(self) -> _Output:
         return self
@@ -457,8 +465,27 @@ class _Output:
             st.waiters.append(fut)
             try:
                 await fut
+            except asyncio.CancelledError:
+                interrupted = self.interrupted()
+                if interrupted is None:
+                    raise
+                raise interrupted from None
             finally:
                 self._waiter = None
+
+    def interrupted(self) -> StreamnbError | None:
+        """Inside ``except CancelledError``: the error to raise instead when a notebook
+        cell waiting on this cursor was interrupted (this detaches the session), else None.
+        """
+        if self.on_interrupt is None or not cell_interrupted():
+            return None
+        return self.on_interrupt()
+
+    @property
+    def consumed(self) -> bool:
+        """True once this cursor has returned the stream's terminal frame."""
+        terminal = self._st.terminal
+        return terminal is not None and self._next > terminal.seq
 
     @property
     def next_seq(self) -> int:

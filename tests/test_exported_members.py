@@ -65,6 +65,8 @@ DOCUMENTED = {
     "InvalidFrameError",
     "RuntimeClosedError",
     "SessionDetachedError",
+    "OutputConsumedError",
+    "WaitInterruptedError",
     "StreamTimeoutError",
     "LedgerError",
     "LedgerBusyError",

@@ -8,10 +8,12 @@ from typing import Any
 
 import pandas as pd
 
+from .. import _takeover
 from .._frames import Frame
 from .._sqlite import DEFAULT_BUSY_TIMEOUT_S
 from . import queries
 from .backend import LedgerBackend
+from .recovery import WriterLock
 from .sqlite import SQLiteBackend, check_path
 
 __all__ = ["Ledger"]
@@ -30,6 +32,12 @@ class Ledger:
     as ``failed``/``runtime_lost`` (listed in :attr:`recovered`), and a second
     process that finds the lock taken opens the file read-only.
 
+    Re-running a notebook cell: a second ``Ledger`` on the same file *in the same
+    process* (``read_only`` None or False) takes it over: the runtime writing the
+    previous one settles its running streams ``cancelled`` with reason
+    ``"replaced"`` and closes, the previous ledger closes, and the new one is the
+    file's writer. ``Ledger(path, read_only=True)`` only reads and takes nothing over.
+
     Tables (query them with :meth:`sql`): ``streams`` (the runtime's own record,
     one row per opened stream), ``events`` (what handlers commit with
     ``tx.insert_event``) and ``frames`` (every outbound frame, with
@@ -45,7 +53,9 @@ class Ledger:
     read_only : bool or None, default None
         ``None`` opens the file for writing if no other live process holds it,
         read-only otherwise; ``True`` always reads only; ``False`` raises
-        :class:`~streamnb.LedgerBusyError` when the file is held.
+        :class:`~streamnb.LedgerBusyError` when another process holds the file
+        (the error names its process id). Within one process, ``None`` and ``False``
+        take the file over from an earlier ``Ledger`` (see above).
     busy_timeout_s : float, default 5.0
         How long SQLite waits for a lock held by another connection, seconds.
 
@@ -64,6 +74,16 @@ class Ledger:
     >>> ledger.streams().columns.tolist()
     ['stream_ref', 'kind', 'mode', 'status', 'opened_at', 'settled_at', 'reason', 'terminal']
     >>> ledger.close()
+
+    A re-run cell: the second ledger on the file takes it over from the first.
+
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "runs.db")
+    >>> first = Ledger(path)
+    >>> second = Ledger(path)
+    >>> first, second
+    (<Ledger ...runs.db writer closed>, <Ledger ...runs.db writer open>)
+    >>> second.close()
     """
 
     def __init__(
@@ -74,11 +94,18 @@ class Ledger:
         read_only: bool | None = None,
         busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
     ) -> None:
+        checked = None if path is None else check_path(path)
+        #: the takeover key (the file's real path) while this ledger writes a file
+        self._key: str | None = None
+        adopted = None
+        if checked is not None and read_only is not True:
+            adopted = _take_over(_takeover.file_key(checked))
         self._backend = SQLiteBackend(
-            None if path is None else check_path(path),
+            checked,
             record_frames=record_frames,
             read_only=read_only,
             busy_timeout_s=busy_timeout_s,
+            lock=adopted,
         )
         try:
             recovered = self._backend.recover()
@@ -87,6 +114,9 @@ class Ledger:
             raise
         #: refs of the streams a dead process left running, settled ``runtime_lost`` at open
         self.recovered: list[str] = recovered
+        if checked is not None and not self._backend.read_only:
+            self._key = _takeover.file_key(checked)
+            _takeover.register("ledger", self._key, self)
 
     # --- what it is -------------------------------------------------------------------------
 
@@ -121,6 +151,8 @@ class Ledger:
         Idempotent. Queries after ``close`` raise :class:`~streamnb.LedgerError`.
         """
         self._backend.close()
+        if self._key is not None:
+            _takeover.release("ledger", self._key, self)
 
     def __enter__(self) -> Ledger:
         return self
@@ -223,3 +255,24 @@ class Ledger:
     def stream_status(self, stream_ref: str) -> str | None:
         """The ``streams.status`` of one stream, or None if the ledger has no such row."""
         return queries.stream_status(self._backend, stream_ref)
+
+
+def _take_over(key: str) -> WriterLock | None:
+    """Close what this process has open on the file ``key`` (a re-run cell): the runtime
+    writing it (its running streams settle ``cancelled``/``replaced``), then the ledger.
+
+    Returns the previous ledger's writer lock when its runtime is still settling streams
+    on the running loop (see :mod:`streamnb._takeover`): the new ledger writes with that
+    lock at once, and the previous one closes when its runtime has closed.
+    """
+    runtime = _takeover.current("runtime", key)
+    winding = None if runtime is None else runtime._replace()
+    previous: Ledger | None = _takeover.current("ledger", key)
+    if previous is None:
+        return None
+    if winding is None:
+        previous.close()
+        return None
+    lock = previous._backend.hand_over_lock()
+    winding.add_done_callback(lambda _: previous.close())
+    return lock

@@ -25,7 +25,7 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -294,14 +294,17 @@ class RoomStore:
         cur = self._db.write(lambda c: c.execute("DELETE FROM messages"))
         return int(cur.rowcount)
 
-    def recover(self, at: float) -> int:
-        """Mark replies left ``streaming`` by a dead process ``interrupted``; returns how many."""
-        cur = self._db.write(
-            lambda c: c.execute(
-                "UPDATE messages SET status='interrupted', settled_at=? WHERE status='streaming'",
-                (at,),
-            )
-        )
+    def recover(self, at: float, keep: Collection[str] = ()) -> int:
+        """Mark replies left ``streaming`` by a dead process ``interrupted``; returns how many.
+
+        ``keep``: ids of replies a registry of this process is still settling (a takeover).
+        """
+        kept = sorted(keep)
+        marks = ",".join("?" * len(kept))
+        sql = "UPDATE messages SET status='interrupted', settled_at=? WHERE status='streaming'"
+        if kept:
+            sql += f" AND id NOT IN ({marks})"
+        cur = self._db.write(lambda c: c.execute(sql, (at, *kept)))
         return int(cur.rowcount)
 
     # --- reads -------------------------------------------------------------------------
