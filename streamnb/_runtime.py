@@ -474,6 +474,31 @@ class StreamRuntime:
         """A :class:`StreamInfo` snapshot of a stream held in memory."""
         return self._get(stream_ref).info()
 
+    def input_log(self, stream_ref: str) -> list[tuple[int, Frame]]:
+        """Every input frame the stream accepted, in order, with where it arrived.
+
+        Returns
+        -------
+        list of (int, Frame)
+            ``(position, frame)``: ``frame`` is the accepted ``input`` frame (its own
+            input ``seq``, ``payload``, ``at``); ``position`` is the seq of the first
+            outbound frame published after it arrived, so outbound frames with a lower
+            seq came before it. (A widget shows each sent message above its reply.)
+
+        Examples
+        --------
+        >>> from streamnb.demo import chatbot_handler
+        >>> runtime = sn.StreamRuntime()
+        >>> handler = runtime.register(chatbot_handler())
+        >>> session = runtime.run(runtime.attach("tutorial.streaming_chatbot", {}))
+        >>> runtime.run(session.send("hello"))
+        'accepted'
+        >>> [(position, frame.payload) for position, frame in runtime.input_log(session.stream_ref)]
+        [(2, 'hello')]
+        >>> runtime.close()
+        """
+        return list(self._get(stream_ref).inputs)
+
     def frame_log(self, stream_ref: str, after_seq: int = -1) -> list[Frame]:
         """The stream's retained outbound frames with ``seq > after_seq``, as a list (a snapshot).
 

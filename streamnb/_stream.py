@@ -115,6 +115,7 @@ class _Stream:
         "inbox",
         "inbox_waiter",
         "input_seqs",
+        "inputs",
         "log",
         "next_input_seq",
         "observers",
@@ -162,6 +163,8 @@ class _Stream:
         self.inbox_waiter: asyncio.Future[None] | None = None
         self.input_seqs: set[int] = set()
         self.next_input_seq = 0
+        #: every accepted input with the outbound seq published next when it arrived
+        self.inputs: list[tuple[int, Frame]] = []
         self.waiters: list[asyncio.Future[None]] = []
         self.observers = 0
         self.terminal: Frame | None = None
@@ -304,7 +307,9 @@ class _Stream:
             )
         self.input_seqs.add(seq)
         self.next_input_seq = max(self.next_input_seq, seq + 1)
-        self.inbox.append(Frame("input", ref, seq, time.time(), payload=payload))
+        frame = Frame("input", ref, seq, time.time(), payload=payload)
+        self.inputs.append((self.next_seq, frame))
+        self.inbox.append(frame)
         self.wake_input()
         return "accepted"
 

@@ -34,7 +34,7 @@ function countLabel(count) {
 
 function render({ model, el }) {
   const view = newViewId();
-  const { listen, watch, dispose } = lifecycle(model);
+  const { listen, watch, onCleanup, dispose } = lifecycle(model);
 
   // --- this view's state ------------------------------------------------------------------
   let selected = null; // id of the room shown
@@ -315,13 +315,16 @@ function render({ model, el }) {
   listen(remove, "click", () => {
     if (!remove.disabled) request("delete");
   });
-  wireMessageControls(listen, { stop, input, send }, {
+  wireMessageControls(listen, { root, stop, input, send }, {
     stop: () => request("stop"),
     send: (text) => {
       showError("");
       request("send", { text });
     },
   });
+
+  // the transcript copy saved below this widget (widget/_saved.py) is hidden while it lives
+  onCleanup(hideSavedCopy(model.get("_uid")));
 
   // --- start: show the most recently active room ------------------------------------------
   showError("");
