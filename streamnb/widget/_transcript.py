@@ -270,8 +270,8 @@ def _text_html(text: str, markdown: bool) -> str:
 
 def _sent_html(text: str) -> str:
     return (
-        '<div class="streamnb-saved-role">You</div>'
-        f'<div class="streamnb-saved-user">{_esc(text)}</div>'
+        '<div class="streamnb-saved-sent"><div class="streamnb-saved-role">You</div>'
+        f'<div class="streamnb-saved-user">{_esc(text)}</div></div>'
     )
 
 
@@ -322,7 +322,7 @@ def stream_bundle(
             )
         parts.append(f'<div class="streamnb-saved-progress">last progress · {_esc(label)}</div>')
         plain.append(f"last progress · {label}")
-    log: list[str] = []
+    main_parts: list[str] = []
     main_text = texts.get(main, "") if main is not None else ""
     pos = 0
     main_md = markdown and main is not None and is_assistant_channel(main)
@@ -330,14 +330,17 @@ def stream_bundle(
         offsets = message.get("offsets") or {}
         cut = max(pos, min(len(main_text), int(offsets.get(main, 0)) if main else 0))
         if cut > pos:
-            log.append(_text_html(main_text[pos:cut], main_md))
+            main_parts.append(_text_html(main_text[pos:cut], main_md))
             plain.append(main_text[pos:cut])
-        log.append(_sent_html(str(message.get("text", ""))))
+        main_parts.append(_sent_html(str(message.get("text", ""))))
         plain.append(f"You: {message.get('text', '')}")
         pos = cut
     if pos < len(main_text):
-        log.append(_text_html(main_text[pos:], main_md))
+        main_parts.append(_text_html(main_text[pos:], main_md))
         plain.append(main_text[pos:])
+    log: list[str] = []
+    if main_parts:
+        log.append(f'<div class="streamnb-saved-main">{"".join(main_parts)}</div>')
     for channel, text in texts.items():
         if channel == main:
             continue
