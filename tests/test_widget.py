@@ -17,10 +17,10 @@ from streamnb.testing import (
     FakeTokenSource,
     fake_tokens,
     lorem_tokens,
-    press_escape,
     press_hello,
     press_send,
     press_stop,
+    press_stop_shortcut,
     recorded_messages,
 )
 from streamnb.widget import ChatWidget, StreamWidget
@@ -333,10 +333,10 @@ async def test_press_stop_cancels_and_ledger_has_cancelled_settlement(
     widget.close()
 
 
-async def test_escape_is_stop(slow_rt: sn.StreamRuntime) -> None:
+async def test_stop_shortcut_is_stop(slow_rt: sn.StreamRuntime) -> None:
     session = await slow_rt.attach(CHAT, {})
     widget = StreamWidget(session)
-    press_escape(widget)
+    press_stop_shortcut(widget)
     assert await widget.wait(5) == "cancelled"
     widget.close()
 

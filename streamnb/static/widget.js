@@ -9,6 +9,11 @@
 // only ever enters the DOM as text nodes (textContent / appendData), never as HTML: as text
 // (render="text", and channels that are not the assistant's), or as Markdown turned into
 // DOM nodes by the renderer loaded once per page (markdownSupport, markdown.bundle.js).
+// The main text is the main channel's (main_channel, else the first assistant channel,
+// else the first channel written); each message sent to a bidi stream (the `sent` trait)
+// is shown above the text that followed it. Stop: the button or Ctrl+. / Cmd+.; the
+// status reads "stopping…" until the terminal arrives. Once the stream settles the kernel
+// replaces this view's output with a static transcript (widget/_saved.py).
 // Helpers (element, lifecycle, textStores, applyDelta, ...) come from common.js, joined in
 // front of this file (widget/_assets.py).
 

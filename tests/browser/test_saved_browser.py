@@ -32,6 +32,10 @@ def run_and_save(lab: Lab) -> None:
     expect(lab.output(ROOMS_DONE)).to_contain_text("completed")
     # the settled stream's output became its transcript in the live page already
     expect(lab.output(STREAM).get_by_role("status")).to_contain_text("completed")
+    # an open chat's saved copy is below it, hidden while the live widget is on the page
+    expect(lab.output(CHAT).get_by_role("log", name="Conversation")).to_have_count(1)
+    expect(lab.output(CHAT).locator(".streamnb-saved")).to_be_hidden()
+    expect(lab.output(ROOMS).locator(".streamnb-saved")).to_be_hidden()
     lab.page.wait_for_timeout(1_000)  # the rooms' saved copy is refreshed every 0.5 s
     lab.command("docmanager:save")
 
