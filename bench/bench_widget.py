@@ -508,9 +508,7 @@ def browser_flood(page: Any, n: int, facts: dict[str, Any], out: list[Figure]) -
     page.wait_for_function(DONE_JS, arg=[node, 1, len(expected)], polling="raf", timeout=120_000)
     page.wait_for_function("() => window.__benchWatch.done !== null", timeout=10_000)
     watch = page.evaluate("() => window.__benchWatch")
-    shown = (
-        cell(page, FLOOD).locator(MAIN).first.evaluate("(el) => el.textContent.trimEnd()")
-    )
+    shown = cell(page, FLOOD).locator(MAIN).first.evaluate("(el) => el.textContent.trimEnd()")
     match = re.search(r"t_cell=([0-9.]+)", cell_text(page, FLOOD))
     assert match, cell_text(page, FLOOD)
     from_cell = watch["doneEpoch"] / 1000 - float(match.group(1))

@@ -222,3 +222,17 @@ async def test_an_output_read_in_parts_is_not_consumed_until_its_terminal():
     rest = await sn.read_until_terminal(session.output, timeout_s=WAIT_S)
     assert [first.seq] + [f.seq for f in rest] == list(range(len(rest) + 1))
     await runtime.aclose()
+
+
+async def test_a_dropped_server_handle_is_still_replaced_on_its_port():
+    import gc
+
+    runtime = sn.StreamRuntime()
+    runtime.register(output_only_handler())
+    port = (await serve_in_background(runtime, port=0)).port  # the handle is not kept
+    gc.collect()
+    second = await serve_in_background(runtime, port=port)  # no "address already in use"
+    async with httpx.AsyncClient(base_url=second.url) as client:
+        assert (await client.get("/ledger/streams")).status_code == 200
+    await second.aclose()
+    await runtime.aclose()

@@ -171,6 +171,8 @@ class ServerHandle:
         self.url = f"http://{shown}:{port}"
         self._task = task
         self._loop = task.get_loop()
+        # The registry holds the handle weakly; this callback keeps it alive while the
+        # server runs, so a re-run cell finds it even after its variable was rebound.
         _takeover.register("server", (host, port), self)
         task.add_done_callback(lambda _: _takeover.release("server", (host, port), self))
 
