@@ -139,8 +139,10 @@ print("tokens:", sum(f.kind == "output" for f in cassette.frames))
         """
 `cassette_handler` turns it into an ordinary handler. Registered under the fake
 chatbot's kind it is a drop-in: `bidi`, it waits for one message (any text), then
-streams the recorded reply at its recorded pace (`speed=2` plays it twice as fast).
-The widget shows the tokens as they arrive and has a working **Stop** button.
+streams the recorded reply at its recorded pace (`speed=2` plays it twice as fast, so
+this reply takes about a second). The widget shows the tokens as they arrive; its
+**Stop** button cancels a replay as it would a live reply (the section after next stops
+one from code; `speed=0.2` gives you ten seconds to press it yourself).
 """,
     ),
     (
