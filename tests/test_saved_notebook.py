@@ -65,6 +65,20 @@ press_send(closed_chat, "closing question")
 print(await closed_chat.wait(timeout_s=30))
 closed_chat.close()
 """,
+    # the rooms: a saved copy while open, the transcript once closed
+    """
+rooms = sn.ChatRooms(runtime=runtime)
+room = rooms.room(rooms.create_room("Saved room"))
+rooms_widget = sn.ChatRoomsWidget(rooms)
+rooms_widget
+""",
+    """
+await room.send("the room question")
+await rooms_widget.wait(timeout_s=30)
+await asyncio.sleep(1)  # the saved copy is refreshed at most every 0.5 s
+rooms_widget.close()
+print("closed")
+""",
 ]
 
 
@@ -123,6 +137,15 @@ def test_a_closed_chat_is_saved_as_its_conversation_only(executed: Any) -> None:
     own, copy = outputs_of(executed, 7)
     assert WIDGET_VIEW not in own["data"]
     assert "closing question" in own["data"]["text/html"]
+    assert copy["data"] == {"text/plain": ""}
+
+
+def test_a_closed_rooms_widget_is_saved_as_every_room_s_transcript(executed: Any) -> None:
+    own, copy = outputs_of(executed, 9)
+    assert WIDGET_VIEW not in own["data"]
+    html = own["data"]["text/html"]
+    assert "Saved room" in html and "the room question" in html
+    assert "streamnb reply to the room question" in own["data"]["text/plain"]
     assert copy["data"] == {"text/plain": ""}
 
 

@@ -165,15 +165,11 @@ function render({ model, el }) {
   showState();
 
   // --- actions ----------------------------------------------------------------------------
-  const actions = streamActions(model);
-  wireMessageControls(listen, { root, stop, input, send }, {
-    stop: () => {
-      stopPressed = true;
-      showState();
-      actions.stop();
-    },
-    send: actions.send,
-  });
+  const onStop = () => {
+    stopPressed = true;
+    showState();
+  };
+  wireMessageControls(listen, { root, stop, input, send }, streamActions(model, onStop));
   // the transcript copy saved below this widget (widget/_saved.py) is hidden while it lives
   onCleanup(hideSavedCopy(model.get("_uid")));
 

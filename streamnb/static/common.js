@@ -298,9 +298,13 @@ function wireMessageControls(listen, { root, stop, input, send }, actions) {
 }
 
 // What Stop and Send ask of a StreamWidget's or ChatWidget's kernel side (widget/_protocol.py).
-function streamActions(model) {
+// `onStop` runs first (a view shows "stopping…" at once, before the kernel says so).
+function streamActions(model, onStop = () => {}) {
   return {
-    stop: () => model.send({ type: "stop" }),
+    stop: () => {
+      onStop();
+      model.send({ type: "stop" });
+    },
     send: (text) => model.send({ type: "send", text }),
   };
 }

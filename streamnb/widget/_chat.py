@@ -15,7 +15,7 @@ from ._base import STOP_REASON, LoopWidget
 from ._batcher import DEFAULT_FLUSH_INTERVAL_S, Follower, check_flush_interval
 from ._markdown import MarkdownRendering, render_traits
 from ._protocol import ChatDeltaMsg, ChatSnapshotMsg, DeltaMsg, InboundMsg
-from ._saved import EMPTY_BUNDLE, display_bundle, live_bundle, update_bundle
+from ._saved import LiveWithSavedCopy
 from ._transcript import Bundle, chat_bundle
 
 __all__ = ["ChatWidget"]
@@ -23,7 +23,7 @@ __all__ = ["ChatWidget"]
 StartPayload = Callable[[list[dict[str, Any]]], Any]
 
 
-class ChatWidget(LoopWidget, MarkdownRendering):
+class ChatWidget(LoopWidget, MarkdownRendering, LiveWithSavedCopy):
     """A chat in one widget: each message attaches a new ``bidi`` stream of ``kind``.
 
     Sending a message (Send button, Enter, or :func:`streamnb.testing.press_send`)
@@ -207,22 +207,7 @@ class ChatWidget(LoopWidget, MarkdownRendering):
     def __repr__(self) -> str:
         return f"<ChatWidget kind={self.kind!r} messages={len(self.transcript)} busy={self.busy}>"
 
-    # --- display (see _saved.py) ----------------------------------------------------
-
-    _displayed = False
-
-    @property
-    def _display_id(self) -> str:
-        return f"streamnb-{self._uid}"
-
-    def _ipython_display_(self) -> None:
-        """The live chat and, below it, the saved copy of its conversation."""
-        self._displayed = True
-        if self._closed:
-            display_bundle(self.transcript_bundle(), self._display_id)
-            return
-        display_bundle(live_bundle(self), self._display_id)
-        display_bundle(self.transcript_bundle(saved=True), self._display_id + "-saved")
+    # --- display (see _saved.py): the live chat, and a saved copy of its conversation ---
 
     def transcript_bundle(self, saved: bool = False) -> Bundle:
         """The conversation as ``text/html`` and ``text/plain`` (what a saved notebook shows).
@@ -236,13 +221,9 @@ class ChatWidget(LoopWidget, MarkdownRendering):
             saved_for=self._uid if saved else None,
         )
 
-    def _save_transcript(self) -> None:
-        if self._displayed and not self._closed:
-            update_bundle(self.transcript_bundle(saved=True), self._display_id + "-saved")
-
     @traitlets.observe("render")
     def _rerender_transcript(self, change: Any) -> None:
-        self._save_transcript()
+        self._save_copy()
 
     # --- kernel side of the buttons ------------------------------------------------
 
@@ -345,16 +326,15 @@ class ChatWidget(LoopWidget, MarkdownRendering):
                 if terminal.error:
                     self.error = terminal.error
         if settled:
-            self._save_transcript()
+            self._save_copy()
 
     def close(self) -> None:
         """Cancel a streaming reply, close the views; the output becomes the conversation
         and the saved copy below it empties (see "Saved notebooks"). Idempotent."""
         was_closed = self._closed
         super().close()
-        if not was_closed and self._displayed:
-            update_bundle(self.transcript_bundle(), self._display_id)
-            update_bundle(EMPTY_BUNDLE, self._display_id + "-saved")
+        if not was_closed:
+            self._show_closed()
 
     def _shutdown(self) -> None:
         """Cancel the reply being streamed (if any) and detach it; runs on the loop."""

@@ -49,7 +49,7 @@ from ._protocol import (
     RoomRequest,
     parse_room_request,
 )
-from ._saved import EMPTY_BUNDLE, display_bundle, live_bundle, update_bundle
+from ._saved import LiveWithSavedCopy
 from ._transcript import Bundle, rooms_bundle
 
 __all__ = ["SAVE_INTERVAL_S", "ChatRoomsWidget"]
@@ -58,7 +58,7 @@ __all__ = ["SAVE_INTERVAL_S", "ChatRoomsWidget"]
 SAVE_INTERVAL_S = 0.5
 
 
-class ChatRoomsWidget(LoopWidget, MarkdownRendering):
+class ChatRoomsWidget(LoopWidget, MarkdownRendering, LiveWithSavedCopy):
     """Chat rooms in JupyterLab: switch, create, rename, clear, delete; send and stop.
 
     Parameters
@@ -177,27 +177,13 @@ class ChatRoomsWidget(LoopWidget, MarkdownRendering):
         if not self._closed and hasattr(self, "_unsubscribe"):
             self._unsubscribe()
         super().close()
-        if not was_closed and self._displayed and not self._rooms.closed:
-            update_bundle(self.transcript_bundle(), self._display_id)
-            update_bundle(EMPTY_BUNDLE, self._display_id + "-saved")
+        rooms = getattr(self, "_rooms", None)  # None when __init__ failed half way
+        if not was_closed and rooms is not None and not rooms.closed:
+            self._show_closed()
 
-    # --- display (see _saved.py) ----------------------------------------------------
+    # --- display (see _saved.py): the live widget, and a saved copy of every room ------
 
-    _displayed = False
     _save_timer: asyncio.TimerHandle | None = None
-
-    @property
-    def _display_id(self) -> str:
-        return f"streamnb-{self._uid}"
-
-    def _ipython_display_(self) -> None:
-        """The live widget and, below it, the saved copy of every room's transcript."""
-        self._displayed = True
-        if self._closed:
-            display_bundle(self.transcript_bundle(), self._display_id)
-            return
-        display_bundle(live_bundle(self), self._display_id)
-        display_bundle(self.transcript_bundle(saved=True), self._display_id + "-saved")
 
     def transcript_bundle(self, saved: bool = False) -> Bundle:
         """Every room and its settled messages as ``text/html`` and ``text/plain``.
@@ -232,8 +218,8 @@ class ChatRoomsWidget(LoopWidget, MarkdownRendering):
 
     def _save_transcript(self) -> None:
         self._save_timer = None
-        if self._displayed and not self._closed and not self._rooms.closed:
-            update_bundle(self.transcript_bundle(saved=True), self._display_id + "-saved")
+        if not self._rooms.closed:
+            self._save_copy()
 
     def __repr__(self) -> str:
         return f"<ChatRoomsWidget rooms={len(self.room_list)}>"

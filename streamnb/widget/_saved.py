@@ -36,7 +36,15 @@ from typing import Any
 
 from ._transcript import Bundle
 
-__all__ = ["EMPTY_BUNDLE", "display_bundle", "in_ipython", "live_bundle", "update_bundle"]
+__all__ = [
+    "EMPTY_BUNDLE",
+    "LiveWithSavedCopy",
+    "SavedDisplay",
+    "display_bundle",
+    "in_ipython",
+    "live_bundle",
+    "update_bundle",
+]
 
 #: what a saved copy holds once its widget closed (an empty output)
 EMPTY_BUNDLE: Bundle = {"text/plain": ""}
@@ -115,3 +123,45 @@ def live_bundle(widget: Any) -> Bundle:
     bundle = widget._repr_mimebundle_()  # anywidget: (data, metadata); ipywidgets: data
     data: Bundle = bundle[0] if isinstance(bundle, tuple) else bundle
     return data
+
+
+class SavedDisplay:
+    """A widget shown under a display id of its own (``streamnb-<_uid>``); a mixin of the
+    streamnb widgets (which define ``_uid`` and ``_closed``)."""
+
+    _uid: str
+    _closed: bool
+    #: displayed at least once: its display id has outputs to update
+    _displayed = False
+
+    @property
+    def _display_id(self) -> str:
+        return f"streamnb-{self._uid}"
+
+    def transcript_bundle(self, saved: bool = False) -> Bundle:  # pragma: no cover - abstract
+        """The static transcript (``saved``: the copy a live view hides)."""
+        raise NotImplementedError
+
+
+class LiveWithSavedCopy(SavedDisplay):
+    """A widget that stays live while open (a chat, the rooms): displayed as the live view
+    and, below it under ``<display id>-saved``, a copy of its transcript."""
+
+    def _ipython_display_(self) -> None:
+        self._displayed = True
+        if self._closed:
+            display_bundle(self.transcript_bundle(), self._display_id)
+            return
+        display_bundle(live_bundle(self), self._display_id)
+        display_bundle(self.transcript_bundle(saved=True), self._display_id + "-saved")
+
+    def _save_copy(self) -> None:
+        """Refresh the saved copy (after a settled reply)."""
+        if self._displayed and not self._closed:
+            update_bundle(self.transcript_bundle(saved=True), self._display_id + "-saved")
+
+    def _show_closed(self) -> None:
+        """The widget closed: its output becomes the transcript, the copy empties."""
+        if self._displayed:
+            update_bundle(self.transcript_bundle(), self._display_id)
+            update_bundle(EMPTY_BUNDLE, self._display_id + "-saved")

@@ -18,13 +18,13 @@ from ._batcher import (
 )
 from ._markdown import MarkdownRendering, render_traits
 from ._protocol import DeltaMsg, InboundMsg
-from ._saved import display_bundle, live_bundle, update_bundle
+from ._saved import SavedDisplay, display_bundle, live_bundle, update_bundle
 from ._transcript import Bundle, main_channel, stream_bundle
 
 __all__ = ["StreamWidget"]
 
 
-class StreamWidget(LoopWidget, MarkdownRendering):
+class StreamWidget(LoopWidget, MarkdownRendering, SavedDisplay):
     """Watch an attached stream in Jupyter: status, progress, text as it arrives, Stop, Send.
 
     ``display(session)`` shows one of these. Creating it returns at once: a task
@@ -133,8 +133,6 @@ class StreamWidget(LoopWidget, MarkdownRendering):
 
     _esm = esm("common.js", "widget.js")
     _css = STATIC / "widget.css"
-    #: displayed at least once (its display id has outputs to update)
-    _displayed = False
 
     stream_ref = traitlets.Unicode("").tag(sync=True)
     kind = traitlets.Unicode("").tag(sync=True)
@@ -232,10 +230,6 @@ class StreamWidget(LoopWidget, MarkdownRendering):
 
     # --- display (see _saved.py) ----------------------------------------------------
 
-    @property
-    def _display_id(self) -> str:
-        return f"streamnb-{self._uid}"
-
     def _ipython_display_(self) -> None:
         """Live while the stream runs; the static transcript once it settled or closed."""
         self._displayed = True
@@ -244,7 +238,7 @@ class StreamWidget(LoopWidget, MarkdownRendering):
         final = self.settled or self._closed
         display_bundle(self.transcript_bundle() if final else live_bundle(self), self._display_id)
 
-    def transcript_bundle(self) -> Bundle:
+    def transcript_bundle(self, saved: bool = False) -> Bundle:
         """The static transcript (``text/html``, ``text/plain``) a saved notebook shows."""
         texts = self.final_texts if self.settled else self.texts()
         return stream_bundle(

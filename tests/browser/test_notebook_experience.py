@@ -24,12 +24,6 @@ SETUP, MEMORY, SLOW, STUCK, PROGRESS, WAITED, AFTER_INTERRUPT, QUICK, RERUN, RER
 )
 
 
-@pytest.fixture(params=["lab", "notebook7"])
-def nb(request: pytest.FixtureRequest) -> Lab:
-    """The test runs once in JupyterLab and once in Jupyter Notebook 7."""
-    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
-
-
 def start(lab: Lab, *cells: int) -> None:
     lab.open(lab.server.add_notebook(NOTEBOOK))
     lab.run_cell(SETUP)

@@ -31,12 +31,6 @@ def start(lab: Lab, *cells: int) -> None:
         lab.run_cell(index)
 
 
-@pytest.fixture(params=["lab", "notebook7"])
-def nb(request: pytest.FixtureRequest) -> Lab:
-    """The test runs once in JupyterLab and once in Jupyter Notebook 7."""
-    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
-
-
 # The reply text of a stream's main channel: the sent messages ("You" + text) left out,
 # and the line break ending the transcript's last paragraph
 REPLY_TEXT = """(el) => {
