@@ -5,11 +5,13 @@ Routes (see each module for the wire format):
 ====================================  =========================================
 ``GET /``                             chat page (:mod:`.chat`), no auth
 ``POST /chat``                        seed 002's SSE chat (:mod:`.chat`)
+``GET /chat/{ref}/stream``            resume it after ``Last-Event-ID``
 ``POST /streams``                     open a stream (:mod:`.streams`)
 ``GET /streams/{ref}``                status and projection summary
 ``GET /streams/{ref}/events``         SSE of frames, resumable (``Last-Event-ID``)
 ``POST /streams/{ref}/input``         input to a bidi stream
 ``POST /streams/{ref}/cancel``        cancel
+``POST /streams/{ref}/detach``        explicit detach (:mod:`.parking`)
 ``WS /streams/{ref}/ws``              frames out, input and cancel in (:mod:`.ws`)
 ``POST /api/chat``                    AI SDK UI message stream (:mod:`.aisdk`)
 ``POST /api/chat/{id}/stop``          cancel a chat's stream
@@ -40,13 +42,20 @@ from starlette.routing import Route, WebSocketRoute
 from .._runtime import StreamRuntime
 from .aisdk import ai_chat, ai_chat_resume, ai_chat_stop
 from .auth import BearerAuth
-from .chat import chat, chat_page
+from .chat import chat, chat_page, chat_resume
 from .durable import LONG_POLL_TIMEOUT_S, durable_routes
 from .durable.protocol import CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS
 from .errors import exception_handlers
 from .ledger_api import ledger_events, ledger_streams
 from .state import ServerConfig, ServerState
-from .streams import cancel_stream, create_stream, send_input, stream_events, stream_status
+from .streams import (
+    cancel_stream,
+    create_stream,
+    detach_stream,
+    send_input,
+    stream_events,
+    stream_status,
+)
 from .ws import stream_ws
 
 if TYPE_CHECKING:
@@ -68,6 +77,7 @@ def create_app(
     rooms: ChatRooms | None = None,
     durable_streams: bool = True,
     long_poll_timeout_s: float = LONG_POLL_TIMEOUT_S,
+    reconnect_grace_s: float = 30.0,
 ) -> Starlette:
     """Build the ASGI app serving ``runtime``'s handlers over HTTP.
 
@@ -104,6 +114,11 @@ def create_app(
         storing streams in the ledger's file (in memory for an in-memory ledger).
     long_poll_timeout_s : float, default 20.0
         How long a Durable Streams long-poll waits for data before ``204``, seconds.
+    reconnect_grace_s : float, default 30.0
+        A dropped SSE or WebSocket connection is not a detach: its session stays
+        attached (parked) this many seconds for a reconnection to take it over
+        (:mod:`.parking`); then it detaches and ``on_detach`` applies. ``0``
+        detaches at once. ``POST /streams/{ref}/detach`` detaches without waiting.
 
     Returns
     -------
@@ -141,6 +156,8 @@ def create_app(
         raise ValueError("heartbeat_s, claim_timeout_s must be >= 0 and send_timeout_s > 0")
     if not long_poll_timeout_s > 0:
         raise ValueError("long_poll_timeout_s must be > 0 (seconds)")
+    if not reconnect_grace_s >= 0:
+        raise ValueError("reconnect_grace_s must be >= 0 (seconds)")
     config = ServerConfig(
         token=token or None,
         max_body_bytes=int(max_body_bytes),
@@ -150,6 +167,7 @@ def create_app(
         chat_kind=chat_kind,
         durable_streams=bool(durable_streams),
         long_poll_timeout_s=float(long_poll_timeout_s),
+        reconnect_grace_s=float(reconnect_grace_s),
     )
     state = ServerState(runtime, config)
 
@@ -163,11 +181,13 @@ def create_app(
     routes = [
         Route("/", chat_page, methods=["GET"]),
         Route("/chat", chat, methods=["POST"]),
+        Route("/chat/{ref}/stream", chat_resume, methods=["GET"]),
         Route("/streams", create_stream, methods=["POST"]),
         Route("/streams/{ref}", stream_status, methods=["GET"]),
         Route("/streams/{ref}/events", stream_events, methods=["GET"]),
         Route("/streams/{ref}/input", send_input, methods=["POST"]),
         Route("/streams/{ref}/cancel", cancel_stream, methods=["POST"]),
+        Route("/streams/{ref}/detach", detach_stream, methods=["POST"]),
         WebSocketRoute("/streams/{ref}/ws", stream_ws),
         Route("/api/chat", ai_chat, methods=["POST"]),
         Route("/api/chat/{id}/stop", ai_chat_stop, methods=["POST"]),
