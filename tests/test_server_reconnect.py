@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,7 +23,9 @@ from websockets.exceptions import ConnectionClosed
 
 import streamnb as sn
 from streamnb.server import ServerHandle
+from tests._proxy import DropProxy
 from tests._server_util import cancel_reason, eventually, open_stream
+from tests.test_server_aisdk import ai_package  # noqa: F401 (a fixture)
 
 pytest_plugins = ["tests._server"]
 
@@ -472,3 +475,60 @@ async def test_ai_chat_resume_from_last_event_id_sends_only_what_follows(
     assert [c["type"] for c in chunks if isinstance(c, dict)].count("text-start") == 1
     projection = sn.project_attached_stream(server_runtime.frame_log(ref), ref)
     assert ui_text(chunks) == projection.text()
+
+
+# --- the real `ai` npm client resuming /api/chat after a drop ---------------------------
+
+
+async def run_resume_chat(js: Path, api: str, chat_id: str, text: str) -> dict[str, Any]:
+    process = await asyncio.create_subprocess_exec(
+        "node",
+        str(js / "resume_chat.mjs"),
+        api,
+        chat_id,
+        text,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), 45)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0, err.decode()
+    result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    return result
+
+
+def texts_of(message: dict[str, Any]) -> list[str]:
+    return [p["text"] for p in message["parts"] if p["type"] == "text"]
+
+
+@pytest.mark.browser
+async def test_ai_package_resumes_a_reply_cut_off_by_a_dropped_connection(
+    start_server, server_runtime: sn.StreamRuntime, ai_package: Path
+) -> None:
+    handle: ServerHandle = await start_server(
+        chat_kind="test.slow_chat", reconnect_grace_s=LONG_GRACE_S
+    )
+    async with DropProxy(handle.host, handle.port) as proxy:
+        # the network drops once three text deltas reached the client
+        proxy.cut_when(lambda seen: seen.count(b'"text-delta"') >= 3)
+        result = await run_resume_chat(ai_package, f"{proxy.url}/api/chat", "chat-net", "go")
+        assert proxy.cuts >= 1
+    (ref,) = server_runtime.ledger.streams()["stream_ref"]
+    projection = sn.project_attached_stream(server_runtime.frame_log(ref), ref)
+    assert projection.status == "completed"
+    assert ledger_reason(server_runtime, ref) == ("completed", None)  # never detached
+    user, partial = result["partial"]
+    assert (user["role"], partial["role"]) == ("user", "assistant")
+    cut_text = "".join(texts_of(partial))
+    assert cut_text and projection.text().startswith(cut_text) and cut_text != projection.text()
+    assert result["sendError"] is not None  # the drop reached the client as an error
+    user_again, reply = result["final"]
+    assert user_again["id"] == user["id"]
+    assert reply["id"] == partial["id"] == f"msg_{ref}"  # the same message, replaced
+    assert texts_of(reply) == [projection.text()]  # the whole reply, each token once
+    assert result["status"] == "ready"
+    assert result["errors"] == [result["sendError"]]
