@@ -25,7 +25,6 @@ import streamnb as sn
 from streamnb.server import ServerHandle
 from tests._proxy import DropProxy
 from tests._server_util import cancel_reason, eventually, open_stream
-from tests.test_server_aisdk import ai_package  # noqa: F401 (a fixture)
 
 pytest_plugins = ["tests._server"]
 
