@@ -64,6 +64,7 @@ from .._ledger import Ledger, LedgerTx
 from .._lifecycle import Lifecycle
 from .._runtime import StreamRuntime
 from ._host import RoomHost
+from .checkpoint import CHECKPOINT_BYTES, CHECKPOINT_S
 from .errors import RoomError, RoomNameError, UnknownRoomError
 from .events import RoomEvent, RoomListener
 from .query import run_query
@@ -134,6 +135,15 @@ class ChatRooms:
         :meth:`aclose` also closes.
     kind : str, default ``"streamnb.rooms.reply"``
         The stream kind registered for replies.
+    checkpoint_s : float or None, default 0.25
+        While a reply streams, its new text is written to the room's file at
+        most this many seconds after it arrived (:mod:`streamnb.rooms.checkpoint`),
+        so a killed process loses at most that much of it (the reply reopens
+        ``interrupted`` with the text checkpointed so far). ``None`` turns
+        checkpoints off: the text is written only when the reply settles.
+    checkpoint_bytes : int, default 4096
+        A checkpoint is written as soon as this many bytes (UTF-8) of new text
+        accumulated, even before ``checkpoint_s``.
 
     Raises
     ------
@@ -142,7 +152,8 @@ class ChatRooms:
         a rooms database.
     ValueError
         ``runtime`` trims frames (``max_retained_frames``): a reply's text is
-        read from its frame log, so the whole log must be kept.
+        read from its frame log, so the whole log must be kept; or
+        ``checkpoint_s`` is not > 0 (nor None), or ``checkpoint_bytes`` < 1.
     TypeError
         ``handler_factory`` did not return an :class:`~streamnb.AttachedStreamHandler`.
 
@@ -176,7 +187,13 @@ class ChatRooms:
         runtime: StreamRuntime | None = None,
         *,
         kind: str = DEFAULT_KIND,
+        checkpoint_s: float | None = CHECKPOINT_S,
+        checkpoint_bytes: int = CHECKPOINT_BYTES,
     ) -> None:
+        if checkpoint_s is not None and not 0 < checkpoint_s < float("inf"):
+            raise ValueError("checkpoint_s must be > 0 (seconds) or None (no checkpoints)")
+        if not isinstance(checkpoint_bytes, int) or checkpoint_bytes < 1:
+            raise ValueError("checkpoint_bytes must be an int >= 1 (bytes)")
         if runtime is not None and not isinstance(runtime, StreamRuntime):
             raise TypeError(f"runtime must be a StreamRuntime, got {type(runtime).__name__}")
         if runtime is not None and runtime.max_retained_frames is not None:
@@ -209,7 +226,14 @@ class ChatRooms:
             raise
         runtime.register(bind_reply_handler(handler, kind, self._settle))
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamnb-rooms")
-        self._host = RoomHost(runtime, kind, self._registry, self._executor)
+        self._host = RoomHost(
+            runtime,
+            kind,
+            self._registry,
+            self._executor,
+            checkpoint_s=checkpoint_s,
+            checkpoint_bytes=checkpoint_bytes,
+        )
         for row, store in opened:
             self._add(row, store)
 
@@ -247,9 +271,7 @@ class ChatRooms:
                         "rm_ and 12 hex digits; is it a streamnb rooms registry?"
                     )
                 store = RoomStore(row.id, self._room_file(row.id))
-                interrupted = [m.id for m in store.messages() if m.status == "streaming"]
-                store.recover(now)
-                self.recovered += interrupted
+                self.recovered += store.recover(now)
                 opened.append((row, store))
         except BaseException:
             registry.close()
