@@ -2,11 +2,14 @@
 
 Tests put it between a client that cannot be told to drop its own connection
 (the ``ai`` npm client inside ``fetch``, a browser) and a uvicorn server on
-127.0.0.1. :meth:`DropProxy.cut` aborts every connection it relays (a TCP reset
-on both sides, no close frame, no end of body); ``cut_when`` does so the first
-time the bytes relayed from the server on one connection satisfy a predicate,
-e.g. "three text deltas went by". Connections made afterwards pass untouched,
-so a reconnecting client reaches the server again.
+127.0.0.1. :meth:`DropProxy.cut` aborts every connection it relays (no close
+frame, no end of body); ``cut_when`` does so the first time the bytes relayed
+from the server on one connection satisfy a predicate, e.g. "three text deltas
+went by". Connections made afterwards pass untouched, so a reconnecting client
+reaches the server again. :meth:`DropProxy.down` is an outage: it cuts every
+connection and refuses new ones until :meth:`DropProxy.up` (Playwright's
+``set_offline`` is not one: Chromium keeps a streaming ``fetch`` running, and a
+WebSocket may or may not see its close or reconnect while "offline").
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ class DropProxy:
         self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._when: Callable[[bytes], bool] | None = None
+        self._down = False
+        self.refused = 0
         self.cut_done = asyncio.Event()
 
     @property
@@ -55,6 +60,15 @@ class DropProxy:
         """Cut every live connection once one connection's server bytes satisfy ``predicate``."""
         self._when = predicate
 
+    def down(self) -> None:
+        """An outage: cut every connection and refuse new ones until :meth:`up`."""
+        self._down = True
+        self.cut()
+
+    def up(self) -> None:
+        """The network is back: relay new connections again."""
+        self._down = False
+
     def cut(self) -> None:
         """Abort every connection relayed now (a TCP reset to both sides)."""
         for client, upstream in list(self._pairs):
@@ -65,6 +79,10 @@ class DropProxy:
         self.cut_done.set()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._down:
+            self.refused += 1
+            writer.transport.abort()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:

@@ -16,6 +16,10 @@ Routes (see each module for the wire format):
 ``POST /api/chat``                    AI SDK UI message stream (:mod:`.aisdk`)
 ``POST /api/chat/{id}/stop``          cancel a chat's stream
 ``GET /api/chat/{id}/stream``         resume a chat's stream (204 when none)
+``/rooms...``                         with ``rooms=``: the rooms' HTTP API (:mod:`.rooms`),
+                                      ``WS /rooms/ws`` (seed 004's protocol,
+                                      :mod:`.rooms_ws`) and the page ``GET /rooms/``
+                                      (:mod:`.rooms_page`)
 ``GET /ledger/events``                ledger events as JSON (:mod:`.ledger_api`)
 ``GET /ledger/streams``               ledger streams as JSON
 ``/v1/stream/{path}``                 Durable Streams (:mod:`.durable`): PUT,
@@ -107,8 +111,9 @@ def create_app(
     chat_kind : str, default "tutorial.streaming_chatbot"
         The handler kind behind ``POST /chat`` and ``POST /api/chat``.
     rooms : ChatRooms, optional
-        Also serve these chat rooms under ``/rooms`` (:mod:`.rooms`); their
-        ``runtime`` must be ``runtime``.
+        Also serve these chat rooms under ``/rooms``: the JSON/SSE API
+        (:mod:`.rooms`), ``WS /rooms/ws`` (:mod:`.rooms_ws`) and the page at
+        ``GET /rooms/`` (:mod:`.rooms_page`); their ``runtime`` must be ``runtime``.
     durable_streams : bool, default True
         Serve the Durable Streams protocol under ``/v1/stream/`` (:mod:`.durable`),
         storing streams in the ledger's file (in memory for an in-memory ledger).
@@ -197,10 +202,15 @@ def create_app(
     ]
     if state.durable is not None:
         routes += durable_routes()
+    public_paths: frozenset[str] = frozenset()
     if rooms is not None:
         from .rooms import room_routes
+        from .rooms_page import PAGE_PATHS, rooms_page_routes
+        from .rooms_ws import rooms_ws_routes
 
-        routes += room_routes(rooms, runtime)
+        # the page and its assets first: /rooms/static/... is not a room
+        routes += rooms_page_routes() + rooms_ws_routes(rooms) + room_routes(rooms, runtime)
+        public_paths = PAGE_PATHS
     middleware: list[Middleware] = []
     if cors_origins:
         middleware.append(
@@ -218,7 +228,7 @@ def create_app(
             )
         )
     if config.token:
-        middleware.append(Middleware(BearerAuth, token=config.token))
+        middleware.append(Middleware(BearerAuth, token=config.token, public_paths=public_paths))
     app = Starlette(
         routes=routes,
         middleware=middleware,

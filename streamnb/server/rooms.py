@@ -61,12 +61,13 @@ from .errors import HTTPError
 from .sse import dumps, frame_json, sse_event
 from .state import state_of
 
-__all__ = ["room_routes"]
+__all__ = ["room_error", "room_routes"]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def _http_error(exc: RoomError) -> HTTPError:
+def room_error(exc: RoomError) -> HTTPError:
+    """The HTTP error (status, code, message) for a rooms error."""
     if isinstance(exc, UnknownRoomError):
         return HTTPError(404, "unknown_room", str(exc))
     if isinstance(exc, RoomBusyError):
@@ -83,7 +84,7 @@ def _translated(endpoint: Endpoint) -> Endpoint:
         try:
             return await endpoint(request)
         except RoomError as exc:
-            raise _http_error(exc) from exc
+            raise room_error(exc) from exc
 
     call.__name__ = endpoint.__name__
     call.__doc__ = endpoint.__doc__
