@@ -34,8 +34,10 @@ Departures from seed 004: a room holds at most one streaming reply (a second
 ``send`` raises :class:`RoomBusyError` rather than interleaving two replies in one
 history); assistant messages have a ``status`` (``streaming``, ``completed``,
 ``cancelled``, ``failed``, ``interrupted``) and the partial text of a stopped
-reply is kept; resume replays from the stream's frame log rather than a relay's
-buffer. The two databases of one settlement (the room file and the ledger) are
+reply is kept; a streaming reply's text is checkpointed into the room's file
+(:mod:`.checkpoint`), so a killed process leaves it ``interrupted`` with its text
+rather than losing it; resume replays from the stream's frame log rather than a
+relay's buffer. The two databases of one settlement (the room file and the ledger) are
 not one transaction: the room row is written first; if the process dies between
 the two writes, the ledger recovers the stream as ``failed``/``runtime_lost``
 while the room keeps the finished message.
