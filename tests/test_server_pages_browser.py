@@ -195,6 +195,21 @@ async def test_seed_page_shows_hostile_tokens_as_text_across_a_reconnect(
     assert dialogs == []
 
 
+async def test_seed_page_closed_mid_reply_detaches_at_once(
+    serve: Serve, context: BrowserContext, server_runtime: sn.StreamRuntime
+) -> None:
+    """Leaving the page is not a drop: its beacon detaches, the abort chatbot stops now
+    (the grace is 120 s)."""
+    handle, proxy = await serve("page.slow_chat")
+    page = await chat_page(context, proxy, "hello")
+    await expect(page.get_by_role("log")).to_contain_text("Attached streams keep long")
+    ref = await the_only_ref(server_runtime)
+    await page.goto("about:blank")
+    terminal = await server_runtime.wait(ref, timeout_s=20)
+    assert (terminal.kind, cancel_reason(server_runtime, ref)) == ("cancelled", "detached")
+    assert (await status_of(handle, ref))["parked"] == 0
+
+
 # --- the rooms page (GET /rooms/, WS /rooms/ws) --------------------------------------------
 
 SLOW_ROOM_REPLY = FakeTokenSource(lorem_tokens(160), rate_tokens_per_s=30)  # about 6 s

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -531,3 +532,128 @@ async def test_ai_package_resumes_a_reply_cut_off_by_a_dropped_connection(
     assert texts_of(reply) == [projection.text()]  # the whole reply, each token once
     assert result["status"] == "ready"
     assert result["errors"] == [result["sendError"]]
+
+
+async def test_ai_chat_resume_replays_a_reply_whose_end_was_missed(
+    start_server, server_runtime: sn.StreamRuntime
+) -> None:
+    handle: ServerHandle = await start_server(
+        chat_kind="test.slow_chat", reconnect_grace_s=LONG_GRACE_S
+    )
+    body = {
+        "id": "chat-missed",
+        "messages": [{"id": "u1", "role": "user", "parts": [{"type": "text", "text": "go"}]}],
+    }
+    async with httpx.AsyncClient(base_url=handle.url, timeout=10) as client:
+        async with client.stream("POST", "/api/chat", json=body) as response:
+            ref = response.headers["x-stream-ref"]
+            async for line in response.aiter_lines():
+                if '"text-delta"' in line:
+                    break  # dropped mid-reply
+        assert (await server_runtime.wait(ref, timeout_s=20)).kind == "completed"
+        async with client.stream("GET", "/api/chat/chat-missed/stream") as response:
+            assert response.status_code == 200  # over, but its dropped observer is parked
+            replay = [c for _, c in await ai_events(response)]
+        assert replay[-2:] == [{"type": "finish"}, "[DONE]"]
+        projection = sn.project_attached_stream(server_runtime.frame_log(ref), ref)
+        assert ui_text(replay) == projection.text()
+        assert (await client.get("/api/chat/chat-missed/stream")).status_code == 204
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_random_drops_on_every_transport_give_every_frame_once(
+    start_server, server_runtime: sn.StreamRuntime, seed: int
+) -> None:
+    """Drops after a random number of events (0 included), several per stream, on SSE,
+    WebSocket and /chat; what the client kept equals the frame log and the ledger."""
+    rng = random.Random(seed)
+    handle: ServerHandle = await start_server(reconnect_grace_s=LONG_GRACE_S)
+    async with httpx.AsyncClient(base_url=handle.url, timeout=10) as client:
+        transport = rng.choice(["sse", "ws", "chat"])
+        if transport == "chat":
+            seen = await chat_with_drops(client, rng)
+            ref = seen.pop(0)
+        else:
+            ref = await open_stream(client, "test.slow_chat")
+            await client.post(f"/streams/{ref}/input", json={"payload": "go", "seq": 0})
+            seen = await frames_with_drops(client, handle, ref, transport, rng)
+    frames = server_runtime.frame_log(ref)
+    if transport == "chat":
+        projection = sn.project_attached_stream(frames, ref)
+        assert "".join(seen) == projection.text()
+    else:
+        assert seen == [f.seq for f in frames]
+    assert frames[-1].kind == "completed"
+    assert ledger_reason(server_runtime, ref) == ("completed", None)
+
+
+async def frames_with_drops(
+    client: httpx.AsyncClient, handle: ServerHandle, ref: str, transport: str, rng: random.Random
+) -> list[int]:
+    """The seqs read over SSE or a WebSocket, each connection dropped after a random number
+    of frames (0: as soon as one arrived), until the terminal frame was read."""
+    seqs: list[int] = []
+    for _ in range(200):  # bounded: far more connections than a reply has frames
+        budget = rng.choice([0, 1, 2, 5, 9, 10_000])
+        if transport == "sse":
+            header = {"Last-Event-ID": str(seqs[-1])} if seqs else {}
+            path = f"/streams/{ref}/events"
+            async with aconnect_sse(client, "GET", path, headers=header) as source:
+                assert source.response.status_code == 200
+                async for sse in source.aiter_sse():
+                    if budget == 0:
+                        break  # dropped without keeping this frame
+                    seqs.append(int(sse.id))
+                    budget -= 1
+                    if sse.event == "completed":
+                        return seqs
+        else:
+            query = f"?after_seq={seqs[-1]}" if seqs else ""
+            ws = await connect(ws_url(handle, ref, query))
+            try:
+                while True:
+                    message = await recv(ws)
+                    if "kind" not in message:
+                        continue
+                    if budget == 0:
+                        break
+                    seqs.append(message["seq"])
+                    budget -= 1
+                    if message["kind"] == "completed":
+                        return seqs
+            finally:
+                ws.transport.abort()  # a drop (also after the terminal: nothing to detach)
+    raise AssertionError("the stream never completed")
+
+
+async def chat_with_drops(client: httpx.AsyncClient, rng: random.Random) -> list[str]:
+    """[ref, content, content, ...] read from POST /chat and its resumes, with drops."""
+    contents: list[str] = []
+    last_id: str | None = None
+    done = False
+    async with aconnect_sse(client, "POST", "/chat", json={"message": "go"}) as source:
+        ref = source.response.headers["x-stream-ref"]
+        budget = rng.choice([0, 1, 3, 7])
+        async for sse in source.aiter_sse():
+            if budget == 0:
+                break
+            if sse.data == "[DONE]":
+                done = True
+                break
+            contents.append(json.loads(sse.data)["content"])
+            last_id, budget = sse.id, budget - 1
+    while not done:
+        headers = {"Last-Event-ID": last_id} if last_id else {}
+        async with aconnect_sse(client, "GET", f"/chat/{ref}/stream", headers=headers) as source:
+            if source.response.status_code == 204:
+                break
+            budget = rng.choice([1, 3, 7, 10_000])
+            async for sse in source.aiter_sse():
+                if sse.data == "[DONE]":
+                    done = True
+                    break
+                contents.append(json.loads(sse.data)["content"])
+                last_id, budget = sse.id, budget - 1
+                if budget == 0:
+                    break
+    return [ref, *contents]
