@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import httpx
 import pytest
+from playwright.async_api import BrowserContext, Page, async_playwright, expect
 
 import streamnb as sn
 from streamnb.demo import chatbot_handler
@@ -26,33 +26,16 @@ from streamnb.server import ServerHandle
 from streamnb.testing import FakeTokenSource, lorem_tokens
 from tests._proxy import DropProxy
 from tests._server_util import cancel_reason
+from tests.test_server_browser import CHROMIUM, CHROMIUM_ARGS  # skips without chromium
 
 pytest_plugins = ["tests._server"]
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [  # as in tests/browser/conftest.py
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TOKEN = "page-token"
 #: long enough that no parked observer expires during a test
 GRACE_S = 120.0
 HOSTILE = ["<img src=x onerror=alert(1)> ", "<script>alert(2)</script> ", "**not bold** "]
-
-if not Path(CHROMIUM).exists():
-    pytest.skip(
-        "Debian's chromium is not installed (.ci/install-browser.sh)", allow_module_level=True
-    )
-
-from playwright.async_api import BrowserContext, Page, async_playwright, expect  # noqa: E402
 
 
 @pytest.fixture

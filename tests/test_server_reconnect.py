@@ -407,25 +407,39 @@ def ui_text(chunks: list[dict[str, Any] | str]) -> str:
     return "".join(c["delta"] for c in chunks if isinstance(c, dict) and c["type"] == "text-delta")
 
 
+async def ai_chat_dropped_after(
+    client: httpx.AsyncClient, chat_id: str, deltas: int
+) -> tuple[str, list[tuple[int, Any]]]:
+    """POST /api/chat for ``chat_id``; drop the connection after ``deltas`` text deltas.
+
+    Returns the stream ref and the (id, chunk) pairs read before the drop.
+    """
+    body = {
+        "id": chat_id,
+        "messages": [{"id": "u1", "role": "user", "parts": [{"type": "text", "text": "go"}]}],
+    }
+    seen: list[tuple[int, Any]] = []
+    async with client.stream("POST", "/api/chat", json=body) as response:
+        ref = response.headers["x-stream-ref"]
+        block_id = -1
+        async for line in response.aiter_lines():
+            if line.startswith("id: "):
+                block_id = int(line[4:])
+            elif line.startswith("data: "):
+                seen.append((block_id, json.loads(line[6:])))
+                if sum(1 for _, c in seen if c["type"] == "text-delta") == deltas:
+                    break  # dropped mid-reply
+    return ref, seen
+
+
 async def test_ai_chat_resume_after_a_drop_replays_then_follows(
     start_server, server_runtime: sn.StreamRuntime
 ) -> None:
     handle: ServerHandle = await start_server(
         chat_kind="test.slow_chat", reconnect_grace_s=LONG_GRACE_S
     )
-    body = {
-        "id": "chat-drop",
-        "messages": [{"id": "u1", "role": "user", "parts": [{"type": "text", "text": "go"}]}],
-    }
     async with httpx.AsyncClient(base_url=handle.url, timeout=10) as client:
-        first: list[tuple[int, Any]] = []
-        async with client.stream("POST", "/api/chat", json=body) as response:
-            ref = response.headers["x-stream-ref"]
-            async for line in response.aiter_lines():
-                if line.startswith("data: ") and '"text-delta"' in line:
-                    first.append((0, json.loads(line[6:])))
-                    if len(first) == 3:
-                        break  # dropped mid-reply
+        ref, first = await ai_chat_dropped_after(client, "chat-drop", 3)
         await parked_count(client, ref, 1)
         assert not server_runtime.info(ref).cancel_requested  # an abort chatbot survived
         async with client.stream("GET", "/api/chat/chat-drop/stream") as response:
@@ -448,22 +462,8 @@ async def test_ai_chat_resume_from_last_event_id_sends_only_what_follows(
     handle: ServerHandle = await start_server(
         chat_kind="test.slow_chat", reconnect_grace_s=LONG_GRACE_S
     )
-    body = {
-        "id": "chat-after",
-        "messages": [{"id": "u1", "role": "user", "parts": [{"type": "text", "text": "go"}]}],
-    }
     async with httpx.AsyncClient(base_url=handle.url, timeout=10) as client:
-        seen: list[tuple[int, Any]] = []
-        async with client.stream("POST", "/api/chat", json=body) as response:
-            ref = response.headers["x-stream-ref"]
-            block_id = -1
-            async for line in response.aiter_lines():
-                if line.startswith("id: "):
-                    block_id = int(line[4:])
-                elif line.startswith("data: "):
-                    seen.append((block_id, json.loads(line[6:])))
-                    if sum(1 for _, c in seen if c["type"] == "text-delta") == 3:
-                        break
+        ref, seen = await ai_chat_dropped_after(client, "chat-after", 3)
         last = seen[-1][0]
         async with client.stream(
             "GET", "/api/chat/chat-after/stream", headers={"Last-Event-ID": str(last)}
@@ -540,16 +540,8 @@ async def test_ai_chat_resume_replays_a_reply_whose_end_was_missed(
     handle: ServerHandle = await start_server(
         chat_kind="test.slow_chat", reconnect_grace_s=LONG_GRACE_S
     )
-    body = {
-        "id": "chat-missed",
-        "messages": [{"id": "u1", "role": "user", "parts": [{"type": "text", "text": "go"}]}],
-    }
     async with httpx.AsyncClient(base_url=handle.url, timeout=10) as client:
-        async with client.stream("POST", "/api/chat", json=body) as response:
-            ref = response.headers["x-stream-ref"]
-            async for line in response.aiter_lines():
-                if '"text-delta"' in line:
-                    break  # dropped mid-reply
+        ref, _ = await ai_chat_dropped_after(client, "chat-missed", 1)
         assert (await server_runtime.wait(ref, timeout_s=20)).kind == "completed"
         async with client.stream("GET", "/api/chat/chat-missed/stream") as response:
             assert response.status_code == 200  # over, but its dropped observer is parked
