@@ -99,7 +99,7 @@ from typing import Any
 import anyio
 import anyio.abc
 from starlette.routing import BaseRoute, WebSocketRoute
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .._errors import StreamnbError, UnknownStreamError
 from .._frames import TERMINAL_KINDS
@@ -278,13 +278,22 @@ class _RoomsConnection:
     async def send(self, message: dict[str, Any]) -> None:
         """Send one message; a client that does not take it within send_timeout_s is dropped."""
         text = dumps(message)
-        async with self.lock:
-            with anyio.move_on_after(self.state.config.send_timeout_s) as timeout:
-                await self.ws.send_text(text)
+        try:
+            async with self.lock:
+                with anyio.move_on_after(self.state.config.send_timeout_s) as timeout:
+                    await self.ws.send_text(text)
+        except (WebSocketDisconnect, OSError, RuntimeError):
+            # the client went away (uvicorn's ClientDisconnected is an OSError; starlette
+            # raises RuntimeError after a close): the reader sees it too; end the tasks
+            self._end()
+            return
         if timeout.cancelled_caught:
             logger.warning("dropping a rooms WebSocket client: a write blocked")
-            if self.tasks is not None:
-                self.tasks.cancel_scope.cancel()
+            self._end()
+
+    def _end(self) -> None:
+        if self.tasks is not None:
+            self.tasks.cancel_scope.cancel()
 
     # --- the room list ------------------------------------------------------------------
 
