@@ -649,3 +649,23 @@ async def chat_with_drops(client: httpx.AsyncClient, rng: random.Random) -> list
                 if budget == 0:
                     break
     return [ref, *contents]
+
+
+def test_the_grace_is_a_server_option_in_seconds(capsys: pytest.CaptureFixture[str]) -> None:
+    from streamnb.cli import build_parser
+    from streamnb.server import create_app
+
+    parser = build_parser()
+    assert parser.parse_args(["serve"]).reconnect_grace_s == 30.0
+    assert parser.parse_args(["serve", "--reconnect-grace-s", "0"]).reconnect_grace_s == 0.0
+    with pytest.raises(SystemExit):
+        parser.parse_args(["serve", "--reconnect-grace-s", "-1"])
+    assert "a duration in seconds, >= 0" in capsys.readouterr().err
+    runtime = sn.StreamRuntime()
+    try:
+        with pytest.raises(ValueError, match="reconnect_grace_s"):
+            create_app(runtime, reconnect_grace_s=-0.5)
+        app = create_app(runtime, reconnect_grace_s=2.5)
+        assert app.state.streamnb.parking.grace_s == 2.5
+    finally:
+        runtime.close()
