@@ -41,8 +41,10 @@ trial measures, in the page (``bench/peers_page.js``, page clock):
 
 A trial ends when the text is complete, or when the cell went idle and neither the text
 nor the websocket changed for 3 s (text lost), or at the cap (120 s): a capped contender
-is reported with the share of the text it showed ("34 % of the text after 120 s"), runs
-once at that N, and the page and kernel are replaced before the next trial.
+is reported with the share of the text it showed ("34 % of the text after 120 s") and runs
+once at that N. After a capped trial, lost text or any Panel trial, the next trial gets a
+new page and kernel (a page flooded or left broken would slow the next contender); every
+new page runs each non-Panel contender once, unrecorded, so all start warm.
 
 **Stop** (issue 16 item 2): a 100,000-token stream, Stop clicked once 10,000 characters
 show; click (the click event's time) to the producer stopping (kernel clock, synchronized
@@ -675,6 +677,8 @@ class PeersLab:
         self.time_origin = float(self.page.evaluate("() => performance.timeOrigin"))
         self.calibrate()
         for c in self.contenders:
+            if c.panel:  # Panel's JS came with pn.extension(); a Panel run may break the page
+                continue
             t = self.trial(c, WARM_TOKENS, -1, cap_s=PAGE_TIMEOUT_S, probes=False)
             if t.outcome != "complete":
                 self.log(f"    warm-up {c.key}: {summary_line(t)}")
@@ -730,8 +734,8 @@ class PeersLab:
         wait_kernel_idle(self.page, PAGE_TIMEOUT_S)
 
     def recover(self, why: str) -> None:
-        """After a capped trial: interrupt, then a new page and kernel (the old page may be
-        minutes behind on its messages)."""
+        """Interrupt, then a new page and kernel: after a capped trial (the old page may be
+        minutes behind on its messages) or text lost (the page may be left broken)."""
         self.log(f"    replacing page and kernel ({why})")
         try:
             self.interrupt_kernel()
@@ -1241,11 +1245,17 @@ def measure(
                     if t.outcome == "capped":
                         done_capped.add(c.key)
                         capped.setdefault(c.key, n)
+                    elif t.outcome != "complete" or c.panel:
+                        # Lost text may leave the page in a bad state (Panel: Bokeh models
+                        # the page never got), so the next contender gets a new page.
+                        lab.recover(f"after {c.key}: {t.outcome}")
         for i in range(stop_samples):
             for s in stoppers:
                 sample = lab.stop_sample(s, i, stop_tokens)
                 run.stops.append(sample)
                 log(f"  stop {s.key} #{i + 1}: {asdict(sample)}")
+                if s.panel and sample.outcome != "capped":
+                    lab.recover(f"after {s.key}")
         run.cold_start = lab.cold_start
         run.clock = lab.clock
     finally:
