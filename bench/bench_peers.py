@@ -458,7 +458,7 @@ class Trial:
     contender: str
     n: int
     round: int
-    outcome: str  # complete | lost (idle and quiet, text incomplete or wrong) | capped
+    outcome: str  # complete | lost (idle and quiet, text incomplete or wrong) | capped | error
     full_s: float | None
     first_ms: float | None
     first_from_cell_ms: float | None
@@ -485,7 +485,7 @@ class Trial:
 class StopSample:
     stopper: str
     sample: int
-    outcome: str  # stopped | finished_before_click | capped
+    outcome: str  # stopped | finished_before_click | capped | error
     click_to_producer_stopped_ms: float | None
     click_to_last_text_ms: float | None  # last DOM change of the text after the click
     click_to_last_paint_ms: float | None  # the animation frame that saw it
@@ -632,6 +632,7 @@ class PeersLab:
         self.clock: list[dict[str, float]] = []
         self.cold_start: list[dict[str, Any]] = []
         self.panel_version: str | None = None
+        self.stale = ""  # why the page and kernel must be replaced before the next trial
         (server.root_dir / NOTEBOOK).write_text(notebook_json(self.panel))
 
     # --- page and kernel lifecycle -----------------------------------------------------------
@@ -661,6 +662,7 @@ class PeersLab:
         from tests.browser.conftest import cell_output, open_notebook, run_cell
 
         self.close_page()
+        self.stale = ""
         self.server.shutdown_kernels()
         self.server.reset_user_state()
         self.context = self.browser.new_context(viewport={"width": 1280, "height": 900})
@@ -726,12 +728,20 @@ class PeersLab:
         marks: dict[str, float] = json.loads(ast.literal_eval(value))
         return marks
 
-    def cleanup(self) -> None:
+    def cleanup(self) -> str:
+        """Clear the outputs, close the widgets; "" when the kernel went idle, else why not
+        (the next trial then needs a new page and kernel: ``stale``)."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
         from tests.browser.conftest import wait_kernel_idle
 
-        self.page.evaluate(CLEAN_JS, [CELL, SCRATCH])
-        self.page.evaluate("() => window.__peers.evalExpression('close_everything()', '0')")
-        wait_kernel_idle(self.page, PAGE_TIMEOUT_S)
+        try:
+            self.page.evaluate(CLEAN_JS, [CELL, SCRATCH])
+            self.page.evaluate("() => window.__peers.evalExpression('close_everything()', '0')")
+            wait_kernel_idle(self.page, PAGE_TIMEOUT_S)
+        except PlaywrightTimeoutError:
+            self.stale = f"kernel or page still busy {PAGE_TIMEOUT_S:.0f} s after the trial"
+        return self.stale
 
     def recover(self, why: str) -> None:
         """Interrupt, then a new page and kernel: after a capped trial (the old page may be
@@ -956,7 +966,8 @@ class PeersLab:
             timeline_ms=timeline,
             note="" if complete else describe_loss(shown, want),
         )
-        self.cleanup()
+        if self.cleanup():
+            trial.note = "; ".join(filter(None, [trial.note, self.stale]))
         return trial
 
     def _capped_trial(
@@ -1239,28 +1250,63 @@ def measure(
                             f"capped at {capped[c.key]:,} tokens, not run at {n:,}"
                         )
                         continue
-                    t = lab.trial(c, n, r, cap_s=cap_s)
+                    started = time.monotonic()
+                    try:
+                        t = lab.trial(c, n, r, cap_s=cap_s)
+                    except Exception as exc:  # a broken page must not end the whole run
+                        t = error_trial(c.key, n, r, exc, time.monotonic() - started)
+                        lab.stale = t.note
                     run.trials.append(t)
                     log(f"  N={n:,} round {r + 1}/{rounds} {c.key}: {summary_line(t)}")
                     if t.outcome == "capped":
                         done_capped.add(c.key)
                         capped.setdefault(c.key, n)
-                    elif t.outcome != "complete" or c.panel:
+                    elif t.outcome != "complete" or c.panel or lab.stale:
                         # Lost text may leave the page in a bad state (Panel: Bokeh models
                         # the page never got), so the next contender gets a new page.
-                        lab.recover(f"after {c.key}: {t.outcome}")
+                        lab.recover(f"after {c.key}: {t.outcome} {lab.stale}".strip())
         for i in range(stop_samples):
             for s in stoppers:
-                sample = lab.stop_sample(s, i, stop_tokens)
+                try:
+                    sample = lab.stop_sample(s, i, stop_tokens)
+                except Exception as exc:  # a broken page must not end the whole run
+                    note = f"harness error: {type(exc).__name__}: {str(exc)[:300]}"
+                    sample = StopSample(s.key, i, "error", None, None, None, 0, 0, 0, note)
+                    lab.stale = note
                 run.stops.append(sample)
                 log(f"  stop {s.key} #{i + 1}: {asdict(sample)}")
-                if s.panel and sample.outcome != "capped":
-                    lab.recover(f"after {s.key}")
+                if lab.stale or (s.panel and sample.outcome != "capped"):
+                    lab.recover(f"after stop {s.key} {lab.stale}".strip())
         run.cold_start = lab.cold_start
         run.clock = lab.clock
     finally:
         lab.close()
     return run
+
+
+def error_trial(key: str, n: int, round_: int, exc: BaseException, elapsed_s: float) -> Trial:
+    """A trial the harness could not finish (the page or kernel broke): kept, not dropped."""
+    return Trial(
+        contender=key,
+        n=n,
+        round=round_,
+        outcome="error",
+        full_s=None,
+        first_ms=None,
+        first_from_cell_ms=None,
+        shown_chars=0,
+        expected_chars=len(expected_text(n).strip()),
+        first_diff=-1,
+        messages=-1,
+        bytes=0,
+        page_messages=0,
+        kernel_probe_ms=None,
+        keypress_ms=None,
+        probe_mid_stream=False,
+        server_dropped=False,
+        elapsed_s=round(elapsed_s, 2),
+        note=f"harness error: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
+    )
 
 
 def summary_line(t: Trial) -> str:
@@ -1322,7 +1368,7 @@ class Cell:
             (
                 t.expected_chars - t.first_diff
                 for t in self.trials
-                if t.outcome != "capped" and t.expected_chars != t.first_diff
+                if t.outcome in ("complete", "lost") and t.expected_chars != t.first_diff
             ),
             default=0,
         )
@@ -1340,9 +1386,13 @@ class Cell:
         if self.capped is not None:
             return self.capped.note
         text = "" if self.full_s is None else f"{self.full_s:.3g} s"
-        bad = len(self.trials) - len(self.complete)
+        errors = [t for t in self.trials if t.outcome == "error"]
+        if errors:
+            text += f"{'; ' if text else ''}{len(errors)} round(s) failed: {errors[0].note}"
+        lost = [t for t in self.trials if t.outcome == "lost"]
+        bad = len(lost)
         if bad:
-            shares = [t.share for t in self.trials if t.outcome != "complete"]
+            shares = [t.share for t in lost]
             text += (
                 f"{'; ' if text else ''}text lost in {bad} of {len(self.trials)} "
                 f"(median {100 * statistics.median(shares):.0f} % shown)"

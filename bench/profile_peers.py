@@ -12,7 +12,7 @@ the first delta as ``widget.js`` does (``bench_widget.CommRecorder``).
 
 ``live`` opens the benchmark's JupyterLab page (``bench_peers.PeersLab``), samples the
 notebook's kernel with ``py-spy record --threads`` while the streamnb contender floods
-``--tokens`` tokens three times, and prints the hottest frames (self and inclusive) and the
+``--tokens`` tokens five times, and prints the hottest frames (self and inclusive) and the
 page's timeline of each run: ``execute_request`` -> busy -> ``execute_input`` ->
 ``comm_open`` -> the view in the DOM -> first delta frame -> first text -> full text (ms,
 page clock), for the widget's first run in the page (cold: ESM not loaded yet) and after.
@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 TOP = 25
 PY_SPY_RATE_HZ = 500
 PY_SPY_ATTACH_S = 1.0
-LIVE_RUNS = 3
+LIVE_RUNS = 5
 LIVE_CAP_S = 120.0
 
 
@@ -135,17 +135,24 @@ def kernel_pids(server: Any) -> list[int]:
     return pids
 
 
+#: frames of the harness's own requests between floods (reset, marks, cleanup): not counted
+HARNESS_FRAMES = ("close_everything (", "marks_json (", "reset (")
+
+
 def top_frames(raw: str) -> str:
     """Self and inclusive sample counts per frame of ``py-spy --format raw`` output."""
     own: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
     threads: collections.Counter[str] = collections.Counter()
-    total = 0
+    total = harness = 0
     for line in raw.splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
+        if any(h in stack for h in HARNESS_FRAMES):
+            harness += count
+            continue
         frames = stack.split(";")
         threads[frames[0]] += count
         total += count
@@ -155,7 +162,12 @@ def top_frames(raw: str) -> str:
             own[names[-1]] += count
         for name in set(names):
             inclusive[name] += count
-    lines = [f"{total} samples at {PY_SPY_RATE_HZ} Hz", "", "threads:"]
+    lines = [
+        f"{total} samples at {PY_SPY_RATE_HZ} Hz ({harness} more in the harness's own "
+        "requests between floods, left out)",
+        "",
+        "threads:",
+    ]
     lines += [f"  {c:6d} {100 * c / total:5.1f} %  {t}" for t, c in threads.most_common()]
     lines += ["", "own time (leaf frames):"]
     lines += [f"  {c:6d} {100 * c / total:5.1f} %  {f}" for f, c in own.most_common(TOP)]
