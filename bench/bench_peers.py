@@ -35,9 +35,10 @@ trial measures, in the page (``bench/peers_page.js``, page clock):
 * **text lost or reordered**: the text shown at the end against the expected text;
 * **kernel responsiveness**: once the first text shows, a trivial ``pass`` request is sent
   to the kernel: request to reply;
-* **page responsiveness**: at the same moment an ``x`` typed into the scratch cell's editor
-  (Playwright keyboard): the keydown's input timestamp to the character in the editor's
-  DOM and to the next animation frame.
+* **page responsiveness**: at the same moment a ``q`` typed into the scratch cell's editor
+  (Playwright keyboard; ``q`` is no command-mode shortcut, should the editor lose focus):
+  the keydown's input timestamp to the character in the editor's DOM and to the next
+  animation frame.
 
 A trial ends when the text is complete, or when the cell went idle and neither the text
 nor the websocket changed for 3 s (text lost), or at the cap (120 s): a capped contender
@@ -698,6 +699,29 @@ class PeersLab:
     def close(self) -> None:
         self.close_page()
 
+    def diagnose(self) -> str:
+        """Why a trial did not end: the kernel's state (REST) and the server's warnings."""
+        try:
+            states = [k["execution_state"] for k in self.server.api("GET", "/api/kernels")]
+        except (OSError, ValueError, KeyError):
+            states = ["unknown"]
+        warnings = [
+            line.split("]", 1)[-1].strip()[:120]
+            for line in self.server.log_tail(200).splitlines()
+            if "rate exceeded" in line or " W " in line or "[W " in line or "[E " in line
+        ]
+        try:
+            cells = page_value(
+                self.page,
+                "() => window.jupyterapp.shell.currentWidget.content.widgets.length",
+                timeout_s=5,
+            )
+        except Exception:  # the page does not answer: say so, it is the diagnosis
+            cells = "?"
+        return f" (kernel {'/'.join(states)}; {cells} cells" + (
+            f"; server: {' | '.join(warnings[-3:])})" if warnings else ")"
+        )
+
     def interrupt_kernel(self) -> None:
         for kernel in self.server.api("GET", "/api/kernels"):
             self.server.api("POST", f"/api/kernels/{kernel['id']}/interrupt")
@@ -867,7 +891,7 @@ class PeersLab:
                 )
                 probe_id = self.page.evaluate("() => window.__peers.probeKernel()")
                 t = time.perf_counter()
-                self.page.keyboard.press("x")
+                self.page.keyboard.press("q")
                 press_ms = (time.perf_counter() - t) * 1000
             except PlaywrightTimeoutError:
                 pass
@@ -990,6 +1014,7 @@ class PeersLab:
             + (" (stopped early: the machine ran low on memory)" if low_memory else "")
             + ("" if state else " (page did not answer)")
         )
+        note += self.diagnose()
         trial = Trial(
             contender=c.key,
             n=n,
@@ -1260,7 +1285,11 @@ def measure(
                     log(f"  N={n:,} round {r + 1}/{rounds} {c.key}: {summary_line(t)}")
                     if t.outcome == "capped":
                         done_capped.add(c.key)
-                        capped.setdefault(c.key, n)
+                        if not any(
+                            x.contender == c.key and x.n == n and x.outcome == "complete"
+                            for x in run.trials
+                        ):
+                            capped.setdefault(c.key, n)
                     elif t.outcome != "complete" or c.panel or lab.stale:
                         # Lost text may leave the page in a bad state (Panel: Bokeh models
                         # the page never got), so the next contender gets a new page.
@@ -1383,9 +1412,11 @@ class Cell:
 
     def shown(self) -> str:
         """The README cell: time, or what went wrong."""
-        if self.capped is not None:
+        if self.capped is not None and not self.complete:
             return self.capped.note
         text = "" if self.full_s is None else f"{self.full_s:.3g} s"
+        if self.capped is not None:
+            text += f"; capped once: {self.capped.note}"
         errors = [t for t in self.trials if t.outcome == "error"]
         if errors:
             text += f"{'; ' if text else ''}{len(errors)} round(s) failed: {errors[0].note}"

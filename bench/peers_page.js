@@ -233,13 +233,14 @@
     return probe.id;
   };
 
-  // The next "x" typed into `editor`: keydown event time (the browser's input timestamp)
+  // The next "q" typed into `editor` ("q" is no command-mode shortcut: were the editor to lose
+  // focus, the key must not act on the notebook, as "x", cut cell, would): keydown event time (the browser's input timestamp)
   // to the character in the editor's DOM, and to the next animation frame after it.
   P.armKey = (editor) => {
     const k = { down: null, landed: null, painted: null };
     P.keyProbe = k;
     const onDown = (ev) => {
-      if (ev.key === "x" && k.down === null) k.down = ev.timeStamp;
+      if (ev.key === "q" && k.down === null) k.down = ev.timeStamp;
     };
     window.addEventListener("keydown", onDown, true);
     const obs = new MutationObserver(() => {
