@@ -1,7 +1,7 @@
 """streamnb against the ways people stream into notebooks today (issue 16), side by side.
 
-    python -m bench.bench_peers                 # N = 2,000, 50,000 and 200,000; ~40 min
-    python -m bench.bench_peers --quick         # N = 2,000, 2 rounds: checks the harness
+    python -m bench.bench_peers                 # N = 2,000, 50,000 and 200,000; ~1 h
+    python -m bench.bench_peers --quick         # N = 2,000, 2 rounds: checks the harness, ~5 min
     python -m bench.bench_peers --readme        # also rewrite README.md's peers table
     python -m bench.bench_peers --only streamnb,print --sizes 2000 --rounds 3
 
@@ -699,8 +699,10 @@ class PeersLab:
     def close(self) -> None:
         self.close_page()
 
-    def diagnose(self) -> str:
-        """Why a trial did not end: the kernel's state (REST) and the server's warnings."""
+    def diagnose(self, exec_id: str = "") -> str:
+        """Why a trial did not end: the kernel's state (REST), the page's view of the
+        websocket (the cell's idle seen? seconds since the last frame, and its type) and the
+        server's warnings."""
         try:
             states = [k["execution_state"] for k in self.server.api("GET", "/api/kernels")]
         except (OSError, ValueError, KeyError):
@@ -713,12 +715,18 @@ class PeersLab:
         try:
             cells = page_value(
                 self.page,
-                "() => window.jupyterapp.shell.currentWidget.content.widgets.length",
+                """(id) => {
+                  const P = window.__peers, r = P.recv[P.recv.length - 1] || [0, "", ""];
+                  return `${window.jupyterapp.shell.currentWidget.content.widgets.length} cells;`
+                    + ` page: idle ${id in P.idle ? "seen" : "not seen"}, last frame`
+                    + ` ${((performance.now() - r[0]) / 1000).toFixed(1)} s ago (${r[1]} ${r[2]})`;
+                }""",
+                exec_id,
                 timeout_s=5,
             )
         except Exception:  # the page does not answer: say so, it is the diagnosis
-            cells = "?"
-        return f" (kernel {'/'.join(states)}; {cells} cells" + (
+            cells = "page not answering"
+        return f" (kernel {'/'.join(states)}; {cells}" + (
             f"; server: {' | '.join(warnings[-3:])})" if warnings else ")"
         )
 
@@ -897,7 +905,7 @@ class PeersLab:
                 pass
         outcome, state = self._wait_settled(exec_id, QUIET_MS, deadline)
         if outcome == "capped":
-            return self._capped_trial(c, n, round_, started, state, t_exec, cap_s)
+            return self._capped_trial(c, n, round_, started, state, t_exec, cap_s, exec_id)
         if probe_id is not None:
             try:
                 self.page.wait_for_function(
@@ -1003,6 +1011,7 @@ class PeersLab:
         state: dict[str, Any] | None,
         t_exec: float,
         cap_s: float,
+        exec_id: str,
     ) -> Trial:
         want = len(expected_text(n).strip())
         shown = int(state["len"]) if state else 0
@@ -1014,7 +1023,7 @@ class PeersLab:
             + (" (stopped early: the machine ran low on memory)" if low_memory else "")
             + ("" if state else " (page did not answer)")
         )
-        note += self.diagnose()
+        note += self.diagnose(exec_id)
         trial = Trial(
             contender=c.key,
             n=n,
