@@ -710,7 +710,8 @@ class PeersLab:
         warnings = [
             line.split("]", 1)[-1].strip()[:120]
             for line in self.server.log_tail(200).splitlines()
-            if "rate exceeded" in line or " W " in line or "[W " in line or "[E " in line
+            if ("rate exceeded" in line or " W " in line or "[W " in line or "[E " in line)
+            and "404 GET" not in line
         ]
         try:
             cells = page_value(
@@ -1420,12 +1421,14 @@ class Cell:
         return None
 
     def shown(self) -> str:
-        """The README cell: time, or what went wrong."""
-        if self.capped is not None and not self.complete:
-            return self.capped.note
+        """The README cell: time, or what went wrong (the diagnosis of a capped trial stays
+        in ``peers_results.json``)."""
+        capped = None if self.capped is None else self.capped.note.split(" (kernel ")[0]
+        if capped is not None and not self.complete:
+            return capped
         text = "" if self.full_s is None else f"{self.full_s:.3g} s"
-        if self.capped is not None:
-            text += f"; capped once: {self.capped.note}"
+        if capped is not None:
+            text += f"; capped once: {capped}"
         errors = [t for t in self.trials if t.outcome == "error"]
         if errors:
             text += f"{'; ' if text else ''}{len(errors)} round(s) failed: {errors[0].note}"
