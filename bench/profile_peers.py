@@ -82,7 +82,7 @@ async def flood(n: int) -> dict[str, Any]:
     session = await runtime.attach(TOKENS_KIND, {"n": n})
     widget = StreamWidget(session)
     recorder = CommRecorder(widget, ack=True)
-    status = await widget.wait_settled(timeout_s=300)
+    status = await widget.wait(timeout_s=300)
     elapsed = time.perf_counter() - t0
     ok = widget.text() == expected_text(n)
     widget.close()
