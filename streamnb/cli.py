@@ -91,6 +91,13 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _grace(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError("a duration in seconds, >= 0")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``streamnb`` command."""
     parser = argparse.ArgumentParser(prog="streamnb", description=__doc__.split("\n")[0])
@@ -168,6 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a Durable Streams long-poll waits for data (default 20)",
     )
     serve.add_argument(
+        "--reconnect-grace-s",
+        type=_grace,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long a dropped SSE/WebSocket connection's observer stays attached waiting "
+        "for a reconnection before it detaches (default 30; 0: detach at once)",
+    )
+    serve.add_argument(
         "--log-level",
         default="info",
         choices=["critical", "error", "warning", "info", "debug", "trace"],
@@ -202,6 +217,7 @@ async def _serve(args: argparse.Namespace, handlers: list[AttachedStreamHandler]
             rooms=rooms,
             durable_streams=args.durable_streams,
             long_poll_timeout_s=args.long_poll_timeout_s,
+            reconnect_grace_s=args.reconnect_grace_s,
         )
         sock = bind_socket(args.host, args.port)
         config = uvicorn.Config(
