@@ -50,6 +50,7 @@ from ._ledger import Ledger, LedgerBackend, LedgerTx, Settlement
 from ._lifecycle import Lifecycle
 from ._session import Session
 from ._stream import CancelResult, SendResult, StreamInfo, _Input, _Output, _State, _Stream
+from ._text import SurrogateMender, has_surrogates, mend, mend_json
 
 __all__ = [
     "CancelResult",
@@ -91,7 +92,7 @@ def _ending(st: _Stream, ending: _Ending, error: str | None = None) -> Frame:
         st.next_seq,
         time.time(),
         reason=reason or st.signal.reason or "cancelled",
-        error=error,
+        error=None if error is None else mend(error),  # an exception's text may be anything
         terminal=dict(terminal),
     )
 
@@ -99,7 +100,10 @@ def _ending(st: _Stream, ending: _Ending, error: str | None = None) -> Frame:
 def _failed_instead(frame: Frame, reason: str, error: str, **terminal: Any) -> Frame:
     """``frame`` turned ``failed`` because settling it failed (same seq and time)."""
     return frame._replace(
-        kind="failed", reason=reason, error=error, terminal={"ok": False, **terminal}
+        kind="failed",
+        reason=reason,
+        error=mend(error),
+        terminal=mend_json({"ok": False, **terminal}),
     )
 
 
@@ -546,6 +550,10 @@ class StreamRuntime:
         seq = st.next_seq  # the pump is the only writer until settling: count locally
         now = time.time
         budget = _FAIRNESS_BATCH
+        # lone surrogates are mended here, once for every reader (streamnb/_text.py);
+        # ``holding`` is non-empty only while a token's trailing half waits for its pair
+        mender = SurrogateMender()
+        holding = mender.holding
         try:
             async for spec in agen:
                 if st.halt:
@@ -557,6 +565,8 @@ class StreamRuntime:
                     and type(channel := spec.get("channel")) is str
                     and type(payload := spec.get("payload")) is str
                     and channel
+                    and not holding
+                    and (payload.isascii() or not has_surrogates(payload))
                 ):  # build_frame's fast path, inlined: the common token frame
                     raw: tuple[Any, ...] = (
                         "output",
@@ -570,7 +580,7 @@ class StreamRuntime:
                         None,
                     )
                 else:
-                    frame = build_frame(spec, ref, seq, now())
+                    frame = build_frame(spec, ref, seq, now(), mender)
                     if frame.kind in TERMINAL_KINDS:
                         return frame
                     raw = tuple(frame)
@@ -587,6 +597,9 @@ class StreamRuntime:
                     await asyncio.sleep(0)
             return None
         finally:
+            if holding and not st.halt:  # half a pair never completed: U+FFFD, before the end
+                for channel, text in mender.flush():
+                    st.append(("output", ref, st.next_seq, now(), channel, text, None, None, None))
             aclose = getattr(agen, "aclose", None)
             if aclose is not None:
                 # bounded: a handler's cleanup must not hold the settlement hostage

@@ -86,16 +86,20 @@ def check_room_name(name: object) -> str:
     """The name, stripped of surrounding white space, or :class:`RoomNameError`.
 
     A name is 1 to :data:`MAX_NAME_CHARS` characters with no control character
-    (seed 004 shows names in a one-line sidebar).
+    (Unicode category ``Cc``: seed 004 shows names in a one-line sidebar) and no
+    lone surrogate (not text: it cannot be stored). Format characters such as the
+    zero-width joiner of an emoji sequence are text and are kept.
 
     Examples
     --------
     >>> check_room_name("  Ideas ")
     'Ideas'
+    >>> check_room_name("Family \U0001f468\u200d\U0001f469\u200d\U0001f467")  # ZWJ emoji
+    'Family 👨\u200d👩\u200d👧'
     >>> check_room_name("Ideas" + chr(7))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    streamnb.rooms.errors.RoomNameError: invalid room name ...: it contains a control character; ...
+    streamnb.rooms.errors.RoomNameError: invalid room name ...: ... control character U+0007; ...
     """
     if not isinstance(name, str):
         raise RoomNameError(name, f"it is a {type(name).__name__}, not a str", MAX_NAME_CHARS)
@@ -106,8 +110,18 @@ def check_room_name(name: object) -> str:
         raise RoomNameError(
             stripped[:20] + "...", f"it has {len(stripped)} characters", MAX_NAME_CHARS
         )
-    if any(unicodedata.category(ch).startswith("C") for ch in stripped):
-        raise RoomNameError(name, "it contains a control character", MAX_NAME_CHARS)
+    for ch in stripped:
+        category = unicodedata.category(ch)
+        if category == "Cc":
+            raise RoomNameError(
+                name, f"it contains the control character U+{ord(ch):04X}", MAX_NAME_CHARS
+            )
+        if category == "Cs":
+            raise RoomNameError(
+                name,
+                f"it contains U+{ord(ch):04X}, a lone surrogate (half of a character, not text)",
+                MAX_NAME_CHARS,
+            )
     return stripped
 
 
