@@ -69,6 +69,7 @@ DOCUMENTED = {
     "LedgerError",
     "LedgerBusyError",
     "LedgerQueryError",
+    "LedgerTimeoutError",
     "__version__",
 }
 #: dunder names that are part of the surface (as httpx lists __version__)

@@ -61,6 +61,7 @@ from .._dataframes import utc_column
 from .._frames import Frame
 from .._handler import AttachedStreamHandler
 from .._ledger import Ledger, LedgerTx
+from .._ledger.readers import DEFAULT_QUERY_TIMEOUT_S
 from .._lifecycle import Lifecycle
 from .._runtime import StreamRuntime
 from ._host import RoomHost
@@ -540,7 +541,9 @@ class ChatRooms:
         rooms = self._rooms
         return [(row, rooms[row.id]) for row in self._registry.rows() if row.id in rooms]
 
-    def sql(self, query: str, params: Any = ()) -> pd.DataFrame:
+    def sql(
+        self, query: str, params: Any = (), *, timeout_s: float | None = DEFAULT_QUERY_TIMEOUT_S
+    ) -> pd.DataFrame:
         """One read-only SQL query over rooms, messages of all rooms, and the ledger.
 
         Tables: ``rooms(id, name, created_at, last_active_at)``, ``messages(room_id,
@@ -555,6 +558,8 @@ class ChatRooms:
             One SQLite statement (a ``SELECT``; writes are refused).
         params : sequence or mapping, optional
             Values for the statement's ``?`` or ``:name`` placeholders.
+        timeout_s : float or None, default 10.0
+            Stop the query after this many seconds (None: no limit).
 
         Returns
         -------
@@ -565,7 +570,10 @@ class ChatRooms:
         Raises
         ------
         LedgerQueryError
-            The statement failed or tried to write.
+            The statement failed or tried to write, or to create a file
+            (``ATTACH``, ``VACUUM INTO``), as :meth:`Ledger.sql` refuses.
+        LedgerTimeoutError
+            It ran longer than ``timeout_s``.
 
         Examples
         --------
@@ -582,7 +590,7 @@ class ChatRooms:
         """
         self._host.check_open()
         histories = [(room_id, room._history) for room_id, room in self._rooms.items()]
-        return run_query(self._registry, histories, self.ledger, query, params)
+        return run_query(self._registry, histories, self.ledger, query, params, timeout_s)
 
     # --- notifications --------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ InputNotAcceptedError      409     ``input_not_accepted``
 InvalidFrameError          422     ``invalid_frame``
 StreamTimeoutError         504     ``timeout``
 RuntimeClosedError         503     ``runtime_closed``
+LedgerTimeoutError         504     ``ledger_timeout``
 LedgerQueryError           400     ``ledger_query``
 LedgerError                503     ``ledger_error``
 StreamnbError (any other)  400     ``streamnb_error``
@@ -42,6 +43,7 @@ from .._errors import (
     InvalidFrameError,
     LedgerError,
     LedgerQueryError,
+    LedgerTimeoutError,
     RuntimeClosedError,
     StartRejectedError,
     StreamnbError,
@@ -64,6 +66,7 @@ _STATUS: tuple[tuple[type[StreamnbError], int, str], ...] = (
     (InvalidFrameError, 422, "invalid_frame"),
     (StreamTimeoutError, 504, "timeout"),
     (RuntimeClosedError, 503, "runtime_closed"),
+    (LedgerTimeoutError, 504, "ledger_timeout"),
     (LedgerQueryError, 400, "ledger_query"),
     (LedgerError, 503, "ledger_error"),
 )

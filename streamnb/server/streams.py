@@ -121,7 +121,7 @@ async def stream_status(request: Request) -> Response:
     try:
         info = runtime.info(ref)
     except UnknownStreamError:
-        row = await run_in_threadpool(_ledger_row, state, ref)
+        row = await _ledger_row(state, ref)
         if row is None:
             raise
         return JSONResponse(row)
@@ -147,8 +147,8 @@ async def stream_status(request: Request) -> Response:
     )
 
 
-def _ledger_row(state: ServerState, ref: str) -> dict[str, Any] | None:
-    df = state.runtime.ledger.sql(
+async def _ledger_row(state: ServerState, ref: str) -> dict[str, Any] | None:
+    df = await state.runtime.ledger.asql(
         "SELECT stream_ref, kind, mode, status, opened_at, settled_at, reason, terminal "
         "FROM streams WHERE stream_ref = ?",
         (ref,),

@@ -91,11 +91,11 @@ class RuntimeStreams:
         ledger = self._runtime.ledger
         if not ledger.record_frames:
             return None
-        return await asyncio.to_thread(ledger.frame_log, ref)
+        return await ledger.aframe_log(ref)
 
     async def _ledger_knows(self, ref: str) -> bool:
         ledger = self._runtime.ledger
-        return await asyncio.to_thread(ledger.stream_status, ref) is not None
+        return await ledger.astream_status(ref) is not None
 
     # --- snapshots ------------------------------------------------------------------------
 
