@@ -182,7 +182,7 @@ class AttachedStreamHandler:
     commit_terminal : callable ``(terminal: Frame, tx: LedgerTx) -> None``
         Runs once, when the stream ends, inside the same ledger transaction as
         the runtime's settlement record; write facts with ``tx.insert_event``.
-        May be a coroutine function.
+        May be a coroutine function, not a generator.
 
     Raises
     ------
@@ -244,4 +244,12 @@ class AttachedStreamHandler:
                 kind,
                 "run is an 'async def' coroutine function; it must be an async generator "
                 "(an 'async def' that uses 'yield' to emit frames)",
+            )
+        commit = self.commit_terminal
+        if inspect.isgeneratorfunction(commit) or inspect.isasyncgenfunction(commit):
+            # calling it would only make a generator: its body, and its writes, never run
+            raise HandlerDefinitionError(
+                kind,
+                "commit_terminal is a generator function (it uses 'yield'), so it would never "
+                "run; write it as a plain 'def' or 'async def' without 'yield'",
             )

@@ -110,6 +110,8 @@ class _Stream:
         "forced",
         "halt",
         "handler",
+        "idle_s",
+        "idle_timer",
         "inbox",
         "inbox_waiter",
         "input_seqs",
@@ -126,6 +128,7 @@ class _Stream:
         "signal",
         "state",
         "terminal",
+        "text_bytes",
         "timer",
         "waiters",
     )
@@ -140,6 +143,7 @@ class _Stream:
         *,
         cap: int | None = None,
         record: Callable[[Frame], None] | None = None,
+        idle_s: float | None = None,
     ) -> None:
         self.owner = owner
         self.handler = handler
@@ -171,6 +175,12 @@ class _Stream:
         self.timer: asyncio.TimerHandle | None = None
         self.pump: asyncio.Task[Frame | None] | None = None
         self.outcome: asyncio.Future[None] | None = None
+        #: approximate bytes of the log's payloads, kept by the pump (retention bound)
+        self.text_bytes = 0
+        # the idle limit: waiting for input with no observer for idle_s seconds cancels
+        # the stream with reason "idle" (None: never)
+        self.idle_s = idle_s
+        self.idle_timer: asyncio.TimerHandle | None = None
 
     # --- reading ------------------------------------------------------------------------
 
@@ -245,12 +255,13 @@ class _Stream:
         self.halt = True
 
     def begin_settling(self) -> None:
-        """The end is decided: no more frames from the pump, no more input, no cancel timer."""
+        """The end is decided: no more frames from the pump, no more input, no timers."""
         self.state = _State.SETTLING
         self.halt = True
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        self.check_idle()
         self.wake_input()
 
     def announce(self, terminal: Frame) -> None:
@@ -326,6 +337,7 @@ class _Stream:
 
     def add_observer(self) -> None:
         self.observers += 1
+        self.check_idle()
 
     def remove_observer(self) -> None:
         """One observer detached; the last one of an ``on_detach="abort"`` stream cancels it."""
@@ -336,6 +348,31 @@ class _Stream:
             and self.state is _State.RUNNING
         ):
             self.request_cancel("detached")
+        self.check_idle()
+
+    def check_idle(self) -> None:
+        """Start or stop the idle timer: a bidi stream waiting for input, nobody observing."""
+        idle = (
+            self.idle_s is not None
+            and self.state is _State.RUNNING
+            and self.observers <= 0
+            and self.inbox_waiter is not None
+            and not self.inbox
+            and not self.signal.aborted
+        )
+        timer = self.idle_timer
+        if idle and timer is None:
+            assert self.idle_s is not None
+            loop = asyncio.get_running_loop()
+            self.idle_timer = loop.call_later(self.idle_s, self._idle_expired)
+        elif not idle and timer is not None:
+            timer.cancel()
+            self.idle_timer = None
+
+    def _idle_expired(self) -> None:
+        self.idle_timer = None
+        if self.state is _State.RUNNING and self.observers <= 0 and not self.inbox:
+            self.request_cancel("idle")
 
     def wake_input(self) -> None:
         w = self.inbox_waiter
@@ -417,10 +454,12 @@ class _Input:
                 return st.inbox.popleft()
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             st.inbox_waiter = fut
+            st.check_idle()
             try:
                 await fut
             finally:
                 st.inbox_waiter = None
+                st.check_idle()
 
 
 class _Output:

@@ -132,7 +132,9 @@ async def test_create_rename_and_list_most_recent_first(rooms: ChatRooms) -> Non
         ("", "empty"),
         ("   ", "empty"),
         ("x" * 101, "101 characters"),
-        ("two\nlines", "control character"),
+        ("two\nlines", "control character U\\+000A"),
+        ("bell\x07", "control character U\\+0007"),
+        ("half \ud83d", "lone surrogate"),
         (None, "not a str"),
     ],
 )
@@ -706,3 +708,50 @@ async def test_a_process_killed_mid_reply_leaves_the_reply_interrupted(tmp_path:
         # the room works again
         await rooms.room(room_id).send("quick")
         assert (await rooms.room(room_id).wait(WAIT_S)).content.endswith("(turn 3)")  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Family \U0001f468\u200d\U0001f469\u200d\U0001f467",  # ZWJ sequence
+        "\u0645\u0631\u062d\u0628\u0627\u200c\u0633",  # zero-width non-joiner (Persian)
+        "flag \U0001f3f3\ufe0f\u200d\U0001f308",  # variation selector + ZWJ
+        "soft\u00adhyphen",
+    ],
+)
+async def test_room_names_with_zwj_emoji_and_joiners_are_accepted(
+    rooms: ChatRooms, name: str
+) -> None:
+    # Regression: every Unicode category C character was refused as "control character",
+    # also the zero-width joiners of emoji sequences and scripts that need them (Cf).
+    room_id = rooms.create_room(name)
+    assert rooms.room(room_id).name == name
+    assert rooms.rooms().name.tolist() == [name]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "ATTACH DATABASE '{path}' AS other",
+        "VACUUM INTO '{path}'",
+        "SELECT 1; ATTACH DATABASE '{path}' AS other",
+    ],
+)
+async def test_rooms_sql_refuses_attach_and_vacuum_into(
+    rooms: ChatRooms, tmp_path: Path, statement: str
+) -> None:
+    # Regression: rooms.sql() ran ATTACH and VACUUM INTO, which create (empty) files at
+    # any path the caller names; ledger.sql() refused them.
+    target = tmp_path / "created-by-a-query.db"
+    with pytest.raises(sn.LedgerQueryError):
+        rooms.sql(statement.format(path=target))
+    assert not target.exists()
+    assert rooms.sql("SELECT count(*) AS n FROM rooms")["n"].tolist() == [0]
+
+
+async def test_rooms_sql_has_a_time_limit(rooms: ChatRooms) -> None:
+    endless = (
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n"
+    )
+    with pytest.raises(sn.LedgerTimeoutError):
+        rooms.sql(endless, timeout_s=0.3)

@@ -592,3 +592,23 @@ def test_front_end_files_never_insert_html() -> None:
         "--jp-brand-color1",
     ):
         assert var in css
+
+
+async def test_chat_widget_refused_send_leaves_no_stream_running_and_no_entry_running() -> None:
+    # Regression: a message the stream refused as input (here a lone surrogate, which is
+    # not text) killed the turn's task after the stream was attached: the stream waited
+    # for input for ever (its session never detached) and the transcript entry stayed
+    # "running". Now the message is refused before anything opens, and any other refusal
+    # cancels the stream so that it settles.
+    async with sn.StreamRuntime(cancel_grace_s=0.2) as rt:
+        rt.register(chatbot_handler())
+        chat = ChatWidget(rt, CHAT)
+        chat._handle_custom_msg({"type": "send", "text": "half \ud83d"}, [])
+        await actions_done(chat)
+        assert "surrogate" in chat.error
+        assert not chat.busy and chat.transcript == []
+        assert rt.active_refs() == []
+        press_send(chat, "hello")  # the widget still works
+        assert await chat.wait(10) == "completed"
+        assert [m["status"] for m in chat.transcript] == ["sent", "completed"]
+        chat.close()

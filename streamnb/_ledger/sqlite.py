@@ -276,8 +276,15 @@ class SQLiteBackend:
                             "VALUES (?,?,?,?)",
                             (s.stream_ref, kind, payload, s.settled_at),
                         )
-                    for sql, params in s.tx._statements:
-                        conn.execute(sql, params)
+                    if s.tx._statements:
+                        # the handler's own SQL may not touch the runtime's tables or the
+                        # transaction (a COMMIT or ROLLBACK here would end the group commit)
+                        conn.set_authorizer(_handler_authorizer)
+                        try:
+                            for sql, params in s.tx._statements:
+                                conn.execute(sql, params)
+                        finally:
+                            conn.set_authorizer(None)
             except Exception as exc:  # sqlite3.Error, or a value sqlite cannot bind
                 if not conn.in_transaction:  # the whole transaction is gone (disk full)
                     raise
@@ -370,3 +377,61 @@ def _utf8_safe(value: Any) -> Any:
     if isinstance(value, str):
         return value.encode("utf-8", "backslashreplace").decode("utf-8")
     return value
+
+
+#: tables the runtime owns: a handler's ``tx.execute`` may read them, never change them
+#: (the Durable Streams endpoint keeps its ``ds_*`` tables in the same file)
+_RUNTIME_TABLES = frozenset({"streams", "events", "frames"})
+_TABLE_WRITES = frozenset(
+    {
+        sqlite3.SQLITE_INSERT,
+        sqlite3.SQLITE_UPDATE,
+        sqlite3.SQLITE_DELETE,
+        sqlite3.SQLITE_DROP_TABLE,
+        sqlite3.SQLITE_DROP_TEMP_TABLE,
+    }
+)
+#: (action) whose second argument is the table: indexes and triggers on it, ALTER TABLE
+_ON_TABLE = frozenset(
+    {
+        sqlite3.SQLITE_CREATE_INDEX,
+        sqlite3.SQLITE_DROP_INDEX,
+        sqlite3.SQLITE_CREATE_TEMP_INDEX,
+        sqlite3.SQLITE_DROP_TEMP_INDEX,
+        sqlite3.SQLITE_CREATE_TRIGGER,
+        sqlite3.SQLITE_DROP_TRIGGER,
+        sqlite3.SQLITE_CREATE_TEMP_TRIGGER,
+        sqlite3.SQLITE_DROP_TEMP_TRIGGER,
+        sqlite3.SQLITE_ALTER_TABLE,
+    }
+)
+_NEVER = frozenset(
+    {
+        sqlite3.SQLITE_TRANSACTION,
+        sqlite3.SQLITE_SAVEPOINT,
+        sqlite3.SQLITE_ATTACH,
+        sqlite3.SQLITE_DETACH,
+    }
+)
+
+
+def _runtime_table(name: Any) -> bool:
+    if not isinstance(name, str):
+        return False
+    low = name.lower()
+    # sqlite_master is written by SQLite itself for the handler's own CREATE TABLE (a
+    # direct write needs writable_schema, refused below); sqlite_sequence numbers events
+    return low in _RUNTIME_TABLES or low.startswith("ds_") or low == "sqlite_sequence"
+
+
+def _handler_authorizer(action: int, arg1: Any, arg2: Any, _db: Any, _trigger: Any) -> int:
+    """What ``tx.execute`` may do: anything to the handler's own tables, nothing else."""
+    if action in _NEVER:
+        return sqlite3.SQLITE_DENY
+    if action in _TABLE_WRITES and _runtime_table(arg1):
+        return sqlite3.SQLITE_DENY
+    if action in _ON_TABLE and _runtime_table(arg2):
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_PRAGMA and arg2 is not None:
+        return sqlite3.SQLITE_DENY  # setting a PRAGMA (writable_schema, journal_mode...)
+    return sqlite3.SQLITE_OK
