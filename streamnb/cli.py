@@ -4,6 +4,7 @@
 
     streamnb serve [--host 127.0.0.1] [--port 3000] [--ledger PATH]
                    [--handlers module:attr ...] [--token TOKEN] [--cors-origin ORIGIN ...]
+                   [--allowed-host NAME ...]
                    [--rate TOKENS_PER_S] [--chat-kind KIND] [--log-level LEVEL]
                    [--no-durable-streams] [--long-poll-timeout-s SECONDS]
 
@@ -117,6 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"require this bearer token on every endpoint but GET / (or set ${TOKEN_ENV})",
     )
     serve.add_argument(
+        "--allowed-host",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="also answer requests for this Host name (repeatable; '*' for any). Default: the "
+        "bound host, localhost, 127.0.0.1 and [::1]; others get 403 (DNS rebinding)",
+    )
+    serve.add_argument(
         "--cors-origin",
         metavar="ORIGIN",
         action="append",
@@ -202,6 +211,7 @@ async def _serve(args: argparse.Namespace, handlers: list[AttachedStreamHandler]
             rooms=rooms,
             durable_streams=args.durable_streams,
             long_poll_timeout_s=args.long_poll_timeout_s,
+            allowed_hosts=[args.host, *args.allowed_host],
         )
         sock = bind_socket(args.host, args.port)
         config = uvicorn.Config(

@@ -44,6 +44,7 @@ from .chat import chat, chat_page
 from .durable import LONG_POLL_TIMEOUT_S, durable_routes
 from .durable.protocol import CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS
 from .errors import exception_handlers
+from .guard import RequestGuard
 from .ledger_api import ledger_events, ledger_streams
 from .state import ServerConfig, ServerState
 from .streams import cancel_stream, create_stream, send_input, stream_events, stream_status
@@ -68,6 +69,7 @@ def create_app(
     rooms: ChatRooms | None = None,
     durable_streams: bool = True,
     long_poll_timeout_s: float = LONG_POLL_TIMEOUT_S,
+    allowed_hosts: Sequence[str] = (),
 ) -> Starlette:
     """Build the ASGI app serving ``runtime``'s handlers over HTTP.
 
@@ -104,6 +106,13 @@ def create_app(
         storing streams in the ledger's file (in memory for an in-memory ledger).
     long_poll_timeout_s : float, default 20.0
         How long a Durable Streams long-poll waits for data before ``204``, seconds.
+    allowed_hosts : sequence of str, default ()
+        ``Host`` names served besides ``localhost``, ``127.0.0.1`` and ``[::1]``
+        (:func:`~streamnb.server.serve_in_background` and ``streamnb serve`` add
+        the bound host); ``["*"]`` serves any. Every request is also checked by
+        :mod:`.guard`: a state-changing request or WebSocket from a browser page
+        of another origin (not in ``cors_origins``) gets ``403``, and a body to
+        streamnb's own endpoints must be ``application/json`` (``415``).
 
     Returns
     -------
@@ -126,7 +135,8 @@ def create_app(
     >>> async def get(path, token):
     ...     transport = httpx.ASGITransport(app)
     ...     auth = {"Authorization": f"Bearer {token}"}
-    ...     async with httpx.AsyncClient(transport=transport, base_url="http://nb") as client:
+    ...     base = "http://localhost"  # a name the server answers to (allowed_hosts)
+    ...     async with httpx.AsyncClient(transport=transport, base_url=base) as client:
     ...         response = await client.get(path, headers=auth)
     ...     return response.status_code, response.json()
     >>> runtime.run(get("/ledger/streams", "s3cret"))
@@ -181,7 +191,14 @@ def create_app(
         from .rooms import room_routes
 
         routes += room_routes(rooms, runtime)
-    middleware: list[Middleware] = []
+    # outermost: a request from a page of another site is refused before anything runs
+    middleware: list[Middleware] = [
+        Middleware(
+            RequestGuard,
+            allowed_hosts=[str(h) for h in allowed_hosts],
+            cors_origins=list(cors_origins or ()),
+        )
+    ]
     if cors_origins:
         middleware.append(
             Middleware(

@@ -236,7 +236,8 @@ async def serve_in_background(
     startup_timeout_s : float, default 10.0
     **app_options
         Passed to :func:`~streamnb.server.create_app` (``token``, ``cors_origins``,
-        ``heartbeat_s``, ``chat_kind``...).
+        ``heartbeat_s``, ``chat_kind``, ``allowed_hosts``...); ``host`` is added
+        to ``allowed_hosts``.
 
     Returns
     -------
@@ -279,6 +280,8 @@ async def serve_in_background(
             "that loop (in Jupyter: a cell of the same kernel, with await)"
         )
     await runtime.__aenter__()  # binds an unbound runtime to this loop now, not at first attach
+    # the bound host is one of the names this server answers to (the Host allow-list)
+    app_options["allowed_hosts"] = [host, *app_options.get("allowed_hosts", ())]
     app = create_app(runtime, **app_options)
     sock = bind_socket(host, port)
     config = uvicorn.Config(

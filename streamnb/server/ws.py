@@ -28,12 +28,13 @@ replies on the socket.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from typing import Any
 
 import anyio
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from .._errors import StreamnbError
 from .._runtime import Session
@@ -96,13 +97,33 @@ class _Connection:
                 connections.discard(scope)
         if scope.cancelled_caught:  # server shutdown
             with anyio.move_on_after(_CLOSE_TIMEOUT_S, shield=True):
-                await self.ws.close(code=1001)
+                await self._close(1001)
+
+    def _open(self) -> bool:
+        ws = self.ws
+        return (
+            ws.application_state is WebSocketState.CONNECTED
+            and ws.client_state is WebSocketState.CONNECTED
+        )
+
+    async def _close(self, code: int) -> None:
+        """Close the socket unless either side already did (a race in normal use, not an
+        error: the client may close at the moment the stream ends)."""
+        if self._open():
+            with contextlib.suppress(WebSocketDisconnect):
+                await self.ws.close(code=code)
 
     async def _send(self, text: str) -> bool:
-        """Send one text message; False (and the client is dropped) if it blocked too long."""
+        """Send one text message; False if the client is gone or was dropped (it blocked too
+        long)."""
         async with self.lock:
+            if not self._open():
+                return False
             with anyio.move_on_after(self.state.config.send_timeout_s) as timeout:
-                await self.ws.send_text(text)
+                try:
+                    await self.ws.send_text(text)
+                except WebSocketDisconnect:  # the client closed while we wrote
+                    return False
         if timeout.cancelled_caught:
             self.dropped = True
             logger.warning(
@@ -123,7 +144,7 @@ class _Connection:
                 if not await self._send(frame_json(frame)):
                     return
         with anyio.move_on_after(_CLOSE_TIMEOUT_S):
-            await self.ws.close(code=1000)
+            await self._close(1000)
 
     async def _read(self, scope: anyio.CancelScope) -> None:
         while True:
