@@ -183,6 +183,10 @@ class AttachedStreamHandler:
         Runs once, when the stream ends, inside the same ledger transaction as
         the runtime's settlement record; write facts with ``tx.insert_event``.
         May be a coroutine function, not a generator.
+    internal : bool, default False
+        Attached only by Python code that owns the kind (the chat rooms' reply
+        kind is internal): the HTTP server's generic endpoints (``POST
+        /streams``, ``/chat``, ``/api/chat``) refuse it with ``403``.
 
     Raises
     ------
@@ -213,6 +217,7 @@ class AttachedStreamHandler:
     on_detach: OnDetach = "abort"
     parse_start: Callable[[Any], ParseOk[Any] | ParseError] = field(default=parse_ok)
     commit_terminal: CommitFn = field(default=_no_commit)
+    internal: bool = False
 
     def __repr__(self) -> str:
         return (

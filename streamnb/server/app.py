@@ -46,6 +46,7 @@ from .durable.protocol import CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS
 from .errors import exception_handlers
 from .guard import RequestGuard
 from .ledger_api import ledger_events, ledger_streams
+from .limits import DEFAULT_MAX_OPEN_STREAMS
 from .state import ServerConfig, ServerState
 from .streams import cancel_stream, create_stream, send_input, stream_events, stream_status
 from .ws import stream_ws
@@ -70,6 +71,7 @@ def create_app(
     durable_streams: bool = True,
     long_poll_timeout_s: float = LONG_POLL_TIMEOUT_S,
     allowed_hosts: Sequence[str] = (),
+    max_open_streams: int = DEFAULT_MAX_OPEN_STREAMS,
 ) -> Starlette:
     """Build the ASGI app serving ``runtime``'s handlers over HTTP.
 
@@ -113,6 +115,12 @@ def create_app(
         :mod:`.guard`: a state-changing request or WebSocket from a browser page
         of another origin (not in ``cors_origins``) gets ``403``, and a body to
         streamnb's own endpoints must be ``application/json`` (``415``).
+    max_open_streams : int, default 2048
+        Most streams the endpoints may hold open at once (opened here, not yet
+        settled); past it ``POST /streams``, ``/chat``, ``/api/chat`` and room
+        messages get ``429 too_many_streams`` (:mod:`.limits`). A bidi stream
+        nobody feeds or watches settles ``cancelled``/``idle`` after the
+        runtime's ``idle_timeout_s``.
 
     Returns
     -------
@@ -151,6 +159,8 @@ def create_app(
         raise ValueError("heartbeat_s, claim_timeout_s must be >= 0 and send_timeout_s > 0")
     if not long_poll_timeout_s > 0:
         raise ValueError("long_poll_timeout_s must be > 0 (seconds)")
+    if max_open_streams < 1:
+        raise ValueError("max_open_streams must be >= 1")
     config = ServerConfig(
         token=token or None,
         max_body_bytes=int(max_body_bytes),
@@ -160,6 +170,7 @@ def create_app(
         chat_kind=chat_kind,
         durable_streams=bool(durable_streams),
         long_poll_timeout_s=float(long_poll_timeout_s),
+        max_open_streams=int(max_open_streams),
     )
     state = ServerState(runtime, config)
 

@@ -200,8 +200,11 @@ class RoomsAPI:
         text = body.get("text")
         if not isinstance(text, str):
             raise HTTPError(422, "invalid_request", "'text' must be a string (the message)")
+        cap = state_of(request).cap
+        cap.admit()
         session = await room.send(text)
         ref = session.stream_ref
+        cap.add(ref)
         ids = {m.role: m.id for m in room.message_list() if m.stream_ref == ref}
         return JSONResponse(
             {

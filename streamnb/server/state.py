@@ -25,6 +25,7 @@ from .._errors import StreamTimeoutError, UnknownStreamError
 from .._frames import Frame
 from .._runtime import Session, StreamRuntime
 from .durable import DurableStreams, open_durable_streams
+from .limits import DEFAULT_MAX_OPEN_STREAMS, StreamCap
 from .sse import Connections, FrameReader, RenderedFrames, SSEResponse
 
 __all__ = ["ChatIndex", "Holds", "ServerConfig", "ServerState", "state_of"]
@@ -44,6 +45,8 @@ class ServerConfig:
     durable_streams: bool = True
     #: how long a Durable Streams long-poll waits for data, seconds
     long_poll_timeout_s: float = 20.0
+    #: most streams this server holds open (429 beyond), see :mod:`.limits`
+    max_open_streams: int = DEFAULT_MAX_OPEN_STREAMS
 
 
 class Holds:
@@ -130,6 +133,8 @@ class ServerState:
         self.connections = Connections()
         self.holds = Holds(runtime, config.claim_timeout_s)
         self.chats = ChatIndex()
+        #: the streams this server opened and that have not settled (429 past the cap)
+        self.cap = StreamCap(runtime, config.max_open_streams)
         self.durable: DurableStreams | None = None
         if config.durable_streams:
             self.durable = open_durable_streams(

@@ -31,6 +31,7 @@ from .._errors import UnknownStreamError
 from .._projection import project_attached_stream
 from .body import cancel_reason, check_keys, expect_object, input_frame, optional_int, read_json
 from .errors import HTTPError
+from .limits import check_public
 from .sse import SSE_HEADERS, FrameEvents, SSEResponse
 from .state import ServerState, state_of
 
@@ -58,7 +59,10 @@ async def create_stream(request: Request) -> Response:
     kind = body.get("kind")
     if not isinstance(kind, str) or not kind:
         raise HTTPError(422, "invalid_request", "'kind' must be a non-empty string")
+    check_public(state.runtime, kind)
+    state.cap.admit()
     session = await state.runtime.attach(kind, body.get("payload"))
+    state.cap.add(session.stream_ref)
     state.holds.hold(session)
     ref = session.stream_ref
     return JSONResponse(
