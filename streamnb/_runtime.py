@@ -517,13 +517,30 @@ class StreamRuntime:
         """A :class:`StreamInfo` snapshot of a stream held in memory."""
         return self._get(stream_ref).info()
 
-    def frame_log(self, stream_ref: str, after_seq: int = -1) -> list[Frame]:
+    def frame_log(
+        self, stream_ref: str, after_seq: int = -1, *, limit: int | None = None
+    ) -> list[Frame]:
         """The stream's retained outbound frames with ``seq > after_seq``, as a list (a snapshot).
 
         ``frame_log`` is a list of :class:`~streamnb.Frame`; ``ledger.frames()``
-        is the DataFrame of recorded frames.
+        is the DataFrame of recorded frames. ``limit`` returns at most that many
+        (the oldest first): a long log is read in slices, so that no single
+        call holds the event loop for long.
+
+        Examples
+        --------
+        >>> from streamnb.demo import output_only_handler
+        >>> runtime = sn.StreamRuntime()
+        >>> handler = runtime.register(output_only_handler())
+        >>> ref = runtime.run(runtime.attach("tutorial.output_only", {})).stream_ref
+        >>> _ = runtime.run(runtime.wait(ref, timeout_s=10))
+        >>> [f.seq for f in runtime.frame_log(ref, 0, limit=2)]
+        [1, 2]
+        >>> runtime.close()
         """
-        return self._get(stream_ref).frame_log(after_seq)
+        if limit is not None and (type(limit) is not int or limit < 0):
+            raise InvalidFrameError(f"limit must be an int >= 0 or None, got {limit!r}")
+        return self._get(stream_ref).frame_log(_after_seq(after_seq), limit)
 
     def follow(self, stream_ref: str, after_seq: int = -1) -> AsyncIterator[Frame]:
         """A read-only cursor over a stream's frames with ``seq > after_seq``.

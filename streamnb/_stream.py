@@ -195,9 +195,11 @@ class _Stream:
         terminal = self.terminal
         return "running" if terminal is None else terminal.kind
 
-    def frame_log(self, after_seq: int = -1) -> list[Frame]:
-        """The retained frames with ``seq > after_seq`` (a snapshot)."""
-        return [tuple_new(Frame, raw) for raw in self.log[max(0, after_seq + 1 - self.base) :]]
+    def frame_log(self, after_seq: int = -1, limit: int | None = None) -> list[Frame]:
+        """The retained frames with ``seq > after_seq``, at most ``limit`` (a snapshot)."""
+        start = max(0, after_seq + 1 - self.base)
+        stop = None if limit is None else start + limit
+        return [tuple_new(Frame, raw) for raw in self.log[start:stop]]
 
     def info(self) -> StreamInfo:
         h = self.handler

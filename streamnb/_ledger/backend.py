@@ -162,6 +162,21 @@ class LedgerBackend(Protocol):
         """
         ...
 
+    def select_frames(
+        self,
+        stream_ref: str,
+        after_seq: int = -1,
+        limit: int | None = None,
+        *,
+        timeout_s: float | None = None,
+    ) -> list[tuple[Any, ...]]:
+        """``frames`` rows of one stream with ``seq > after_seq``, by seq, at most ``limit``.
+
+        Columns :data:`FRAME_COLUMNS`. A long stream is read a page at a time
+        (replay from the ledger); as :meth:`select` otherwise.
+        """
+        ...
+
     async def run_read(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` (a function calling :meth:`select` / :meth:`sql`) off the event loop.
 

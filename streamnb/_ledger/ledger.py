@@ -252,14 +252,24 @@ class Ledger:
         """
         return queries.frames(self._backend, stream_ref, self._limit(timeout_s))
 
-    def frame_log(self, stream_ref: str, *, timeout_s: float | None = None) -> list[Frame]:
+    def frame_log(
+        self,
+        stream_ref: str,
+        *,
+        after_seq: int = -1,
+        limit: int | None = None,
+        timeout_s: float | None = None,
+    ) -> list[Frame]:
         """Recorded frames of one stream as a list of :class:`~streamnb.Frame`, by seq.
 
         The same rows as ``frames(stream_ref)``, as the objects observers receive
         (e.g. to replay them, or to project them with ``project_attached_stream``).
-        ``timeout_s`` as for :meth:`frames`.
+        ``after_seq`` and ``limit`` read a page: the frames with ``seq > after_seq``,
+        at most ``limit`` of them. ``timeout_s`` as for :meth:`frames`.
         """
-        return queries.frame_log(self._backend, stream_ref, self._limit(timeout_s))
+        return queries.frame_log(
+            self._backend, stream_ref, self._limit(timeout_s), after_seq, limit
+        )
 
     def sql(
         self,
@@ -335,11 +345,18 @@ class Ledger:
             lambda: queries.frames(self._backend, stream_ref, limit)
         )
 
-    async def aframe_log(self, stream_ref: str, *, timeout_s: float | None = None) -> list[Frame]:
+    async def aframe_log(
+        self,
+        stream_ref: str,
+        *,
+        after_seq: int = -1,
+        limit: int | None = None,
+        timeout_s: float | None = None,
+    ) -> list[Frame]:
         """:meth:`frame_log`, awaitable: runs off the event loop; cancelling stops the query."""
-        limit = self._limit(timeout_s)
+        time_limit = self._limit(timeout_s)
         return await self._backend.run_read(
-            lambda: queries.frame_log(self._backend, stream_ref, limit)
+            lambda: queries.frame_log(self._backend, stream_ref, time_limit, after_seq, limit)
         )
 
     async def asql(

@@ -77,10 +77,18 @@ def frames(
 
 
 def frame_log(
-    backend: LedgerBackend, stream_ref: str, timeout_s: float | None = None
+    backend: LedgerBackend,
+    stream_ref: str,
+    timeout_s: float | None = None,
+    after_seq: int = -1,
+    limit: int | None = None,
 ) -> list[Frame]:
-    where = _filters(stream_ref=stream_ref)
-    rows = backend.select("frames", FRAME_COLUMNS, where, timeout_s=timeout_s)
+    _filters(stream_ref=stream_ref)
+    if type(after_seq) is not int or (limit is not None and (type(limit) is not int or limit < 0)):
+        raise LedgerError(
+            f"after_seq must be an int and limit an int >= 0 or None, got {after_seq!r}, {limit!r}"
+        )
+    rows = backend.select_frames(stream_ref, after_seq, limit, timeout_s=timeout_s)
     return [
         Frame(k, r, s, at, ch, loads(p), rs, er, loads(t)) for r, s, k, ch, p, rs, er, t, at in rows
     ]

@@ -333,6 +333,27 @@ class SQLiteBackend:
 
         return self.readers.run(run, self._limit(timeout_s), lambda: query)
 
+    def select_frames(
+        self,
+        stream_ref: str,
+        after_seq: int = -1,
+        limit: int | None = None,
+        *,
+        timeout_s: float | None = None,
+    ) -> list[tuple[Any, ...]]:
+        self._check_open(False)
+        query = (
+            f"SELECT {', '.join(FRAME_COLUMNS)} FROM frames WHERE stream_ref=? AND seq>? "
+            "ORDER BY seq LIMIT ?"
+        )
+        params = (stream_ref, after_seq, -1 if limit is None else limit)
+
+        def run(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            with translate_errors(lambda why: LedgerError(f"cannot read frames: {why}")):
+                return conn.execute(query, params).fetchall()
+
+        return self.readers.run(run, self._limit(timeout_s), lambda: query)
+
     def sql(
         self,
         query: str,

@@ -27,6 +27,7 @@ from .._runtime import Session, StreamRuntime
 from .durable import DurableStreams, open_durable_streams
 from .limits import DEFAULT_MAX_OPEN_STREAMS, StreamCap
 from .sse import Connections, FrameReader, RenderedFrames, SSEResponse
+from .summary import Summaries
 
 __all__ = ["ChatIndex", "Holds", "ServerConfig", "ServerState", "state_of"]
 
@@ -135,6 +136,8 @@ class ServerState:
         self.chats = ChatIndex()
         #: the streams this server opened and that have not settled (429 past the cap)
         self.cap = StreamCap(runtime, config.max_open_streams)
+        #: GET /streams/{ref}'s summaries, folded incrementally
+        self.summaries = Summaries()
         self.durable: DurableStreams | None = None
         if config.durable_streams:
             self.durable = open_durable_streams(

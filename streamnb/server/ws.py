@@ -40,6 +40,7 @@ from .._errors import StreamnbError
 from .._runtime import Session
 from .body import cancel_reason, expect_object, input_frame, optional_int, parse_json_text
 from .errors import HTTPError, error_body, status_for
+from .slices import LoopSlicer
 from .sse import FrameReader, frame_json
 from .state import ServerState, state_of
 
@@ -48,6 +49,10 @@ __all__ = ["stream_ws"]
 logger = logging.getLogger("streamnb.server")
 
 _CLOSE_TIMEOUT_S = 1.0
+#: what sending on a closed socket raises: Starlette's WebSocketDisconnect when the client
+#: went away, and the ASGI server's RuntimeError when it closed the socket itself (uvicorn
+#: does after an unanswered ping) without the app knowing yet
+_CLOSED = (WebSocketDisconnect, RuntimeError)
 
 
 async def stream_ws(websocket: WebSocket) -> None:
@@ -110,7 +115,7 @@ class _Connection:
         """Close the socket unless either side already did (a race in normal use, not an
         error: the client may close at the moment the stream ends)."""
         if self._open():
-            with contextlib.suppress(WebSocketDisconnect):
+            with contextlib.suppress(*_CLOSED):
                 await self.ws.close(code=code)
 
     async def _send(self, text: str) -> bool:
@@ -122,7 +127,7 @@ class _Connection:
             with anyio.move_on_after(self.state.config.send_timeout_s) as timeout:
                 try:
                     await self.ws.send_text(text)
-                except WebSocketDisconnect:  # the client closed while we wrote
+                except _CLOSED:  # the connection closed while we wrote
                     return False
         if timeout.cancelled_caught:
             self.dropped = True
@@ -136,6 +141,7 @@ class _Connection:
 
     async def _write(self) -> None:
         reader = FrameReader(self.session)
+        slicer = LoopSlicer()  # a replay never waits on its own: give the loop turns
         while True:
             batch = await reader.next_batch()
             if not batch:
@@ -143,6 +149,7 @@ class _Connection:
             for frame in batch:
                 if not await self._send(frame_json(frame)):
                     return
+            await slicer.tick()
         with anyio.move_on_after(_CLOSE_TIMEOUT_S):
             await self._close(1000)
 
