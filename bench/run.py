@@ -27,7 +27,7 @@ from pathlib import Path
 from bench.common import Figure, machine
 
 ROOT = Path(__file__).resolve().parent.parent
-SUITES = ["core", "providers", "server", "widget"]
+SUITES = ["core", "providers", "server", "widget", "markdown"]
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 

@@ -307,7 +307,7 @@ def test_bad_arguments() -> None:
 def test_front_end_uses_text_nodes_roles_and_theme_variables() -> None:
     source = str(ChatRoomsWidget._esm)  # common.js + rooms.js: the module the browser loads
     assert not re.search(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write", source)
-    assert "export default { render }" in source
+    assert "export default { initialize, render }" in source
     for needle in (
         'role: "listbox"',
         'role: "option"',

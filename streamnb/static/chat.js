@@ -4,8 +4,9 @@
 // arrives as batched "delta" custom messages tagged with its transcript index (`turn`);
 // the same rules as widget.js apply per turn: a per-model store fed from the first
 // message, {type: "hello"} -> "snapshot" when the model was created late, and only the
-// delta with from_seq === last_seq + 1 is applied. Text enters the DOM as text nodes only.
-// Helpers (element, lifecycle, textStores, applyDelta, ...) come from common.js, joined in
+// delta with from_seq === last_seq + 1 is applied. Text enters the DOM as text nodes only;
+// the assistant's replies as Markdown turned into DOM nodes (render="markdown", see
+// markdownSupport in common.js), the user's messages as text. Helpers (element, lifecycle, textStores, applyDelta, ...) come from common.js, joined in
 // front of this file (widget/_assets.py).
 
 const STORES = textStores({ turn: -1 });
@@ -38,15 +39,22 @@ function applyMessage(store, model, msg) {
   }
 }
 
-function initialize({ model }) {
+async function initialize({ model }) {
   const uid = model.get("_uid");
   const store = STORES.get(uid);
   const { watch, dispose } = lifecycle(model);
+  store.markdown = markdownSupport(model);
+  const rerender = () => notify(store, { type: "render" });
+  watch("change:render", () => store.markdown.load().then(rerender));
+  watch("change:_markdown", () => store.markdown.load().then(rerender));
   watch("msg:custom", (msg) => applyMessage(store, model, msg));
   // a reply is streaming: catch up (re-asked until in sync, see askForSnapshot)
   const stopAsking = model.get("busy")
     ? askForSnapshot(store, model, () => model.get("busy"))
     : () => {};
+  // Views render once this resolves: with the Markdown renderer when it came in time.
+  await store.markdown.settle();
+  if (store.markdown.module === null) store.markdown.ready.then((module) => module && rerender());
   return () => {
     stopAsking();
     dispose();
@@ -56,7 +64,7 @@ function initialize({ model }) {
 
 function render({ model, el }) {
   const store = STORES.get(model.get("_uid"));
-  const { listen, watch, subscribe, dispose } = lifecycle(model);
+  const { listen, watch, subscribe, onCleanup, dispose } = lifecycle(model);
 
   const root = element("div", "streamnb streamnb-chat");
   const { header, statusText, kind, stop } = streamHeader();
@@ -67,40 +75,67 @@ function render({ model, el }) {
   el.append(root);
 
   // --- transcript -----------------------------------------------------------------------
-  let live = null; // {turn, node}: the text node of the reply being streamed
+  // Finished messages are rendered once and kept (keyed by index, role, status and text);
+  // the reply being streamed grows in `live.sink` (Markdown or text, see textSink).
+  let live = null; // {turn, sink}: the reply being streamed
+  let rendered = new Map(); // transcript index -> {key, item}
+  const markdown = () => (store.markdown ? store.markdown.module : null);
+  const follow = (write) => keepAtBottom(log, write);
   const liveText = () => store.texts.get(model.get("main_channel")) || "";
   const showTranscript = () => {
-    keepAtBottom(log, () => {
+    follow(() => {
+      if (live !== null) live.sink.dispose();
+      live = null;
       const transcript = model.get("transcript") || [];
+      const kept = new Map();
       const items = transcript.map((message, index) => {
         const streaming = message.role === "assistant" && message.status === "running";
-        const text = streaming ? (index === store.turn ? liveText() : "") : message.content || "";
-        // the reply being streamed has no status note
-        const { item, node } = messageItem(message, text, streaming);
-        if (streaming) live = { turn: index, node };
+        if (streaming) {
+          // the reply being streamed has no status note
+          const { item, body } = messageItem(message, true);
+          const sink = textSink(body, markdown(), { around: follow });
+          sink.reset(index === store.turn ? liveText() : "");
+          live = { turn: index, sink };
+          return item;
+        }
+        const key = `${message.role}\u0000${message.status}\u0000${message.content}`;
+        const known = rendered.get(index);
+        if (known !== undefined && known.key === key) {
+          kept.set(index, known);
+          return known.item;
+        }
+        const { item, body } = messageItem(message);
+        showMessageText(body, message, markdown());
+        kept.set(index, { key, item });
         return item;
       });
+      rendered = kept;
       log.replaceChildren(...items);
     });
   };
   const onStore = (event) => {
+    if (event.type === "render") {
+      rendered = new Map(); // the render mode changed: render every message again
+      showTranscript();
+      return;
+    }
     if (live === null || live.turn !== store.turn) {
       showTranscript(); // the transcript may not show this turn yet
       return;
     }
-    keepAtBottom(log, () => {
+    follow(() => {
       if (event.type === "reset") {
-        live.node.data = liveText();
+        live.sink.reset(liveText());
       } else {
         const text = event.chunks[model.get("main_channel")];
-        if (text) live.node.appendData(text);
+        if (text) live.sink.append(text);
       }
     });
   };
   subscribe(store, onStore);
-  watch("change:transcript", () => {
-    live = null;
-    showTranscript();
+  watch("change:transcript", showTranscript);
+  onCleanup(() => {
+    if (live !== null) live.sink.dispose();
   });
   showTranscript();
 

@@ -2,7 +2,8 @@
 //
 // Plain functions, no `export`: streamnb/widget/_assets.py joins this file in front of
 // each widget's module (anywidget loads `_esm` as one module from a blob URL, so the
-// widgets cannot `import` a sibling file). Text only ever enters the DOM as text nodes.
+// widgets cannot `import` a sibling file). Text only ever enters the DOM as text nodes,
+// here and in the Markdown renderer (markdown.bundle.js, see "Markdown" below).
 
 const ROLE_LABELS = { user: "You", assistant: "Assistant" };
 
@@ -76,25 +77,22 @@ function messageForm() {
   return { form, input, send };
 }
 
-// One transcript message: role label, text (one text node, returned as `node` so a
-// streaming reply can grow it) and, for an assistant reply that did not complete, a note
-// with its status (left out when `quiet`).
-function messageItem(message, text, quiet = false) {
+// One transcript message: role label, an empty body (fill it with `textSink`) and, for an
+// assistant reply that did not complete, a note with its status (left out when `quiet`).
+function messageItem(message, quiet = false) {
   const item = element("div", "streamnb-message-item");
   item.dataset.role = message.role;
   item.dataset.status = message.status || "";
   const label = element("div", "streamnb-message-role");
   label.textContent = ROLE_LABELS[message.role] || message.role;
   const body = element("div", "streamnb-message-text");
-  const node = document.createTextNode(text);
-  body.append(node);
   item.append(label, body);
   if (!quiet && message.role === "assistant" && message.status !== "completed") {
     const note = element("div", "streamnb-message-note");
     note.textContent = message.status;
     item.append(note);
   }
-  return { item, node };
+  return { item, body };
 }
 
 // Run `write` (which changes what `log` shows); a log scrolled to its bottom stays there.
@@ -102,6 +100,121 @@ function keepAtBottom(log, write) {
   const follow = log.scrollHeight - log.scrollTop - log.clientHeight < 8;
   write();
   if (follow) log.scrollTop = log.scrollHeight;
+}
+
+// --- Markdown ---------------------------------------------------------------------------
+//
+// The renderer (streamnb/static/markdown.bundle.js, about 100 KB minified) is not part of
+// this module, which anywidget sends and imports once per widget model. It travels once
+// per kernel in a MarkdownLibrary model that every widget in render="markdown" references
+// in its `_markdown` trait ("IPY_MODEL_<id>"), and is imported once per page: a registry
+// on globalThis, keyed by the source's digest, hands the same module to later widgets.
+
+const MARKDOWN_MODULES = Symbol.for("streamnb.markdown.modules");
+// initialize waits at most this long for the renderer, then shows text and re-renders
+// once it arrives (the first delta is not held back longer)
+const MARKDOWN_WAIT_MS = 1000;
+const MODEL_REF = "IPY_MODEL_";
+
+function importMarkdown(library) {
+  const registry = (globalThis[MARKDOWN_MODULES] ??= new Map());
+  const digest = library.get("digest");
+  let loading = registry.get(digest);
+  if (loading === undefined) {
+    const url = URL.createObjectURL(new Blob([library.get("source")], { type: "text/javascript" }));
+    loading = import(/* webpackIgnore: true */ url).finally(() => URL.revokeObjectURL(url));
+    loading.catch(() => registry.delete(digest)); // a later widget tries again
+    registry.set(digest, loading);
+  }
+  return loading;
+}
+
+// The MarkdownLibrary model `id`. While a page restores its widgets, a widget may look
+// for it before the widget manager has registered it: ask again every 50 ms, for at most
+// MARKDOWN_WAIT_MS.
+async function libraryModel(model, id) {
+  const deadline = performance.now() + MARKDOWN_WAIT_MS;
+  for (;;) {
+    try {
+      return await model.widget_manager.get_model(id);
+    } catch (error) {
+      if (performance.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
+
+// The Markdown renderer of one model: `module` is the loaded renderer, or null (render is
+// "text", not loaded yet, or loading failed: text is shown). `load()` (re)loads it after
+// `render` or `_markdown` changed and resolves to the module (or null).
+function markdownSupport(model) {
+  const support = { module: null, ready: Promise.resolve(null) };
+  let generation = 0; // a load started later wins over one that finishes later
+  support.load = () => {
+    const current = ++generation;
+    const ref = model.get("_markdown");
+    if (model.get("render") !== "markdown" || typeof ref !== "string" || !ref.startsWith(MODEL_REF)) {
+      support.module = null;
+      support.ready = Promise.resolve(null);
+      return support.ready;
+    }
+    support.ready = libraryModel(model, ref.slice(MODEL_REF.length))
+      .then(importMarkdown)
+      .then(
+        (module) => {
+          if (current === generation) support.module = module;
+          return support.module;
+        },
+        (error) => {
+          console.warn("[streamnb] the Markdown renderer did not load; showing text", error);
+          if (current === generation) support.module = null;
+          return null;
+        },
+      );
+    return support.ready;
+  };
+  // Resolves once loaded, or after `ms` (the renderer then arrives later).
+  support.settle = (ms = MARKDOWN_WAIT_MS) =>
+    Promise.race([support.ready, new Promise((resolve) => setTimeout(resolve, ms))]);
+  support.load();
+  return support;
+}
+
+// Markdown is for the assistant's text: channel "assistant" or "assistant.<anything>".
+function isAssistantChannel(channel) {
+  return channel === "assistant" || channel.startsWith("assistant.");
+}
+
+// Text that grows in `container`: Markdown through `module` (the loaded renderer, see
+// markdownSupport) when given, else one text node. `options.around(write)` wraps each DOM
+// update of a Markdown view. Returns {append(text), reset(text), finish(), dispose()}.
+function textSink(container, module, options = {}) {
+  if (module) {
+    const view = new module.MarkdownView(container, options);
+    return {
+      append: (text) => view.append(text),
+      reset: (text) => view.reset(text),
+      finish: () => view.finish(),
+      dispose: () => view.dispose(),
+    };
+  }
+  const node = document.createTextNode("");
+  container.append(node);
+  return {
+    append: (text) => node.appendData(text),
+    reset: (text) => {
+      node.data = text;
+    },
+    finish() {},
+    dispose() {},
+  };
+}
+
+// A finished message's text in `body`: Markdown for the assistant when `module` is given.
+function showMessageText(body, message, module) {
+  const sink = textSink(body, message.role === "assistant" ? module : null);
+  sink.reset(message.content || "");
+  sink.finish();
 }
 
 // --- listeners --------------------------------------------------------------------------

@@ -5,8 +5,21 @@
 // id and its selected room id, answers for another view are ignored, and broadcasts are
 // kept only for the room shown. A streaming reply arrives as "delta" messages applied
 // only when from_seq === last_seq + 1; after a gap the view asks for the room again.
-// Text enters the DOM as text nodes only. Helpers (element, button, lifecycle, messageForm,
-// ...) come from common.js, joined in front of this file (streamnb/widget/_assets.py).
+// Text enters the DOM as text nodes only; replies as Markdown turned into DOM nodes
+// (render="markdown", see markdownSupport in common.js), the user's messages as text.
+// Helpers (element, button, lifecycle, messageForm, ...) come from common.js, joined in
+// front of this file (streamnb/widget/_assets.py).
+
+const SUPPORTS = new Map(); // model _uid -> markdownSupport, shared by the model's views
+
+async function initialize({ model }) {
+  const uid = model.get("_uid");
+  const support = markdownSupport(model);
+  SUPPORTS.set(uid, support);
+  // Views render once this resolves: with the Markdown renderer when it came in time.
+  await support.settle();
+  return () => SUPPORTS.delete(uid);
+}
 
 function newViewId() {
   if (globalThis.crypto && typeof globalThis.crypto.randomUUID === "function") {
@@ -26,7 +39,7 @@ function render({ model, el }) {
   // --- this view's state ------------------------------------------------------------------
   let selected = null; // id of the room shown
   let messages = []; // its stored messages
-  let reply = null; // {messageId, lastSeq, text, node}: the streaming reply shown
+  let reply = null; // {messageId, lastSeq, text, sink}: the streaming reply shown
   let errorText = "";
 
   // --- DOM --------------------------------------------------------------------------------
@@ -172,19 +185,32 @@ function render({ model, el }) {
   };
 
   // --- transcript -------------------------------------------------------------------------
+  const support = SUPPORTS.get(model.get("_uid")) || markdownSupport(model);
+  const markdown = () => support.module;
+  const follow = (write) => keepAtBottom(log, write);
   const renderTranscript = () => {
-    keepAtBottom(log, () => {
-      if (reply !== null) reply.node = null;
+    follow(() => {
+      if (reply !== null && reply.sink) reply.sink.dispose();
+      if (reply !== null) reply.sink = null;
       const items = messages.map((message) => {
         const streaming = message.role === "assistant" && message.status === "streaming";
         const live = streaming && reply !== null && reply.messageId === message.id;
-        const { item, node } = messageItem(message, live ? reply.text : message.content || "");
-        if (live) reply.node = node;
+        const { item, body } = messageItem(message);
+        if (live) {
+          reply.sink = textSink(body, markdown(), { around: follow });
+          reply.sink.reset(reply.text);
+        } else {
+          showMessageText(body, message, markdown());
+        }
         return item;
       });
       log.replaceChildren(...items);
     });
   };
+  const rerender = () => renderTranscript();
+  watch("change:render", () => support.load().then(rerender));
+  watch("change:_markdown", () => support.load().then(rerender));
+  if (support.module === null) support.ready.then((module) => module && rerender());
 
   // --- kernel messages --------------------------------------------------------------------
   const onMessages = (msg) => {
@@ -192,7 +218,7 @@ function render({ model, el }) {
     const snap = msg.reply;
     if (snap && typeof snap === "object") {
       const ahead = reply !== null && reply.messageId === snap.message_id && reply.lastSeq >= snap.upto_seq;
-      if (!ahead) reply = { messageId: snap.message_id, lastSeq: snap.upto_seq, text: snap.text || "", node: null };
+      if (!ahead) reply = { messageId: snap.message_id, lastSeq: snap.upto_seq, text: snap.text || "", sink: null };
     } else {
       reply = null;
     }
@@ -217,9 +243,8 @@ function render({ model, el }) {
     reply.lastSeq = msg.to_seq;
     if (!msg.text) return;
     reply.text += msg.text;
-    keepAtBottom(log, () => {
-      if (reply.node) reply.node.appendData(msg.text);
-    });
+    if (reply.sink) follow(() => reply.sink.append(msg.text));
+
   };
 
   const onCustom = (msg) => {
@@ -304,9 +329,10 @@ function render({ model, el }) {
   select(first ? first.id : null);
 
   return () => {
+    if (reply !== null && reply.sink) reply.sink.dispose();
     dispose();
     root.remove();
   };
 }
 
-export default { render };
+export default { initialize, render };

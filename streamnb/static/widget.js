@@ -5,9 +5,12 @@
 // every view of the model (a re-display, a second view) renders the full text at once.
 // A model created after deltas were sent (page reload: `_flushed` is already true) asks
 // the kernel with {type: "hello"} and takes the "snapshot" answer; from then on it
-// applies only the delta whose from_seq is last_seq + 1: no duplicates, no gaps. Stream text only ever enters the DOM as text
-// nodes (textContent / appendData), never as HTML. Helpers (element, lifecycle, textStores,
-// applyDelta, ...) come from common.js, joined in front of this file (widget/_assets.py).
+// applies only the delta whose from_seq is last_seq + 1: no duplicates, no gaps. Stream text
+// only ever enters the DOM as text nodes (textContent / appendData), never as HTML: as text
+// (render="text", and channels that are not the assistant's), or as Markdown turned into
+// DOM nodes by the renderer loaded once per page (markdownSupport, markdown.bundle.js).
+// Helpers (element, lifecycle, textStores, applyDelta, ...) come from common.js, joined in
+// front of this file (widget/_assets.py).
 
 const STORES = textStores();
 const BLOCK_CHARS = 8192; // characters per text block in a view (see render)
@@ -38,10 +41,14 @@ function applyMessage(store, model, msg) {
   }
 }
 
-function initialize({ model }) {
+async function initialize({ model }) {
   const uid = model.get("_uid");
   const store = STORES.get(uid);
   const { watch, dispose } = lifecycle(model);
+  store.markdown = markdownSupport(model);
+  const rerender = () => notify(store, { type: "render" });
+  watch("change:render", () => store.markdown.load().then(rerender));
+  watch("change:_markdown", () => store.markdown.load().then(rerender));
   const onSettled = () => {
     if (!model.get("settled")) return;
     if (store.lastSeq === null) {
@@ -61,6 +68,9 @@ function initialize({ model }) {
     // created late (page reload): deltas were missed
     stopAsking = askForSnapshot(store, model, () => !model.get("settled"));
   } // else: a new model; the first delta (from_seq 0) starts it, no snapshot needed
+  // Views render once this resolves: with the Markdown renderer when it came in time.
+  await store.markdown.settle();
+  if (store.markdown.module === null) store.markdown.ready.then((module) => module && rerender());
   return () => {
     stopAsking();
     dispose();
@@ -96,11 +106,14 @@ function render({ model, el }) {
   el.append(root);
 
   // --- text ---------------------------------------------------------------------------
-  // Text lives in blocks of about BLOCK_CHARS characters: appending re-flows only the live
-  // (last) block, and sealed blocks are skipped by layout while off screen. One long text
-  // node would be re-laid out whole on every delta (O(total text) per delta). DOM writes
-  // are batched to one per animation frame, however many deltas arrived meanwhile.
+  // Plain text lives in blocks of about BLOCK_CHARS characters: appending re-flows only the
+  // live (last) block, and sealed blocks are skipped by layout while off screen. One long
+  // text node would be re-laid out whole on every delta (O(total text) per delta). DOM
+  // writes are batched to one per animation frame, however many deltas arrived meanwhile.
+  // Markdown channels get a MarkdownView (markdown.bundle.js), which batches its own
+  // renders per frame and re-renders only the open last block.
   const sinks = new Map(); // channel -> text sink
+  const follow = (write) => keepAtBottom(log, write);
   const makeSink = (container) => {
     let live = null;
     let liveLen = 0;
@@ -143,6 +156,18 @@ function render({ model, el }) {
           text = text.slice(take.length);
         }
       },
+      finish() {},
+      dispose() {},
+    };
+  };
+  const makeMarkdownSink = (container, module) => {
+    const view = new module.MarkdownView(container, { around: follow });
+    return {
+      markdown: true,
+      clear: () => view.reset(""),
+      append: (text) => view.append(text),
+      finish: () => view.finish(),
+      dispose: () => view.dispose(),
     };
   };
   const sinkFor = (channel) => {
@@ -158,10 +183,20 @@ function render({ model, el }) {
         section.setAttribute("aria-label", channel);
         channels.append(section);
       }
-      sink = makeSink(container);
+      const module = store.markdown ? store.markdown.module : null;
+      sink =
+        module !== null && isAssistantChannel(channel)
+          ? makeMarkdownSink(container, module)
+          : makeSink(container);
       sinks.set(channel, sink);
     }
     return sink;
+  };
+  const dropSinks = () => {
+    for (const sink of sinks.values()) sink.dispose();
+    sinks.clear();
+    main.replaceChildren();
+    channels.replaceChildren();
   };
   let pending = null; // null: nothing to write; "reset"; or Map channel -> [text]
   let frame = null;
@@ -170,33 +205,48 @@ function render({ model, el }) {
     const work = pending;
     pending = null;
     if (work === null) return;
-    keepAtBottom(log, () => {
+    follow(() => {
       if (work === "reset") {
-        for (const sink of sinks.values()) sink.clear();
+        dropSinks(); // the render mode may have changed: new sinks
         for (const [channel, text] of store.texts) sinkFor(channel).append(text);
+        if (model.get("settled")) for (const sink of sinks.values()) sink.finish();
       } else {
         for (const [channel, parts] of work) sinkFor(channel).append(parts.join(""));
       }
     });
   };
   const onStore = (event) => {
-    if (event.type === "reset") {
+    if (event.type === "reset" || event.type === "render") {
       pending = "reset";
     } else if (pending !== "reset") {
-      if (pending === null) pending = new Map();
       for (const [channel, text] of Object.entries(event.chunks)) {
+        const sink = sinks.get(channel);
+        if (sink !== undefined && sink.markdown) {
+          sink.append(text); // a MarkdownView schedules its own render
+          continue;
+        }
+        if (pending === null) pending = new Map();
         const parts = pending.get(channel);
         if (parts === undefined) pending.set(channel, [text]);
         else parts.push(text);
       }
+      if (pending === null) return;
     }
     if (frame === null) frame = requestAnimationFrame(writeDom);
   };
   subscribe(store, onStore);
   onCleanup(() => {
     if (frame !== null) cancelAnimationFrame(frame);
+    for (const sink of sinks.values()) sink.dispose();
   });
   onStore({ type: "reset" });
+  // Settled: render what is left at once (a Markdown view may be pacing a huge block).
+  watch("change:settled", () => {
+    if (!model.get("settled")) return;
+    follow(() => {
+      for (const sink of sinks.values()) sink.finish(); // text sinks: nothing to do
+    });
+  });
 
   // --- state --------------------------------------------------------------------------
   const showState = () => {

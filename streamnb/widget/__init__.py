@@ -5,7 +5,8 @@ Jupyter packages. All three subclass :class:`~streamnb.widget._base.LoopWidget`
 (anywidget). The front end lives in ``streamnb/static/`` (``widget.js``,
 ``chat.js``, ``rooms.js``, ``widget.css``, ``rooms.css``, each module joined
 behind the shared ``common.js`` by ``_assets.py``); the message protocol is in
-``_protocol.py``.
+``_protocol.py``. Assistant text renders as Markdown through ``markdown.bundle.js``,
+sent once per kernel (``_markdown.py``).
 
 Departure from the seeds: the seeds' browser UIs receive every token as its
 own message; here tokens are batched into deltas of at most one message per

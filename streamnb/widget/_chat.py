@@ -16,6 +16,7 @@ from .._runtime import Session, StreamRuntime
 from ._assets import STATIC, esm
 from ._base import STOP_REASON, LoopWidget, error_text
 from ._batcher import DEFAULT_FLUSH_INTERVAL_S, Follower, check_flush_interval
+from ._markdown import MarkdownRendering, render_traits
 from ._protocol import ChatDeltaMsg, ChatSnapshotMsg, DeltaMsg, InboundMsg
 
 __all__ = ["ChatWidget"]
@@ -23,7 +24,7 @@ __all__ = ["ChatWidget"]
 StartPayload = Callable[[list[dict[str, Any]]], Any]
 
 
-class ChatWidget(LoopWidget):
+class ChatWidget(LoopWidget, MarkdownRendering):
     """A chat in one widget: each message attaches a new ``bidi`` stream of ``kind``.
 
     Sending a message (Send button, Enter, or :func:`streamnb.testing.press_send`)
@@ -46,6 +47,11 @@ class ChatWidget(LoopWidget):
         The start payload of each stream, or a function of the transcript so
         far (list of ``{"role", "content"}`` dicts) that returns it, so a
         handler can see the history.
+    render : {"markdown", "text"}, default "markdown"
+        ``"markdown"``: the assistant's replies render as CommonMark + GFM (tables,
+        strikethrough, autolinks, code blocks with a Copy button), streamed block by
+        block; the user's messages stay text. ``"text"``: every character as written.
+        Raw HTML is never interpreted either way.
     flush_interval_s : float, default 0.033
         Seconds between two deltas (0.001 to 5).
 
@@ -67,7 +73,8 @@ class ChatWidget(LoopWidget):
     UnknownKindError
         ``kind`` is not registered.
     ValueError
-        ``kind`` is not a ``bidi`` handler, or ``flush_interval_s`` is out of range.
+        ``kind`` is not a ``bidi`` handler, ``flush_interval_s`` is out of range, or
+        ``render`` is not ``"markdown"`` or ``"text"``.
 
     Examples
     --------
@@ -109,6 +116,7 @@ class ChatWidget(LoopWidget):
         kind: str,
         *,
         start: Any = None,
+        render: str = "markdown",
         flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
         **kwargs: Any,
     ) -> None:
@@ -121,7 +129,7 @@ class ChatWidget(LoopWidget):
                 f"{handler.mode!r}. Show output-only streams with StreamWidget(session)."
             )
         interval_s = check_flush_interval(flush_interval_s)
-        super().__init__(kind=kind, _uid=uuid.uuid4().hex, **kwargs)
+        super().__init__(kind=kind, _uid=uuid.uuid4().hex, **render_traits(render), **kwargs)
         self._runtime = runtime
         self._start = {} if start is None else start
         self._interval = interval_s

@@ -32,6 +32,7 @@ from ..rooms import REPLY_CHANNEL, ChatRooms, RoomEvent
 from ._assets import css, esm
 from ._base import STOP_REASON, LoopWidget, error_text
 from ._batcher import DEFAULT_FLUSH_INTERVAL_S, Follower, check_flush_interval
+from ._markdown import MarkdownRendering, render_traits
 from ._protocol import (
     CreatedMsg,
     DeltaMsg,
@@ -46,7 +47,7 @@ from ._protocol import (
 __all__ = ["ChatRoomsWidget"]
 
 
-class ChatRoomsWidget(LoopWidget):
+class ChatRoomsWidget(LoopWidget, MarkdownRendering):
     """Chat rooms in JupyterLab: switch, create, rename, clear, delete; send and stop.
 
     Parameters
@@ -54,6 +55,11 @@ class ChatRoomsWidget(LoopWidget):
     rooms : ChatRooms
         The registry to show. Its runtime should run on the kernel's loop
         (create the widget in a notebook cell).
+    render : {"markdown", "text"}, default "markdown"
+        ``"markdown"``: replies render as CommonMark + GFM (tables, strikethrough,
+        autolinks, code blocks with a Copy button), streamed block by block; the user's
+        messages stay text. ``"text"``: every character as written. Raw HTML is never
+        interpreted either way.
     flush_interval_s : float, default 0.033
         Seconds between two deltas of one reply (0.001 to 5).
 
@@ -70,7 +76,8 @@ class ChatRoomsWidget(LoopWidget):
     TypeError
         ``rooms`` is not a :class:`ChatRooms`.
     ValueError
-        ``flush_interval_s`` is out of range.
+        ``flush_interval_s`` is out of range, or ``render`` is not ``"markdown"`` or
+        ``"text"``.
 
     Examples
     --------
@@ -105,13 +112,16 @@ class ChatRoomsWidget(LoopWidget):
         self,
         rooms: ChatRooms,
         *,
+        render: str = "markdown",
         flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
         **kwargs: Any,
     ) -> None:
         if not isinstance(rooms, ChatRooms):
             raise TypeError(f"ChatRoomsWidget takes a ChatRooms, got {type(rooms).__name__}")
         interval_s = check_flush_interval(flush_interval_s)
-        super().__init__(_uid=uuid.uuid4().hex, room_list=rooms.room_infos(), **kwargs)
+        super().__init__(
+            _uid=uuid.uuid4().hex, room_list=rooms.room_infos(), **render_traits(render), **kwargs
+        )
         self._rooms = rooms
         self._interval = interval_s
         #: room_id -> (message_id, follower) of each streaming reply

@@ -15,12 +15,13 @@ from ._batcher import (
     Follower,
     check_flush_interval,
 )
+from ._markdown import MarkdownRendering, render_traits
 from ._protocol import DeltaMsg, InboundMsg
 
 __all__ = ["StreamWidget"]
 
 
-class StreamWidget(LoopWidget):
+class StreamWidget(LoopWidget, MarkdownRendering):
     """Watch an attached stream in Jupyter: status, progress, text as it arrives, Stop, Send.
 
     ``display(session)`` shows one of these. Creating it returns at once: a task
@@ -42,6 +43,13 @@ class StreamWidget(LoopWidget):
     session : Session
         From ``runtime.attach`` or ``runtime.reattach``. The widget shows the
         stream from its first retained frame, whatever the session has read.
+    render : {"markdown", "text"}, default "markdown"
+        ``"markdown"``: assistant channels (``assistant``, ``assistant.*``) render as
+        CommonMark + GFM (tables, strikethrough, autolinks, code blocks with a Copy
+        button), streamed block by block; other channels (``stdout``, ``tool``, ...) as
+        text. ``"text"``: every character as written. Either way raw HTML in the stream
+        is shown as text, never interpreted, and links keep only http, https and mailto
+        targets. Can be changed later (``widget.render = "text"``).
     flush_interval_s : float, default 0.033
         Seconds between two deltas (0.001 to 5).
 
@@ -69,7 +77,8 @@ class StreamWidget(LoopWidget):
     TypeError
         ``session`` is not a :class:`~streamnb.Session`.
     ValueError
-        ``flush_interval_s`` is out of range.
+        ``flush_interval_s`` is out of range, or ``render`` is not ``"markdown"`` or
+        ``"text"``.
 
     Examples
     --------
@@ -115,6 +124,7 @@ class StreamWidget(LoopWidget):
         self,
         session: Session,
         *,
+        render: str = "markdown",
         flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
         **kwargs: Any,
     ) -> None:
@@ -130,6 +140,7 @@ class StreamWidget(LoopWidget):
             kind=session.kind,
             mode=session.mode,
             _uid=uuid.uuid4().hex,
+            **render_traits(render),
             **kwargs,
         )
         self._session = session

@@ -14,6 +14,10 @@ Fixtures
 ``lab`` (function)
     ``Lab(page, server)``: the helpers bound to one page, for tests that prefer
     ``lab.open("x.ipynb"); lab.run_all()`` over passing page and server around.
+``notebook7_server`` (session), ``notebook7`` (function)
+    The same for Jupyter Notebook 7 (the ``notebook`` package): ``notebook7.open(name)``
+    opens ``/notebooks/<name>``; the other helpers work unchanged (Notebook 7 is built
+    from JupyterLab's components and exposes ``window.jupyterapp`` the same way).
 
 A widget test in a few lines::
 
@@ -98,6 +102,8 @@ class JupyterServer:
     config_dir: Path
     log_path: Path
     process: subprocess.Popen[bytes] = field(repr=False)
+    #: "lab" (JupyterLab) or "notebook" (Jupyter Notebook 7)
+    app: Literal["lab", "notebook"] = "lab"
     _descendants: dict[int, str] = field(default_factory=dict, repr=False)
 
     def add_notebook(self, source: str | os.PathLike[str], name: str | None = None) -> str:
@@ -256,8 +262,14 @@ def _read_port(runtime_dir: Path, pid: int) -> int | None:
         return None
 
 
-def start_jupyter_server(home: Path, repo_root: Path) -> JupyterServer:
-    """Start ``jupyter lab`` with all state under ``home``; wait until /api/status answers."""
+# The module each app runs as, and its class (for the expose_app_in_browser option).
+APPS = {"lab": ("jupyterlab", "LabApp"), "notebook": ("notebook", "JupyterNotebookApp")}
+
+
+def start_jupyter_server(
+    home: Path, repo_root: Path, app: Literal["lab", "notebook"] = "lab"
+) -> JupyterServer:
+    """Start ``jupyter lab`` (or Notebook 7) with all state under ``home``; wait for /api/status."""
     root_dir = home / "root"
     config_dir = home / "config"
     for d in (
@@ -283,10 +295,11 @@ def start_jupyter_server(home: Path, repo_root: Path) -> JupyterServer:
         )
     )
     log_path = home / "server.log"
+    module, app_class = APPS[app]
     command = [
         sys.executable,
         "-m",
-        "jupyterlab",
+        module,
         "--no-browser",
         "--ServerApp.ip=127.0.0.1",
         "--ServerApp.port=0",  # the OS picks a free port; read back from the runtime file
@@ -296,10 +309,13 @@ def start_jupyter_server(home: Path, repo_root: Path) -> JupyterServer:
         "--ServerApp.disable_check_xsrf=True",
         f"--ServerApp.root_dir={root_dir}",
         "--ServerApp.allow_root=True",  # CI containers run as root
-        "--LabApp.news_url=None",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        "--LabApp.expose_app_in_browser=True",
+        f"--{app_class}.expose_app_in_browser=True",
     ]
+    if app == "lab":
+        command += [
+            "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             command,
@@ -310,7 +326,7 @@ def start_jupyter_server(home: Path, repo_root: Path) -> JupyterServer:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, killed as one at teardown
         )
-    server = JupyterServer("", root_dir, config_dir, log_path, process)
+    server = JupyterServer("", root_dir, config_dir, log_path, process, app)
     try:
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
         while True:
@@ -342,6 +358,19 @@ def jupyter_server(
     tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
 ) -> Iterator[JupyterServer]:
     server = start_jupyter_server(tmp_path_factory.mktemp("jupyter"), pytestconfig.rootpath)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def notebook7_server(
+    tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
+) -> Iterator[JupyterServer]:
+    server = start_jupyter_server(
+        tmp_path_factory.mktemp("notebook7"), pytestconfig.rootpath, app="notebook"
+    )
     try:
         yield server
     finally:
@@ -388,11 +417,10 @@ def artifacts_dir(config: pytest.Config) -> Path:
     return path
 
 
-@pytest.fixture
-def lab_page(
-    chromium_browser: Browser, jupyter_server: JupyterServer, request: pytest.FixtureRequest
+def _page_for(
+    browser: Browser, server: JupyterServer, request: pytest.FixtureRequest
 ) -> Iterator[Page]:
-    context = chromium_browser.new_context(viewport={"width": 1280, "height": 900})
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(30_000)
     page = context.new_page()
     try:
@@ -404,11 +432,25 @@ def lab_page(
                 stem = "".join(c if c.isalnum() else "_" for c in request.node.name)
                 out = artifacts_dir(request.config)
                 page.screenshot(path=out / f"{stem}.failed.png", full_page=True)
-                (out / f"{stem}.server.log").write_text(jupyter_server.log_tail(200))
+                (out / f"{stem}.server.log").write_text(server.log_tail(200))
         finally:
             context.close()
-            jupyter_server.shutdown_kernels()
-            jupyter_server.reset_user_state()
+            server.shutdown_kernels()
+            server.reset_user_state()
+
+
+@pytest.fixture
+def lab_page(
+    chromium_browser: Browser, jupyter_server: JupyterServer, request: pytest.FixtureRequest
+) -> Iterator[Page]:
+    yield from _page_for(chromium_browser, jupyter_server, request)
+
+
+@pytest.fixture
+def notebook7_page(
+    chromium_browser: Browser, notebook7_server: JupyterServer, request: pytest.FixtureRequest
+) -> Iterator[Page]:
+    yield from _page_for(chromium_browser, notebook7_server, request)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -438,10 +480,16 @@ def _js(body: str) -> str:
 
 
 def open_notebook(page: Page, server: JupyterServer, name: str, timeout_s: float = 60.0) -> None:
-    """Open ``name`` (relative to the server root) in a fresh workspace; wait for an idle kernel."""
-    # A workspace of its own: nothing restored from an earlier test, no layout to undo.
-    workspace = f"t{time.monotonic_ns()}"
-    page.goto(f"{server.url}/lab/workspaces/{workspace}/tree/{quote(name)}")
+    """Open ``name`` (relative to the server root) in a fresh workspace; wait for an idle kernel.
+
+    On Notebook 7 the notebook gets its own page (``/notebooks/<name>``).
+    """
+    if server.app == "notebook":
+        page.goto(f"{server.url}/notebooks/{quote(name)}")
+    else:
+        # A workspace of its own: nothing restored from an earlier test, no layout to undo.
+        workspace = f"t{time.monotonic_ns()}"
+        page.goto(f"{server.url}/lab/workspaces/{workspace}/tree/{quote(name)}")
     page.wait_for_function("() => window.jupyterapp !== undefined", timeout=timeout_s * 1000)
     page.evaluate("async () => { await window.jupyterapp.restored; }")
     page.wait_for_function(
@@ -652,3 +700,11 @@ class Lab:
 @pytest.fixture
 def lab(lab_page: Page, jupyter_server: JupyterServer, request: pytest.FixtureRequest) -> Lab:
     return Lab(lab_page, jupyter_server, artifacts_dir(request.config))
+
+
+@pytest.fixture
+def notebook7(
+    notebook7_page: Page, notebook7_server: JupyterServer, request: pytest.FixtureRequest
+) -> Lab:
+    """The ``lab`` helpers on Jupyter Notebook 7."""
+    return Lab(notebook7_page, notebook7_server, artifacts_dir(request.config))
