@@ -225,6 +225,7 @@ async def _serve(args: argparse.Namespace, handlers: list[AttachedStreamHandler]
     from ._runtime import StreamRuntime
     from .server import create_app
     from .server.background import StreamnbServer, bind_socket
+    from .server.timeouts import header_timeout_protocol
 
     ledger = Ledger(args.ledger) if args.ledger else Ledger()
     runtime = StreamRuntime(ledger, idle_timeout_s=args.idle_timeout_s)
@@ -250,7 +251,11 @@ async def _serve(args: argparse.Namespace, handlers: list[AttachedStreamHandler]
         )
         sock = bind_socket(args.host, args.port)
         config = uvicorn.Config(
-            app, log_level=args.log_level, lifespan="on", timeout_graceful_shutdown=5
+            app,
+            log_level=args.log_level,
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+            http=header_timeout_protocol(),  # unfinished requests do not hold a socket
         )
         server = StreamnbServer(config, state=app.state.streamnb, install_signal_handlers=True)
         serving = asyncio.ensure_future(server.serve(sockets=[sock]))

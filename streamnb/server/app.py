@@ -49,6 +49,7 @@ from .ledger_api import ledger_events, ledger_streams
 from .limits import DEFAULT_MAX_OPEN_STREAMS
 from .state import ServerConfig, ServerState
 from .streams import cancel_stream, create_stream, send_input, stream_events, stream_status
+from .timeouts import BODY_TIMEOUT_S
 from .ws import stream_ws
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ def create_app(
     long_poll_timeout_s: float = LONG_POLL_TIMEOUT_S,
     allowed_hosts: Sequence[str] = (),
     max_open_streams: int = DEFAULT_MAX_OPEN_STREAMS,
+    body_timeout_s: float = BODY_TIMEOUT_S,
 ) -> Starlette:
     """Build the ASGI app serving ``runtime``'s handlers over HTTP.
 
@@ -121,6 +123,10 @@ def create_app(
         messages get ``429 too_many_streams`` (:mod:`.limits`). A bidi stream
         nobody feeds or watches settles ``cancelled``/``idle`` after the
         runtime's ``idle_timeout_s``.
+    body_timeout_s : float, default 30.0
+        Seconds a client has to send a request body (``408 request_timeout``
+        after); the headers' limit is the server's (``serve_in_background``'s
+        ``header_timeout_s``, :mod:`.timeouts`).
 
     Returns
     -------
@@ -161,6 +167,8 @@ def create_app(
         raise ValueError("long_poll_timeout_s must be > 0 (seconds)")
     if max_open_streams < 1:
         raise ValueError("max_open_streams must be >= 1")
+    if not body_timeout_s > 0:
+        raise ValueError("body_timeout_s must be seconds > 0")
     config = ServerConfig(
         token=token or None,
         max_body_bytes=int(max_body_bytes),
@@ -234,4 +242,5 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.streamnb = state
+    app.state.body_timeout_s = float(body_timeout_s)  # read by server/body.py
     return app
