@@ -185,6 +185,8 @@ async def test_generated_tokens_are_401_never_500(
                 response = await client.get("/ledger/streams", headers={"authorization": value})
             except (ValueError, httpx.LocalProtocolError):  # httpx refuses CR/LF in headers
                 return
+        if where == "header" and response.status_code == 400:
+            return  # a control character in a header: uvicorn's HTTP parser refused it
         assert response.status_code == 401, (token, response.text)
         assert response.json()["error"]["type"] == "unauthorized"
 
