@@ -108,6 +108,13 @@ def _seconds_or_off(text: str) -> float | None:
     return value or None
 
 
+def _grace(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError("a duration in seconds, >= 0")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``streamnb`` command."""
     from .server.limits import DEFAULT_MAX_OPEN_STREAMS
@@ -195,6 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a Durable Streams long-poll waits for data (default 20)",
     )
     serve.add_argument(
+        "--reconnect-grace-s",
+        type=_grace,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long a dropped SSE/WebSocket connection's observer stays attached waiting "
+        "for a reconnection before it detaches (default 30; 0: detach at once)",
+    )
+    serve.add_argument(
         "--max-open-streams",
         type=_count,
         default=DEFAULT_MAX_OPEN_STREAMS,
@@ -246,6 +261,7 @@ async def _serve(args: argparse.Namespace, handlers: list[AttachedStreamHandler]
             rooms=rooms,
             durable_streams=args.durable_streams,
             long_poll_timeout_s=args.long_poll_timeout_s,
+            reconnect_grace_s=args.reconnect_grace_s,
             allowed_hosts=[args.host, *args.allowed_host],
             max_open_streams=args.max_open_streams,
         )

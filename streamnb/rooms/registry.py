@@ -34,8 +34,10 @@ Departures from seed 004: a room holds at most one streaming reply (a second
 ``send`` raises :class:`RoomBusyError` rather than interleaving two replies in one
 history); assistant messages have a ``status`` (``streaming``, ``completed``,
 ``cancelled``, ``failed``, ``interrupted``) and the partial text of a stopped
-reply is kept; resume replays from the stream's frame log rather than a relay's
-buffer. The two databases of one settlement (the room file and the ledger) are
+reply is kept; a streaming reply's text is checkpointed into the room's file
+(:mod:`.checkpoint`), so a killed process leaves it ``interrupted`` with its text
+rather than losing it; resume replays from the stream's frame log rather than a
+relay's buffer. The two databases of one settlement (the room file and the ledger) are
 not one transaction: the room row is written first; if the process dies between
 the two writes, the ledger recovers the stream as ``failed``/``runtime_lost``
 while the room keeps the finished message.
@@ -66,6 +68,7 @@ from .._ledger.readers import DEFAULT_QUERY_TIMEOUT_S
 from .._lifecycle import Lifecycle
 from .._runtime import StreamRuntime
 from ._host import RoomHost
+from .checkpoint import CHECKPOINT_BYTES, CHECKPOINT_S
 from .errors import RoomError, RoomNameError, UnknownRoomError
 from .events import RoomEvent, RoomListener
 from .query import run_query
@@ -150,6 +153,15 @@ class ChatRooms:
         :meth:`aclose` also closes.
     kind : str, default ``"streamnb.rooms.reply"``
         The stream kind registered for replies.
+    checkpoint_s : float or None, default 0.25
+        While a reply streams, its new text is written to the room's file at
+        most this many seconds after it arrived (:mod:`streamnb.rooms.checkpoint`),
+        so a killed process loses at most that much of it (the reply reopens
+        ``interrupted`` with the text checkpointed so far). ``None`` turns
+        checkpoints off: the text is written only when the reply settles.
+    checkpoint_bytes : int, default 4096
+        A checkpoint is written as soon as this many bytes (UTF-8) of new text
+        accumulated, even before ``checkpoint_s``.
 
     Raises
     ------
@@ -158,7 +170,8 @@ class ChatRooms:
         a rooms database.
     ValueError
         ``runtime`` trims frames (``max_retained_frames``): a reply's text is
-        read from its frame log, so the whole log must be kept.
+        read from its frame log, so the whole log must be kept; or
+        ``checkpoint_s`` is not > 0 (nor None), or ``checkpoint_bytes`` < 1.
     TypeError
         ``handler_factory`` did not return an :class:`~streamnb.AttachedStreamHandler`.
 
@@ -192,7 +205,13 @@ class ChatRooms:
         runtime: StreamRuntime | None = None,
         *,
         kind: str = DEFAULT_KIND,
+        checkpoint_s: float | None = CHECKPOINT_S,
+        checkpoint_bytes: int = CHECKPOINT_BYTES,
     ) -> None:
+        if checkpoint_s is not None and not 0 < checkpoint_s < float("inf"):
+            raise ValueError("checkpoint_s must be > 0 (seconds) or None (no checkpoints)")
+        if not isinstance(checkpoint_bytes, int) or checkpoint_bytes < 1:
+            raise ValueError("checkpoint_bytes must be an int >= 1 (bytes)")
         if runtime is not None and not isinstance(runtime, StreamRuntime):
             raise TypeError(f"runtime must be a StreamRuntime, got {type(runtime).__name__}")
         if runtime is not None and runtime.max_retained_frames is not None:
@@ -231,7 +250,14 @@ class ChatRooms:
         # alive, so that dropped rooms are collected and their finalizer runs
         runtime.register(bind_reply_handler(handler, kind, _weak_settle(self)))
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamnb-rooms")
-        self._host = RoomHost(runtime, kind, self._registry, self._executor)
+        self._host = RoomHost(
+            runtime,
+            kind,
+            self._registry,
+            self._executor,
+            checkpoint_s=checkpoint_s,
+            checkpoint_bytes=checkpoint_bytes,
+        )
         for row, store in opened:
             self._add(row, store)
         # dropped without aclose(): release the directory's lock and close the files when
@@ -275,9 +301,7 @@ class ChatRooms:
                         "rm_ and 12 hex digits; is it a streamnb rooms registry?"
                     )
                 store = RoomStore(row.id, self._room_file(row.id), self._pool)
-                interrupted = [m.id for m in store.messages() if m.status == "streaming"]
-                store.recover(now)
-                self.recovered += interrupted
+                self.recovered += store.recover(now)
                 opened.append((row, store))
         except BaseException:
             registry.close()

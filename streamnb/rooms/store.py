@@ -6,12 +6,22 @@ With a directory (``ChatRooms(path)``)::
     <path>/registry.db.lock     held (flock) by the one live process using the directory
     <path>/ledger.db            the runtime's ledger, when ChatRooms made the runtime
     <path>/rooms/<room_id>.db   messages(id, role, content, status, created_at, stream_ref, ...)
+                                reply_checkpoints(message_id, pos, text)
 
 so one room's history is one file (plus its ``-wal``/``-shm`` while open): it can be
 copied, inspected with ``sqlite3`` or deleted on its own. Without a directory each
 database is a private in-memory SQLite connection, so rooms stay isolated in memory
 too. Files use WAL mode with ``synchronous=NORMAL``: a committed message survives a
 killed process (not a power loss), which is what the ``interrupted`` recovery needs.
+
+Checkpoints. While a reply streams, its text is appended to ``reply_checkpoints``
+piece by piece (:mod:`.checkpoint`), one short transaction per piece, so a
+checkpoint costs the size of the new text, never the size of the reply so far.
+The placeholder message keeps ``content = ''`` while it streams; when the reply
+settles, :meth:`RoomStore.finish` writes the final text and deletes its pieces
+in one transaction; when a dead process left it ``streaming``,
+:meth:`RoomStore.recover` joins its pieces into ``content`` and marks it
+``interrupted`` (also one transaction).
 
 Each :class:`_Db` is one ``sqlite3`` connection used from several threads, the
 caller's (a notebook cell reading ``messages()``), the rooms' I/O thread (writes
@@ -87,6 +97,12 @@ CREATE TABLE IF NOT EXISTS messages (
     stream_ref TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_stream ON messages(stream_ref);
+CREATE TABLE IF NOT EXISTS reply_checkpoints (
+    message_id TEXT NOT NULL,
+    pos        INTEGER NOT NULL,
+    text       TEXT NOT NULL,
+    PRIMARY KEY (message_id, pos)
+);
 """
 
 
@@ -382,35 +398,84 @@ class RoomStore:
             )
         )
 
-    def finish(
-        self, message_id: str, content: str, status: str, at: float, stream_ref: str
-    ) -> bool:
-        """Store the reply's final text and status; False if the placeholder is gone."""
+    def checkpoint(self, message_id: str, pos: int, text: str) -> bool:
+        """Append piece ``pos`` of a streaming reply's text (its own transaction).
+
+        Returns False (and stores nothing) once the reply is no longer
+        ``streaming``: a piece never outlives its reply's settlement.
+        """
         cur = self._db.write(
             lambda c: c.execute(
-                "UPDATE messages SET content=?, status=?, settled_at=?, stream_ref=? "
-                "WHERE id=? AND status='streaming'",
-                (content, status, at, stream_ref, message_id),
+                "INSERT INTO reply_checkpoints (message_id, pos, text) SELECT ?, ?, ? "
+                "WHERE EXISTS (SELECT 1 FROM messages WHERE id=? AND status='streaming')",
+                (message_id, pos, text, message_id),
             )
         )
         return bool(cur.rowcount == 1)
 
+    def checkpointed(self, message_id: str) -> str:
+        """The text checkpointed so far for a streaming reply ('' when none)."""
+        rows = self._db.read(
+            lambda c: c.execute(
+                "SELECT text FROM reply_checkpoints WHERE message_id=? ORDER BY pos",
+                (message_id,),
+            ).fetchall()
+        )
+        return "".join(r[0] for r in rows)
+
+    def finish(
+        self, message_id: str, content: str, status: str, at: float, stream_ref: str
+    ) -> bool:
+        """Store the reply's final text and status, drop its checkpoints; False if the
+        placeholder is gone."""
+
+        def fn(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "UPDATE messages SET content=?, status=?, settled_at=?, stream_ref=? "
+                "WHERE id=? AND status='streaming'",
+                (content, status, at, stream_ref, message_id),
+            )
+            conn.execute("DELETE FROM reply_checkpoints WHERE message_id=?", (message_id,))
+            return int(cur.rowcount)
+
+        return self._db.write(fn) == 1
+
     def clear(self) -> int:
         """Delete every message; returns how many."""
 
-        removed = int(self._db.write(lambda c: c.execute("DELETE FROM messages").rowcount))
+        def fn(conn: sqlite3.Connection) -> int:
+            conn.execute("DELETE FROM reply_checkpoints")
+            return int(conn.execute("DELETE FROM messages").rowcount)
+
+        removed = self._db.write(fn)
         self._count = 0
         return removed
 
-    def recover(self, at: float) -> int:
-        """Mark replies left ``streaming`` by a dead process ``interrupted``; returns how many."""
-        cur = self._db.write(
-            lambda c: c.execute(
-                "UPDATE messages SET status='interrupted', settled_at=? WHERE status='streaming'",
-                (at,),
-            )
-        )
-        return int(cur.rowcount)
+    def recover(self, at: float) -> list[str]:
+        """Mark replies a dead process left ``streaming`` as ``interrupted``, each with its
+        checkpointed text; returns their ids (one transaction)."""
+
+        def fn(conn: sqlite3.Connection) -> list[str]:
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT id FROM messages WHERE status='streaming' ORDER BY pos"
+                ).fetchall()
+            ]
+            for message_id in ids:
+                pieces = conn.execute(
+                    "SELECT text FROM reply_checkpoints WHERE message_id=? ORDER BY pos",
+                    (message_id,),
+                ).fetchall()
+                conn.execute(
+                    "UPDATE messages SET status='interrupted', settled_at=?, "
+                    "content = content || ? WHERE id=?",
+                    (at, "".join(p[0] for p in pieces), message_id),
+                )
+            conn.execute("DELETE FROM reply_checkpoints")
+            return ids
+
+        return self._db.write(fn)
 
     # --- reads -------------------------------------------------------------------------
 

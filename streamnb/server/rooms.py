@@ -28,7 +28,9 @@ then replays from the next frame of *that* reply (each frame once), or, if that
 reply is over and another one streams, that one from its start. With nothing
 left to stream the answer is ``204 No Content`` (an ``EventSource`` stops
 reconnecting); read the stored messages instead. Closing the connection never
-stops a reply; ``POST /rooms/{id}/cancel`` does.
+stops a reply (replies are ``on_detach="continue"``; a dropped connection's
+observer is parked and taken over on resume like any other, :mod:`.parking`);
+``POST /rooms/{id}/cancel`` does.
 
 Errors use the server's JSON error body: ``unknown_room`` (404), ``room_busy``
 (409), ``invalid_room_name`` (422), ``room_error`` (400).
@@ -63,7 +65,7 @@ from .errors import HTTPError
 from .sse import dumps, frame_json, sse_event
 from .state import state_of
 
-__all__ = ["room_routes"]
+__all__ = ["room_error", "room_routes"]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 T = TypeVar("T")
@@ -74,7 +76,8 @@ async def off_loop(fn: Callable[..., T], *args: Any) -> T:
     return await run_in_threadpool(fn, *args)
 
 
-def _http_error(exc: RoomError) -> HTTPError:
+def room_error(exc: RoomError) -> HTTPError:
+    """The HTTP error (status, code, message) for a rooms error."""
     if isinstance(exc, UnknownRoomError):
         return HTTPError(404, "unknown_room", str(exc))
     if isinstance(exc, RoomBusyError):
@@ -91,7 +94,7 @@ def _translated(endpoint: Endpoint) -> Endpoint:
         try:
             return await endpoint(request)
         except RoomError as exc:
-            raise _http_error(exc) from exc
+            raise room_error(exc) from exc
 
     call.__name__ = endpoint.__name__
     call.__doc__ = endpoint.__doc__
@@ -258,7 +261,7 @@ class RoomsAPI:
         info = runtime.info(active.stream_ref)
         if info.terminal is not None and after_seq is not None and after_seq >= info.terminal.seq:
             return Response(status_code=204)
-        session = await runtime.reattach(active.stream_ref, after_seq)
+        session = await state.observe(active.stream_ref, after_seq)
         return state.sse_response(
             session, _reply_frame, preamble=_reply_event(active), label=f"room {room.id}"
         )
