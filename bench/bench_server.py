@@ -15,6 +15,15 @@ Figures (one JSON line each: name, value, unit, baseline, ratio, target, meets_t
   against its idle RSS.
 * ``cancel_to_terminal_ms`` - POST /streams/{ref}/cancel to the ``cancelled``
   event on the stream's SSE connection, median over repeats. Target: < 20 ms.
+* ``loop_stall_ms`` - the worst event-loop stall in the server process (a probe
+  task sleeps 1 ms in a loop and records how late it wakes) while one client
+  replays a settled stream of 3M frames (300k with ``--quick``) over SSE, asks
+  ``GET /streams/{ref}`` for its status and summary, reads it through the
+  Durable Streams endpoint and over a WebSocket, and another client watches a
+  live stream; baseline: the same probe with only the live stream, in the same
+  run. Target: < 50 ms. On a shared machine the wall clock also counts the time
+  the OS ran other processes, so ``loop_busy_ms`` reports the same intervals as
+  the loop thread's own CPU time.
 
 The server runs in its own process (``--serve``, started by the benchmark) with
 plain asyncio, as ``streamnb serve`` does; the client is a small raw-socket
@@ -29,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import resource
@@ -96,13 +106,14 @@ async def serve(port: int) -> None:
     from streamnb.server.background import StreamnbServer, bind_socket
     from streamnb.server.sse import frame_event
 
-    runtime = sn.StreamRuntime(retain_settled=5000)
+    # retain_settled_bytes=None: the replayed 3M-frame stream stays in memory (loop_stall_ms)
+    runtime = sn.StreamRuntime(retain_settled=5000, retain_settled_bytes=None)
     for handler in bench_handlers():
         runtime.register(handler)
     app = create_app(runtime)
     state = app.state.streamnb
     prepared: dict[str, list[bytes]] = {}
-    peak = {"connections": 0, "rss_mb": rss_mb()}
+    peak = {"connections": 0, "rss_mb": rss_mb(), "lag_ms": 0.0}
 
     async def baseline(request: Request) -> Response:
         """The minimal StreamingResponse: the same event bytes, one chunk per event."""
@@ -120,8 +131,13 @@ async def serve(port: int) -> None:
 
     async def stats(request: Request) -> Response:
         if request.query_params.get("reset"):
-            peak.update(connections=0, rss_mb=rss_mb())
+            peak.update(connections=0, rss_mb=rss_mb(), lag_ms=0.0, gc_ms=0.0, busy_ms=0.0)
         return JSONResponse({**peak, "rss_now_mb": rss_mb(), "pid": os.getpid()})
+
+    async def settled(request: Request) -> Response:
+        """Wait until the stream settled (without reading it through an endpoint)."""
+        await runtime.wait(request.path_params["ref"])
+        return Response(status_code=204)
 
     async def sample() -> None:
         while True:
@@ -129,7 +145,30 @@ async def serve(port: int) -> None:
             peak["rss_mb"] = max(peak["rss_mb"], rss_mb())
             await asyncio.sleep(0.05)
 
-    extra = {"/baseline": baseline, "/stats": stats}
+    gc_start = [0.0]
+
+    def gc_pause(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            gc_start[0] = time.perf_counter()
+        else:
+            peak["gc_ms"] = max(peak.get("gc_ms", 0.0), (time.perf_counter() - gc_start[0]) * 1000)
+
+    gc.callbacks.append(gc_pause)
+
+    async def probe() -> None:
+        """How late a 1 ms sleep wakes: the longest time the loop ran something else.
+
+        ``lag_ms`` is wall time (what a client sees, noise from other processes on the
+        machine included); ``busy_ms`` is the loop thread's own CPU time over the same
+        interval (the work that held the loop, without the time the OS gave others).
+        """
+        while True:
+            t0, c0 = time.perf_counter(), time.thread_time()
+            await asyncio.sleep(0.001)
+            peak["lag_ms"] = max(peak["lag_ms"], (time.perf_counter() - t0) * 1000 - 1.0)
+            peak["busy_ms"] = max(peak.get("busy_ms", 0.0), (time.thread_time() - c0) * 1000)
+
+    extra = {"/baseline": baseline, "/stats": stats, "/settled": settled}
 
     async def outer(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -147,15 +186,17 @@ async def serve(port: int) -> None:
     )
     server = StreamnbServer(config, state=state, install_signal_handlers=True)
     sampler = asyncio.ensure_future(sample())
+    prober = asyncio.ensure_future(probe())
     serving = asyncio.ensure_future(server.serve(sockets=[sock]))
     await server.started_event.wait()
     print(f"PORT {server.port}", flush=True)
     try:
         await serving
     finally:
-        sampler.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sampler
+        for task in (sampler, prober):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await runtime.aclose()
 
 
@@ -210,7 +251,7 @@ class Conn:
             if size == 0:
                 await self.reader.readuntil(b"\r\n")
                 return b"".join(parts)
-            parts.append(await self.reader.readexactly(size + 2))
+            parts.append((await self.reader.readexactly(size + 2))[:-2])  # chunk CRLF
 
     async def count_events(self, path: str) -> tuple[int, int]:
         """GET an SSE stream; count ``event:`` lines until the body ends; (events, bytes)."""
@@ -361,6 +402,140 @@ async def bench_cancel(port: int, repeats: int) -> None:
            repeats=repeats)  # fmt: skip
 
 
+async def ws_count(port: int, path: str, most: int) -> int:
+    """Open a WebSocket and count text messages until the server closes it (or ``most``)."""
+    conn = await Conn.open(port)
+    try:
+        conn.writer.write(
+            f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        status, _ = await conn.head()
+        assert status == 101, status
+        count = 0
+        read = conn.reader.readexactly
+        while count < most:
+            b0, b1 = await read(2)
+            size = b1 & 0x7F
+            if size == 126:
+                size = int.from_bytes(await read(2), "big")
+            elif size == 127:
+                size = int.from_bytes(await read(8), "big")
+            payload = await read(size)
+            opcode = b0 & 0x0F
+            if opcode == 0x8:  # close
+                return count
+            if opcode == 0x9:  # ping: pong, masked (a client's frames are), or the server
+                mask = b"\x00\x00\x00\x00"  # closes the socket after its ping timeout
+                conn.writer.write(bytes([0x8A, 0x80 | len(payload)]) + mask + payload)
+            elif opcode == 0x1:
+                count += 1
+        return count
+    finally:
+        conn.close()
+
+
+#: frames the WebSocket client reads of the replay (WebSocket is the slowest transport)
+WS_FRAMES = 300_000
+
+
+async def bench_loop_stall(port: int, n: int) -> None:
+    """Worst loop stall while a 3M-frame settled stream is replayed every way (module doc)."""
+    control = await Conn.open(port)
+    body = {"kind": "bench.burst", "payload": {"n": n, "token": "tok "}}
+    big = (await control.json("POST", "/streams", body))["stream_ref"]
+    await control.json("GET", f"/settled/{big}")
+
+    async def watch_live(seconds: float) -> float:
+        """A live stream at 100 frames/s, read for ``seconds``; the longest gap (ms)."""
+        conn = await Conn.open(port)
+        body = {"kind": "bench.ticker", "payload": {"n": int(seconds * 100), "rate": 100}}
+        ref = (await conn.json("POST", "/streams", body))["stream_ref"]
+        conn.request("GET", f"/streams/{ref}/events")
+        await conn.head()
+        gap = 0.0
+        last = time.perf_counter()
+        buf = b""
+        try:
+            while b"event: completed" not in buf:
+                data = await conn.reader.read(65536)
+                if not data:
+                    break
+                now = time.perf_counter()
+                gap = max(gap, now - last)
+                last = now
+                buf = buf[-64:] + data
+        finally:
+            conn.close()
+        return gap * 1000
+
+    async def load() -> dict[str, Any]:
+        conn = await Conn.open(port)
+        try:
+            t0 = time.perf_counter()
+            events, _ = await conn.count_events(f"/streams/{big}/events")
+            replay_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            status = await conn.json("GET", f"/streams/{big}")
+            status_s = time.perf_counter() - t0
+            offset, reads = "-1", 0
+            while offset is not None and reads < 20:  # a few catch-up reads (~1 MB each)
+                conn.request("GET", f"/v1/stream/streamnb/{big}?offset={offset}")
+                _, headers = await conn.head()
+                if "content-length" in headers:
+                    await conn.reader.readexactly(int(headers["content-length"]))
+                else:
+                    await conn.read_chunked()
+                offset = None if "stream-up-to-date" in headers else headers["stream-next-offset"]
+                reads += 1
+            ws_frames = await ws_count(port, f"/streams/{big}/ws", WS_FRAMES)
+        finally:
+            conn.close()
+        return {
+            "replayed": events,
+            "replay_s": round(replay_s, 2),
+            "status_s": round(status_s, 2),
+            "summary_frames": status["projection"]["n_frames"],
+            "durable_reads": reads,
+            "ws_frames": ws_frames,
+        }
+
+    await control.json("GET", "/stats?reset=1")
+    base_gap = await watch_live(2.0)
+    idle = await control.json("GET", "/stats")
+    await control.json("GET", "/stats?reset=1")
+    live = asyncio.ensure_future(watch_live(3600.0))
+    try:
+        done = await load()
+    finally:
+        live.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await live
+    control.close()  # idle through the load: the server may have closed it (keep-alive)
+    control = await Conn.open(port)
+    loaded = await control.json("GET", "/stats")
+    control.close()
+    assert done["replayed"] == done["summary_frames"] == n + 2, done
+    assert done["ws_frames"] == min(n + 2, WS_FRAMES), done
+    load = (
+        f"a settled {n:,}-frame stream replayed over SSE, summarised by GET /streams/{{ref}}, "
+        f"read from /v1/stream/ and over a WebSocket (its first {WS_FRAMES:,} frames), "
+        "beside a live stream; baseline: the live stream only"
+    )
+    value = loaded["lag_ms"]
+    figure("loop_stall_ms", value, "ms", baseline=idle["lag_ms"], target="< 50", meets=value < 50,
+           note=f"worst event-loop stall (wall clock, other load on the machine included) "
+           f"while {load}",
+           baseline_live_gap_ms=round(base_gap, 1), gc_ms=round(loaded["gc_ms"], 1),
+           **done)  # fmt: skip
+    busy = loaded["busy_ms"]
+    figure("loop_busy_ms", busy, "ms", baseline=idle["busy_ms"], target="< 50", meets=busy < 50,
+           note=f"the same worst interval as CPU time of the server's loop thread (the work "
+           f"that held the loop, not time the OS gave other processes) "
+           f"while {load}")  # fmt: skip
+
+
 async def client_main(args: argparse.Namespace) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 8192)), hard))
@@ -376,6 +551,7 @@ async def client_main(args: argparse.Namespace) -> None:
         await bench_throughput(port, n, repeats=3 if args.quick else 5)
         await bench_clients(port, 1000, frames=10 if args.quick else 20, rate=2.5)
         await bench_cancel(port, repeats=30 if args.quick else 200)
+        await bench_loop_stall(port, 300_000 if args.quick else 3_000_000)
     finally:
         if proc.returncode is None:
             proc.send_signal(2)

@@ -22,7 +22,8 @@ The tree::
     ├── StreamTimeoutError         read_until_terminal(timeout_s=...) ran out of time
     └── LedgerError                the ledger could not be opened, written or queried
         ├── LedgerBusyError        another process holds the file ledger's writer lock
-        └── LedgerQueryError       ledger.sql() was given a bad or writing statement
+        ├── LedgerQueryError       ledger.sql() was given a bad or writing statement
+        └── LedgerTimeoutError     a ledger read ran past its time limit (timeout_s)
 
 Examples
 --------
@@ -47,6 +48,7 @@ __all__ = [
     "LedgerBusyError",
     "LedgerError",
     "LedgerQueryError",
+    "LedgerTimeoutError",
     "OutputConsumedError",
     "RuntimeClosedError",
     "SessionDetachedError",
@@ -262,6 +264,21 @@ class LedgerQueryError(LedgerError):
         super().__init__(
             f"ledger query failed: {reason} (query: {query.strip()[:200]!r}); "
             "ledger.sql() runs read-only SELECT statements"
+        )
+
+
+class LedgerTimeoutError(LedgerError, TimeoutError):
+    """A ledger read ran longer than its time limit (``timeout_s``) and was interrupted.
+
+    Nothing changed: reads never hold back writes, and the interrupted read left
+    no state behind.
+    """
+
+    def __init__(self, timeout_s: float, why: str) -> None:
+        self.timeout_s = timeout_s
+        super().__init__(
+            f"the ledger read was stopped after {timeout_s:g} s ({why}); nothing changed; "
+            "narrow the query (WHERE, LIMIT) or pass a larger timeout_s"
         )
 
 

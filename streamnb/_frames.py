@@ -23,6 +23,7 @@ import math
 from typing import Any, Literal, NamedTuple, TypedDict
 
 from ._errors import InvalidFrameError
+from ._text import SurrogateMender, has_surrogates, mend, mend_json
 
 __all__ = [
     "OUTBOUND_KINDS",
@@ -35,6 +36,7 @@ __all__ = [
     "check_json",
     "completed",
     "failed",
+    "outbound_json",
     "output",
     "progress",
     "tuple_new",
@@ -206,6 +208,33 @@ def check_json(value: Any, what: str, frame: object = None) -> None:
         _check_utf8(text, what, frame)
 
 
+def outbound_json(value: Any, what: str, frame: object = None) -> Any:
+    """``value`` checked as plain JSON (no NaN) for an outbound frame, lone surrogates mended.
+
+    Unlike :func:`check_json` (inbound: a lone surrogate is refused), a handler's
+    text is never refused for it: every string is mended once here (see
+    :mod:`streamnb._text`), so no reader ever gets text it cannot encode.
+
+    Raises
+    ------
+    InvalidFrameError
+        ``value`` is not JSON-serializable, or a float JSON cannot carry.
+    """
+    if isinstance(value, str):
+        return mend(value)
+    if isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        raise InvalidFrameError(f"{what} is {value!r}, which JSON cannot carry", frame)
+    try:
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidFrameError(f"{what} is not JSON-serializable ({exc})", frame) from exc
+    return mend_json(value) if has_surrogates(text) else value
+
+
 def _check_utf8(text: str, what: str, frame: object) -> None:
     # a lone surrogate ("\ud800") is a Python str but not Unicode text: it cannot be
     # written as UTF-8 (the ledger, SSE, the widget), so it is refused where it comes in
@@ -219,8 +248,13 @@ def _check_utf8(text: str, what: str, frame: object) -> None:
         ) from None
 
 
-def build_frame(spec: Any, stream_ref: str, seq: int, at: float) -> Frame:
+def build_frame(
+    spec: Any, stream_ref: str, seq: int, at: float, mender: SurrogateMender | None = None
+) -> Frame:
     """Validate a handler's frame spec and stamp it into a :class:`Frame`.
+
+    Text is mended on the way (:mod:`streamnb._text`): lone surrogates in any
+    string become U+FFFD, so every reader can encode the frame.
 
     Parameters
     ----------
@@ -230,6 +264,9 @@ def build_frame(spec: Any, stream_ref: str, seq: int, at: float) -> Frame:
         be replayed.
     stream_ref, seq, at
         The stamp the runtime gives the frame.
+    mender : SurrogateMender, optional
+        The stream's mender: a text token ending with half a surrogate pair keeps
+        it for the next token of its channel (the runtime's pump passes one).
 
     Raises
     ------
@@ -242,7 +279,13 @@ def build_frame(spec: Any, stream_ref: str, seq: int, at: float) -> Frame:
         # hot path: {"kind": "output", "channel": str, "payload": str}, exactly these keys
         channel = spec.get("channel")
         payload = spec.get("payload")
-        if type(channel) is str and type(payload) is str and channel:
+        if (
+            type(channel) is str
+            and type(payload) is str
+            and channel
+            and (payload.isascii() or not has_surrogates(payload))
+            and (mender is None or not mender.holding)
+        ):
             return tuple_new(
                 Frame, ("output", stream_ref, seq, at, channel, payload, None, None, None)
             )
@@ -282,24 +325,33 @@ def build_frame(spec: Any, stream_ref: str, seq: int, at: float) -> Frame:
     if kind == "output":
         if not isinstance(channel, str) or not channel:
             raise InvalidFrameError("an 'output' frame needs a non-empty string 'channel'", spec)
-        if type(payload) is not str:
-            check_json(payload, "'payload'", spec)
+        channel = mend(channel)
+        if type(payload) is str:
+            payload = mend(payload) if mender is None else mender.token(channel, payload)
+        else:
+            payload = outbound_json(payload, "'payload'", spec)
         return Frame(kind, stream_ref, seq, at, channel, payload)
-    if channel is not None and not isinstance(channel, str):
-        raise InvalidFrameError("'channel' must be a string", spec)
-    check_json(payload, "'payload'", spec)
+    if channel is not None:
+        if not isinstance(channel, str):
+            raise InvalidFrameError("'channel' must be a string", spec)
+        channel = mend(channel)
+    payload = outbound_json(payload, "'payload'", spec)
     reason = spec.get("reason")
     error = spec.get("error")
     terminal = spec.get("terminal")
-    if reason is not None and not isinstance(reason, str):
-        raise InvalidFrameError("'reason' must be a string", spec)
-    if error is not None and not isinstance(error, str):
-        raise InvalidFrameError("'error' must be a string", spec)
+    if reason is not None:
+        if not isinstance(reason, str):
+            raise InvalidFrameError("'reason' must be a string", spec)
+        reason = mend(reason)
+    if error is not None:
+        if not isinstance(error, str):
+            raise InvalidFrameError("'error' must be a string", spec)
+        error = mend(error)
     if kind == "progress":
         if terminal is not None:
             raise InvalidFrameError("only terminal frames carry 'terminal'", spec)
     else:
-        check_json(terminal, "'terminal'", spec)
+        terminal = outbound_json(terminal, "'terminal'", spec)
     return Frame(kind, stream_ref, seq, at, channel, payload, reason, error, terminal)
 
 

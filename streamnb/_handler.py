@@ -182,7 +182,11 @@ class AttachedStreamHandler:
     commit_terminal : callable ``(terminal: Frame, tx: LedgerTx) -> None``
         Runs once, when the stream ends, inside the same ledger transaction as
         the runtime's settlement record; write facts with ``tx.insert_event``.
-        May be a coroutine function.
+        May be a coroutine function, not a generator.
+    internal : bool, default False
+        Attached only by Python code that owns the kind (the chat rooms' reply
+        kind is internal): the HTTP server's generic endpoints (``POST
+        /streams``, ``/chat``, ``/api/chat``) refuse it with ``403``.
 
     Raises
     ------
@@ -213,6 +217,7 @@ class AttachedStreamHandler:
     on_detach: OnDetach = "abort"
     parse_start: Callable[[Any], ParseOk[Any] | ParseError] = field(default=parse_ok)
     commit_terminal: CommitFn = field(default=_no_commit)
+    internal: bool = False
 
     def __repr__(self) -> str:
         return (
@@ -244,4 +249,12 @@ class AttachedStreamHandler:
                 kind,
                 "run is an 'async def' coroutine function; it must be an async generator "
                 "(an 'async def' that uses 'yield' to emit frames)",
+            )
+        commit = self.commit_terminal
+        if inspect.isgeneratorfunction(commit) or inspect.isasyncgenfunction(commit):
+            # calling it would only make a generator: its body, and its writes, never run
+            raise HandlerDefinitionError(
+                kind,
+                "commit_terminal is a generator function (it uses 'yield'), so it would never "
+                "run; write it as a plain 'def' or 'async def' without 'yield'",
             )

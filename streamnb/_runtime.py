@@ -31,16 +31,18 @@ import contextlib
 import inspect
 import secrets
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, Literal, TypeVar
 
 from . import _takeover
 from ._errors import (
+    HandlerDefinitionError,
     InvalidFrameError,
     LedgerError,
     RuntimeClosedError,
     StartRejectedError,
+    StreamSettledError,
     StreamTimeoutError,
     UnknownKindError,
     UnknownStreamError,
@@ -52,7 +54,17 @@ from ._interrupt import cell_interrupted
 from ._ledger import Ledger, LedgerBackend, LedgerTx, Settlement
 from ._lifecycle import Lifecycle
 from ._session import Session
-from ._stream import CancelResult, SendResult, StreamInfo, _Input, _Output, _State, _Stream
+from ._stream import (
+    CancelResult,
+    SendResult,
+    StreamInfo,
+    _check_reason,
+    _Input,
+    _Output,
+    _State,
+    _Stream,
+)
+from ._text import SurrogateMender, has_surrogates, mend, mend_json
 
 __all__ = [
     "CancelResult",
@@ -69,6 +81,14 @@ _FAIRNESS_BATCH = 256
 #: how long a cancelled attach() or driver still waits for the ledger write it already
 #: started (the stream's row, its settlement) to commit before giving up on it, seconds
 LEDGER_WRITE_WAIT_S = 30.0
+#: default bound of the frames settled streams keep in memory, bytes (approximate)
+DEFAULT_RETAIN_SETTLED_BYTES = 256 * 1024 * 1024
+#: what one frame costs in memory beside its payload's text, bytes (tuple, time, seq)
+FRAME_OVERHEAD_BYTES = 200
+#: default time a bidi stream may wait for input with no observer, seconds
+DEFAULT_IDLE_TIMEOUT_S = 600.0
+#: how many evicted streams' terminal frames the runtime remembers
+MAX_EVICTED_TERMINALS = 10_000
 
 _Ending = Literal[
     "cancelled", "forced", "no_terminal", "invalid_frame", "handler_error", "runtime_error"
@@ -94,7 +114,7 @@ def _ending(st: _Stream, ending: _Ending, error: str | None = None) -> Frame:
         st.next_seq,
         time.time(),
         reason=reason or st.signal.reason or "cancelled",
-        error=error,
+        error=None if error is None else mend(error),  # an exception's text may be anything
         terminal=dict(terminal),
     )
 
@@ -102,7 +122,10 @@ def _ending(st: _Stream, ending: _Ending, error: str | None = None) -> Frame:
 def _failed_instead(frame: Frame, reason: str, error: str, **terminal: Any) -> Frame:
     """``frame`` turned ``failed`` because settling it failed (same seq and time)."""
     return frame._replace(
-        kind="failed", reason=reason, error=error, terminal={"ok": False, **terminal}
+        kind="failed",
+        reason=reason,
+        error=mend(error),
+        terminal=mend_json({"ok": False, **terminal}),
     )
 
 
@@ -141,6 +164,19 @@ class StreamRuntime:
         Default: keep all.
     retain_settled : int, default 1000
         How many settled streams stay in memory for ``reattach`` and replay.
+    retain_settled_bytes : int or None, default 256 MiB
+        Also keep the settled streams in memory under about this many bytes
+        in all (payload text plus ~200 bytes a frame; a non-text payload counts
+        256 bytes); the oldest leave first, even the one that just settled if it
+        alone is larger. ``None``: no byte bound. An evicted stream's settlement
+        stays in the ledger (and its frames, with ``record_frames``: the HTTP
+        endpoints replay them from there); :meth:`wait`, :meth:`cancel` and
+        :meth:`send` by ref still know how it ended (the last 10,000 evicted).
+    idle_timeout_s : float or None, default 600.0
+        A ``bidi`` stream that waits for input while nobody observes it (no
+        session: every observer detached, an ``on_detach="continue"`` stream
+        left behind by a dropped HTTP client) is cancelled with reason ``idle``
+        after this many seconds. ``None``: wait for ever.
 
     Re-running a notebook cell: a runtime on a file ledger replaces any other runtime
     of this process writing the same file (and ``Ledger(path)`` made again does the
@@ -153,6 +189,8 @@ class StreamRuntime:
     LedgerBusyError
         ``ledger`` was opened read-only (another process writes the file; the error
         names its process id).
+    ValueError
+        A limit is out of range.
 
     Examples
     --------
@@ -191,6 +229,8 @@ class StreamRuntime:
         force_wait_s: float = 1.0,
         max_retained_frames: int | None = None,
         retain_settled: int = 1000,
+        retain_settled_bytes: int | None = DEFAULT_RETAIN_SETTLED_BYTES,
+        idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S,
     ) -> None:
         self.ledger = Ledger() if ledger is None else ledger
         # the runtime writes only through the backend interface; users query self.ledger
@@ -202,11 +242,20 @@ class StreamRuntime:
             raise ValueError("max_retained_frames must be >= 1 or None")
         self.cancel_grace_s = float(cancel_grace_s)
         self.force_wait_s = float(force_wait_s)
+        if retain_settled_bytes is not None and retain_settled_bytes < 0:
+            raise ValueError("retain_settled_bytes must be >= 0 or None")
+        if idle_timeout_s is not None and not idle_timeout_s > 0:
+            raise ValueError("idle_timeout_s must be seconds > 0, or None")
         self.max_retained_frames = max_retained_frames
         self.retain_settled = retain_settled
+        self.retain_settled_bytes = retain_settled_bytes
+        self.idle_timeout_s = None if idle_timeout_s is None else float(idle_timeout_s)
         self._handlers: dict[str, AttachedStreamHandler] = {}
         self._streams: dict[str, _Stream] = {}
         self._settled_order: deque[str] = deque()
+        self._settled_bytes = 0  # approximate bytes of the settled streams in _streams
+        # the terminal frames of evicted streams, newest last (wait/cancel/send by ref)
+        self._evicted: OrderedDict[str, Frame] = OrderedDict()
         self._drivers: set[asyncio.Task[None]] = set()
         self._zombies: set[asyncio.Task[Any]] = set()
         self._opening: set[asyncio.Future[None]] = set()  # attach() calls writing their row
@@ -286,6 +335,10 @@ class StreamRuntime:
         ``run`` call keep running in the next. Inside Jupyter, where the
         kernel's loop is already running, it re-enters that loop with
         ``nest_asyncio``; prefer ``await`` in cells, which needs no nesting.
+        From another thread (a worker thread of a notebook or a server) it runs
+        ``awaitable`` on the loop the runtime is bound to, with
+        :func:`asyncio.run_coroutine_threadsafe`, and waits for it in the
+        calling thread (never call it that way from a task that loop waits on).
         """
         coro = awaitable if inspect.iscoroutine(awaitable) else _await(awaitable)
         try:
@@ -305,6 +358,11 @@ class StreamRuntime:
             result: T = running.run_until_complete(coro)
             return result
         loop = self._loop
+        if loop is not None and loop.is_running() and not loop.is_closed():
+            # bound to a loop running in another thread (a kernel's, a server's): run
+            # there and wait here; running it in this thread could only fail
+            elsewhere: T = asyncio.run_coroutine_threadsafe(coro, loop).result()
+            return elsewhere
         if loop is None or loop.is_closed():
             if self._own_loop is None or self._own_loop.is_closed():
                 self._own_loop = asyncio.new_event_loop()
@@ -417,6 +475,7 @@ class StreamRuntime:
             loop.create_future(),
             cap=self.max_retained_frames,
             record=store.record_frame if store.record_frames else None,
+            idle_s=self.idle_timeout_s if handler.mode == "bidi" else None,
         )
         self._streams[ref] = st
         opened = Frame(
@@ -461,6 +520,13 @@ class StreamRuntime:
         start = 0 if after_seq is None else _after_seq(after_seq) + 1
         return Session(self, st, start)
 
+    def _evicted_terminal(self, stream_ref: str) -> Frame | None:
+        """The terminal frame of a stream evicted from memory, if it is remembered."""
+        try:
+            return self._evicted.get(stream_ref)
+        except TypeError:  # an unhashable ref such as a list
+            return None
+
     def _get(self, stream_ref: str) -> _Stream:
         try:
             return self._streams[stream_ref]
@@ -499,13 +565,30 @@ class StreamRuntime:
         """
         return list(self._get(stream_ref).inputs)
 
-    def frame_log(self, stream_ref: str, after_seq: int = -1) -> list[Frame]:
+    def frame_log(
+        self, stream_ref: str, after_seq: int = -1, *, limit: int | None = None
+    ) -> list[Frame]:
         """The stream's retained outbound frames with ``seq > after_seq``, as a list (a snapshot).
 
         ``frame_log`` is a list of :class:`~streamnb.Frame`; ``ledger.frames()``
-        is the DataFrame of recorded frames.
+        is the DataFrame of recorded frames. ``limit`` returns at most that many
+        (the oldest first): a long log is read in slices, so that no single
+        call holds the event loop for long.
+
+        Examples
+        --------
+        >>> from streamnb.demo import output_only_handler
+        >>> runtime = sn.StreamRuntime()
+        >>> handler = runtime.register(output_only_handler())
+        >>> ref = runtime.run(runtime.attach("tutorial.output_only", {})).stream_ref
+        >>> _ = runtime.run(runtime.wait(ref, timeout_s=10))
+        >>> [f.seq for f in runtime.frame_log(ref, 0, limit=2)]
+        [1, 2]
+        >>> runtime.close()
         """
-        return self._get(stream_ref).frame_log(after_seq)
+        if limit is not None and (type(limit) is not int or limit < 0):
+            raise InvalidFrameError(f"limit must be an int >= 0 or None, got {limit!r}")
+        return self._get(stream_ref).frame_log(_after_seq(after_seq), limit)
 
     def output_text(self, stream_ref: str, channel: str, after_seq: int = -1) -> tuple[str, int]:
         """The text a stream sent on ``channel`` after ``after_seq``, read straight from its log.
@@ -581,9 +664,14 @@ class StreamRuntime:
         Consumes no session's ``output``. Raises :class:`~streamnb.StreamTimeoutError`
         after ``timeout_s`` seconds (the stream keeps running), and
         :class:`~streamnb.WaitInterruptedError` when the notebook cell awaiting it is
-        interrupted (this observes nothing, so the stream keeps running).
+        interrupted (this observes nothing, so the stream keeps running). A stream
+        evicted from memory (``retain_settled``, ``retain_settled_bytes``) still
+        answers with its terminal frame.
         """
         self._check_loop()
+        ended = self._evicted_terminal(stream_ref)
+        if ended is not None:
+            return ended
         st = self._get(stream_ref)
         try:
             return await st.wait(timeout_s)
@@ -613,11 +701,18 @@ class StreamRuntime:
         >>> runtime.close()
         """
         self._check_loop()
+        ended = self._evicted_terminal(stream_ref)
+        if ended is not None:
+            _check_reason(reason)
+            return "already_settled"
         return self._get(stream_ref).request_cancel(reason)
 
     async def send(self, stream_ref: str, frame: Any) -> SendResult:
         """Send input to a stream by ref (same as ``session.send``)."""
         self._check_loop()
+        ended = self._evicted_terminal(stream_ref)
+        if ended is not None:
+            raise StreamSettledError(stream_ref, ended.kind)
         return self._get(stream_ref).accept_input(frame)
 
     # --- frames out -------------------------------------------------------------------
@@ -638,8 +733,13 @@ class StreamRuntime:
         # the method call alone costs ~5% of core.throughput (bench/bench_core.py)
         log = st.log if st.cap is None and st.record is None else None
         seq = st.next_seq  # the pump is the only writer until settling: count locally
+        text_bytes = 0  # payload characters published (the retention bound's estimate)
         now = time.time
         budget = _FAIRNESS_BATCH
+        # lone surrogates are mended here, once for every reader (streamnb/_text.py);
+        # ``holding`` is non-empty only while a token's trailing half waits for its pair
+        mender = SurrogateMender()
+        holding = mender.holding
         try:
             async for spec in agen:
                 if st.halt:
@@ -651,6 +751,8 @@ class StreamRuntime:
                     and type(channel := spec.get("channel")) is str
                     and type(payload := spec.get("payload")) is str
                     and channel
+                    and not holding
+                    and (payload.isascii() or not has_surrogates(payload))
                 ):  # build_frame's fast path, inlined: the common token frame
                     raw: tuple[Any, ...] = (
                         "output",
@@ -663,11 +765,14 @@ class StreamRuntime:
                         None,
                         None,
                     )
+                    text_bytes += len(payload)
                 else:
-                    frame = build_frame(spec, ref, seq, now())
+                    frame = build_frame(spec, ref, seq, now(), mender)
                     if frame.kind in TERMINAL_KINDS:
                         return frame
                     raw = tuple(frame)
+                    payload = frame.payload
+                    text_bytes += len(payload) if type(payload) is str else 256
                 if log is not None:
                     log.append(raw)
                     if st.waiters:
@@ -681,6 +786,10 @@ class StreamRuntime:
                     await asyncio.sleep(0)
             return None
         finally:
+            if holding and not st.halt:  # half a pair never completed: U+FFFD, before the end
+                for channel, text in mender.flush():
+                    st.append(("output", ref, st.next_seq, now(), channel, text, None, None, None))
+            st.text_bytes += text_bytes
             aclose = getattr(agen, "aclose", None)
             if aclose is not None:
                 # bounded: a handler's cleanup must not hold the settlement hostage
@@ -750,6 +859,11 @@ class StreamRuntime:
             result = st.handler.commit_terminal(frame, tx)  # type: ignore[arg-type]
             if inspect.isawaitable(result):
                 await asyncio.wait_for(_await(result), self.cancel_grace_s + self.force_wait_s)
+            elif inspect.isgenerator(result) or inspect.isasyncgen(result):
+                # a generator's body would never run: its writes would be lost silently
+                raise HandlerDefinitionError(
+                    st.handler.kind, "commit_terminal returned a generator; do not 'yield' in it"
+                )
         except Exception as exc:
             tx = None
             error = f"commit_terminal raised {type(exc).__name__}: {exc}"
@@ -779,10 +893,32 @@ class StreamRuntime:
                 error = done.fallback_error
                 frame = _failed_instead(frame, "settlement_error", error, settlement_error=error)
         st.announce(frame)
-        self._settled_order.append(st.ref)
-        while len(self._settled_order) > self.retain_settled:
-            self._streams.pop(self._settled_order.popleft(), None)
+        self._retain(st)
         return interrupted
+
+    def _retain(self, st: _Stream) -> None:
+        """Keep the settled ``st`` in memory; evict the oldest settled streams past the bounds.
+
+        Evicted streams leave their terminal frame behind (``_evicted``) for
+        ``wait``/``cancel``/``send`` by ref.
+        """
+        order = self._settled_order
+        st.text_bytes += FRAME_OVERHEAD_BYTES * len(st.log)
+        order.append(st.ref)
+        self._settled_bytes += st.text_bytes
+        max_bytes = self.retain_settled_bytes
+        while order and (
+            len(order) > self.retain_settled
+            or (max_bytes is not None and self._settled_bytes > max_bytes)
+        ):
+            gone = self._streams.pop(order.popleft(), None)
+            if gone is None:
+                continue
+            self._settled_bytes -= gone.text_bytes
+            if gone.terminal is not None:
+                self._evicted[gone.ref] = gone.terminal
+                if len(self._evicted) > MAX_EVICTED_TERMINALS:
+                    self._evicted.popitem(last=False)
 
     # --- frames in, cancel ----------------------------------------------------------
 

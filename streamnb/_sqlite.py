@@ -28,18 +28,76 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from ._errors import StreamnbError
 
-__all__ = ["DEFAULT_BUSY_TIMEOUT_S", "SQLITE_ERRORS", "connect", "translate_errors"]
+__all__ = [
+    "DEFAULT_BUSY_TIMEOUT_S",
+    "SQLITE_ERRORS",
+    "connect",
+    "file_uri",
+    "read_only_authorizer",
+    "translate_errors",
+]
 
 #: how long a connection waits for a lock another connection holds, seconds
 DEFAULT_BUSY_TIMEOUT_S = 5.0
 #: what sqlite3 raises for a statement: its own errors, plus UnicodeEncodeError for text
 #: that is not valid Unicode (a lone surrogate) and OverflowError for an int beyond 64 bits
 SQLITE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, UnicodeEncodeError, OverflowError)
+
+
+#: PRAGMAs a read-only connection may run with an argument (they only read)
+_READ_PRAGMAS = frozenset(
+    {
+        "table_info",
+        "table_xinfo",
+        "index_list",
+        "index_info",
+        "index_xinfo",
+        "foreign_key_list",
+        "integrity_check",
+        "quick_check",
+    }
+)
+_READ_ACTIONS = frozenset(
+    {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
+)
+
+
+def read_only_authorizer(action: int, arg1: Any, arg2: Any, _db: Any, _trigger: Any) -> int:
+    """A ``set_authorizer`` callback that lets a connection read and nothing else.
+
+    ``PRAGMA query_only`` stops writes to the data, but not ``BEGIN`` (which would
+    leave a shared connection inside a transaction), ``ATTACH`` and ``VACUUM INTO``
+    (which create files), or setting a PRAGMA: this allows ``SELECT`` (with CTEs
+    and functions), reading a setting, and the read-only PRAGMAs above.
+    """
+    if action in _READ_ACTIONS:
+        return sqlite3.SQLITE_OK
+    if action == sqlite3.SQLITE_PRAGMA and (arg2 is None or arg1 in _READ_PRAGMAS):
+        return sqlite3.SQLITE_OK  # reading a setting; setting one is denied
+    return sqlite3.SQLITE_DENY
+
+
+def file_uri(path: str | os.PathLike[str], **params: str) -> str:
+    """An SQLite ``file:`` URI for ``path`` with ``params`` (``mode="ro"``...), properly quoted.
+
+    A path may hold ``?``, ``#`` or ``%`` (``"Project #1.db"``): unquoted, SQLite would
+    read them as the query, the fragment or an escape and open another file.
+
+    Examples
+    --------
+    >>> file_uri("/data/Project #1?.db", mode="ro")
+    'file:/data/Project%20%231%3F.db?mode=ro'
+    """
+    quoted = urllib.parse.quote(os.path.abspath(os.fspath(path)))
+    query = urllib.parse.urlencode(params)
+    return f"file:{quoted}" + (f"?{query}" if query else "")
 
 
 @contextmanager
@@ -96,9 +154,11 @@ def connect(
                 ":memory:", isolation_level=None, check_same_thread=check_same_thread
             )
         elif read_only:
-            uri = "file:" + os.path.abspath(where) + "?mode=ro"
             conn = sqlite3.connect(
-                uri, uri=True, isolation_level=None, check_same_thread=check_same_thread
+                file_uri(where, mode="ro"),
+                uri=True,
+                isolation_level=None,
+                check_same_thread=check_same_thread,
             )
         else:
             conn = sqlite3.connect(where, isolation_level=None, check_same_thread=check_same_thread)

@@ -112,6 +112,8 @@ class _Stream:
         "forced",
         "halt",
         "handler",
+        "idle_s",
+        "idle_timer",
         "inbox",
         "inbox_waiter",
         "input_seqs",
@@ -129,6 +131,7 @@ class _Stream:
         "signal",
         "state",
         "terminal",
+        "text_bytes",
         "timer",
         "waiters",
     )
@@ -143,6 +146,7 @@ class _Stream:
         *,
         cap: int | None = None,
         record: Callable[[Frame], None] | None = None,
+        idle_s: float | None = None,
     ) -> None:
         self.owner = owner
         self.handler = handler
@@ -176,6 +180,12 @@ class _Stream:
         self.timer: asyncio.TimerHandle | None = None
         self.pump: asyncio.Task[Frame | None] | None = None
         self.outcome: asyncio.Future[None] | None = None
+        #: approximate bytes of the log's payloads, kept by the pump (retention bound)
+        self.text_bytes = 0
+        # the idle limit: waiting for input with no observer for idle_s seconds cancels
+        # the stream with reason "idle" (None: never)
+        self.idle_s = idle_s
+        self.idle_timer: asyncio.TimerHandle | None = None
 
     # --- reading ------------------------------------------------------------------------
 
@@ -190,9 +200,11 @@ class _Stream:
         terminal = self.terminal
         return "running" if terminal is None else terminal.kind
 
-    def frame_log(self, after_seq: int = -1) -> list[Frame]:
-        """The retained frames with ``seq > after_seq`` (a snapshot)."""
-        return [tuple_new(Frame, raw) for raw in self.log[max(0, after_seq + 1 - self.base) :]]
+    def frame_log(self, after_seq: int = -1, limit: int | None = None) -> list[Frame]:
+        """The retained frames with ``seq > after_seq``, at most ``limit`` (a snapshot)."""
+        start = max(0, after_seq + 1 - self.base)
+        stop = None if limit is None else start + limit
+        return [tuple_new(Frame, raw) for raw in self.log[start:stop]]
 
     def output_text(self, channel: str, after_seq: int = -1) -> tuple[str, int]:
         """The text of ``channel`` after ``after_seq``, and the seq it reaches (see
@@ -265,12 +277,13 @@ class _Stream:
         self.halt = True
 
     def begin_settling(self) -> None:
-        """The end is decided: no more frames from the pump, no more input, no cancel timer."""
+        """The end is decided: no more frames from the pump, no more input, no timers."""
         self.state = _State.SETTLING
         self.halt = True
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        self.check_idle()
         self.wake_input()
 
     def announce(self, terminal: Frame) -> None:
@@ -348,6 +361,7 @@ class _Stream:
 
     def add_observer(self) -> None:
         self.observers += 1
+        self.check_idle()
 
     def remove_observer(self) -> None:
         """One observer detached; the last one of an ``on_detach="abort"`` stream cancels it."""
@@ -358,6 +372,31 @@ class _Stream:
             and self.state is _State.RUNNING
         ):
             self.request_cancel("detached")
+        self.check_idle()
+
+    def check_idle(self) -> None:
+        """Start or stop the idle timer: a bidi stream waiting for input, nobody observing."""
+        idle = (
+            self.idle_s is not None
+            and self.state is _State.RUNNING
+            and self.observers <= 0
+            and self.inbox_waiter is not None
+            and not self.inbox
+            and not self.signal.aborted
+        )
+        timer = self.idle_timer
+        if idle and timer is None:
+            assert self.idle_s is not None
+            loop = asyncio.get_running_loop()
+            self.idle_timer = loop.call_later(self.idle_s, self._idle_expired)
+        elif not idle and timer is not None:
+            timer.cancel()
+            self.idle_timer = None
+
+    def _idle_expired(self) -> None:
+        self.idle_timer = None
+        if self.state is _State.RUNNING and self.observers <= 0 and not self.inbox:
+            self.request_cancel("idle")
 
     def wake_input(self) -> None:
         w = self.inbox_waiter
@@ -439,10 +478,12 @@ class _Input:
                 return st.inbox.popleft()
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             st.inbox_waiter = fut
+            st.check_idle()
             try:
                 await fut
             finally:
                 st.inbox_waiter = None
+                st.check_idle()
 
 
 class _Output:

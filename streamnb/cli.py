@@ -4,6 +4,8 @@
 
     streamnb serve [--host 127.0.0.1] [--port 3000] [--ledger PATH]
                    [--handlers module:attr ...] [--token TOKEN] [--cors-origin ORIGIN ...]
+                   [--allowed-host NAME ...] [--max-open-streams N]
+                   [--idle-timeout-s SECONDS]
                    [--rate TOKENS_PER_S] [--chat-kind KIND] [--log-level LEVEL]
                    [--no-durable-streams] [--long-poll-timeout-s SECONDS]
 
@@ -30,6 +32,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._handler import AttachedStreamHandler
+from ._runtime import DEFAULT_IDLE_TIMEOUT_S
 
 __all__ = ["build_parser", "load_handlers", "main"]
 
@@ -91,6 +94,20 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("a count >= 1")
+    return value
+
+
+def _seconds_or_off(text: str) -> float | None:
+    value = float(text)
+    if value < 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError("a duration in seconds, >= 0 (0: never)")
+    return value or None
+
+
 def _grace(text: str) -> float:
     value = float(text)
     if not 0 <= value < float("inf"):
@@ -100,6 +117,8 @@ def _grace(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``streamnb`` command."""
+    from .server.limits import DEFAULT_MAX_OPEN_STREAMS
+
     parser = argparse.ArgumentParser(prog="streamnb", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     serve = commands.add_parser(
@@ -122,6 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--token",
         default=None,
         help=f"require this bearer token on every endpoint but GET / (or set ${TOKEN_ENV})",
+    )
+    serve.add_argument(
+        "--allowed-host",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="also answer requests for this Host name (repeatable; '*' for any). Default: the "
+        "bound host, localhost, 127.0.0.1 and [::1]; others get 403 (DNS rebinding)",
     )
     serve.add_argument(
         "--cors-origin",
@@ -183,6 +210,22 @@ def build_parser() -> argparse.ArgumentParser:
         "for a reconnection before it detaches (default 30; 0: detach at once)",
     )
     serve.add_argument(
+        "--max-open-streams",
+        type=_count,
+        default=DEFAULT_MAX_OPEN_STREAMS,
+        metavar="N",
+        help=f"most streams the server holds open at once; more get HTTP 429 "
+        f"(default {DEFAULT_MAX_OPEN_STREAMS})",
+    )
+    serve.add_argument(
+        "--idle-timeout-s",
+        type=_seconds_or_off,
+        default=DEFAULT_IDLE_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"cancel (reason 'idle') a bidi stream that waits for input with nobody "
+        f"watching for this long (default {DEFAULT_IDLE_TIMEOUT_S:g}; 0: never)",
+    )
+    serve.add_argument(
         "--log-level",
         default="info",
         choices=["critical", "error", "warning", "info", "debug", "trace"],
@@ -197,9 +240,10 @@ async def _serve(args: argparse.Namespace, handlers: list[AttachedStreamHandler]
     from ._runtime import StreamRuntime
     from .server import create_app
     from .server.background import StreamnbServer, bind_socket
+    from .server.timeouts import header_timeout_protocol
 
     ledger = Ledger(args.ledger) if args.ledger else Ledger()
-    runtime = StreamRuntime(ledger)
+    runtime = StreamRuntime(ledger, idle_timeout_s=args.idle_timeout_s)
     rooms = None
     try:
         for handler in handlers:
@@ -218,10 +262,16 @@ async def _serve(args: argparse.Namespace, handlers: list[AttachedStreamHandler]
             durable_streams=args.durable_streams,
             long_poll_timeout_s=args.long_poll_timeout_s,
             reconnect_grace_s=args.reconnect_grace_s,
+            allowed_hosts=[args.host, *args.allowed_host],
+            max_open_streams=args.max_open_streams,
         )
         sock = bind_socket(args.host, args.port)
         config = uvicorn.Config(
-            app, log_level=args.log_level, lifespan="on", timeout_graceful_shutdown=5
+            app,
+            log_level=args.log_level,
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+            http=header_timeout_protocol(),  # unfinished requests do not hold a socket
         )
         server = StreamnbServer(config, state=app.state.streamnb, install_signal_handlers=True)
         serving = asyncio.ensure_future(server.serve(sockets=[sock]))

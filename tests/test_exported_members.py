@@ -71,6 +71,7 @@ DOCUMENTED = {
     "LedgerError",
     "LedgerBusyError",
     "LedgerQueryError",
+    "LedgerTimeoutError",
     "__version__",
 }
 #: dunder names that are part of the surface (as httpx lists __version__)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import textwrap
@@ -239,3 +240,43 @@ def test_closed_ledger_raises():
     ledger.close()  # idempotent
     with pytest.raises(sn.LedgerError, match="closed"):
         ledger.events()
+
+
+def test_dropped_unclosed_ledger_releases_its_file_lock(tmp_path):
+    # Regression: a Ledger dropped without close() (a re-run notebook cell) kept its
+    # writer thread and <path>.lock until the kernel restarted: every later open of the
+    # file was read-only, and read_only=False raised LedgerBusyError.
+    path = tmp_path / "runs.db"
+    ledger = sn.Ledger(path)
+    assert not ledger.read_only
+    del ledger
+    gc.collect()
+    again = sn.Ledger(path, read_only=False)
+    assert not again.read_only
+    rt = sn.StreamRuntime(again)
+    rt.register(output_only_handler())
+    rt.run(rt.attach("tutorial.output_only", {}))
+    rt.close()
+    del rt, again  # a dropped runtime with its ledger releases it too
+    gc.collect()
+    with sn.Ledger(path, read_only=False) as third:
+        assert third.streams().status.tolist() == ["completed"]
+
+
+@pytest.mark.parametrize("name", ["Project #1.db", "what?.db", "100%20done.db", "a&b=c.db"])
+def test_read_only_open_of_a_path_with_uri_characters_reads_that_file(tmp_path, name):
+    # Regression: the read-only open built "file:<path>?mode=ro" unquoted; for
+    # "Project #1.db" SQLite opened "Project " (an empty file it created in the parent
+    # directory) and the read failed.
+    path = tmp_path / name
+    rt = sn.StreamRuntime(sn.Ledger(path))
+    rt.register(output_only_handler())
+    session = rt.run(rt.attach("tutorial.output_only", {}))
+    rt.run(session.wait(5))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with sn.Ledger(path, read_only=True) as reader:
+        assert reader.read_only
+        assert reader.streams().status.tolist() == ["completed"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no stray file created
+    rt.close()
+    rt.ledger.close()

@@ -370,18 +370,18 @@ class RuntimeMachine(RuleBasedStateMachine):
         if not self.streams:
             return
         ledger = self.rt.ledger
-        rows = {
-            ref: (status, reason)
-            for ref, status, reason in ledger.sql(
-                "SELECT stream_ref, status, reason FROM streams"
-            ).itertuples(index=False)
-        }
+        # one statement, so one snapshot: reads run beside the writer, and a settlement may
+        # commit between two queries
+        rows: dict[str, tuple[str, str | None]] = {}
         events: dict[str, list[Any]] = {}
-        for ref, kind, payload in ledger.sql(
-            "SELECT stream_ref, kind, payload FROM events ORDER BY id"
+        for ref, status, reason, kind, payload in ledger.sql(
+            "SELECT s.stream_ref, s.status, s.reason, e.kind, e.payload "
+            "FROM streams s LEFT JOIN events e USING (stream_ref) ORDER BY e.id"
         ).itertuples(index=False):
-            assert kind == "sm.settled"
-            events.setdefault(ref, []).append(json.loads(payload))
+            rows[ref] = (status, reason)
+            if isinstance(kind, str):  # None (no event) comes back as NaN
+                assert kind == "sm.settled"
+                events.setdefault(ref, []).append(json.loads(payload))
         assert len(rows) == len(self.streams)
         for m in self.streams:
             self._check_stream(m, rows[m.ref], events.get(m.ref, []))

@@ -4,6 +4,7 @@ port replaces the previous one of this process (``streamnb._takeover``)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -236,3 +237,66 @@ async def test_a_dropped_server_handle_is_still_replaced_on_its_port():
         assert (await client.get("/ledger/streams")).status_code == 200
     await second.aclose()
     await runtime.aclose()
+
+
+TRY_OPEN = """
+import sys, streamnb as sn
+from streamnb.rooms import RoomError
+try:
+    if sys.argv[1] == "rooms":
+        sn.ChatRooms(sys.argv[2]).close()
+    else:
+        sn.Ledger(sys.argv[2], read_only=False).close()
+except (RoomError, sn.LedgerBusyError) as exc:
+    print("refused:", exc)
+else:
+    print("opened")
+"""
+
+
+async def other_process_opens(what: str, path: Path) -> str:
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", TRY_OPEN, what, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+async def test_a_handed_over_rooms_lock_stays_held_after_the_replaced_registry_closes(tmp_path):
+    # The replaced registry's finalizer (a dropped ChatRooms releases its directory) must
+    # not release the lock it handed to the registry replacing it.
+    source = FakeTokenSource(lorem_tokens(400), rate_tokens_per_s=50)
+    from streamnb.rooms import room_reply_handler
+
+    first = ChatRooms(tmp_path / "chat", lambda kind: room_reply_handler(kind, source))
+    room_id = first.create_room("Ideas")
+    await first.room(room_id).send("a long reply")
+    second = ChatRooms(tmp_path / "chat")  # a reply in flight: the lock is handed over
+    await asyncio.wait_for(asyncio.gather(*_takeover._retiring), WAIT_S)
+    assert first.closed
+    del first  # collected: its finalizer has run (or runs now)
+    refused = await other_process_opens("rooms", tmp_path / "chat")
+    assert refused.startswith("refused: the rooms directory")
+    assert f"pid {os.getpid()}" in refused
+    await second.aclose()
+    assert await other_process_opens("rooms", tmp_path / "chat") == "opened"
+
+
+async def test_a_handed_over_ledger_lock_stays_held_after_the_replaced_ledger_closes(tmp_path):
+    path = tmp_path / "runs.db"
+    first = make_runtime(path)
+    session = await first.attach("tutorial.streaming_chatbot", {})
+    second = make_runtime(path)  # a stream in flight: the writer lock is handed over
+    await asyncio.wait_for(session.wait(), WAIT_S)
+    await asyncio.wait_for(asyncio.gather(*_takeover._retiring), WAIT_S)
+    assert first.ledger.read_only is False and "closed" in repr(first.ledger)
+    del first, session
+    refused = await other_process_opens("ledger", path)
+    assert refused.startswith("refused: the ledger") and str(os.getpid()) in refused
+    await second.aclose()
+    second.ledger.close()  # the runtime closes no ledger it was given
+    assert await other_process_opens("ledger", path) == "opened"

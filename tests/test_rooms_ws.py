@@ -165,6 +165,12 @@ async def test_a_dropped_client_resumes_the_reply_each_chunk_once(
         assert (await http.get(f"/streams/{ref}")).json()["parked"] == 1
         kept = [m for m in first.seen if m.get("type") == "stream-event"]
         last = kept[-1]["index"]
+        # the reply goes on while its client is away: wait for a frame the client missed
+        # (without it a fast reconnection may find nothing to replay)
+        for _ in range(500):
+            if rooms.runtime.info(ref).next_seq > kept[-1]["seq"] + 1:
+                break
+            await asyncio.sleep(0.01)
         async with connect(url(server)) as ws2:
             second = Client(ws2)
             await second.call("switchRoom", room_id)

@@ -580,3 +580,214 @@ async def test_read_until_terminal_timeout_keeps_stream_running(runtime):
         await sn.read_until_terminal(session.output, timeout_s=0.05)
     assert [f.kind for f in info.value.frame_log] == ["opened", "progress"]
     assert runtime.info(session.stream_ref).status == "running"
+
+
+# --- API edges (issue 15) -----------------------------------------------------------
+
+
+async def test_wait_cancel_send_by_ref_after_eviction_know_the_terminal(runtime):
+    # Regression: once a settled stream left memory (retain_settled), runtime.wait(ref),
+    # what a detached session's error points to, raised UnknownStreamError although the
+    # session's own terminal held the answer.
+    rt = sn.StreamRuntime(retain_settled=1)
+    rt.register(handler("quick", _quick))
+    first = await rt.attach("quick")
+    terminal = await first.wait(5)
+    await first.detach()
+    second = await rt.attach("quick")
+    await second.wait(5)
+    with pytest.raises(sn.UnknownStreamError):
+        rt.info(first.stream_ref)  # evicted
+    assert await rt.wait(first.stream_ref, timeout_s=5) == terminal == first.terminal
+    assert await rt.cancel(first.stream_ref, "late") == "already_settled"
+    with pytest.raises(sn.StreamSettledError, match="completed"):
+        await rt.send(first.stream_ref, "late")
+    with pytest.raises(sn.InvalidFrameError):
+        await rt.cancel(first.stream_ref, 42)  # a bad reason is still refused
+    await rt.aclose()
+    rt.ledger.close()
+
+
+async def _quick(start, input, ctx):
+    yield sn.output("x")
+    yield sn.completed()
+
+
+def test_generator_commit_terminal_is_refused_where_the_handler_is_defined():
+    # Regression: a commit_terminal written with 'yield' was called, made a generator
+    # and was silently never run: its events were lost.
+    def commit(terminal, tx):
+        tx.insert_event("lost", {})
+        yield
+
+    async def acommit(terminal, tx):
+        tx.insert_event("lost", {})
+        yield
+
+    for bad in (commit, acommit):
+        with pytest.raises(sn.HandlerDefinitionError, match=r"generator.*never run"):
+            handler("gen.commit", _quick, commit_terminal=bad)
+
+
+async def test_commit_terminal_returning_a_generator_settles_failed():
+    class Sneaky:  # a callable object inspect cannot see through
+        def __call__(self, terminal, tx):
+            yield
+
+    async with sn.StreamRuntime() as rt:
+        rt.register(handler("sneaky", _quick, commit_terminal=Sneaky()))
+        session = await rt.attach("sneaky")
+        terminal = await session.wait(5)
+        assert (terminal.kind, terminal.reason) == ("failed", "commit_terminal_error")
+        assert "generator" in terminal.error
+
+
+def test_run_from_a_foreign_thread_runs_on_the_bound_loop():
+    # Regression: runtime.run() from a worker thread while the runtime's loop ran in
+    # another thread raised a raw RuntimeError ("This event loop is already running").
+    rt = sn.StreamRuntime()
+    rt.register(handler("quick", _quick))
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.call_soon(ready.set)
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    ready.wait(10)
+    try:
+        asyncio.run_coroutine_threadsafe(rt.__aenter__(), loop).result(10)  # bind to it
+        results: list[str] = []
+
+        def worker() -> None:
+            session = rt.run(rt.attach("quick"))
+            results.append(rt.run(session.wait(5)).kind)
+
+        workers = [threading.Thread(target=worker) for _ in range(3)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(30)
+        assert results == ["completed"] * 3
+        assert rt.loop is loop
+    finally:
+        asyncio.run_coroutine_threadsafe(rt.aclose(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+        rt.ledger.close()
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "DROP TABLE streams",
+        "UPDATE streams SET status = 'completed'",
+        "DELETE FROM events",
+        "INSERT INTO frames VALUES ('x', 0, 'output', NULL, NULL, NULL, NULL, NULL, 0)",
+        "ALTER TABLE streams RENAME TO old_streams",
+        "CREATE TRIGGER t AFTER INSERT ON events BEGIN DELETE FROM streams; END",
+        "CREATE INDEX i ON streams(kind)",
+        "COMMIT",
+        "ROLLBACK",
+        "SAVEPOINT s",
+        "ATTACH DATABASE ':memory:' AS other",
+        "PRAGMA writable_schema = ON",
+        "UPDATE sqlite_sequence SET seq = 0",
+    ],
+)
+async def test_commit_terminal_sql_cannot_change_the_runtime_tables(statement):
+    # Regression: tx.execute ran any SQL inside the settlement's transaction: a handler
+    # could rewrite or drop the runtime's own streams table (or COMMIT the group commit).
+    def commit(terminal, tx):
+        tx.execute("CREATE TABLE IF NOT EXISTS mine (v)")
+        tx.execute("INSERT INTO mine VALUES (1)")
+        tx.execute(statement)
+
+    def fine(terminal, tx):
+        tx.execute("CREATE TABLE IF NOT EXISTS mine (v)")
+        tx.execute("INSERT INTO mine SELECT count(*) FROM streams")  # reading them is fine
+
+    async with sn.StreamRuntime() as rt:
+        rt.register(handler("bad.sql", _quick, commit_terminal=commit))
+        rt.register(handler("good.sql", _quick, commit_terminal=fine))
+        bad = await rt.attach("bad.sql")
+        terminal = await bad.wait(5)
+        assert (terminal.kind, terminal.reason) == ("failed", "settlement_error")
+        assert "not authorized" in terminal.error or "denied" in terminal.error
+        good = await rt.attach("good.sql")
+        assert (await good.wait(5)).kind == "completed"
+        streams = rt.ledger.streams()
+        assert streams.status.tolist() == ["failed", "completed"]
+        assert rt.ledger.sql("SELECT v FROM mine")["v"].tolist() == [2]  # bad's rows rolled back
+        tables = rt.ledger.sql("SELECT name FROM sqlite_master WHERE type = 'table'")
+        assert {"streams", "events", "frames", "mine"} <= set(tables["name"])
+
+
+# --- resource bounds (issue 15) ------------------------------------------------------
+
+
+async def test_bidi_stream_waiting_with_no_observer_is_cancelled_idle(runtime):
+    # Regression: a bidi on_detach="continue" stream nobody fed stayed open for ever
+    # (2,000 of them over HTTP: 2,000 'running' rows, +23 MB).
+    async def echo(start, input, ctx):
+        async for frame in input:
+            yield sn.output(str(frame.payload))
+        yield sn.cancelled(ctx.signal.reason or "cancelled")
+
+    rt = sn.StreamRuntime(idle_timeout_s=0.2, cancel_grace_s=0.5)
+    rt.register(handler("t.echo", echo, mode="bidi", on_detach="continue"))
+    left = await rt.attach("t.echo")
+    watched = await rt.attach("t.echo")
+    fed = await rt.attach("t.echo")
+    await left.detach()  # nobody observes it any more
+    terminal = await rt.wait(left.stream_ref, timeout_s=10)
+    assert (terminal.kind, terminal.reason) == ("cancelled", "idle")
+    assert rt.ledger.stream_status(left.stream_ref) == "cancelled"
+    # an observed stream is not idle, however long it waits; input resets the clock
+    await fed.detach()
+    for i in range(3):
+        await asyncio.sleep(0.1)
+        await rt.send(fed.stream_ref, f"tick {i}")
+    assert rt.info(watched.stream_ref).status == "running"
+    assert rt.info(fed.stream_ref).status == "running"
+    assert (await rt.wait(fed.stream_ref, timeout_s=10)).reason == "idle"
+    assert rt.info(watched.stream_ref).status == "running"
+    await watched.cancel("done")
+    await rt.aclose()
+    rt.ledger.close()
+    with pytest.raises(ValueError, match="idle_timeout_s"):
+        sn.StreamRuntime(idle_timeout_s=0)
+
+
+async def test_settled_streams_in_memory_are_bounded_by_bytes_too():
+    # Regression: settled streams kept their whole frame log in memory, bounded only by
+    # their number (300 x 1 MB chat messages: about 300 MB).
+    async def big(start, input, ctx):
+        for _ in range(10):
+            yield sn.output("x" * 100_000)
+        yield sn.completed()
+
+    rt = sn.StreamRuntime(sn.Ledger(record_frames=True), retain_settled_bytes=2_500_000)
+    rt.register(handler("t.big", big))
+    sessions = [await rt.attach("t.big") for _ in range(5)]
+    terminals = [await s.wait(10) for s in sessions]
+    in_memory = [s.stream_ref for s in sessions if s.stream_ref in rt._streams]
+    assert in_memory == [s.stream_ref for s in sessions[-2:]]  # 1 MB each: two fit
+    for s, terminal in zip(sessions, terminals, strict=True):
+        assert await rt.wait(s.stream_ref) == terminal
+        assert rt.ledger.stream_status(s.stream_ref) == "completed"
+    # the ledger kept every frame of the evicted ones
+    frames = rt.ledger.frame_log(sessions[0].stream_ref)
+    assert sn.project_attached_stream(frames, sessions[0].stream_ref).text() == "x" * 1_000_000
+    # one stream larger than the bound leaves memory as soon as it settled
+    rt.retain_settled_bytes = 500_000
+    huge = await rt.attach("t.big")
+    await huge.wait(10)
+    assert huge.stream_ref not in rt._streams
+    assert (await rt.wait(huge.stream_ref)).kind == "completed"
+    await rt.aclose()
+    rt.ledger.close()

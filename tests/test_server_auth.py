@@ -116,3 +116,21 @@ async def test_cors_allows_configured_origins(start_server) -> None:
             headers={"Origin": "http://evil.test", "Authorization": f"Bearer {TOKEN}"},
         )
         assert "access-control-allow-origin" not in other.headers
+
+
+@pytest.mark.parametrize("token", ["%E2%82%AC", "%F0%9F%98%80", "%FF%FE", "\u20ac"])
+async def test_non_latin1_query_token_is_401_not_500(secured: ServerHandle, token: str) -> None:
+    # Regression: a ?token= that decodes to characters outside Latin-1 (any emoji, the
+    # euro sign) made the comparison raise UnicodeEncodeError: HTTP 500.
+    async with httpx.AsyncClient(base_url=secured.url) as client:
+        response = await client.get(f"/ledger/events?token={token}")
+        assert response.status_code == 401, response.text
+        assert response.json()["error"]["type"] == "unauthorized"
+
+
+async def test_a_non_ascii_token_works_in_the_query_string(start_server) -> None:
+    handle: ServerHandle = await start_server(token="s\u00e9same-\u20ac")
+    async with httpx.AsyncClient(base_url=handle.url) as client:
+        ok = await client.get("/ledger/events", params={"token": "s\u00e9same-\u20ac"})
+        assert ok.status_code == 200
+        assert (await client.get("/ledger/events", params={"token": "sesame"})).status_code == 401

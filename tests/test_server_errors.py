@@ -17,19 +17,21 @@ pytest_plugins = ["tests._server"]
 pytestmark = pytest.mark.timeout(30)
 
 USER = [{"id": "u1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}]
+JSON = {"content-type": "application/json"}
+FORM = {"content-type": "application/x-www-form-urlencoded"}
 
 # (method, path, request kwargs, status, error type); {settled} is a settled output_only stream
 CASES: list[tuple[str, str, dict[str, Any], int, str]] = [
-    ("POST", "/streams", {"content": b"{"}, 400, "malformed_json"),
-    ("POST", "/streams", {"content": b""}, 400, "malformed_json"),
+    ("POST", "/streams", {"content": b"{", "headers": JSON}, 400, "malformed_json"),
+    ("POST", "/streams", {"content": b"", "headers": JSON}, 400, "malformed_json"),
     (
         "POST",
         "/streams",
-        {"content": b'{"kind": "tutorial.output_only", "payload": NaN}'},
+        {"content": b'{"kind": "tutorial.output_only", "payload": NaN}', "headers": JSON},
         400,
         "malformed_json",
     ),
-    ("POST", "/streams", {"content": b"\xff\xfe{"}, 400, "malformed_json"),
+    ("POST", "/streams", {"content": b"\xff\xfe{", "headers": JSON}, 400, "malformed_json"),
     ("POST", "/streams", {"json": []}, 422, "invalid_request"),
     ("POST", "/streams", {"json": {"kind": 5}}, 422, "invalid_request"),
     ("POST", "/streams", {"json": {"payload": {}}}, 422, "invalid_request"),
@@ -76,7 +78,7 @@ CASES: list[tuple[str, str, dict[str, Any], int, str]] = [
     ("POST", "/streams/{settled}/cancel", {"json": {"reason": 3}}, 422, "invalid_request"),
     ("POST", "/chat", {"json": {"message": 5}}, 422, "invalid_request"),
     ("POST", "/chat", {"json": {}}, 422, "invalid_request"),
-    ("POST", "/chat", {"content": b"hello"}, 400, "malformed_json"),
+    ("POST", "/chat", {"content": b"hello", "headers": JSON}, 400, "malformed_json"),
     ("POST", "/api/chat", {"json": {"id": "c1", "messages": []}}, 422, "invalid_request"),
     ("POST", "/api/chat", {"json": {"messages": USER}}, 422, "invalid_request"),
     (
@@ -106,6 +108,43 @@ CASES: list[tuple[str, str, dict[str, Any], int, str]] = [
     ("GET", "/ledger/streams", {"params": {"kind": ""}}, 422, "invalid_request"),
     ("GET", "/no/such/route", {}, 404, "not_found"),
     ("DELETE", "/streams", {}, 405, "method_not_allowed"),
+    # a page of another site (issue 15): bodies must be JSON, Host and Origin must be ours
+    *[
+        ("POST", path, {"content": body, "headers": headers}, 415, "unsupported_media_type")
+        for path, body, headers in [
+            ("/streams", b'{"kind": "tutorial.output_only"}', {"content-type": "text/plain"}),
+            ("/streams", b'{"kind": "tutorial.output_only"}', {}),
+            ("/streams", b"kind=tutorial.output_only", FORM),
+            ("/chat", b'{"message": "hi"}', {"content-type": "text/plain;charset=UTF-8"}),
+            ("/api/chat", b'{"id": "c"}', {"content-type": "multipart/form-data; boundary=x"}),
+            ("/streams/{settled}/cancel", b"{}", {"content-type": "text/plain"}),
+        ]
+    ],
+    *[
+        (method, path, {"json": body, "headers": {"Host": host}}, 403, "host_not_allowed")
+        for method, path, body, host in [
+            ("GET", "/ledger/streams", None, "evil.example"),
+            ("GET", "/ledger/streams", None, "evil.example:3000"),
+            ("POST", "/streams", {"kind": "tutorial.output_only"}, "127.0.0.1.evil.example"),
+            ("GET", "/", None, "attacker.localhost.example"),
+        ]
+    ],
+    *[
+        (
+            "POST",
+            path,
+            {"json": body, "headers": {"Origin": origin}},
+            403,
+            "origin_not_allowed",
+        )
+        for path, body, origin in [
+            ("/streams", {"kind": "tutorial.output_only"}, "http://evil.example"),
+            ("/streams", {"kind": "tutorial.output_only"}, "http://127.0.0.1:1"),
+            ("/streams", {"kind": "tutorial.output_only"}, "null"),
+            ("/chat", {"message": "hi"}, "http://localhost:8888"),
+            ("/streams/{settled}/cancel", {}, "https://evil.example"),
+        ]
+    ],
 ]
 
 
@@ -154,6 +193,7 @@ def test_every_streamnb_error_has_a_4xx_or_5xx_status() -> None:
         sn.StreamTimeoutError(1.0, 0),
         sn.RuntimeClosedError("closed"),
         sn.LedgerQueryError("SELECT", "bad"),
+        sn.LedgerTimeoutError(10.0, "out of time"),
         sn.LedgerError("disk"),
         sn.HandlerDefinitionError("k", "bad"),
     ]
@@ -168,6 +208,7 @@ def test_every_streamnb_error_has_a_4xx_or_5xx_status() -> None:
         (504, "timeout"),
         (503, "runtime_closed"),
         (400, "ledger_query"),
+        (504, "ledger_timeout"),
         (503, "ledger_error"),
         (400, "streamnb_error"),
     ]

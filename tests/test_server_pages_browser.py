@@ -24,9 +24,11 @@ from streamnb.demo import chatbot_handler
 from streamnb.rooms import ChatRooms, room_reply_handler
 from streamnb.server import ServerHandle
 from streamnb.testing import FakeTokenSource, lorem_tokens
+from tests._chromium import CHROMIUM, CHROMIUM_ARGS, skip_without_chromium
 from tests._proxy import DropProxy
 from tests._server_util import cancel_reason
-from tests.test_server_browser import CHROMIUM, CHROMIUM_ARGS  # skips without chromium
+
+skip_without_chromium()
 
 pytest_plugins = ["tests._server"]
 

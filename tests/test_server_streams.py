@@ -252,9 +252,12 @@ async def test_status_of_an_evicted_stream_comes_from_the_ledger() -> None:
             assert status["in_memory"] is False
             assert (status["stream_ref"], status["status"]) == (first, "completed")
             assert status["settled_at"] >= status["opened_at"]
+            # its frames were not recorded: gone (the Durable Streams endpoint says the same)
             gone = await client.get(f"/streams/{first}/events")
-            assert gone.status_code == 404
-            assert gone.json()["error"]["type"] == "unknown_stream"
+            assert gone.status_code == 410
+            assert gone.json()["error"]["type"] == "stream_gone"
+            never = await client.get("/streams/st_never_opened/events")
+            assert never.status_code == 404
     finally:
         await handle.aclose()
         await runtime.aclose()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from typing import Any
 
 import httpx
@@ -153,3 +155,26 @@ async def test_ws_resume_with_after_seq_and_unknown_ref(
         messages = await read_to_close(ws)
         assert ws.close_code == 4404
     assert messages[0]["error"]["type"] == "unknown_stream"
+
+
+async def test_client_closing_while_frames_flow_logs_no_asgi_exception(
+    server: ServerHandle,
+    client: httpx.AsyncClient,
+    server_runtime: sn.StreamRuntime,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Regression: a client closing its socket while the server wrote (or closed) raced
+    # into WebSocketDisconnect / "Unexpected ASGI message" and uvicorn logged "Exception
+    # in ASGI application" with a traceback, in normal use.
+    caplog.set_level(logging.ERROR)
+    refs = []
+    for _ in range(15):
+        ref = await open_stream(client, "test.big", {"n": 3000, "size": 20})
+        refs.append(ref)
+        async with connect(ws_url(server, ref)) as ws:
+            await recv(ws)  # one frame, then close while the rest are being written
+    for ref in refs:
+        await server_runtime.wait(ref, timeout_s=10)
+    await asyncio.sleep(0.2)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == []

@@ -10,9 +10,15 @@ A backend stores three tables with the same meaning everywhere:
 Writes come from the runtime, on its event loop, and must never block that loop
 (the SQLite backend queues them for its writer thread and group-commits them).
 Reads come from any thread (a notebook cell, a server's thread pool) and return
-plain rows; the query API (``queries.py``) turns them into DataFrames. Nothing
-here assumes reads and writes share a connection or a thread, so a backend may
-run reads on connections of their own, off the writer, with a time limit.
+plain rows; the query API (``queries.py``) turns them into DataFrames. A read
+never waits for a write and never holds one back: it runs on a connection of its
+own, never the writer's, and has a time limit (``timeout_s``; past it the
+backend stops the statement and raises :class:`~streamnb.LedgerTimeoutError`).
+SQLite does this with read-only connections in WAL mode and a progress handler
+(``readers.py``); PostgreSQL would use a pool of connections and
+``statement_timeout``. :meth:`LedgerBackend.run_read` runs a read off the event
+loop for the awaitable query forms (``Ledger.asql`` ...); cancelling the awaiting
+task stops the statement.
 
 ``streamnb/_ledger/sqlite.py`` is the SQLite backend (one writer process, a lock
 file, WAL). A PostgreSQL backend (psycopg 3) fits the same seam: many runtimes in
@@ -23,8 +29,8 @@ processes with LISTEN/NOTIFY next to it; none of that changes this interface.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, Protocol, TypeVar
 
 from .._frames import Frame
 from .._lifecycle import Lifecycle
@@ -39,6 +45,7 @@ __all__ = [
 ]
 
 Table = Literal["streams", "events", "frames"]
+T = TypeVar("T")
 
 #: the columns of each table, in the order ``select`` returns them
 STREAM_COLUMNS = (
@@ -120,22 +127,61 @@ class LedgerBackend(Protocol):
 
     # --- read by the query API ----------------------------------------------------------
 
+    #: the time limit of a read that names none, seconds (None: no limit)
+    query_timeout_s: float | None
+
     def select(
-        self, table: Table, columns: Sequence[str], where: Mapping[str, str] | None = None
+        self,
+        table: Table,
+        columns: Sequence[str],
+        where: Mapping[str, str] | None = None,
+        *,
+        timeout_s: float | None = None,
     ) -> list[tuple[Any, ...]]:
         """Rows of ``table`` whose columns equal ``where``'s values, in the table's order.
 
         The order: ``streams`` as opened, ``events`` by ``id``, ``frames`` by
-        ``stream_ref`` then ``seq``.
+        ``stream_ref`` then ``seq``. Blocks only the calling thread, on a
+        connection of its own; ``timeout_s`` (default :attr:`query_timeout_s`)
+        bounds it (:class:`~streamnb.LedgerTimeoutError`).
         """
         ...
 
     def sql(
-        self, query: str, params: Sequence[Any] | Mapping[str, Any] = ()
+        self,
+        query: str,
+        params: Sequence[Any] | Mapping[str, Any] = (),
+        *,
+        timeout_s: float | None = None,
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run one read-only statement in the backend's own SQL; ``(columns, rows)``.
 
-        Raises :class:`~streamnb.LedgerQueryError` when it fails or tries to write.
+        As :meth:`select`: its own connection, a time limit. Raises
+        :class:`~streamnb.LedgerQueryError` when it fails or tries to write,
+        :class:`~streamnb.LedgerTimeoutError` past ``timeout_s``.
+        """
+        ...
+
+    def select_frames(
+        self,
+        stream_ref: str,
+        after_seq: int = -1,
+        limit: int | None = None,
+        *,
+        timeout_s: float | None = None,
+    ) -> list[tuple[Any, ...]]:
+        """``frames`` rows of one stream with ``seq > after_seq``, by seq, at most ``limit``.
+
+        Columns :data:`FRAME_COLUMNS`. A long stream is read a page at a time
+        (replay from the ledger); as :meth:`select` otherwise.
+        """
+        ...
+
+    async def run_read(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` (a function calling :meth:`select` / :meth:`sql`) off the event loop.
+
+        The awaitable query forms use it. Cancelling the awaiting task stops the
+        statement ``fn`` is running.
         """
         ...
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -13,6 +14,7 @@ from .._frames import Frame
 from .._sqlite import DEFAULT_BUSY_TIMEOUT_S
 from . import queries
 from .backend import LedgerBackend
+from .readers import DEFAULT_QUERY_TIMEOUT_S, check_timeout
 from .recovery import WriterLock
 from .sqlite import SQLiteBackend, check_path
 
@@ -22,15 +24,28 @@ __all__ = ["Ledger"]
 class Ledger:
     """Durable store of settlements, events and (optionally) frames.
 
-    ``Ledger()`` keeps everything in memory; ``Ledger("runs.db")`` is a SQLite
-    file in WAL mode that survives restarts. All SQLite work happens on one writer
-    thread per ledger (``streamnb-ledger``), so the event loop never waits on disk
-    I/O; a query from a notebook cell blocks only that call. Settlements are
-    group-committed, and a runtime announces a terminal frame only after its
-    settlement committed. A file ledger's writer holds ``<path>.lock``; opening a
-    file no live process holds settles the streams a dead process left ``running``
-    as ``failed``/``runtime_lost`` (listed in :attr:`recovered`), and a second
-    process that finds the lock taken opens the file read-only.
+    ``Ledger()`` keeps everything for the life of this object only (a private
+    scratch file, deleted when it closes); ``Ledger("runs.db")`` is a SQLite file
+    in WAL mode that survives restarts. Writes run on one writer thread per
+    ledger (``streamnb-ledger``), so the event loop never waits on disk I/O;
+    settlements are group-committed, and a runtime announces a terminal frame only
+    after its settlement committed. A file ledger's writer holds ``<path>.lock``;
+    opening a file no live process holds settles the streams a dead process left
+    ``running`` as ``failed``/``runtime_lost`` (listed in :attr:`recovered`), and a
+    second process that finds the lock taken opens the file read-only. A ledger
+    dropped without :meth:`close` is closed when it is garbage-collected (its
+    lock is released).
+
+    Queries never hold back a write: they run on read-only connections of their
+    own (never the writer's) and each has a time limit, ``timeout_s`` (default
+    ``query_timeout_s``, 10 s); past it the query is stopped and raises
+    :class:`~streamnb.LedgerTimeoutError`. Every query has an awaitable twin, its
+    name with an ``a`` in front (as ``aclose``): :meth:`asql`, :meth:`astreams`,
+    :meth:`aevents`, :meth:`aframes`, :meth:`aframe_log`, :meth:`astream_status`.
+    They run off the event loop; use them in async code and notebook cells
+    (``df = await ledger.asql(...)``), where the plain forms would stop the
+    kernel's loop (and every Stop button) while they run. Cancelling the awaiting
+    task stops the query.
 
     Re-running a notebook cell: a second ``Ledger`` on the same file *in the same
     process* (``read_only`` None or False) takes it over: the runtime writing the
@@ -47,7 +62,7 @@ class Ledger:
     ----------
     path : str or os.PathLike, optional
         SQLite file to use (WAL mode, created if missing). ``None`` (default)
-        keeps the ledger in memory for the life of this object.
+        keeps the ledger for the life of this object only.
     record_frames : bool, default False
         Also store every outbound frame, queryable with :meth:`frames`.
     read_only : bool or None, default None
@@ -58,6 +73,9 @@ class Ledger:
         take the file over from an earlier ``Ledger`` (see above).
     busy_timeout_s : float, default 5.0
         How long SQLite waits for a lock held by another connection, seconds.
+    query_timeout_s : float or None, default 10.0
+        The time limit of a query that gives no ``timeout_s``, seconds (None:
+        no limit).
 
     Raises
     ------
@@ -73,6 +91,15 @@ class Ledger:
     <Ledger :memory: writer open>
     >>> ledger.streams().columns.tolist()
     ['stream_ref', 'kind', 'mode', 'status', 'opened_at', 'settled_at', 'reason', 'terminal']
+    >>> endless = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "
+    >>> ledger.sql(endless + "SELECT count(*) FROM n", timeout_s=0.2)
+    Traceback (most recent call last):
+    ...
+    streamnb._errors.LedgerTimeoutError: the ledger read was stopped after 0.2 s (out of time: ...
+    >>> import asyncio
+    >>> asyncio.run(ledger.asql("SELECT count(*) AS n FROM streams"))
+       n
+    0  0
     >>> ledger.close()
 
     A re-run cell: the second ledger on the file takes it over from the first.
@@ -93,8 +120,10 @@ class Ledger:
         record_frames: bool = False,
         read_only: bool | None = None,
         busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
+        query_timeout_s: float | None = DEFAULT_QUERY_TIMEOUT_S,
     ) -> None:
         checked = None if path is None else check_path(path)
+        query_timeout_s = check_timeout(query_timeout_s)  # checked before any takeover
         #: the takeover key (the file's real path) while this ledger writes a file
         self._key: str | None = None
         adopted = None
@@ -106,11 +135,15 @@ class Ledger:
             read_only=read_only,
             busy_timeout_s=busy_timeout_s,
             lock=adopted,
+            query_timeout_s=query_timeout_s,
         )
+        # dropped without close(): stop the writer and release the file lock when collected
+        # (the backend holds no reference back to this object)
+        self._finalizer = weakref.finalize(self, self._backend.close)
         try:
             recovered = self._backend.recover()
         except BaseException:
-            self._backend.close()
+            self._finalizer()
             raise
         #: refs of the streams a dead process left running, settled ``runtime_lost`` at open
         self.recovered: list[str] = recovered
@@ -145,12 +178,17 @@ class Ledger:
         """How long SQLite waits for a lock held by another connection, seconds."""
         return self._backend.busy_timeout_s
 
+    @property
+    def query_timeout_s(self) -> float | None:
+        """The time limit of a query that gives no ``timeout_s``, seconds (None: no limit)."""
+        return self._backend.query_timeout_s
+
     def close(self) -> None:
-        """Finish queued writes, close the SQLite connection and release the file lock.
+        """Finish queued writes, close the SQLite connections and release the file lock.
 
         Idempotent. Queries after ``close`` raise :class:`~streamnb.LedgerError`.
         """
-        self._backend.close()
+        self._finalizer()
         if self._key is not None:
             _takeover.release("ledger", self._key, self)
 
@@ -165,15 +203,23 @@ class Ledger:
         mode = "read-only" if backend.read_only else "writer"
         return f"<Ledger {backend.where} {mode} {backend.state.value}>"
 
-    # --- queries --------------------------------------------------------------------------
+    # --- queries (each blocks its caller; the a* twins below are awaitable) ------------------
 
-    def events(self, kind: str | None = None, stream_ref: str | None = None) -> pd.DataFrame:
+    def events(
+        self,
+        kind: str | None = None,
+        stream_ref: str | None = None,
+        *,
+        timeout_s: float | None = None,
+    ) -> pd.DataFrame:
         """Events committed by handlers, oldest first.
 
         Parameters
         ----------
         kind, stream_ref : str, optional
             Keep only events of this kind / of this stream.
+        timeout_s : float, optional
+            Stop the query after this many seconds (default :attr:`query_timeout_s`).
 
         Returns
         -------
@@ -185,11 +231,22 @@ class Ledger:
         ------
         LedgerError
             A filter is not a str, or the ledger is closed.
+        LedgerTimeoutError
+            The query ran longer than ``timeout_s``.
         """
-        return queries.events(self._backend, kind=kind, stream_ref=stream_ref)
+        return queries.events(self._backend, kind, stream_ref, self._limit(timeout_s))
 
-    def streams(self, kind: str | None = None, status: str | None = None) -> pd.DataFrame:
+    def streams(
+        self, kind: str | None = None, status: str | None = None, *, timeout_s: float | None = None
+    ) -> pd.DataFrame:
         """The runtime's record of every stream, in the order they were opened.
+
+        Parameters
+        ----------
+        kind, status : str, optional
+            Keep only streams of this kind / with this status.
+        timeout_s : float, optional
+            Stop the query after this many seconds (default :attr:`query_timeout_s`).
 
         Returns
         -------
@@ -203,10 +260,14 @@ class Ledger:
         ------
         LedgerError
             A filter is not a str, or the ledger is closed.
+        LedgerTimeoutError
+            The query ran longer than ``timeout_s``.
         """
-        return queries.streams(self._backend, kind=kind, status=status)
+        return queries.streams(self._backend, kind, status, self._limit(timeout_s))
 
-    def frames(self, stream_ref: str | None = None) -> pd.DataFrame:
+    def frames(
+        self, stream_ref: str | None = None, *, timeout_s: float | None = None
+    ) -> pd.DataFrame:
         """Recorded frames (``record_frames=True``), by stream then seq, as a DataFrame.
 
         Returns
@@ -216,18 +277,40 @@ class Ledger:
             and ``terminal`` (parsed JSON), ``reason, error``, ``at``
             (datetime64[ns, UTC]). Empty, with these columns, when frames are
             not recorded.
-        """
-        return queries.frames(self._backend, stream_ref=stream_ref)
 
-    def frame_log(self, stream_ref: str) -> list[Frame]:
+        Raises
+        ------
+        LedgerTimeoutError
+            The query ran longer than ``timeout_s`` (default :attr:`query_timeout_s`).
+        """
+        return queries.frames(self._backend, stream_ref, self._limit(timeout_s))
+
+    def frame_log(
+        self,
+        stream_ref: str,
+        *,
+        after_seq: int = -1,
+        limit: int | None = None,
+        timeout_s: float | None = None,
+    ) -> list[Frame]:
         """Recorded frames of one stream as a list of :class:`~streamnb.Frame`, by seq.
 
         The same rows as ``frames(stream_ref)``, as the objects observers receive
         (e.g. to replay them, or to project them with ``project_attached_stream``).
+        ``after_seq`` and ``limit`` read a page: the frames with ``seq > after_seq``,
+        at most ``limit`` of them. ``timeout_s`` as for :meth:`frames`.
         """
-        return queries.frame_log(self._backend, stream_ref)
+        return queries.frame_log(
+            self._backend, stream_ref, self._limit(timeout_s), after_seq, limit
+        )
 
-    def sql(self, query: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> pd.DataFrame:
+    def sql(
+        self,
+        query: str,
+        params: Sequence[Any] | Mapping[str, Any] = (),
+        *,
+        timeout_s: float | None = None,
+    ) -> pd.DataFrame:
         """Run a read-only SQL query and return its rows as a DataFrame.
 
         Parameters
@@ -237,11 +320,17 @@ class Ledger:
             ``events`` and ``frames``. Use ``?`` or ``:name`` placeholders.
         params : sequence or dict
             Values for the placeholders.
+        timeout_s : float, optional
+            Stop the query after this many seconds (default :attr:`query_timeout_s`);
+            ``float("inf")`` for no limit.
 
         Raises
         ------
         LedgerQueryError
             The statement failed or tried to change the ledger (nothing changes).
+        LedgerTimeoutError
+            It ran longer than ``timeout_s`` and was stopped (nothing changes;
+            settlements went on meanwhile).
 
         Examples
         --------
@@ -250,11 +339,92 @@ class Ledger:
            n
         0  0
         """
-        return queries.sql(self._backend, query, params)
+        return queries.sql(self._backend, query, params, self._limit(timeout_s))
 
-    def stream_status(self, stream_ref: str) -> str | None:
+    def stream_status(self, stream_ref: str, *, timeout_s: float | None = None) -> str | None:
         """The ``streams.status`` of one stream, or None if the ledger has no such row."""
-        return queries.stream_status(self._backend, stream_ref)
+        return queries.stream_status(self._backend, stream_ref, self._limit(timeout_s))
+
+    # --- the same queries, awaitable (off the event loop) ---------------------------------
+
+    async def aevents(
+        self,
+        kind: str | None = None,
+        stream_ref: str | None = None,
+        *,
+        timeout_s: float | None = None,
+    ) -> pd.DataFrame:
+        """:meth:`events`, awaitable: runs off the event loop; cancelling stops the query."""
+        limit = self._limit(timeout_s)
+        return await self._backend.run_read(
+            lambda: queries.events(self._backend, kind, stream_ref, limit)
+        )
+
+    async def astreams(
+        self, kind: str | None = None, status: str | None = None, *, timeout_s: float | None = None
+    ) -> pd.DataFrame:
+        """:meth:`streams`, awaitable: runs off the event loop; cancelling stops the query."""
+        limit = self._limit(timeout_s)
+        return await self._backend.run_read(
+            lambda: queries.streams(self._backend, kind, status, limit)
+        )
+
+    async def aframes(
+        self, stream_ref: str | None = None, *, timeout_s: float | None = None
+    ) -> pd.DataFrame:
+        """:meth:`frames`, awaitable: runs off the event loop; cancelling stops the query."""
+        limit = self._limit(timeout_s)
+        return await self._backend.run_read(
+            lambda: queries.frames(self._backend, stream_ref, limit)
+        )
+
+    async def aframe_log(
+        self,
+        stream_ref: str,
+        *,
+        after_seq: int = -1,
+        limit: int | None = None,
+        timeout_s: float | None = None,
+    ) -> list[Frame]:
+        """:meth:`frame_log`, awaitable: runs off the event loop; cancelling stops the query."""
+        time_limit = self._limit(timeout_s)
+        return await self._backend.run_read(
+            lambda: queries.frame_log(self._backend, stream_ref, time_limit, after_seq, limit)
+        )
+
+    async def asql(
+        self,
+        query: str,
+        params: Sequence[Any] | Mapping[str, Any] = (),
+        *,
+        timeout_s: float | None = None,
+    ) -> pd.DataFrame:
+        """:meth:`sql`, awaitable: runs off the event loop; cancelling stops the query.
+
+        Examples
+        --------
+        In a notebook cell: ``df = await runtime.ledger.asql("SELECT ...")``.
+        """
+        limit = self._limit(timeout_s)
+        return await self._backend.run_read(
+            lambda: queries.sql(self._backend, query, params, limit)
+        )
+
+    async def astream_status(
+        self, stream_ref: str, *, timeout_s: float | None = None
+    ) -> str | None:
+        """:meth:`stream_status`, awaitable: runs off the event loop."""
+        limit = self._limit(timeout_s)
+        return await self._backend.run_read(
+            lambda: queries.stream_status(self._backend, stream_ref, limit)
+        )
+
+    def _limit(self, timeout_s: float | None) -> float | None:
+        """A per-call limit, checked; None keeps the backend's ``query_timeout_s``."""
+        if timeout_s is None:
+            return None
+        check_timeout(timeout_s)
+        return float(timeout_s)  # inf stays inf here: the backend reads it as "no limit"
 
 
 def _take_over(key: str) -> WriterLock | None:

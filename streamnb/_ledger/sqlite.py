@@ -1,11 +1,14 @@
-"""The SQLite backend: one file (or ``:memory:``), one writer thread, one writer process.
+"""The SQLite backend: one file, one writer thread, one writer process, readers of its own.
 
-``SQLiteBackend(None)`` keeps everything in memory; a path is a file in WAL mode
-that survives restarts (``streamnb._sqlite.connect``). All SQLite work runs on
-the :class:`~streamnb._ledger.writer.Writer` thread; the writer process holds the
-file's lock, and opening a file nobody holds recovers the streams a dead process
-left ``running`` (``recovery.py``). Frames (``record_frames``) are buffered on the
-caller's side and written at the start of the next write transaction.
+A path is a file in WAL mode that survives restarts (``streamnb._sqlite.connect``);
+``SQLiteBackend(None)`` is an in-memory ledger, kept in a private scratch file that
+is deleted when it closes (``scratch.py`` says why). Every write runs on the
+:class:`~streamnb._ledger.writer.Writer` thread; the writer process holds the file's
+lock, and opening a file nobody holds recovers the streams a dead process left
+``running`` (``recovery.py``). Frames (``record_frames``) are buffered on the caller's
+side and written at the start of the next write transaction. Reads never touch the
+writer: they run on read-only connections of their own with a time limit
+(``readers.py``), so no query can hold back a settlement.
 """
 
 from __future__ import annotations
@@ -13,20 +16,24 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections import deque
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from .._errors import LedgerBusyError, LedgerError, LedgerQueryError
 from .._frames import Frame
 from .._json import dumps
 from .._lifecycle import Lifecycle
-from .._sqlite import DEFAULT_BUSY_TIMEOUT_S, connect, translate_errors
+from .._sqlite import DEFAULT_BUSY_TIMEOUT_S, connect, read_only_authorizer, translate_errors
 from .backend import EVENT_COLUMNS, FRAME_COLUMNS, STREAM_COLUMNS, Table
+from .readers import DEFAULT_QUERY_TIMEOUT_S, ReadPool, check_timeout
 from .recovery import WriterLock, recover_lost_streams
+from .scratch import ScratchFile
 from .tx import Settlement
 from .writer import Writer
 
 __all__ = ["SQLiteBackend", "check_path"]
+
+T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS streams (
@@ -71,23 +78,6 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
 _ORDER = {"streams": "opened_at, rowid", "events": "id", "frames": "stream_ref, seq"}
 _INSERT_FRAME = "INSERT OR IGNORE INTO frames VALUES (?,?,?,?,?,?,?,?,?)"
 
-#: PRAGMAs ledger.sql may run with an argument (they only read)
-_READ_PRAGMAS = frozenset(
-    {
-        "table_info",
-        "table_xinfo",
-        "index_list",
-        "index_info",
-        "index_xinfo",
-        "foreign_key_list",
-        "integrity_check",
-        "quick_check",
-    }
-)
-_READ_ACTIONS = frozenset(
-    {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
-)
-
 
 def check_path(path: Any) -> str:
     """``path`` as a str, or :class:`~streamnb.LedgerError` saying why it cannot be a ledger."""
@@ -123,12 +113,15 @@ class SQLiteBackend:
         record_frames: bool = False,
         read_only: bool | None = None,
         busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
+        query_timeout_s: float | None = DEFAULT_QUERY_TIMEOUT_S,
         lock: WriterLock | None = None,
     ) -> None:
         self.path = path
         self.where = path or ":memory:"
         self.record_frames = record_frames
         self.busy_timeout_s = busy_timeout_s
+        #: the time limit of a read that names none, seconds (None: no limit)
+        self.query_timeout_s = query_timeout_s
         #: the writer lock was handed over by a ledger of this process being replaced,
         #: whose runtime still settles its running streams: recovery leaves them alone
         self._adopted = lock is not None
@@ -138,6 +131,9 @@ class SQLiteBackend:
         else:
             self._lock = None if path is None else WriterLock(path)
             self.read_only = self._take_writer_lock(read_only)
+        self._scratch = None if path is not None else ScratchFile()
+        #: the SQLite file every connection opens (the scratch file when in memory)
+        self.file = path if self._scratch is None else self._scratch.path
         self._frame_buf: deque[Frame] = deque()
         self._flush_queued = False
         try:
@@ -145,6 +141,7 @@ class SQLiteBackend:
         except BaseException:
             self._release_lock()
             raise
+        self.readers = ReadPool(self._connect_reader, read_only_authorizer)
         self.state = Lifecycle.OPEN
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -172,28 +169,41 @@ class SQLiteBackend:
     def _release_lock(self) -> None:
         if self._lock is not None:
             self._lock.release()
+        if self._scratch is not None:
+            self._scratch.remove()
+
+    def _cannot_open(self, why: str) -> LedgerError:
+        return LedgerError(
+            f"cannot open ledger {self.where!r}: {why}; is it a streamnb ledger file?"
+        )
 
     def _connect(self) -> sqlite3.Connection:
-        where = self.where
-
-        def cannot_open(why: str) -> LedgerError:
-            return LedgerError(
-                f"cannot open ledger {where!r}: {why}; is it a streamnb ledger file?"
-            )
-
+        """The writer thread's connection (read-only when another process writes)."""
         if self.read_only and self.path is not None and not os.path.exists(self.path):
             raise LedgerError(f"cannot read ledger {self.path!r}: no such file")
         conn = connect(
-            self.path,
+            self.file,
             schema=None if self.read_only else SCHEMA,
             busy_timeout_s=self.busy_timeout_s,
             read_only=self.read_only,
-            error=cannot_open,
+            error=self._cannot_open,
         )
+        if self._scratch is not None:
+            conn.execute("PRAGMA synchronous=OFF")  # a scratch file never outlives a crash
         if self.read_only:
-            with translate_errors(cannot_open):
+            with translate_errors(self._cannot_open):
                 conn.execute("SELECT count(*) FROM streams").fetchone()
         return conn
+
+    def _connect_reader(self) -> sqlite3.Connection:
+        """One more read connection (``mode=ro``), used by one thread at a time."""
+        return connect(
+            self.file,
+            busy_timeout_s=self.busy_timeout_s,
+            read_only=True,
+            check_same_thread=False,  # the pool hands it to one thread at a time
+            error=self._cannot_open,
+        )
 
     def recover(self) -> list[str]:
         if self.read_only or self.path is None or self._adopted:
@@ -204,6 +214,7 @@ class SQLiteBackend:
         if self.state is not Lifecycle.OPEN:
             return
         self.state = Lifecycle.CLOSED
+        self.readers.close()
         self.writer.close()
         self._release_lock()
 
@@ -284,8 +295,15 @@ class SQLiteBackend:
                             "VALUES (?,?,?,?)",
                             (s.stream_ref, kind, payload, s.settled_at),
                         )
-                    for sql, params in s.tx._statements:
-                        conn.execute(sql, params)
+                    if s.tx._statements:
+                        # the handler's own SQL may not touch the runtime's tables or the
+                        # transaction (a COMMIT or ROLLBACK here would end the group commit)
+                        conn.set_authorizer(_handler_authorizer)
+                        try:
+                            for sql, params in s.tx._statements:
+                                conn.execute(sql, params)
+                        finally:
+                            conn.set_authorizer(None)
             except Exception as exc:  # sqlite3.Error, or a value sqlite cannot bind
                 if not conn.in_transaction:  # the whole transaction is gone (disk full)
                     raise
@@ -304,8 +322,16 @@ class SQLiteBackend:
 
     # --- reads ----------------------------------------------------------------------------
 
+    def _limit(self, timeout_s: float | None) -> float | None:
+        return self.query_timeout_s if timeout_s is None else check_timeout(timeout_s)
+
     def select(
-        self, table: Table, columns: Sequence[str], where: Mapping[str, str] | None = None
+        self,
+        table: Table,
+        columns: Sequence[str],
+        where: Mapping[str, str] | None = None,
+        *,
+        timeout_s: float | None = None,
     ) -> list[tuple[Any, ...]]:
         self._check_open(False)
         known = _COLUMNS[table]
@@ -319,31 +345,54 @@ class SQLiteBackend:
             f"{' WHERE ' + clause if clause else ''} ORDER BY {_ORDER[table]}"
         )
         params = tuple(filters.values())
-        rows: list[tuple[Any, ...]] = self.writer.call(
-            lambda conn: conn.execute(query, params).fetchall()
+
+        def run(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            with translate_errors(lambda why: LedgerError(f"cannot read {table}: {why}")):
+                return conn.execute(query, params).fetchall()
+
+        return self.readers.run(run, self._limit(timeout_s), lambda: query)
+
+    def select_frames(
+        self,
+        stream_ref: str,
+        after_seq: int = -1,
+        limit: int | None = None,
+        *,
+        timeout_s: float | None = None,
+    ) -> list[tuple[Any, ...]]:
+        self._check_open(False)
+        query = (
+            f"SELECT {', '.join(FRAME_COLUMNS)} FROM frames WHERE stream_ref=? AND seq>? "
+            "ORDER BY seq LIMIT ?"
         )
-        return rows
+        params = (stream_ref, after_seq, -1 if limit is None else limit)
+
+        def run(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            with translate_errors(lambda why: LedgerError(f"cannot read frames: {why}")):
+                return conn.execute(query, params).fetchall()
+
+        return self.readers.run(run, self._limit(timeout_s), lambda: query)
 
     def sql(
-        self, query: str, params: Sequence[Any] | Mapping[str, Any] = ()
+        self,
+        query: str,
+        params: Sequence[Any] | Mapping[str, Any] = (),
+        *,
+        timeout_s: float | None = None,
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
         self._check_open(False)
 
         def run(conn: sqlite3.Connection) -> tuple[list[str], list[tuple[Any, ...]]]:
-            conn.execute("PRAGMA query_only=ON")
-            # query_only stops writes to the data, not BEGIN (which would leave the writer's
-            # connection inside a transaction), ATTACH or PRAGMA settings: allow reads only
-            conn.set_authorizer(_read_only_authorizer)
-            try:
-                with translate_errors(lambda why: LedgerQueryError(query, why)):
-                    cur = conn.execute(query, params)
-                    cols = [d[0] for d in cur.description or ()]
-                    return cols, cur.fetchall()
-            finally:
-                conn.set_authorizer(None)
-                conn.execute("PRAGMA query_only=OFF")
+            with translate_errors(lambda why: LedgerQueryError(query, why)):
+                cur = conn.execute(query, params)
+                cols = [d[0] for d in cur.description or ()]
+                return cols, cur.fetchall()
 
-        return self.writer.call(run)
+        return self.readers.run(run, self._limit(timeout_s), lambda: f"query {query[:200]!r}")
+
+    async def run_read(self, fn: Callable[[], T]) -> T:
+        self._check_open(False)
+        return await self.readers.run_async(fn)
 
 
 def _closed_error() -> LedgerError:
@@ -370,9 +419,59 @@ def _utf8_safe(value: Any) -> Any:
     return value
 
 
-def _read_only_authorizer(action: int, arg1: Any, arg2: Any, _db: Any, _trigger: Any) -> int:
-    if action in _READ_ACTIONS:
-        return sqlite3.SQLITE_OK
-    if action == sqlite3.SQLITE_PRAGMA and (arg2 is None or arg1 in _READ_PRAGMAS):
-        return sqlite3.SQLITE_OK  # reading a setting; setting one is denied
-    return sqlite3.SQLITE_DENY
+#: tables the runtime owns: a handler's ``tx.execute`` may read them, never change them
+#: (the Durable Streams endpoint keeps its ``ds_*`` tables in the same file)
+_RUNTIME_TABLES = frozenset({"streams", "events", "frames"})
+_TABLE_WRITES = frozenset(
+    {
+        sqlite3.SQLITE_INSERT,
+        sqlite3.SQLITE_UPDATE,
+        sqlite3.SQLITE_DELETE,
+        sqlite3.SQLITE_DROP_TABLE,
+        sqlite3.SQLITE_DROP_TEMP_TABLE,
+    }
+)
+#: (action) whose second argument is the table: indexes and triggers on it, ALTER TABLE
+_ON_TABLE = frozenset(
+    {
+        sqlite3.SQLITE_CREATE_INDEX,
+        sqlite3.SQLITE_DROP_INDEX,
+        sqlite3.SQLITE_CREATE_TEMP_INDEX,
+        sqlite3.SQLITE_DROP_TEMP_INDEX,
+        sqlite3.SQLITE_CREATE_TRIGGER,
+        sqlite3.SQLITE_DROP_TRIGGER,
+        sqlite3.SQLITE_CREATE_TEMP_TRIGGER,
+        sqlite3.SQLITE_DROP_TEMP_TRIGGER,
+        sqlite3.SQLITE_ALTER_TABLE,
+    }
+)
+_NEVER = frozenset(
+    {
+        sqlite3.SQLITE_TRANSACTION,
+        sqlite3.SQLITE_SAVEPOINT,
+        sqlite3.SQLITE_ATTACH,
+        sqlite3.SQLITE_DETACH,
+    }
+)
+
+
+def _runtime_table(name: Any) -> bool:
+    if not isinstance(name, str):
+        return False
+    low = name.lower()
+    # sqlite_master is written by SQLite itself for the handler's own CREATE TABLE (a
+    # direct write needs writable_schema, refused below); sqlite_sequence numbers events
+    return low in _RUNTIME_TABLES or low.startswith("ds_") or low == "sqlite_sequence"
+
+
+def _handler_authorizer(action: int, arg1: Any, arg2: Any, _db: Any, _trigger: Any) -> int:
+    """What ``tx.execute`` may do: anything to the handler's own tables, nothing else."""
+    if action in _NEVER:
+        return sqlite3.SQLITE_DENY
+    if action in _TABLE_WRITES and _runtime_table(arg1):
+        return sqlite3.SQLITE_DENY
+    if action in _ON_TABLE and _runtime_table(arg2):
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_PRAGMA and arg2 is not None:
+        return sqlite3.SQLITE_DENY  # setting a PRAGMA (writable_schema, journal_mode...)
+    return sqlite3.SQLITE_OK

@@ -75,7 +75,16 @@ class LedgerTx:
         self._events.append((kind, text))
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        """Queue one SQL statement (for a handler's own tables) in this transaction."""
+        """Queue one SQL statement (for a handler's own tables) in this transaction.
+
+        The statement may create, change and read the handler's own tables and
+        read the runtime's; it may not change ``streams``, ``events``,
+        ``frames`` (use :meth:`insert_event`) or the Durable Streams ``ds_*``
+        tables, end or nest the transaction (``COMMIT``, ``SAVEPOINT``...),
+        ``ATTACH`` a file or set a ``PRAGMA``. Such a statement is refused when
+        the settlement is applied, and the stream settles ``failed`` (reason
+        ``settlement_error``) with none of this transaction's writes.
+        """
         self._statements.append((sql, tuple(params)))
 
 

@@ -9,17 +9,17 @@ are taken under each database's lock, so a query never sees half a turn.
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import urllib.parse
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
 
-from .._errors import LedgerQueryError
+from .._errors import LedgerQueryError, LedgerTimeoutError
 from .._ledger import Ledger
-from .._sqlite import translate_errors
+from .._ledger.readers import DEFAULT_QUERY_TIMEOUT_S, PROGRESS_OPS
+from .._sqlite import file_uri, read_only_authorizer, translate_errors
 from .store import Message, RegistryStore
 
 __all__ = ["run_query"]
@@ -37,13 +37,9 @@ _LEDGER_TABLES = {
 }
 
 
-def _ro_uri(path: str) -> str:
-    return "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
-
-
 def _attach_ledger(conn: sqlite3.Connection, ledger: Ledger) -> None:
     if ledger.path is not None:
-        conn.execute("ATTACH DATABASE ? AS ledger", (_ro_uri(ledger.path),))
+        conn.execute("ATTACH DATABASE ? AS ledger", (file_uri(ledger.path, mode="ro"),))
         return
     conn.execute("ATTACH DATABASE ':memory:' AS ledger")
     for table, columns in _LEDGER_TABLES.items():
@@ -60,6 +56,7 @@ def run_query(
     ledger: Ledger,
     query: str,
     params: Any = (),
+    timeout_s: float | None = DEFAULT_QUERY_TIMEOUT_S,
 ) -> pd.DataFrame:
     """Run ``query`` over a snapshot of the rooms and the ledger; rows as a DataFrame.
 
@@ -69,7 +66,10 @@ def run_query(
     Raises
     ------
     LedgerQueryError
-        The statement failed or tried to write (nothing changes anywhere).
+        The statement failed or tried to write or create a file (nothing changes
+        anywhere).
+    LedgerTimeoutError
+        It ran longer than ``timeout_s`` seconds (None: no limit).
     """
     conn = sqlite3.connect("file:streamnb-rooms-query?mode=memory", uri=True)
     try:
@@ -99,10 +99,22 @@ def run_query(
         _attach_ledger(conn, ledger)
         conn.commit()
         conn.execute("PRAGMA query_only=ON")
-        with translate_errors(lambda why: LedgerQueryError(query, why)):
-            cur = conn.execute(query, params)
-            cols = [d[0] for d in cur.description or ()]
-            rows = cur.fetchall()
+        # as ledger.sql: reading only (no ATTACH or VACUUM INTO, which create files), and a
+        # time limit checked every PROGRESS_OPS SQLite instructions
+        conn.set_authorizer(read_only_authorizer)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        if deadline is not None:
+            conn.set_progress_handler(lambda: time.monotonic() > deadline, PROGRESS_OPS)
+        try:
+            with translate_errors(lambda why: LedgerQueryError(query, why)):
+                cur = conn.execute(query, params)
+                cols = [d[0] for d in cur.description or ()]
+                rows = cur.fetchall()
+        except LedgerQueryError:
+            if deadline is not None and time.monotonic() > deadline:
+                assert timeout_s is not None
+                raise LedgerTimeoutError(timeout_s, f"query {query[:200]!r}") from None
+            raise
     finally:
         conn.close()
     return pd.DataFrame.from_records(rows, columns=cols)

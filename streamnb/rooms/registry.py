@@ -53,6 +53,7 @@ import re
 import secrets
 import time
 import unicodedata
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -65,6 +66,7 @@ from .._dataframes import utc_column
 from .._frames import Frame
 from .._handler import AttachedStreamHandler
 from .._ledger import Ledger, LedgerTx
+from .._ledger.readers import DEFAULT_QUERY_TIMEOUT_S
 from .._ledger.recovery import read_holder_pid, write_holder_pid
 from .._lifecycle import Lifecycle
 from .._runtime import StreamRuntime
@@ -73,10 +75,10 @@ from .checkpoint import CHECKPOINT_BYTES, CHECKPOINT_S
 from .errors import RoomError, RoomExistsError, RoomNameError, UnknownRoomError
 from .events import RoomEvent, RoomListener
 from .query import run_query
-from .reply import DEFAULT_KIND, bind_reply_handler
+from .reply import DEFAULT_KIND, SettleHook, bind_reply_handler
 from .reply import room_reply_handler as _default_handler
 from .room import Room
-from .store import RegistryStore, RoomRow, RoomStore
+from .store import ConnectionPool, RegistryStore, RoomRow, RoomStore
 
 __all__ = ["MAX_NAME_CHARS", "ChatRooms", "HandlerFactory"]
 
@@ -94,16 +96,20 @@ def check_room_name(name: object) -> str:
     """The name, stripped of surrounding white space, or :class:`RoomNameError`.
 
     A name is 1 to :data:`MAX_NAME_CHARS` characters with no control character
-    (seed 004 shows names in a one-line sidebar).
+    (Unicode category ``Cc``: seed 004 shows names in a one-line sidebar) and no
+    lone surrogate (not text: it cannot be stored). Format characters such as the
+    zero-width joiner of an emoji sequence are text and are kept.
 
     Examples
     --------
     >>> check_room_name("  Ideas ")
     'Ideas'
+    >>> check_room_name("Family \U0001f468\u200d\U0001f469\u200d\U0001f467")  # ZWJ emoji
+    'Family 👨\u200d👩\u200d👧'
     >>> check_room_name("Ideas" + chr(7))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    streamnb.rooms.errors.RoomNameError: invalid room name ...: it contains a control character; ...
+    streamnb.rooms.errors.RoomNameError: invalid room name ...: ... control character U+0007; ...
     """
     if not isinstance(name, str):
         raise RoomNameError(name, f"it is a {type(name).__name__}, not a str", MAX_NAME_CHARS)
@@ -114,8 +120,18 @@ def check_room_name(name: object) -> str:
         raise RoomNameError(
             stripped[:20] + "...", f"it has {len(stripped)} characters", MAX_NAME_CHARS
         )
-    if any(unicodedata.category(ch).startswith("C") for ch in stripped):
-        raise RoomNameError(name, "it contains a control character", MAX_NAME_CHARS)
+    for ch in stripped:
+        category = unicodedata.category(ch)
+        if category == "Cc":
+            raise RoomNameError(
+                name, f"it contains the control character U+{ord(ch):04X}", MAX_NAME_CHARS
+            )
+        if category == "Cs":
+            raise RoomNameError(
+                name,
+                f"it contains U+{ord(ch):04X}, a lone surrogate (half of a character, not text)",
+                MAX_NAME_CHARS,
+            )
     return stripped
 
 
@@ -220,7 +236,8 @@ class ChatRooms:
         self.kind = kind
         self.path = None if path is None else Path(path)
         self.recovered: list[str] = []
-        self._lock_fd: int | None = None
+        #: the directory's lock (shared with the finalizer; a takeover hands it over)
+        self._dir_lock = _DirectoryLock()
         self._close_reason = "rooms closed"
         self._key = None if self.path is None else _takeover.file_key(self.path)
         handed_fd: int | None = None
@@ -230,6 +247,10 @@ class ChatRooms:
             if previous is not None:
                 handed_fd, settling = previous._replace()
         self._rooms: dict[str, Room] = {}
+        #: the room files open right now (at most DEFAULT_MAX_OPEN_ROOMS; see store.py)
+        self._pool = ConnectionPool()
+        #: every room's store, for closing them (also from the finalizer)
+        self._stores: dict[str, RoomStore] = {}
         self._owns_runtime = runtime is None
         opened: list[tuple[RoomRow, RoomStore]] = []
         try:
@@ -242,7 +263,9 @@ class ChatRooms:
                 store.close()
             self._close_stores()
             raise
-        runtime.register(bind_reply_handler(handler, kind, self._settle))
+        # weakly: the runtime (perhaps the user's, kept alive) must not keep these rooms
+        # alive, so that dropped rooms are collected and their finalizer runs
+        runtime.register(bind_reply_handler(handler, kind, _weak_settle(self)))
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamnb-rooms")
         self._host = RoomHost(
             runtime,
@@ -254,12 +277,18 @@ class ChatRooms:
         )
         for row, store in opened:
             self._add(row, store)
+        # dropped without aclose(): release the directory's lock and close the files when
+        # collected (a re-run notebook cell). Only what owns no way back to self is kept.
+        self._finalizer = weakref.finalize(
+            self, _release, self._dir_lock, self._registry, self._stores, self._executor
+        )
         if self._key is not None:
             _takeover.register("rooms", self._key, self)
 
     def _add(self, row: RoomRow, store: RoomStore) -> Room:
         room = Room(self._host, row.id, store)
         self._rooms[row.id] = room
+        self._stores[row.id] = store
         self._host.names[row.id] = row.name
         return room
 
@@ -280,9 +309,9 @@ class ChatRooms:
         self.path.mkdir(parents=True, exist_ok=True)
         (self.path / "rooms").mkdir(exist_ok=True)
         if handed_fd is not None:
-            self._lock_fd = handed_fd
+            self._dir_lock.fd = handed_fd
         else:
-            self._lock_fd = self._lock_directory(self.path)
+            self._dir_lock.fd = self._lock_directory(self.path)
         registry_path = self.path / "registry.db"
         registry = RegistryStore(registry_path)
         now = time.time()
@@ -293,7 +322,7 @@ class ChatRooms:
                         f"{registry_path} lists a room id {row.id!r} that is not "
                         "rm_ and 12 hex digits; is it a streamnb rooms registry?"
                     )
-                store = RoomStore(row.id, self._room_file(row.id))
+                store = RoomStore(row.id, self._room_file(row.id), self._pool)
                 self.recovered += store.recover(now, settling or ())
                 opened.append((row, store))
         except BaseException:
@@ -417,7 +446,7 @@ class ChatRooms:
         room_id = "rm_" + secrets.token_hex(6)
         now = time.time()
         row = RoomRow(room_id, clean, now, now)
-        store = RoomStore(room_id, self._room_file(room_id))
+        store = RoomStore(room_id, self._room_file(room_id), self._pool)
         try:
             self._registry.insert(row)
         except BaseException:
@@ -555,6 +584,7 @@ class ChatRooms:
             await room._wind_down(reason)
         finally:
             self._rooms.pop(room_id, None)
+            self._stores.pop(room_id, None)
             self._host.names.pop(room_id, None)
             await self._host.io(self._registry.delete, room_id)
             await room._delete_files()
@@ -609,24 +639,30 @@ class ChatRooms:
         >>> rooms.close()
         """
         self._host.check_open()
-        return [
-            {
-                "id": row.id,
-                "name": row.name,
-                "message_count": room._count(),
-                "created_at": row.created_at,
-                "last_active_at": row.last_active_at,
-                "busy": room.busy,
-            }
-            for row, room in self._listing()
-        ]
+        return [_info(row, room) for row, room in self._listing()]
+
+    def room_info(self, room_id: str) -> dict[str, Any]:
+        """One room as :meth:`room_infos` shows it (reads one registry row).
+
+        Raises
+        ------
+        UnknownRoomError
+            No such room.
+        """
+        room = self.room(room_id)
+        row = self._registry.row(room_id)
+        if row is None:
+            raise UnknownRoomError(room_id, self._rooms)
+        return _info(row, room)
 
     def _listing(self) -> list[tuple[RoomRow, Room]]:
         """Every room with its registry row, most recently active first."""
         rooms = self._rooms
         return [(row, rooms[row.id]) for row in self._registry.rows() if row.id in rooms]
 
-    def sql(self, query: str, params: Any = ()) -> pd.DataFrame:
+    def sql(
+        self, query: str, params: Any = (), *, timeout_s: float | None = DEFAULT_QUERY_TIMEOUT_S
+    ) -> pd.DataFrame:
         """One read-only SQL query over rooms, messages of all rooms, and the ledger.
 
         Tables: ``rooms(id, name, created_at, last_active_at)``, ``messages(room_id,
@@ -641,6 +677,8 @@ class ChatRooms:
             One SQLite statement (a ``SELECT``; writes are refused).
         params : sequence or mapping, optional
             Values for the statement's ``?`` or ``:name`` placeholders.
+        timeout_s : float or None, default 10.0
+            Stop the query after this many seconds (None: no limit).
 
         Returns
         -------
@@ -651,7 +689,10 @@ class ChatRooms:
         Raises
         ------
         LedgerQueryError
-            The statement failed or tried to write.
+            The statement failed or tried to write, or to create a file
+            (``ATTACH``, ``VACUUM INTO``), as :meth:`Ledger.sql` refuses.
+        LedgerTimeoutError
+            It ran longer than ``timeout_s``.
 
         Examples
         --------
@@ -668,7 +709,7 @@ class ChatRooms:
         """
         self._host.check_open()
         histories = [(room_id, room._history) for room_id, room in self._rooms.items()]
-        return run_query(self._registry, histories, self.ledger, query, params)
+        return run_query(self._registry, histories, self.ledger, query, params, timeout_s)
 
     # --- notifications --------------------------------------------------------------------
 
@@ -742,7 +783,7 @@ class ChatRooms:
         if not replies and not (self._owns_runtime and runtime.active_refs()):
             self._close_now()
             return None, set()
-        fd, self._lock_fd = self._lock_fd, None
+        fd = self._dir_lock.hand_over()
         task = loop.create_task(self.aclose(), name="streamnb:replaced-rooms")
         _takeover.retire(task)
         return fd, {reply.message_id for reply in replies}
@@ -796,23 +837,87 @@ class ChatRooms:
             self.runtime.close()
 
     def _close_stores(self) -> None:
-        if hasattr(self, "_executor"):
-            self._executor.shutdown(wait=True)
-        for room in self._rooms.values():
-            room._close()
-        registry = getattr(self, "_registry", None)
-        if registry is not None:
-            registry.close()
-        if self._lock_fd is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-                os.close(self._lock_fd)
-            self._lock_fd = None
-        if self._key is not None:
-            _takeover.release("rooms", self._key, self)
+        try:
+            finalizer = getattr(self, "_finalizer", None)
+            if finalizer is not None:
+                finalizer()
+                return
+            # __init__ failed half way: close what it opened
+            for room in self._rooms.values():
+                room._close()
+            _release(self._dir_lock, getattr(self, "_registry", None), {}, None)
+        finally:
+            if self._key is not None:
+                _takeover.release("rooms", self._key, self)
 
     async def __aenter__(self) -> ChatRooms:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _info(row: RoomRow, room: Room) -> dict[str, Any]:
+    """A room as ``room_infos`` shows it (its count is cached: no file opens)."""
+    return {
+        "id": row.id,
+        "name": row.name,
+        "message_count": room._count(),
+        "created_at": row.created_at,
+        "last_active_at": row.last_active_at,
+        "busy": room.busy,
+    }
+
+
+class _DirectoryLock:
+    """The file descriptor of a directory's ``registry.db.lock`` while it is held.
+
+    Shared by a :class:`ChatRooms` and its finalizer, so that a lock handed over to the
+    registry replacing it (a re-run cell) is not released when the old one closes.
+    """
+
+    __slots__ = ("fd",)
+
+    def __init__(self) -> None:
+        self.fd: int | None = None
+
+    def hand_over(self) -> int | None:
+        """Give the descriptor away (a takeover); this holder no longer releases it."""
+        fd, self.fd = self.fd, None
+        return fd
+
+    def release(self) -> None:
+        """Unlock and close the descriptor, if still held. Idempotent."""
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+
+
+def _release(
+    lock: _DirectoryLock,
+    registry: RegistryStore | None,
+    stores: dict[str, RoomStore],
+    executor: ThreadPoolExecutor | None,
+) -> None:
+    """Close a registry's files and release its directory (``aclose``, or the finalizer)."""
+    if executor is not None:
+        executor.shutdown(wait=True)
+    for store in list(stores.values()):
+        store.close()
+    if registry is not None:
+        registry.close()
+    lock.release()
+
+
+def _weak_settle(rooms: ChatRooms) -> SettleHook:
+    """``rooms._settle`` through a weak reference: a no-op once the registry is gone."""
+    ref = weakref.WeakMethod(rooms._settle)
+
+    async def settle(terminal: Frame, tx: LedgerTx, commit_failed: bool) -> None:
+        method = ref()
+        if method is not None:
+            await method(terminal, tx, commit_failed)
+
+    return settle

@@ -139,6 +139,9 @@ def bind_reply_handler(
 ) -> AttachedStreamHandler:
     """``handler`` as a room reply: kind ``kind``, ``on_detach="continue"``, rooms' settlement.
 
+    The bound handler is ``internal``: only its room attaches it (the HTTP
+    server's generic endpoints refuse the kind).
+
     The handler's own ``commit_terminal`` runs first (its events stay in the
     same transaction); then ``settle(terminal, tx, commit_failed)`` stores the
     assistant message. If the handler's commit raised, the message is stored
@@ -165,8 +168,8 @@ def bind_reply_handler(
     >>> async def settle(terminal, tx, commit_failed):
     ...     pass
     >>> bound = bind_reply_handler(chatbot_handler(), "my.reply", settle)
-    >>> bound.kind, bound.on_detach
-    ('my.reply', 'continue')
+    >>> bound.kind, bound.on_detach, bound.internal
+    ('my.reply', 'continue', True)
     """
     inner = handler.commit_terminal
 
@@ -183,5 +186,9 @@ def bind_reply_handler(
             raise error
 
     return dataclasses.replace(
-        handler, kind=kind, on_detach="continue", commit_terminal=commit_terminal
+        handler,
+        kind=kind,
+        on_detach="continue",
+        commit_terminal=commit_terminal,
+        internal=True,  # a reply is opened by its room only, never by POST /streams
     )

@@ -34,6 +34,7 @@ from .._frames import Frame
 from .._ledger import LedgerTx
 from .._lifecycle import Lifecycle
 from .._runtime import CancelResult, Session
+from .._text import mend
 from ._host import Reply, RoomHost
 from .checkpoint import checkpoint_reply
 from .errors import RoomBusyError, RoomError, UnknownRoomError
@@ -202,7 +203,9 @@ class Room:
         Parameters
         ----------
         text : str
-            The message; must contain more than white space.
+            The message; must contain more than white space. Lone UTF-16
+            surrogates (half an emoji) are stored as U+FFFD, a split pair as
+            its character (:mod:`streamnb._text`).
 
         Returns
         -------
@@ -226,6 +229,7 @@ class Room:
         self._check()
         if not isinstance(text, str):
             raise TypeError(f"send() takes the message text as a str, got {type(text).__name__}")
+        text = mend(text)  # lone surrogates (half an emoji) cannot be stored: U+FFFD
         if not text.strip():
             raise RoomError("the message is empty; type some text to send")
         if self._reply is not None:

@@ -135,7 +135,9 @@ async def ai_chat(request: Request) -> Response:
     trigger = optional_str(body, "trigger")
     message_id = optional_str(body, "messageId")
     text = last_user_text(body.get("messages"))
+    state.cap.admit()
     session = await open_chat_stream(state.runtime, state.config.chat_kind, text)
+    state.cap.add(session.stream_ref)
     if trigger != "regenerate-message" or not message_id:
         message_id = f"msg_{session.stream_ref}"
     state.chats.set(chat_id, session.stream_ref, message_id)

@@ -50,7 +50,9 @@ from .chat import chat, chat_page, chat_resume
 from .durable import LONG_POLL_TIMEOUT_S, durable_routes
 from .durable.protocol import CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS
 from .errors import exception_handlers
+from .guard import RequestGuard
 from .ledger_api import ledger_events, ledger_streams
+from .limits import DEFAULT_MAX_OPEN_STREAMS
 from .state import ServerConfig, ServerState
 from .streams import (
     cancel_stream,
@@ -60,6 +62,7 @@ from .streams import (
     stream_events,
     stream_status,
 )
+from .timeouts import BODY_TIMEOUT_S
 from .ws import stream_ws
 
 if TYPE_CHECKING:
@@ -82,6 +85,9 @@ def create_app(
     durable_streams: bool = True,
     long_poll_timeout_s: float = LONG_POLL_TIMEOUT_S,
     reconnect_grace_s: float = 30.0,
+    allowed_hosts: Sequence[str] = (),
+    max_open_streams: int = DEFAULT_MAX_OPEN_STREAMS,
+    body_timeout_s: float = BODY_TIMEOUT_S,
 ) -> Starlette:
     """Build the ASGI app serving ``runtime``'s handlers over HTTP.
 
@@ -124,6 +130,23 @@ def create_app(
         attached (parked) this many seconds for a reconnection to take it over
         (:mod:`.parking`); then it detaches and ``on_detach`` applies. ``0``
         detaches at once. ``POST /streams/{ref}/detach`` detaches without waiting.
+    allowed_hosts : sequence of str, default ()
+        ``Host`` names served besides ``localhost``, ``127.0.0.1`` and ``[::1]``
+        (:func:`~streamnb.server.serve_in_background` and ``streamnb serve`` add
+        the bound host); ``["*"]`` serves any. Every request is also checked by
+        :mod:`.guard`: a state-changing request or WebSocket from a browser page
+        of another origin (not in ``cors_origins``) gets ``403``, and a body to
+        streamnb's own endpoints must be ``application/json`` (``415``).
+    max_open_streams : int, default 2048
+        Most streams the endpoints may hold open at once (opened here, not yet
+        settled); past it ``POST /streams``, ``/chat``, ``/api/chat`` and room
+        messages get ``429 too_many_streams`` (:mod:`.limits`). A bidi stream
+        nobody feeds or watches settles ``cancelled``/``idle`` after the
+        runtime's ``idle_timeout_s``.
+    body_timeout_s : float, default 30.0
+        Seconds a client has to send a request body (``408 request_timeout``
+        after); the headers' limit is the server's (``serve_in_background``'s
+        ``header_timeout_s``, :mod:`.timeouts`).
 
     Returns
     -------
@@ -146,7 +169,8 @@ def create_app(
     >>> async def get(path, token):
     ...     transport = httpx.ASGITransport(app)
     ...     auth = {"Authorization": f"Bearer {token}"}
-    ...     async with httpx.AsyncClient(transport=transport, base_url="http://nb") as client:
+    ...     base = "http://localhost"  # a name the server answers to (allowed_hosts)
+    ...     async with httpx.AsyncClient(transport=transport, base_url=base) as client:
     ...         response = await client.get(path, headers=auth)
     ...     return response.status_code, response.json()
     >>> runtime.run(get("/ledger/streams", "s3cret"))
@@ -163,6 +187,10 @@ def create_app(
         raise ValueError("long_poll_timeout_s must be > 0 (seconds)")
     if not reconnect_grace_s >= 0:
         raise ValueError("reconnect_grace_s must be >= 0 (seconds)")
+    if max_open_streams < 1:
+        raise ValueError("max_open_streams must be >= 1")
+    if not body_timeout_s > 0:
+        raise ValueError("body_timeout_s must be seconds > 0")
     config = ServerConfig(
         token=token or None,
         max_body_bytes=int(max_body_bytes),
@@ -173,6 +201,7 @@ def create_app(
         durable_streams=bool(durable_streams),
         long_poll_timeout_s=float(long_poll_timeout_s),
         reconnect_grace_s=float(reconnect_grace_s),
+        max_open_streams=int(max_open_streams),
     )
     state = ServerState(runtime, config)
 
@@ -211,7 +240,14 @@ def create_app(
         # the page and its assets first: /rooms/static/... is not a room
         routes += rooms_page_routes() + rooms_ws_routes(rooms) + room_routes(rooms, runtime)
         public_paths = PAGE_PATHS
-    middleware: list[Middleware] = []
+    # outermost: a request from a page of another site is refused before anything runs
+    middleware: list[Middleware] = [
+        Middleware(
+            RequestGuard,
+            allowed_hosts=[str(h) for h in allowed_hosts],
+            cors_origins=list(cors_origins or ()),
+        )
+    ]
     if cors_origins:
         middleware.append(
             Middleware(
@@ -236,4 +272,5 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.streamnb = state
+    app.state.body_timeout_s = float(body_timeout_s)  # read by server/body.py
     return app

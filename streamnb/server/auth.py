@@ -51,8 +51,10 @@ class BearerAuth:
                     return True
         query = scope.get("query_string", b"")
         if b"token=" in query:
-            for key, value in parse_qsl(query.decode("latin-1")):
-                if key == "token" and secrets.compare_digest(value.encode("latin-1"), self._token):
+            # percent-escapes decode as UTF-8 (what a browser sends for any character), so
+            # compare UTF-8 bytes: a token outside Latin-1 is a wrong token, not an error
+            for key, value in parse_qsl(query.decode("latin-1"), errors="replace"):
+                if key == "token" and secrets.compare_digest(value.encode("utf-8"), self._token):
                     return True
         return False
 

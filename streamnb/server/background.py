@@ -42,6 +42,7 @@ from .._errors import RuntimeClosedError
 from .._runtime import StreamRuntime
 from .app import create_app
 from .state import ServerState
+from .timeouts import HEADER_TIMEOUT_S, header_timeout_protocol
 
 __all__ = ["ServerHandle", "StreamnbServer", "bind_socket", "serve_in_background"]
 
@@ -230,6 +231,7 @@ async def serve_in_background(
     *,
     log_level: str = "warning",
     startup_timeout_s: float = 10.0,
+    header_timeout_s: float = HEADER_TIMEOUT_S,
     **app_options: Any,
 ) -> ServerHandle:
     """Serve ``runtime`` over HTTP from a task on the running loop; return a handle.
@@ -246,9 +248,14 @@ async def serve_in_background(
     log_level : str, default "warning"
         uvicorn's log level (uvicorn's logging config is left alone).
     startup_timeout_s : float, default 10.0
+    header_timeout_s : float, default 10.0
+        A connection whose next request's headers are not complete this many
+        seconds after it opened (or after its last response) is closed
+        (:mod:`.timeouts`; bodies have ``create_app(body_timeout_s=...)``).
     **app_options
         Passed to :func:`~streamnb.server.create_app` (``token``, ``cors_origins``,
-        ``heartbeat_s``, ``chat_kind``...).
+        ``heartbeat_s``, ``chat_kind``, ``allowed_hosts``...); ``host`` is added
+        to ``allowed_hosts``.
 
     Returns
     -------
@@ -291,11 +298,13 @@ async def serve_in_background(
             "that loop (in Jupyter: a cell of the same kernel, with await)"
         )
     await runtime.__aenter__()  # binds an unbound runtime to this loop now, not at first attach
+    # the bound host is one of the names this server answers to (the Host allow-list)
+    app_options["allowed_hosts"] = [host, *app_options.get("allowed_hosts", ())]
+    app = create_app(runtime, **app_options)  # bad options raise before any takeover
     if port:
         previous = _takeover.current("server", (host, port))
         if previous is not None:
             await previous.aclose()
-    app = create_app(runtime, **app_options)
     sock = bind_socket(host, port)
     config = uvicorn.Config(
         app,
@@ -304,6 +313,7 @@ async def serve_in_background(
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=5,
+        http=header_timeout_protocol(header_timeout_s),
     )
     server = StreamnbServer(config, state=app.state.streamnb, install_signal_handlers=False)
     task = loop.create_task(_run(server, sock), name=f"streamnb-server:{host}:{port}")

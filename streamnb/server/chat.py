@@ -49,6 +49,7 @@ from .._frames import Frame
 from .._runtime import Session, StreamRuntime
 from .body import check_keys, expect_object, read_json
 from .errors import HTTPError
+from .limits import check_public
 from .sse import dumps
 from .state import state_of
 from .streams import after_seq_of
@@ -92,8 +93,10 @@ async def open_chat_stream(runtime: StreamRuntime, kind: str, message: str) -> S
 
     ``bidi`` handlers are attached with an empty start payload and get the
     message as their first input; ``output_only`` handlers get
-    ``{"message": message}`` as the start payload.
+    ``{"message": message}`` as the start payload. An internal kind is refused
+    (``403 internal_kind``, :mod:`.limits`).
     """
+    check_public(runtime, kind)
     handler = runtime.handler(kind)
     if handler.mode != "bidi":
         return await runtime.attach(kind, {"message": message})
@@ -138,7 +141,9 @@ async def chat(request: Request) -> Response:
     message = body.get("message")
     if not isinstance(message, str):
         raise HTTPError(422, "invalid_request", "'message' must be a string")
+    state.cap.admit()
     session = await open_chat_stream(state.runtime, state.config.chat_kind, message)
+    state.cap.add(session.stream_ref)
     return state.sse_response(
         session, render_chat_frame, headers={"X-Stream-Ref": session.stream_ref}
     )

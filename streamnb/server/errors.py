@@ -17,6 +17,7 @@ InputNotAcceptedError      409     ``input_not_accepted``
 InvalidFrameError          422     ``invalid_frame``
 StreamTimeoutError         504     ``timeout``
 RuntimeClosedError         503     ``runtime_closed``
+LedgerTimeoutError         504     ``ledger_timeout``
 LedgerQueryError           400     ``ledger_query``
 LedgerError                503     ``ledger_error``
 StreamnbError (any other)  400     ``streamnb_error``
@@ -25,7 +26,9 @@ StreamnbError (any other)  400     ``streamnb_error``
 Request problems found by the server itself raise :class:`HTTPError` with their
 own codes: ``malformed_json`` (400), ``invalid_request`` (422),
 ``body_too_large`` (413), ``unauthorized`` (401), ``not_found`` (404),
-``method_not_allowed`` (405).
+``method_not_allowed`` (405), ``too_many_streams`` (429), ``internal_kind`` (403);
+:mod:`.guard` answers ``host_not_allowed``, ``origin_not_allowed`` (403) and
+``unsupported_media_type`` (415) before a request reaches the app.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from .._errors import (
     InvalidFrameError,
     LedgerError,
     LedgerQueryError,
+    LedgerTimeoutError,
     RuntimeClosedError,
     StartRejectedError,
     StreamnbError,
@@ -64,6 +68,7 @@ _STATUS: tuple[tuple[type[StreamnbError], int, str], ...] = (
     (InvalidFrameError, 422, "invalid_frame"),
     (StreamTimeoutError, 504, "timeout"),
     (RuntimeClosedError, 503, "runtime_closed"),
+    (LedgerTimeoutError, 504, "ledger_timeout"),
     (LedgerQueryError, 400, "ledger_query"),
     (LedgerError, 503, "ledger_error"),
 )
@@ -82,12 +87,18 @@ class HTTPError(Exception):
         Stable snake_case error code (``malformed_json``, ``invalid_request``...).
     message : str
         What was wrong and what to do.
+    headers : dict, optional
+        Extra response headers.
     """
 
-    def __init__(self, status: int, type: str, message: str) -> None:
+    def __init__(
+        self, status: int, type: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         self.status = status
         self.type = type
         self.message = message
+        #: extra response headers (``Retry-After`` on a 429)
+        self.headers: dict[str, str] = dict(headers or {})
         super().__init__(f"{status} {type}: {message}")
 
 
@@ -122,7 +133,7 @@ def error_response(exc: BaseException, headers: dict[str, str] | None = None) ->
 
 
 async def _handle(request: Request, exc: Exception) -> Response:
-    return error_response(exc)
+    return error_response(exc, (exc.headers or None) if isinstance(exc, HTTPError) else None)
 
 
 async def _handle_http_exception(request: Request, exc: Exception) -> Response:

@@ -6,16 +6,16 @@
 ``{"streams": [{"stream_ref", "kind", "mode", "status", "opened_at", "settled_at",
 "reason", "terminal"}, ...]}``. Rows are oldest first; ``limit`` keeps the
 newest ``limit`` rows. Times are ISO 8601 strings in UTC (``null`` while a stream
-is open). The queries run in a worker thread (the ledger's methods block on its
-writer thread), never on the event loop.
+is open). The queries use the ledger's awaitable forms: off the event loop, on
+read connections of their own (never the writer's), within the ledger's
+``query_timeout_s`` (past it: ``504 ledger_timeout``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import pandas as pd
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -34,7 +34,10 @@ def _records(df: pd.DataFrame, limit: int | None) -> str:
 
 
 async def _query(
-    request: Request, key: str, filters: tuple[str, ...], query: Callable[..., pd.DataFrame]
+    request: Request,
+    key: str,
+    filters: tuple[str, ...],
+    query: Callable[..., Awaitable[pd.DataFrame]],
 ) -> Response:
     params = dict(request.query_params)
     params.pop("token", None)  # the bearer token may travel in the query string
@@ -43,7 +46,7 @@ async def _query(
     for name, value in params.items():
         if not value:
             raise HTTPError(422, "invalid_request", f"the {name!r} filter is empty")
-    df = await run_in_threadpool(query, **params)
+    df = await query(**params)
     body = f'{{"{key}":{_records(df, limit)}}}'
     return Response(body, media_type="application/json")
 
@@ -51,10 +54,10 @@ async def _query(
 async def ledger_events(request: Request) -> Response:
     """``GET /ledger/events``: events committed by handlers' ``commit_terminal``."""
     ledger = state_of(request).runtime.ledger
-    return await _query(request, "events", ("kind", "stream_ref"), ledger.events)
+    return await _query(request, "events", ("kind", "stream_ref"), ledger.aevents)
 
 
 async def ledger_streams(request: Request) -> Response:
     """``GET /ledger/streams``: the runtime's record of every stream (one row each)."""
     ledger = state_of(request).runtime.ledger
-    return await _query(request, "streams", ("kind", "status"), ledger.streams)
+    return await _query(request, "streams", ("kind", "status"), ledger.astreams)

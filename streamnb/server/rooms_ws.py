@@ -98,6 +98,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+from starlette.concurrency import run_in_threadpool
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -109,6 +110,7 @@ from .body import expect_object, parse_json_text
 from .errors import HTTPError, error_body
 from .parking import Observer
 from .rooms import room_error
+from .slices import LoopSlicer
 from .sse import FrameReader, dumps
 from .state import ServerState, state_of
 from .ui_chunks import UIMessageChunks
@@ -308,8 +310,8 @@ class _RoomsConnection:
         while True:
             self.changed.clear()
             events, self.events = self.events, []
-            try:
-                rooms = [room_info(r) for r in self.rooms.room_infos()]
+            try:  # SQLite: in a worker thread, never on the loop
+                rooms = [room_info(r) for r in await run_in_threadpool(self.rooms.room_infos)]
             except RoomError:  # the registry was closed
                 return
             await self.send({"type": "cf_agent_state", "state": {"rooms": rooms}})
@@ -326,7 +328,7 @@ class _RoomsConnection:
 
     async def _send_messages(self, room_id: str) -> None:
         try:
-            stored = self.rooms.room(room_id).message_list()
+            stored = await run_in_threadpool(self.rooms.room(room_id).message_list)
         except RoomError:
             return
         messages = [chat_message(m) for m in stored if m.status != "streaming"]
@@ -430,7 +432,7 @@ class _RoomsConnection:
     # --- the callable methods (seed 004's @callable) -------------------------------------
 
     async def create_room(self, name: str) -> str:
-        room_id = self.rooms.create_room(name)
+        room_id = await run_in_threadpool(self.rooms.create_room, name)
         await self.switch_room(room_id)
         return room_id
 
@@ -441,10 +443,11 @@ class _RoomsConnection:
         await self._send_messages(room_id)
 
     async def rename_room(self, room_id: str, name: str) -> None:
-        self.rooms.rename_room(_text(room_id, "roomId"), name)
+        await run_in_threadpool(self.rooms.rename_room, _text(room_id, "roomId"), name)
 
     async def clear_room(self, room_id: str) -> None:
-        self.rooms.clear_room(_text(room_id, "roomId"))  # viewers get messages (event)
+        # viewers get messages (event)
+        await run_in_threadpool(self.rooms.clear_room, _text(room_id, "roomId"))
 
     async def delete_room(self, room_id: str) -> None:
         await self.rooms.delete_room(_text(room_id, "roomId"))
@@ -456,10 +459,13 @@ class _RoomsConnection:
         if self.active_room is None:
             raise RoomError("no active room: call switchRoom(roomId) or createRoom(name) first")
         room = self.rooms.room(self.active_room)
+        cap = self.state.cap
+        cap.admit()  # at most max_open_streams open streams per server (server/limits.py)
         self.sending = True
         try:
             session = await room.send(text)
             ref = session.stream_ref
+            cap.add(ref)
             self.hub.remember(request_id, ref)
             active = room.active_reply()
             message_id = active.message_id if active is not None else ""
@@ -554,7 +560,9 @@ class _RoomsConnection:
         with anyio.CancelScope() as scope:
             follow.scope = scope
             reader = FrameReader(session)
+            slicer = LoopSlicer()  # a long reply replayed never holds the loop
             while batch := await reader.next_batch():
+                await slicer.tick()
                 for frame in batch:
                     for chunk in chunks(frame):
                         index += 1
@@ -577,7 +585,7 @@ class _RoomsConnection:
     async def _done(self, follow: _Follow) -> None:
         stored = None
         with contextlib.suppress(RoomError):
-            for m in self.rooms.room(follow.room_id).message_list():
+            for m in await run_in_threadpool(self.rooms.room(follow.room_id).message_list):
                 if m.id == follow.message_id:
                     stored = m
         message = (

@@ -47,6 +47,7 @@ from starlette.types import Receive, Scope, Send
 from .._errors import UnknownStreamError
 from .._frames import TERMINAL_KINDS, Frame
 from .._runtime import Session
+from .slices import LoopSlicer
 
 __all__ = [
     "HEARTBEAT",
@@ -389,6 +390,7 @@ class SSEResponse(Response):
         source = self.source
         heartbeat_s = self.heartbeat_s
         timeout_s = self.send_timeout_s
+        slicer = LoopSlicer()  # a replay of frames already in memory never waits: yield
         while True:
             chunk: bytes | None = HEARTBEAT
             if heartbeat_s > 0:
@@ -410,3 +412,4 @@ class SSEResponse(Response):
                     timeout_s,
                 )
                 return False
+            await slicer.tick()

@@ -30,8 +30,10 @@ from .._errors import StreamTimeoutError, UnknownStreamError
 from .._frames import Frame
 from .._runtime import Session, StreamRuntime
 from .durable import DurableStreams, open_durable_streams
+from .limits import DEFAULT_MAX_OPEN_STREAMS, StreamCap
 from .parking import Observer, Parking
 from .sse import Connections, FrameReader, RenderedFrames, SSEResponse
+from .summary import Summaries
 
 __all__ = ["DROPPED", "ChatIndex", "Holds", "ServerConfig", "ServerState", "state_of"]
 
@@ -56,6 +58,8 @@ class ServerConfig:
     long_poll_timeout_s: float = 20.0
     #: how long a dropped connection's session stays parked for a reconnection, seconds
     reconnect_grace_s: float = 30.0
+    #: most streams this server holds open (429 beyond), see :mod:`.limits`
+    max_open_streams: int = DEFAULT_MAX_OPEN_STREAMS
 
 
 class Holds:
@@ -143,6 +147,10 @@ class ServerState:
         self.holds = Holds(runtime, config.claim_timeout_s)
         self.parking = Parking(config.reconnect_grace_s)
         self.chats = ChatIndex()
+        #: the streams this server opened and that have not settled (429 past the cap)
+        self.cap = StreamCap(runtime, config.max_open_streams)
+        #: GET /streams/{ref}'s summaries, folded incrementally
+        self.summaries = Summaries()
         self.durable: DurableStreams | None = None
         if config.durable_streams:
             self.durable = open_durable_streams(

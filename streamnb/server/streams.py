@@ -15,7 +15,8 @@ Resume: ``GET /streams/{ref}/events`` with ``Last-Event-ID: n`` (what
 frame exactly once. The header wins over the query parameter, because an
 ``EventSource`` reconnects to the same URL with the header added. A client that
 asks to resume after the terminal frame gets ``204 No Content``, which tells an
-``EventSource`` to stop reconnecting.
+``EventSource`` to stop reconnecting. A stream that left memory is replayed from
+the frames the ledger recorded (:mod:`.ledger_replay`; ``410`` if it recorded none).
 
 Disconnect is not detach (:mod:`.parking`): a dropped connection parks its
 session for ``reconnect_grace_s`` and a reconnection takes it over, so an
@@ -35,14 +36,14 @@ import json
 import math
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from .._errors import UnknownStreamError
-from .._projection import project_attached_stream
 from .body import cancel_reason, check_keys, expect_object, input_frame, optional_int, read_json
 from .errors import HTTPError
+from .ledger_replay import ledger_replay
+from .limits import check_public
 from .parking import observer_id_of
 from .sse import SSE_HEADERS, FrameEvents, SSEResponse
 from .state import ServerState, state_of
@@ -78,7 +79,10 @@ async def create_stream(request: Request) -> Response:
     kind = body.get("kind")
     if not isinstance(kind, str) or not kind:
         raise HTTPError(422, "invalid_request", "'kind' must be a non-empty string")
+    check_public(state.runtime, kind)
+    state.cap.admit()
     session = await state.runtime.attach(kind, body.get("payload"))
+    state.cap.add(session.stream_ref)
     state.holds.hold(session)
     ref = session.stream_ref
     return JSONResponse(
@@ -100,7 +104,12 @@ async def stream_events(request: Request) -> Response:
     ref = request.path_params["ref"]
     after_seq = after_seq_of(request)
     runtime = state.runtime
-    info = runtime.info(ref)  # 404 for an unknown ref
+    try:
+        info = runtime.info(ref)
+    except UnknownStreamError:  # settled and evicted: its recorded frames, if any (else 404)
+        if request.method == "HEAD":
+            raise
+        return await ledger_replay(state, ref, after_seq)
     if info.terminal is not None and after_seq is not None and after_seq >= info.terminal.seq:
         return Response(status_code=204)
     if request.method == "HEAD":  # headers only: never open an endless body nobody reads
@@ -152,46 +161,48 @@ async def detach_stream(request: Request) -> Response:
 async def stream_status(request: Request) -> Response:
     """``GET /streams/{ref}``: the runtime's view plus the projection summary.
 
-    A stream no longer held in memory (evicted, or from an earlier process with
-    a file ledger) is answered from the ledger with ``"in_memory": false``.
+    The summary is folded incrementally and written in slices
+    (:mod:`.summary`): a stream of millions of frames never stalls the loop. A
+    stream no longer held in memory (evicted, or from an earlier process with a
+    file ledger) is answered from the ledger with ``"in_memory": false``.
     """
     state = state_of(request)
     ref = request.path_params["ref"]
     runtime = state.runtime
     try:
+        runtime.info(ref)
+        fold = state.summaries.fold(ref)
+        await fold.advance(runtime)  # only the frames it has not folded yet, in slices
         info = runtime.info(ref)
-    except UnknownStreamError:
-        row = await run_in_threadpool(_ledger_row, state, ref)
+    except UnknownStreamError:  # evicted (perhaps while folding): the ledger's record
+        state.summaries.forget(ref)
+        row = await _ledger_row(state, ref)
         if row is None:
             raise
         return JSONResponse(row)
     parked = state.parking.parked(ref)
-    frames = runtime.frame_log(ref)  # a snapshot; projected off the loop
-    summary = await run_in_threadpool(lambda: project_attached_stream(frames, ref).summary())
-    return JSONResponse(
-        {
-            "stream_ref": ref,
-            "kind": info.kind,
-            "mode": info.mode,
-            "status": info.status,
-            "on_detach": info.on_detach,
-            "opened_at": info.opened_at,
-            "next_seq": info.next_seq,
-            "first_retained_seq": info.first_retained_seq,
-            "observers": info.observers,
-            "parked": len(parked),
-            "parked_until": parked[-1] if parked else None,
-            "cancel_requested": info.cancel_requested,
-            "cancel_reason": info.cancel_reason,
-            "terminal": None if info.terminal is None else info.terminal.to_dict(),
-            "in_memory": True,
-            "projection": summary,
-        }
-    )
+    head = {
+        "stream_ref": ref,
+        "kind": info.kind,
+        "mode": info.mode,
+        "status": info.status,
+        "on_detach": info.on_detach,
+        "opened_at": info.opened_at,
+        "next_seq": info.next_seq,
+        "first_retained_seq": info.first_retained_seq,
+        "observers": info.observers,
+        "parked": len(parked),
+        "parked_until": parked[-1] if parked else None,
+        "cancel_requested": info.cancel_requested,
+        "cancel_reason": info.cancel_reason,
+        "terminal": None if info.terminal is None else info.terminal.to_dict(),
+        "in_memory": True,
+    }
+    return StreamingResponse(fold.json_body(head), media_type="application/json")
 
 
-def _ledger_row(state: ServerState, ref: str) -> dict[str, Any] | None:
-    df = state.runtime.ledger.sql(
+async def _ledger_row(state: ServerState, ref: str) -> dict[str, Any] | None:
+    df = await state.runtime.ledger.asql(
         "SELECT stream_ref, kind, mode, status, opened_at, settled_at, reason, terminal "
         "FROM streams WHERE stream_ref = ?",
         (ref,),

@@ -35,18 +35,20 @@ replies on the socket.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from typing import Any
 
 import anyio
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from .._errors import StreamnbError
 from .._runtime import Session
 from .body import cancel_reason, expect_object, input_frame, optional_int, parse_json_text
 from .errors import HTTPError, error_body, status_for
 from .parking import observer_id_of
+from .slices import LoopSlicer
 from .sse import FrameReader, frame_json
 from .state import ServerState, state_of
 
@@ -57,6 +59,10 @@ logger = logging.getLogger("streamnb.server")
 _CLOSE_TIMEOUT_S = 1.0
 #: the close code with which a client detaches explicitly (RFC 6455 normal closure)
 DETACH_CLOSE_CODE = 1000
+#: what sending on a closed socket raises: Starlette's WebSocketDisconnect when the client
+#: went away, and the ASGI server's RuntimeError when it closed the socket itself (uvicorn
+#: does after an unanswered ping) without the app knowing yet
+_CLOSED = (WebSocketDisconnect, RuntimeError)
 
 
 async def stream_ws(websocket: WebSocket) -> None:
@@ -112,13 +118,33 @@ class _Connection:
         if scope.cancelled_caught:  # server shutdown
             self.dropped = False
             with anyio.move_on_after(_CLOSE_TIMEOUT_S, shield=True):
-                await self.ws.close(code=1001)
+                await self._close(1001)
+
+    def _open(self) -> bool:
+        ws = self.ws
+        return (
+            ws.application_state is WebSocketState.CONNECTED
+            and ws.client_state is WebSocketState.CONNECTED
+        )
+
+    async def _close(self, code: int) -> None:
+        """Close the socket unless either side already did (a race in normal use, not an
+        error: the client may close at the moment the stream ends)."""
+        if self._open():
+            with contextlib.suppress(*_CLOSED):
+                await self.ws.close(code=code)
 
     async def _send(self, text: str) -> bool:
-        """Send one text message; False (and the client is dropped) if it blocked too long."""
+        """Send one text message; False if the client is gone or was dropped (it blocked too
+        long)."""
         async with self.lock:
+            if not self._open():
+                return False
             with anyio.move_on_after(self.state.config.send_timeout_s) as timeout:
-                await self.ws.send_text(text)
+                try:
+                    await self.ws.send_text(text)
+                except _CLOSED:  # the connection closed while we wrote
+                    return False
         if timeout.cancelled_caught:
             logger.warning(
                 "dropping a WebSocket client of %s: a write blocked for %.3g s",
@@ -130,6 +156,7 @@ class _Connection:
 
     async def _write(self) -> None:
         reader = FrameReader(self.session)
+        slicer = LoopSlicer()  # a replay never waits on its own: give the loop turns
         while True:
             batch = await reader.next_batch()
             if not batch:
@@ -137,9 +164,10 @@ class _Connection:
             for frame in batch:
                 if not await self._send(frame_json(frame)):
                     return
+            await slicer.tick()
         self.dropped = False  # every frame was sent (or the session was detached)
         with anyio.move_on_after(_CLOSE_TIMEOUT_S):
-            await self.ws.close(code=1000)
+            await self._close(1000)
 
     async def _read(self, scope: anyio.CancelScope) -> None:
         while True:

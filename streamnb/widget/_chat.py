@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import traitlets
 
+from .._errors import InvalidFrameError, StreamnbError
+from .._frames import check_json
 from .._runtime import Session, StreamRuntime
 from ._assets import STATIC, esm
-from ._base import STOP_REASON, LoopWidget
+from ._base import STOP_REASON, LoopWidget, error_text
 from ._batcher import DEFAULT_FLUSH_INTERVAL_S, Follower, check_flush_interval
 from ._markdown import MarkdownRendering, render_traits
 from ._protocol import ChatDeltaMsg, ChatSnapshotMsg, DeltaMsg, InboundMsg
@@ -231,7 +234,7 @@ class ChatWidget(LoopWidget, MarkdownRendering, LiveWithSavedCopy):
         if self._closed:
             return
         if msg["type"] == "hello":
-            self.send(self._snapshot())
+            self._hello()
         elif msg["type"] == "stop":
             self._stop_requested = self.busy
             if self.busy:
@@ -244,6 +247,8 @@ class ChatWidget(LoopWidget, MarkdownRendering, LiveWithSavedCopy):
             self.error = "a reply is still streaming; press Stop or wait for it to finish"
         elif not msg["text"].strip():
             self.error = "type a message first"
+        elif (refused := _refused(msg["text"])) is not None:
+            self.error = refused  # nothing opened: the stream would refuse it as input
         else:
             with self.hold_sync():
                 self.busy = True  # set now, so a second Send before the task runs is refused
@@ -288,7 +293,14 @@ class ChatWidget(LoopWidget, MarkdownRendering, LiveWithSavedCopy):
             if self._stop_requested:
                 await session.cancel(STOP_REASON)
             else:
-                await session.send(text)
+                try:
+                    await session.send(text)
+                except StreamnbError as exc:
+                    # the stream refused the message (it ended, or is ending, on its own):
+                    # stop it, so it settles and the transcript entry gets its final status
+                    self.error = error_text(exc)
+                    with contextlib.suppress(StreamnbError):
+                        await session.cancel("input refused")
             await follower.wait()
             await session.detach()
         finally:
@@ -349,3 +361,12 @@ class ChatWidget(LoopWidget, MarkdownRendering, LiveWithSavedCopy):
     async def _cancel_and_detach(self, session: Session) -> None:
         await session.cancel("widget closed")
         await session.detach()
+
+
+def _refused(text: str) -> str | None:
+    """Why the stream would refuse ``text`` as input (a lone surrogate), or None."""
+    try:
+        check_json(text, "the message")
+    except InvalidFrameError as exc:
+        return error_text(exc)
+    return None

@@ -17,7 +17,7 @@ from ._batcher import (
     check_flush_interval,
 )
 from ._markdown import MarkdownRendering, render_traits
-from ._protocol import DeltaMsg, InboundMsg
+from ._protocol import DeltaMsg, InboundMsg, SnapshotMsg
 from ._saved import SavedDisplay, display_bundle, live_bundle, update_bundle
 from ._transcript import Bundle, main_channel, stream_bundle
 
@@ -269,7 +269,7 @@ class StreamWidget(LoopWidget, MarkdownRendering, SavedDisplay):
         if self._closed:
             return
         if msg["type"] == "hello":
-            self.send(self._follower.snapshot())
+            self._hello()
         elif msg["type"] == "ack":
             self._frontend_has_text = True
         elif msg["type"] == "stop":
@@ -280,6 +280,9 @@ class StreamWidget(LoopWidget, MarkdownRendering, SavedDisplay):
     async def _stop(self) -> None:
         if await self._session.cancel(STOP_REASON) != "already_settled" and not self.settled:
             self.stopping = True
+
+    def _snapshot(self) -> SnapshotMsg:
+        return self._follower.snapshot()
 
     async def _send_text(self, text: str) -> None:
         await self._session.send(text)

@@ -15,6 +15,7 @@ import time
 from datetime import datetime
 from typing import Any, Final
 
+from ..._text import mend
 from ..body import parse_json_text
 from ..errors import HTTPError
 from .errors import ProtocolError
@@ -279,7 +280,9 @@ def json_messages(body: bytes, *, allow_empty: bool) -> list[bytes]:
             "empty_json_array",
             "appending [] to a JSON stream adds nothing; send at least one value",
         )
-    return [_dumps(item).encode() for item in items]
+    # a lone surrogate (``"\\ud800"`` is valid JSON grammar) cannot be stored as UTF-8:
+    # mended to U+FFFD like every other text streamnb sends (streamnb/_text.py)
+    return [mend(_dumps(item)).encode() for item in items]
 
 
 # --- cursors (§10.1) --------------------------------------------------------------------

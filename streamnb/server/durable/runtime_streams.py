@@ -34,6 +34,8 @@ from ..._errors import UnknownStreamError
 from ..._frames import TERMINAL_KINDS, Frame
 from ..._runtime import StreamRuntime
 from ..._stream import StreamInfo
+from ..slices import LoopSlicer
+from ..sse import frame_json
 from .errors import ProtocolError, not_found
 from .offsets import Offset, Sentinel, resolve
 from .protocol import JSON_CONTENT_TYPE
@@ -91,11 +93,11 @@ class RuntimeStreams:
         ledger = self._runtime.ledger
         if not ledger.record_frames:
             return None
-        return await asyncio.to_thread(ledger.frame_log, ref)
+        return await ledger.aframe_log(ref)
 
     async def _ledger_knows(self, ref: str) -> bool:
         ledger = self._runtime.ledger
-        return await asyncio.to_thread(ledger.stream_status, ref) is not None
+        return await ledger.astream_status(ref) is not None
 
     # --- snapshots ------------------------------------------------------------------------
 
@@ -143,13 +145,15 @@ class RuntimeStreams:
         size = 0
         end = p
         source = self._source(key, snap, p)
+        slicer = LoopSlicer()  # frames already in memory: no await here ever waits
         while end < snap.tail and size < max_bytes:
             frame = await anext(source)  # already in the log: returns without waiting
             if frame.seq != end:  # trimmed by retention since the snapshot
                 if chunks:
                     break
                 raise _trimmed(key, frame.seq)
-            data = frame.to_json().encode("utf-8")
+            data = frame_json(frame).encode("utf-8")  # Frame.to_json, byte for byte
+            await slicer.tick()
             if chunks and size + len(data) > max_bytes:
                 break
             chunks.append(data)
