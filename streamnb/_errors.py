@@ -21,7 +21,8 @@ The tree::
     └── LedgerError                the ledger could not be opened, written or queried
         ├── LedgerBusyError        another process holds the file ledger's writer lock
         ├── LedgerQueryError       ledger.sql() was given a bad or writing statement
-        └── LedgerTimeoutError     a ledger read ran past its time limit (timeout_s)
+        ├── LedgerTimeoutError     a ledger read ran past its time limit (timeout_s)
+        └── LedgerUnavailableError the ledger's database server cannot be reached
 
 Examples
 --------
@@ -47,6 +48,7 @@ __all__ = [
     "LedgerError",
     "LedgerQueryError",
     "LedgerTimeoutError",
+    "LedgerUnavailableError",
     "RuntimeClosedError",
     "SessionDetachedError",
     "StartRejectedError",
@@ -187,12 +189,15 @@ class LedgerError(StreamnbError):
 
 
 class LedgerBusyError(LedgerError):
-    """Another live process holds the writer lock of a file ledger."""
+    """The ledger cannot be written here: another live process holds the writer lock of a
+    file ledger, or the ledger was opened ``read_only=True``."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, why: str | None = None) -> None:
         self.path = path
         super().__init__(
-            f"the ledger {path!r} is being written by another live process; open it with "
+            f"the ledger {path!r} cannot be written: {why}"
+            if why is not None
+            else f"the ledger {path!r} is being written by another live process; open it with "
             "Ledger(path, read_only=True) to read it, or stop the other runtime first"
         )
 
@@ -220,6 +225,23 @@ class LedgerTimeoutError(LedgerError, TimeoutError):
         super().__init__(
             f"the ledger read was stopped after {timeout_s:g} s ({why}); nothing changed; "
             "narrow the query (WHERE, LIMIT) or pass a larger timeout_s"
+        )
+
+
+class LedgerUnavailableError(LedgerError):
+    """The ledger's database server (PostgreSQL) cannot be reached or refused the login.
+
+    ``host`` is the host the DSN names; messages show the DSN without its
+    password (``postgresql://user@host:port/db``), never the password.
+    """
+
+    def __init__(self, where: str, host: str, why: str) -> None:
+        self.where = where
+        self.host = host
+        super().__init__(
+            f"cannot reach the PostgreSQL ledger on host {host!r} ({where}): {why}; check that "
+            "the server is running and accepts connections from here, and the DSN's host, "
+            "port, user and password"
         )
 
 

@@ -285,6 +285,15 @@ class _Stream:
 
     # --- frames in, cancel, observers -------------------------------------------------------
 
+    async def send_input(self, frame: Any) -> SendResult:
+        """:meth:`accept_input`, as sessions and the runtime call it (a stream another
+        process runs answers over the ledger: ``streamnb/_remote.py``)."""
+        return self.accept_input(frame)
+
+    async def cancel(self, reason: Any) -> CancelResult:
+        """:meth:`request_cancel`, as sessions and the runtime call it (see :meth:`send_input`)."""
+        return self.request_cancel(reason)
+
     def accept_input(self, frame: Any) -> SendResult:
         """Queue an input frame (or bare payload) for the handler.
 

@@ -70,6 +70,7 @@ DOCUMENTED = {
     "LedgerBusyError",
     "LedgerQueryError",
     "LedgerTimeoutError",
+    "LedgerUnavailableError",
     "__version__",
 }
 #: dunder names that are part of the surface (as httpx lists __version__)

@@ -24,7 +24,7 @@ from .._frames import Frame
 from .._json import dumps
 from .._lifecycle import Lifecycle
 from .._sqlite import DEFAULT_BUSY_TIMEOUT_S, connect, read_only_authorizer, translate_errors
-from .backend import EVENT_COLUMNS, FRAME_COLUMNS, STREAM_COLUMNS, Table
+from .backend import EVENT_COLUMNS, FRAME_COLUMNS, STREAM_COLUMNS, StreamExchange, Table
 from .readers import DEFAULT_QUERY_TIMEOUT_S, ReadPool, check_timeout
 from .recovery import WriterLock, recover_lost_streams
 from .scratch import ScratchFile
@@ -134,6 +134,8 @@ class SQLiteBackend:
             self._release_lock()
             raise
         self.readers = ReadPool(self._connect_reader, read_only_authorizer)
+        #: streams stay in one process: no exchange
+        self.exchange: StreamExchange | None = None
         self.state = Lifecycle.OPEN
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -211,7 +213,16 @@ class SQLiteBackend:
             raise LedgerBusyError(self.where)
         self.state.check_open(_closed_error)
 
-    async def open_stream(self, stream_ref: str, kind: str, mode: str, opened_at: float) -> None:
+    async def open_stream(
+        self,
+        stream_ref: str,
+        kind: str,
+        mode: str,
+        opened_at: float,
+        *,
+        on_detach: str = "abort",
+        owner: str | None = None,
+    ) -> None:
         self._check_open(True)
 
         def insert(conn: sqlite3.Connection) -> None:
