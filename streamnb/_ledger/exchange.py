@@ -200,6 +200,7 @@ class Exchange:
         Commands for it are delivered to ``host`` on the running loop from now on.
         """
         runtime_id = f"rt_{os.getpid()}_{secrets.token_hex(5)}"
+        self._leases.start()
         lease_s = self._leases.lease_s
         await asyncio.wrap_future(
             self._write(lambda conn: LeaseKeeper.insert_lease(conn, runtime_id, lease_s))

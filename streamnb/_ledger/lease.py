@@ -197,7 +197,13 @@ class LeaseKeeper:
         self._stop = threading.Event()
         self._conn: Conn | None = None
         self.thread = threading.Thread(target=self._serve, name="streamnb-lease", daemon=True)
-        self.thread.start()
+
+    def start(self) -> None:
+        """Start the thread (idempotent): after the ledger's own recovery at open, so that
+        ``Ledger.recovered`` lists every stream recovered then."""
+        with self._lock:
+            if not self.thread.is_alive() and not self._stop.is_set():
+                self.thread.start()
 
     # --- leases of this process ------------------------------------------------------------
 
@@ -280,6 +286,7 @@ class LeaseKeeper:
 
     def close(self) -> None:
         """Stop the thread (idempotent); leases are deleted by their runtimes."""
-        self._stop.set()
-        if self.thread is not threading.current_thread():
+        with self._lock:
+            self._stop.set()
+        if self.thread.is_alive() and self.thread is not threading.current_thread():
             self.thread.join(timeout=10)

@@ -71,6 +71,16 @@ def channel_name(schema: str) -> str:
     return name
 
 
+class _Taken:
+    """Frames the writer took for one transaction, kept across its retries."""
+
+    __slots__ = ("frames", "tries")
+
+    def __init__(self, frames: list[Frame]) -> None:
+        self.frames = frames
+        self.tries = 0
+
+
 class _Frames:
     """Frames waiting for the writer's next transaction (a :class:`~.pg_writer.FrameFlush`)."""
 
@@ -81,21 +91,23 @@ class _Frames:
     def due(self) -> bool:
         return bool(self._buf)
 
-    def take(self) -> list[Frame]:
+    def take(self) -> _Taken:
         buf = self._buf
         taken = []
         while buf:
             taken.append(buf.popleft())
-        return taken
+        return _Taken(taken)
 
     def append(self, frame: Frame) -> None:
         self._buf.append(frame)
 
-    def write(self, conn: Conn, taken: list[Frame]) -> None:
-        if not taken:
+    def write(self, conn: Conn, taken: _Taken) -> None:
+        frames = taken.frames
+        if not frames:
             return
+        taken.tries += 1
         owners = self._backend.owners
-        ids = {owners.get(f.stream_ref) for f in taken} - {None}
+        ids = {owners.get(f.stream_ref) for f in frames} - {None}
         alive: set[str] = set()
         if ids:
             # FOR KEY SHARE: a survivor cannot take these leases over (and append their
@@ -110,20 +122,55 @@ class _Frames:
         recorded = self._backend.record_frames
         rows = [
             _frame_row(f, recorded)
-            for f in taken
+            for f in frames
             if owners.get(f.stream_ref) is None or owners.get(f.stream_ref) in alive
         ]
+        if taken.tries > 1:  # a retry: the first try may have committed after all
+            rows = _not_written(conn, rows)
         if not rows:
             return
-        _insert_frames(conn, rows)
+        _copy_frames(conn, rows)
         last: dict[str, int] = {}
         for row in rows:
             last[row[0]] = row[1]
         note_frames(conn, self._backend.channel, last)
 
 
+_FRAME_LOG_COLUMNS = (
+    "stream_ref, seq, kind, channel, payload, reason, error, terminal, at, recorded"
+)
+
+
+def _not_written(conn: Conn, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """``rows`` without those ``frame_log`` has already (a retried transaction's)."""
+    found = conn.execute(
+        "SELECT f.stream_ref, f.seq FROM frame_log f "
+        "JOIN unnest(%s::text[], %s::bigint[]) AS w(ref, seq) "
+        "ON f.stream_ref = w.ref AND f.seq = w.seq",
+        ([r[0] for r in rows], [r[1] for r in rows]),
+    ).fetchall()
+    have = {(r[0], int(r[1])) for r in found}
+    return [r for r in rows if (r[0], r[1]) not in have]
+
+
+def _copy_frames(conn: Conn, rows: list[tuple[Any, ...]]) -> None:
+    """``COPY`` frame rows in (text PostgreSQL refuses, NUL or lone surrogates, mended first)."""
+    statement = f"COPY frame_log ({_FRAME_LOG_COLUMNS}) FROM STDIN"
+    try:
+        with conn.transaction(), conn.cursor() as cur, cur.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    except Exception as exc:
+        if is_disconnect(exc, conn):
+            raise
+    with conn.transaction(), conn.cursor() as cur, cur.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(tuple(_pg_safe(v) for v in row))
+
+
 def _insert_frames(conn: Conn, rows: list[tuple[Any, ...]]) -> None:
-    """Insert frame rows; text PostgreSQL refuses (NUL, lone surrogates) is mended first."""
+    """Insert a few frame rows, skipping those already there; text mended as for COPY."""
     try:
         with conn.transaction(), conn.cursor() as cur:
             cur.executemany(_INSERT_FRAME, rows)
@@ -267,10 +314,15 @@ class PostgresBackend:
         )
 
     def recover(self) -> list[str]:
-        if self.writer is None:
+        """Settle the streams of leases already expired (and orphans), then start the lease
+        thread that renews ours and recovers the next ones."""
+        if self.writer is None or self.leases is None:
             return []
         channel = self.channel
-        return self.writer.call(lambda conn: recover_expired(conn, channel, orphans=True)[0])
+        try:
+            return self.writer.call(lambda conn: recover_expired(conn, channel, orphans=True)[0])
+        finally:
+            self.leases.start()
 
     def _lease_lost(self, runtime_ids: list[str]) -> None:
         if self._exchange is not None:
