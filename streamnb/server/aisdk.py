@@ -264,7 +264,7 @@ async def ai_chat(request: Request) -> Response:
     state.cap.add(session.stream_ref)
     if trigger != "regenerate-message" or not message_id:
         message_id = f"msg_{session.stream_ref}"
-    state.chats.set(chat_id, session.stream_ref, message_id)
+    await state.chats.set(chat_id, session.stream_ref, message_id)
     return _response(state, session, message_id)
 
 
@@ -274,7 +274,7 @@ async def ai_chat_stop(request: Request) -> Response:
     chat_id = request.path_params["id"]
     body = await read_json(request, state.config.max_body_bytes, allow_empty=True)
     reason = optional_str(expect_object(body), "reason") if body is not None else None
-    entry = state.chats.get(chat_id)
+    entry = await state.chats.get(chat_id)
     if entry is None:
         raise HTTPError(404, "unknown_chat", f"no stream was started for chat {chat_id!r}")
     try:
@@ -288,16 +288,16 @@ async def ai_chat_resume(request: Request) -> Response:
     """``GET /api/chat/{id}/stream``: replay the chat's running stream, or 204."""
     state = state_of(request)
     chat_id = request.path_params["id"]
-    entry = state.chats.get(chat_id)
+    entry = await state.chats.get(chat_id)
     if entry is None:
         return Response(status_code=204)
     ref, message_id = entry
     try:
-        info = state.runtime.info(ref)
+        info = await state.runtime.ainfo(ref)  # with a shared ledger, from any worker
     except UnknownStreamError:
         info = None
     if info is None or info.terminal is not None:
-        state.chats.forget(chat_id)
+        await state.chats.forget(chat_id)
         return Response(status_code=204)
     if request.method == "HEAD":
         return Response(headers=dict(UI_STREAM_HEADERS), media_type=SSEResponse.media_type)

@@ -85,7 +85,7 @@ async def stream_events(request: Request) -> Response:
     after_seq = after_seq_of(request)
     runtime = state.runtime
     try:
-        info = runtime.info(ref)
+        info = await runtime.ainfo(ref)  # with a shared ledger, also another worker's stream
     except UnknownStreamError:  # settled and evicted: its recorded frames, if any (else 404)
         if request.method == "HEAD":
             raise
@@ -130,7 +130,7 @@ async def stream_status(request: Request) -> Response:
     ref = request.path_params["ref"]
     runtime = state.runtime
     try:
-        runtime.info(ref)
+        await runtime.ainfo(ref)  # with a shared ledger, also another worker's stream
         fold = state.summaries.fold(ref)
         await fold.advance(runtime)  # only the frames it has not folded yet, in slices
         info = runtime.info(ref)
