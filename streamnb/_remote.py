@@ -66,7 +66,7 @@ class Mirror(_Stream):
     Read like any stream; ``send_input`` and ``cancel`` go to the owner.
     """
 
-    __slots__ = ("loaded", "remote", "runtime_id")
+    __slots__ = ("loaded", "owner_id", "remote")
 
     def __init__(self, remote: RemoteStreams, rec: StreamRecord) -> None:
         rt = remote.rt
@@ -87,9 +87,13 @@ class Mirror(_Stream):
         )
         self.remote = remote
         #: the runtime (lease) that runs it
-        self.runtime_id = rec.runtime_id
+        self.owner_id = rec.runtime_id
         #: resolved once the frames committed so far are in the log
         self.loaded: asyncio.Future[None] = loop.create_future()
+
+    @property
+    def runtime_id(self) -> str | None:
+        return self.owner_id
 
     # --- frames in from the exchange -------------------------------------------------------
 
@@ -347,7 +351,7 @@ class RemoteStreams:
     async def request(self, mirror: Mirror, kind: str, body: Any) -> dict[str, Any]:
         """Send a command to ``mirror``'s owner and wait for its answer (see :class:`Mirror`)."""
         sender = await self.ensure_joined()
-        target = mirror.runtime_id
+        target = mirror.owner_id
         if target is None:
             return {"gone": True}
         token, reply, written = self.exchange.send(
@@ -374,7 +378,7 @@ class RemoteStreams:
 
     def post(self, mirror: Mirror, kind: str) -> None:
         """Send ``observe``/``unobserve`` to ``mirror``'s owner without waiting."""
-        target = mirror.runtime_id
+        target = mirror.owner_id
         if target is None:
             return
         if self.runtime_id is None:

@@ -133,6 +133,10 @@ class _Owner:
     def cancel_requested(self, st: _Stream) -> None:
         self._rt._arm_force(st)
 
+    @property
+    def runtime_id(self) -> str | None:
+        return self._rt.runtime_id
+
 
 class StreamRuntime:
     """Runs attached streams and settles each exactly once in a ledger.
@@ -283,6 +287,15 @@ class StreamRuntime:
             raise UnknownKindError(kind, self._handlers) from None
 
     # --- loop handling ---------------------------------------------------------------
+
+    @property
+    def runtime_id(self) -> str | None:
+        """This runtime's lease in a shared (PostgreSQL) ledger; None with SQLite.
+
+        Taken at the first ``attach`` (or the first command to another process's
+        stream); other processes address this runtime's streams by it.
+        """
+        return None if self._remote is None else self._remote.runtime_id
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:

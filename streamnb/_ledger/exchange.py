@@ -417,14 +417,17 @@ class Exchange:
                 fresh = bool(self._fresh)
             if fresh:
                 self._fetch_frames(conn, only_fresh=True)
-            timeout = max(0.0, next_poll - time.monotonic())
-            ready, _, _ = select.select([conn.fileno(), self._wake_r], [], [], timeout)
-            if self._wake_r in ready:
-                with contextlib.suppress(OSError):
-                    os.read(self._wake_r, 4096)
-            notes = list(conn.notifies(timeout=0)) if conn.fileno() in ready else []
+            # notifications that arrived while this connection ran a query (a fetch) are
+            # already read off the socket: take them before waiting on it again
+            notes = list(conn.notifies(timeout=0))
             if notes:
                 self._handle(conn, [n.payload for n in notes])
+            else:
+                timeout = max(0.0, next_poll - time.monotonic())
+                ready, _, _ = select.select([conn.fileno(), self._wake_r], [], [], timeout)
+                if self._wake_r in ready:
+                    with contextlib.suppress(OSError):
+                        os.read(self._wake_r, 4096)
             if time.monotonic() >= next_poll:
                 self._poll_all(conn)
                 next_poll = time.monotonic() + POLL_INTERVAL_S

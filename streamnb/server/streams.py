@@ -154,6 +154,9 @@ async def stream_status(request: Request) -> Response:
         "cancel_reason": info.cancel_reason,
         "terminal": None if info.terminal is None else info.terminal.to_dict(),
         "in_memory": True,
+        # with a shared ledger: the runtime running the handler, and the one answering
+        "runtime_id": info.runtime_id,
+        "served_by": runtime.runtime_id,
     }
     return StreamingResponse(fold.json_body(head), media_type="application/json")
 

@@ -263,10 +263,9 @@ class PgStreamStore(SQLStreamStore):
                     conn.execute(f'LISTEN "{self._channel}"')
                     backoff.reset()
                     self._wake_soon(None)  # anything missed while disconnected
-                ready, _, _ = select.select([conn.fileno()], [], [], 0.5)
-                if ready:
-                    for note in conn.notifies(timeout=0):
-                        self._wake_soon(note.payload)
+                select.select([conn.fileno()], [], [], 0.5)
+                for note in conn.notifies(timeout=0):
+                    self._wake_soon(note.payload)
             except Exception as exc:
                 if not is_disconnect(exc, conn):
                     logger.exception("streamnb: Durable Streams listener failed")
