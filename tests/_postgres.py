@@ -9,9 +9,9 @@ user (created by Debian's package) through ``runuser``; as anyone else it runs
 as that user. :meth:`Cluster.stop` stops the server and removes the directory;
 it is also registered with :mod:`atexit`, so a failing test run still stops it.
 
-Authentication: ``trust`` for every role from 127.0.0.1 except roles whose name
-starts with ``pw_``, which need their password (``scram-sha-256``); tests that
-check a password is never shown create such a role (:meth:`Cluster.add_role`).
+Authentication: ``trust`` for every role from 127.0.0.1 except
+:attr:`Cluster.password_role`, which needs its random :attr:`Cluster.password`
+(``scram-sha-256``): tests that check a password is never shown log in as it.
 
 Tests isolate themselves with a schema each (:meth:`Cluster.fresh_dsn`): the
 DSN sets ``search_path`` through libpq's ``options``, so every unqualified table
@@ -110,6 +110,10 @@ class Cluster:
         self.log = self.dir / "server.log"
         self.port = 0
         self._as_postgres = os.geteuid() == 0
+        #: the role that logs in with a password (all others are trusted from 127.0.0.1)
+        self.password_role = "streamnb_pw"
+        #: its password (random)
+        self.password = "Pw-" + secrets.token_hex(12)
         self._running = False
         if self._as_postgres:
             shutil.chown(self.dir, "postgres", "postgres")
@@ -148,14 +152,19 @@ class Cluster:
             hba = self.data / "pg_hba.conf"
             hba.write_text(
                 "local all all trust\n"
-                "host all /^pw_ 127.0.0.1/32 scram-sha-256\n"
+                f"host all {self.password_role} 127.0.0.1/32 scram-sha-256\n"
                 "host all all 127.0.0.1/32 trust\n"
             )
-        self._start_server()
+        self._start_on_a_free_port()
         self.sql(f"CREATE DATABASE {DATABASE}", database="postgres")
+        self.sql(
+            f"CREATE ROLE {self.password_role} LOGIN SUPERUSER PASSWORD '{self.password}'",
+            database="postgres",
+        )
         return self
 
-    def _pg_ctl_start(self) -> None:
+    def start_server(self) -> None:
+        """Start the (stopped) server again on its port."""
         options = " ".join(
             [f"-p {self.port}", f"-k {self.dir}"]
             + [f"-c {k}={v}" for k, v in self.settings.items()]
@@ -175,12 +184,12 @@ class Cluster:
         )
         self._running = True
 
-    def _start_server(self) -> None:
+    def _start_on_a_free_port(self) -> None:
         last: Exception | None = None
         for _ in range(5):  # a free port can be taken by another process in between
             self.port = _free_port()
             try:
-                self._pg_ctl_start()
+                self.start_server()
             except RuntimeError as exc:
                 last = exc
                 continue
@@ -190,7 +199,7 @@ class Cluster:
     def restart(self, mode: str = "fast") -> None:
         """Stop the server (``pg_ctl -m mode``) and start it again on the same port."""
         self.stop_server(mode)
-        self._pg_ctl_start()
+        self.start_server()
 
     def stop_server(self, mode: str = "fast") -> None:
         """Stop the server, keep its data."""
@@ -227,10 +236,6 @@ class Cluster:
             host="127.0.0.1", port=self.port, user="postgres", dbname=database, autocommit=True
         ) as conn:
             conn.execute(statement.encode())  # bytes: no placeholder parsing
-
-    def add_role(self, name: str, password: str) -> None:
-        """A login role with a password (name starting ``pw_``: password auth), all rights."""
-        self.sql(f"CREATE ROLE {name} LOGIN SUPERUSER PASSWORD '{password}'")
 
     def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
         """Block until the server accepts connections."""

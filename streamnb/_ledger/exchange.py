@@ -42,6 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .._errors import LedgerError
 from .._frames import TERMINAL_KINDS
 from .._json import dumps, loads
 from .lease import LeaseKeeper
@@ -401,7 +402,10 @@ class Exchange:
                     self._poll_all(conn)  # whatever was missed while disconnected
                 self._loop_once(self._conn)
             except Exception as exc:
-                if not is_disconnect(exc, self._conn):
+                if isinstance(exc, LedgerError) or is_disconnect(exc, self._conn):
+                    if self._conn is not None:  # log the loss once, not every retry
+                        logger.warning("streamnb ledger: exchange lost %s", self._dsn.safe)
+                else:
                     logger.exception("streamnb ledger: exchange failed on %s", self._dsn.safe)
                 if self._conn is not None:
                     self._conn.close()

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from .._errors import LedgerError, LedgerTimeoutError, LedgerUnavailableError
-from .pg_connect import CONNECT_TIMEOUT_S, Dsn, is_disconnect
+from .pg_connect import CONNECT_TIMEOUT_S, Dsn, connect, is_disconnect
 from .readers import MAX_READERS
 
 __all__ = ["PgReadPool"]
@@ -135,12 +135,7 @@ class PgReadPool:
                     finally:
                         call.conn = None
             except PoolTimeout:
-                if self._pool.get_stats().get("pool_size", 0) == 0:
-                    raise LedgerUnavailableError(
-                        self._dsn.safe,
-                        self._dsn.host,
-                        "no read connection could be opened within the time limit",
-                    ) from None
+                self._check_reachable()  # the server is gone: say so (LedgerUnavailableError)
                 raise LedgerTimeoutError(
                     timeout_s or 0.0, f"all {self._size} read connections stayed busy"
                 ) from None
@@ -158,6 +153,11 @@ class PgReadPool:
                     ) from None
                 raise
         raise AssertionError("unreachable")
+
+    def _check_reachable(self) -> None:
+        """Raise :class:`~streamnb.LedgerUnavailableError` if the server takes no connection."""
+        conn = connect(self._dsn, timeout_s=2.0)  # raises LedgerUnavailableError
+        conn.close()
 
     async def run_async(self, fn: Callable[[], T]) -> T:
         """``fn()`` (which calls :meth:`run`) on one of the pool's threads, awaited.

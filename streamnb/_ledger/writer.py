@@ -261,10 +261,12 @@ def _deliver(done: list[tuple[Op, Any, BaseException | None]]) -> None:
         if op.loop is None:
             fut = op.future
             assert isinstance(fut, concurrent.futures.Future)
-            if exc is None:
-                fut.set_result(value)
-            else:
-                fut.set_exception(exc)
+            # a future its caller gave up on (asyncio.wrap_future cancels it with the task)
+            with contextlib.suppress(concurrent.futures.InvalidStateError):
+                if exc is None:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(exc)
         else:
             by_loop.setdefault(op.loop, []).append((op.future, value, exc))
     for loop, items in by_loop.items():
