@@ -512,6 +512,8 @@ async def bench_loop_stall(port: int, n: int) -> None:
         live.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await live
+    control.close()  # idle through the load: the server may have closed it (keep-alive)
+    control = await Conn.open(port)
     loaded = await control.json("GET", "/stats")
     control.close()
     assert done["replayed"] == done["summary_frames"] == n + 2, done

@@ -5,6 +5,11 @@
     python -m bench.run --only core,server # a subset
     python -m bench.run --readme           # also rewrite README.md's performance table
 
+The side-by-side comparison with other ways to stream into a notebook takes tens of
+minutes and has its own command, ``python -m bench.bench_peers`` (``bench/bench_peers.py``).
+Its figures (suite ``peers``) are kept in ``results.json`` when this command rewrites it,
+and ``--readme`` shows them and its table (``bench/peers_results.json``) if present.
+
 Each suite module exposes ``run(quick) -> list[Figure]`` and prints one JSON line per
 figure (``bench/common.py``). ``results.json`` holds one entry per figure: ``name,
 value, unit, baseline, ratio, target, meets_target`` plus ``note``, the suite, the
@@ -27,8 +32,16 @@ from pathlib import Path
 from bench.common import Figure, machine
 
 ROOT = Path(__file__).resolve().parent.parent
-SUITES = ["core", "providers", "server", "widget", "markdown"]
+SUITES = ["core", "providers", "server", "rooms", "widget", "markdown"]
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+PEERS_DETAILS = ROOT / "bench" / "peers_results.json"
+
+
+def stored_peers(results: Path) -> list[dict]:
+    """The figures ``python -m bench.bench_peers`` last stored in ``results`` (suite peers)."""
+    if not results.exists():
+        return []
+    return [e for e in json.loads(results.read_text()) if e.get("suite") == "peers"]
 
 
 def run_suite(name: str, quick: bool) -> list[Figure]:
@@ -46,6 +59,10 @@ def fmt(v: float | None) -> str:
 
 
 def table(entries: list[dict], command: str) -> str:
+    def by(entry: dict) -> str:
+        other = entry.get("command", command)
+        return "" if other == command else f" (by `{other}`)"
+
     lines = [
         f"Produced by `{command}` on {entries[0]['machine'] if entries else machine()}.",
         "",
@@ -53,8 +70,9 @@ def table(entries: list[dict], command: str) -> str:
         "|---|---|---|---|---|---|",
     ]
     lines.extend(
-        f"| `{e['name']}` {e['note']} | {fmt(e['value'])} {e['unit']} | {fmt(e['baseline'])} "
-        f"| {fmt(e['ratio'])} | {e['target']} | {'yes' if e['meets_target'] else '**no**'} |"
+        f"| `{e['name']}` {e['note']}{by(e)} | {fmt(e['value'])} {e['unit']} "
+        f"| {fmt(e['baseline'])} | {fmt(e['ratio'])} | {e['target']} "
+        f"| {'yes' if e['meets_target'] else '**no**'} |"
         for e in entries
     )
     return "\n".join(lines)
@@ -94,10 +112,16 @@ def main(argv: list[str] | None = None) -> int:
             {**asdict(f), "suite": name, "machine": machine(), "command": command} for f in figures
         )
         print(f"== bench_{name}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    entries.extend(stored_peers(Path(args.out)))
     Path(args.out).write_text(json.dumps(entries, indent=2) + "\n")
     print(f"wrote {args.out} ({len(entries)} figures)", file=sys.stderr)
     if args.readme:
         update_readme(table(entries, command))
+        if PEERS_DETAILS.exists():
+            from bench.bench_peers import readme_table
+            from bench.bench_peers import update_readme as update_peers_readme
+
+            update_peers_readme(readme_table(json.loads(PEERS_DETAILS.read_text())))
     missed = [e["name"] for e in entries if not e["meets_target"]]
     if missed:
         print("targets missed: " + ", ".join(missed), file=sys.stderr)

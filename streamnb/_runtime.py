@@ -626,6 +626,42 @@ class StreamRuntime:
             raise InvalidFrameError(f"limit must be an int >= 0 or None, got {limit!r}")
         return self._get(stream_ref).frame_log(_after_seq(after_seq), limit)
 
+    def output_text(self, stream_ref: str, channel: str, after_seq: int = -1) -> tuple[str, int]:
+        """The text a stream sent on ``channel`` after ``after_seq``, read straight from its log.
+
+        Joins the string payloads of the ``output`` frames on ``channel`` with
+        ``seq > after_seq`` (a snapshot, without building a :class:`Frame` per
+        frame: a reader that only needs the text, such as the chat rooms'
+        checkpoints, costs a fraction of a cursor).
+
+        Returns
+        -------
+        (str, int)
+            The text, and the seq of the last frame looked at (``after_seq`` when
+            there was none): pass it as ``after_seq`` next time to get only what
+            followed.
+
+        Raises
+        ------
+        UnknownStreamError
+            The ref is not held in memory.
+
+        Examples
+        --------
+        >>> from streamnb.demo import chatbot_handler
+        >>> runtime = sn.StreamRuntime()
+        >>> handler = runtime.register(chatbot_handler())
+        >>> session = runtime.run(runtime.attach("tutorial.streaming_chatbot", {}))
+        >>> _ = runtime.run(session.send("hi"))
+        >>> terminal = runtime.run(session.wait())
+        >>> runtime.output_text(session.stream_ref, "assistant.delta")
+        ('streamnb reply to hi', 5)
+        >>> runtime.output_text(session.stream_ref, "assistant.delta", after_seq=2)
+        ('reply to hi', 5)
+        >>> runtime.close()
+        """
+        return self._get(stream_ref).output_text(channel, _after_seq(after_seq))
+
     def follow(self, stream_ref: str, after_seq: int = -1) -> AsyncIterator[Frame]:
         """A read-only cursor over a stream's frames with ``seq > after_seq``.
 

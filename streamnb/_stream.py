@@ -210,6 +210,21 @@ class _Stream:
         stop = None if limit is None else start + limit
         return [tuple_new(Frame, raw) for raw in self.log[start:stop]]
 
+    def output_text(self, channel: str, after_seq: int = -1) -> tuple[str, int]:
+        """The text of ``channel`` after ``after_seq``, and the seq it reaches (see
+        :meth:`StreamRuntime.output_text`)."""
+        log = self.log
+        end = len(log)
+        # raw tuples: 0 kind, 4 channel, 5 payload (Frame's field order); no Frame is built
+        text = "".join(
+            [
+                r[5]
+                for r in log[max(0, after_seq + 1 - self.base) : end]
+                if r[0] == "output" and r[4] == channel and type(r[5]) is str
+            ]
+        )
+        return text, max(after_seq, self.base + end - 1)
+
     def info(self) -> StreamInfo:
         h = self.handler
         return StreamInfo(

@@ -122,6 +122,13 @@ def _seconds_or_off(text: str) -> float | None:
     return value or None
 
 
+def _grace(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError("a duration in seconds, >= 0")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``streamnb`` command."""
     from .server.limits import DEFAULT_MAX_OPEN_STREAMS
@@ -231,6 +238,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a Durable Streams long-poll waits for data (default 20)",
     )
     serve.add_argument(
+        "--reconnect-grace-s",
+        type=_grace,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long a dropped SSE/WebSocket connection's observer stays attached waiting "
+        "for a reconnection before it detaches (default 30; 0: detach at once)",
+    )
+    serve.add_argument(
         "--max-open-streams",
         type=_count,
         default=DEFAULT_MAX_OPEN_STREAMS,
@@ -277,6 +292,7 @@ async def _serve(
     from ._runtime import StreamRuntime
     from .server import create_app
     from .server.background import StreamnbServer, bind_socket
+    from .server.timeouts import header_timeout_protocol
 
     runtime = StreamRuntime(ledger, idle_timeout_s=args.idle_timeout_s)
     rooms = None
@@ -296,6 +312,7 @@ async def _serve(
             rooms=rooms,
             durable_streams=args.durable_streams,
             long_poll_timeout_s=args.long_poll_timeout_s,
+            reconnect_grace_s=args.reconnect_grace_s,
             allowed_hosts=[args.host, *args.allowed_host],
             max_open_streams=args.max_open_streams,
         )
@@ -305,7 +322,11 @@ async def _serve(
         else:
             sock = bind_socket(args.host, args.port)
         config = uvicorn.Config(
-            app, log_level=args.log_level, lifespan="on", timeout_graceful_shutdown=5
+            app,
+            log_level=args.log_level,
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+            http=header_timeout_protocol(),  # unfinished requests do not hold a socket
         )
         server = StreamnbServer(config, state=app.state.streamnb, install_signal_handlers=True)
         serving = asyncio.ensure_future(server.serve(sockets=[sock]))

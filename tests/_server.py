@@ -9,7 +9,10 @@ test an endless stream). A test module loads them with
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +25,8 @@ from streamnb.server import ServerHandle, serve_in_background
 from streamnb.testing import FakeTokenSource, lorem_tokens
 
 FAST = FakeTokenSource(lorem_tokens(12))
+#: the npm project with the real `ai` package (tests/js/package.json)
+JS = Path(__file__).parent / "js"
 
 
 def slow_source(n_tokens: int = 60, rate: float = 60.0) -> FakeTokenSource:
@@ -158,3 +163,19 @@ async def server(start_server: StartServer) -> ServerHandle:
 async def client(server: ServerHandle) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=server.url, timeout=10.0) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def ai_package() -> Path:
+    """``tests/js`` with ``node_modules`` installed (``npm ci`` on first use)."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node and npm are needed for the `ai` package test")
+    if not (JS / "node_modules" / "ai").is_dir():
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund"],
+            cwd=JS,
+            check=True,
+            timeout=300,
+            stdout=subprocess.DEVNULL,
+        )
+    return JS

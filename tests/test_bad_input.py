@@ -41,6 +41,7 @@ STRICT = "bad.strict"  # parse_start wants {"topic": str}
 RAISING_PARSE = "bad.raising_parse"
 GARBAGE_PARSE = "bad.garbage_parse"
 LONE = "\ud800"  # a lone surrogate: a Python str, not Unicode text
+ENDLESS = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n"
 HOSTILE = "<script>alert(1)</script><img src=x onerror=alert(2)>\u202e\x00'\"&"
 
 
@@ -79,6 +80,15 @@ def handlers(release: asyncio.Event) -> list[sn.AttachedStreamHandler]:
         sn.AttachedStreamHandler(kind=RAISING_PARSE, run=done, parse_start=raising),
         sn.AttachedStreamHandler(kind=GARBAGE_PARSE, run=done, parse_start=lambda raw: None),
     ]
+
+
+async def _run(start: Any, input: Any, ctx: Any) -> AsyncIterator[Any]:
+    yield sn.completed()
+
+
+def _generator_commit(terminal: sn.Frame, tx: sn.LedgerTx) -> Any:
+    tx.insert_event("lost", {})
+    yield
 
 
 @dataclass
@@ -367,6 +377,50 @@ RAISES: list[tuple[str, Call, type[sn.StreamnbError], str]] = [
         sn.LedgerQueryError,
         "too large",
     ),
+    # queries that would run for ever, or allocate without bound (issue 15): time limits
+    (
+        "sql-endless-recursive-cte",
+        lambda w: w.rt.ledger.sql(ENDLESS, timeout_s=0.3),
+        sn.LedgerTimeoutError,
+        r"stopped after 0\.3 s",
+    ),
+    (
+        "asql-endless-recursive-cte",
+        lambda w: w.rt.ledger.asql(ENDLESS, timeout_s=0.3),
+        sn.LedgerTimeoutError,
+        "narrow the query",
+    ),
+    (
+        "sql-randomblob-too-big",
+        lambda w: w.rt.ledger.sql("SELECT randomblob(2000000000)"),
+        sn.LedgerQueryError,
+        "too big",
+    ),
+    ("sql-timeout-zero", lambda w: w.rt.ledger.sql("SELECT 1", timeout_s=0), sn.LedgerError, "> 0"),
+    (
+        "sql-timeout-str",
+        lambda w: w.rt.ledger.sql("SELECT 1", timeout_s="1"),
+        sn.LedgerError,
+        "> 0",
+    ),
+    (
+        "frame-log-after-seq-str",
+        lambda w: w.rt.ledger.frame_log("st_x", after_seq="3"),
+        sn.LedgerError,
+        "after_seq must be",
+    ),
+    (
+        "runtime-frame-log-limit-negative",
+        lambda w: w.rt.frame_log(w.running.stream_ref, limit=-1),
+        sn.InvalidFrameError,
+        "limit must be",
+    ),
+    (
+        "handler-generator-commit-terminal",
+        lambda w: sn.AttachedStreamHandler(kind="gen", run=_run, commit_terminal=_generator_commit),
+        sn.HandlerDefinitionError,
+        "generator",
+    ),
     ("events-kind-list", lambda w: w.rt.ledger.events(kind=["x"]), sn.LedgerError, "str or None"),
     ("streams-status-int", lambda w: w.rt.ledger.streams(status=1), sn.LedgerError, "str or None"),
     (
@@ -646,3 +700,103 @@ async def test_http_lone_surrogates_are_422_and_the_ledger_keeps_working(
     terminal = await server_runtime.wait(ref, timeout_s=10)
     assert terminal.kind == "completed"
     assert server_runtime.ledger.stream_status(ref) == "completed"
+
+
+# --- chat rooms (issue 15): names, SQL, text -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (
+            lambda r, t: r.create_room("bell" + chr(7)),
+            "RoomNameError",
+            r"control character U\+0007",
+        ),
+        (lambda r, t: r.create_room("half " + LONE), "RoomNameError", "lone surrogate"),
+        (lambda r, t: r.sql(f"ATTACH DATABASE '{t}' AS x"), "LedgerQueryError", "auth"),
+        (lambda r, t: r.sql(f"VACUUM INTO '{t}'"), "LedgerQueryError", "auth"),
+        (lambda r, t: r.sql(ENDLESS, timeout_s=0.3), "LedgerTimeoutError", "stopped after"),
+    ],
+    ids=["name-control", "name-lone-surrogate", "sql-attach", "sql-vacuum-into", "sql-endless"],
+)
+async def test_bad_rooms_input_raises_clearly_and_changes_nothing(
+    tmp_path: Path, call: Callable[[Any, Path], Any], error: str, match: str
+) -> None:
+    from streamnb.rooms import ChatRooms
+
+    rooms = ChatRooms()
+    try:
+        room_id = rooms.create_room("Lobby")
+        before = (rooms.room_infos(), rooms.room(room_id).message_list())
+        target = tmp_path / "created-by-a-query.db"
+        with pytest.raises(sn.StreamnbError, match=match) as info:
+            call(rooms, target)
+        assert type(info.value).__name__ == error
+        assert (rooms.room_infos(), rooms.room(room_id).message_list()) == before
+        assert not target.exists()
+    finally:
+        await rooms.aclose()
+
+
+async def test_hostile_but_valid_room_text_is_kept_mended() -> None:
+    from streamnb.rooms import ChatRooms
+
+    rooms = ChatRooms()
+    try:
+        family = "Family \U0001f468\u200d\U0001f469\u200d\U0001f467"  # a ZWJ sequence: text
+        room = rooms.room(rooms.create_room(family))
+        assert room.name == family
+        await room.send(HOSTILE + " half " + LONE)
+        reply = await room.wait(timeout_s=10)
+        assert reply is not None and reply.status == "completed"
+        assert room.message_list()[0].content == HOSTILE + " half \ufffd"
+    finally:
+        await rooms.aclose()
+
+
+# --- HTTP requests a page of another site makes (issue 15) ----------------------------------
+
+
+async def test_http_requests_of_other_pages_are_refused_and_change_nothing(
+    server: Any, client: httpx.AsyncClient, server_runtime: sn.StreamRuntime
+) -> None:
+    ref = (await client.post("/streams", json={"kind": "tutorial.streaming_chatbot"})).json()[
+        "stream_ref"
+    ]
+    await eventually(lambda: len(server_runtime.frame_log(ref)) == 2)
+    before = snapshot(server_runtime)
+    create = b'{"kind": "tutorial.output_only"}'
+    for method, path, body, headers, status, code in [
+        ("GET", "/ledger/streams", None, {"host": "evil.example"}, 403, "host_not_allowed"),
+        ("POST", "/streams", create, {"content-type": "text/plain"}, 415, "unsupported_media_type"),
+        ("POST", "/streams", create, {}, 415, "unsupported_media_type"),
+        (
+            "POST",
+            "/streams",
+            b"kind=tutorial.output_only",
+            {"content-type": "application/x-www-form-urlencoded"},
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "POST",
+            f"/streams/{ref}/cancel",
+            b"{}",
+            {"content-type": "application/json", "origin": "http://evil.example"},
+            403,
+            "origin_not_allowed",
+        ),
+        (
+            "POST",
+            f"/streams/{ref}/input",
+            b'{"payload": "x"}',
+            {"content-type": "application/json", "origin": "null"},
+            403,
+            "origin_not_allowed",
+        ),
+    ]:
+        response = await client.request(method, path, content=body, headers=headers)
+        assert response.status_code == status, (path, headers, response.text)
+        assert response.json()["error"]["type"] == code
+    assert snapshot(server_runtime) == before

@@ -344,6 +344,36 @@ async def test_two_workers_on_one_port_serve_every_stream_and_replace_a_killed_o
     assert sum(1 for status, _ in streams.values() if status == "completed") >= 6
 
 
+async def test_a_connection_dropped_on_a_and_resumed_on_b_keeps_an_abort_stream_running(
+    pg_dsn: str,
+) -> None:
+    """Parking across workers: the reconnection on B counts as the stream's observer at A."""
+    grace = ("--reconnect-grace-s", "0.5")
+    with serve(pg_dsn, *grace) as a, serve(pg_dsn, *grace) as b:
+        async with httpx.AsyncClient(base_url=a.url, timeout=OWED_S) as ca:
+            # dropped on A, resumed on B: A's parked observer expires, the stream goes on
+            moved = await open_stream(ca, "test.ticker_abort", {"n": 80, "every_s": 0.03})
+            head = await read_sse(a.url, f"/streams/{moved}/events?observer=o1", stop_after_seq=3)
+            tail = await read_sse(
+                b.url, f"/streams/{moved}/events?observer=o1", last_id=head[-1]["seq"]
+            )
+            seqs = [f["seq"] for f in head + tail]
+            assert seqs == list(range(len(seqs)))
+            assert tail[-1]["kind"] == "completed", tail[-1]  # outlived A's grace (0.5 s)
+            # dropped on A and resumed nowhere: after the grace on_detach="abort" ends it
+            alone = await open_stream(ca, "test.ticker_abort", {"n": 2000, "every_s": 0.03})
+            await read_sse(a.url, f"/streams/{alone}/events?observer=o2", stop_after_seq=3)
+
+            async def aborted() -> bool:
+                status = rows(pg_dsn, "SELECT status FROM streams WHERE stream_ref = %s", (alone,))
+                return status == [("cancelled",)]
+
+            await wait_for(aborted)
+        assert "Traceback" not in a.output() + b.output(), a.output() + b.output()
+    streams = check_settled_once(pg_dsn)
+    assert streams[moved] == ("completed", None)
+
+
 def httpx_sse_error() -> type[Exception]:
     from httpx_sse import SSEError
 

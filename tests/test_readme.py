@@ -27,3 +27,28 @@ def test_readme_names_both_setup_commands():
     text = README.read_text()
     assert "pip install -e . && jupyter lab notebooks/" in text
     assert "bash scripts/test.sh" in text
+
+
+def test_readme_guarantees_name_tests_that_exist():
+    """Every test the Guarantees table names is a test function of that test file."""
+    text = README.read_text()
+    section = text.split("## Guarantees", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "`" in line]
+    assert len(rows) >= 15
+    checked = 0
+    for row in rows:
+        checked_by = row.rsplit("|", 2)[-2]
+        current = None
+        for ref in re.findall(r"`([^`]+)`", checked_by):
+            path, _, name = ref.partition("::")
+            if path.endswith(".py"):
+                current = README.parent / "tests" / path.removeprefix("tests/")
+                assert current.exists(), ref
+            if not name:
+                continue
+            assert current is not None, ref
+            pattern = re.escape(name).replace(r"\*", r"\w*")
+            source = current.read_text()
+            assert re.search(rf"^(async )?def {pattern}\(", source, re.M), (current.name, name)
+            checked += 1
+    assert checked >= 30

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -147,22 +145,6 @@ async def test_failure_is_an_error_chunk(start_server) -> None:
 
 
 # --- the real `ai` npm package ---------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def ai_package() -> Path:
-    """``tests/js`` with ``node_modules`` installed (``npm ci`` on first use)."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node and npm are needed for the `ai` package test")
-    if not (JS / "node_modules" / "ai").is_dir():
-        subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund"],
-            cwd=JS,
-            check=True,
-            timeout=300,
-            stdout=subprocess.DEVNULL,
-        )
-    return JS
 
 
 async def run_node(js: Path, *args: str) -> dict[str, Any]:

@@ -3,49 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 import streamnb as sn
 from streamnb.server import ServerHandle
+from tests._chromium import chromium_page, skip_without_chromium
 from tests._server_util import cancel_reason
 
 pytest_plugins = ["tests._server"]
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [  # as in tests/browser/conftest.py
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TOKEN = "page-token"
 
-if not Path(CHROMIUM).exists():
-    pytest.skip(
-        "Debian's chromium is not installed (.ci/install-browser.sh)", allow_module_level=True
-    )
+skip_without_chromium()
 
-from playwright.async_api import Page, async_playwright, expect  # noqa: E402
+from playwright.async_api import Page, expect  # noqa: E402
 
 
 @pytest.fixture
 async def page() -> AsyncIterator[Page]:
     """A fresh chromium page (the browser is closed at teardown)."""
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            context = await browser.new_context()
-            yield await context.new_page()
-        finally:
-            await browser.close()
+    async with chromium_page() as page:
+        yield page  # type: ignore[misc]
 
 
 async def send(page: Page, handle: ServerHandle, message: str) -> None:

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.timeout(30)
 
 
 async def chat_blocks(client: httpx.AsyncClient, message: str) -> tuple[str, list[str]]:
+    """(ref, the SSE blocks without their ``id:`` lines); ids are checked to be frame seqs."""
     async with client.stream("POST", "/chat", json={"message": message}) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
@@ -27,7 +28,9 @@ async def chat_blocks(client: httpx.AsyncClient, message: str) -> tuple[str, lis
         raw = b"".join([chunk async for chunk in response.aiter_raw()]).decode()
     blocks = raw.split("\n\n")
     assert blocks[-1] == ""
-    return response.headers["x-stream-ref"], blocks[:-1]
+    ids = [int(m) for m in re.findall(r"^id: (\d+)$", raw, flags=re.M)]
+    assert ids == sorted(ids) and len(ids) == sum(1 for b in blocks if b.startswith("id: "))
+    return response.headers["x-stream-ref"], [re.sub(r"^id: \d+\n", "", b) for b in blocks[:-1]]
 
 
 async def test_chat_streams_content_events_then_done(
@@ -77,7 +80,7 @@ async def test_stop_cancels_the_chat_stream_server_side(
                 break
         stop = await client.post(f"/streams/{ref}/cancel", json={"reason": "user pressed Stop"})
         assert stop.json() == {"result": "requested"}
-        rest = [line async for line in lines if line]
+        rest = [line async for line in lines if line and not line.startswith("id: ")]
     assert rest[-2].startswith(": cancelled")
     assert rest[-1] == "data: [DONE]"
     terminal = await server_runtime.wait(ref, timeout_s=5)
@@ -85,10 +88,10 @@ async def test_stop_cancels_the_chat_stream_server_side(
     assert cancel_reason(server_runtime, ref) == "user pressed Stop"
 
 
-async def test_closing_a_chat_connection_detaches(
+async def test_closing_a_chat_connection_detaches_after_the_grace(
     start_server, server_runtime: sn.StreamRuntime
 ) -> None:
-    handle: ServerHandle = await start_server(chat_kind="test.slow_chat")
+    handle: ServerHandle = await start_server(chat_kind="test.slow_chat", reconnect_grace_s=0.2)
     async with (
         httpx.AsyncClient(base_url=handle.url) as client,
         client.stream("POST", "/chat", json={"message": "long"}) as response,

@@ -143,7 +143,9 @@ def test_serve_runs_uvicorn_with_demo_and_user_handlers(user_module: Path, tmp_p
             assert client.get("/").status_code == 200
             assert client.post("/chat", json={"message": "hi"}).status_code == 401
             chat = client.post("/chat", json={"message": "hi"}, headers=auth)
-            assert chat.text.endswith('data: {"content":"hi"}\n\ndata: [DONE]\n\n')
+            assert re.search(
+                r'id: (\d+)\ndata: \{"content":"hi"\}\n\nid: (\d+)\ndata: \[DONE\]\n\n$', chat.text
+            )
             opened = client.post("/streams", json={"kind": "user.made"}, headers=auth)
             ref = opened.json()["stream_ref"]
             events = client.get(f"/streams/{ref}/events", headers=auth).text

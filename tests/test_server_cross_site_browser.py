@@ -13,35 +13,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 import streamnb as sn
 from streamnb.rooms import ChatRooms
 from streamnb.server import ServerHandle, serve_in_background
+from tests._chromium import chromium_page, skip_without_chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [  # as in tests/browser/conftest.py, plus a name that resolves to us
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--host-resolver-rules=MAP rebind.example 127.0.0.1",
-]
+skip_without_chromium()
 
-if not Path(CHROMIUM).exists():
-    pytest.skip(
-        "Debian's chromium is not installed (.ci/install-browser.sh)", allow_module_level=True
-    )
-
-from playwright.async_api import Page, async_playwright  # noqa: E402
+from playwright.async_api import Page  # noqa: E402
 
 #: what the attacker's page runs against the target; returns what it could observe
 ATTACK_JS = """
@@ -138,13 +122,9 @@ async def attacker_origin() -> AsyncIterator[str]:
 
 @pytest.fixture
 async def page() -> AsyncIterator[Page]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            context = await browser.new_context()
-            yield await context.new_page()
-        finally:
-            await browser.close()
+    # rebind.example resolves to 127.0.0.1, as a DNS rebinding attack makes it
+    async with chromium_page(["--host-resolver-rules=MAP rebind.example 127.0.0.1"]) as page:
+        yield page  # type: ignore[misc]
 
 
 async def test_a_page_of_another_local_origin_creates_no_room_and_no_stream(

@@ -87,21 +87,25 @@ async def test_resume_after_the_terminal_is_204(client: httpx.AsyncClient) -> No
     assert response.status_code == 204
 
 
-async def test_disconnect_with_on_detach_abort_cancels_as_detached(
-    client: httpx.AsyncClient, server_runtime: sn.StreamRuntime
+async def test_disconnect_with_on_detach_abort_cancels_as_detached_after_the_grace(
+    start_server, server_runtime: sn.StreamRuntime
 ) -> None:
-    ref = await open_stream(client, "test.slow_output_abort", {"message": "x"})
-    await read_events(client, ref, stop_after=4)
+    handle: ServerHandle = await start_server(reconnect_grace_s=0.2)
+    async with httpx.AsyncClient(base_url=handle.url) as client:
+        ref = await open_stream(client, "test.slow_output_abort", {"message": "x"})
+        await read_events(client, ref, stop_after=4)
     terminal = await server_runtime.wait(ref, timeout_s=10)
     assert terminal.kind == "cancelled"
     assert cancel_reason(server_runtime, ref) == "detached"
 
 
 async def test_disconnect_with_on_detach_continue_completes(
-    client: httpx.AsyncClient, server_runtime: sn.StreamRuntime
+    start_server, server_runtime: sn.StreamRuntime
 ) -> None:
-    ref = await open_stream(client, "test.slow_output", {"message": "x"})
-    await read_events(client, ref, stop_after=4)
+    handle: ServerHandle = await start_server(reconnect_grace_s=0.2)
+    async with httpx.AsyncClient(base_url=handle.url) as client:
+        ref = await open_stream(client, "test.slow_output", {"message": "x"})
+        await read_events(client, ref, stop_after=4)
     await eventually(lambda: server_runtime.info(ref).observers == 0)
     terminal = await server_runtime.wait(ref, timeout_s=10)
     assert terminal.kind == "completed"
@@ -171,7 +175,7 @@ async def test_stalled_client_is_dropped_and_does_not_stall_the_stream(
     start_server,
     server_runtime: sn.StreamRuntime,
 ) -> None:
-    handle: ServerHandle = await start_server(send_timeout_s=0.3)
+    handle: ServerHandle = await start_server(send_timeout_s=0.3, reconnect_grace_s=0.2)
     async with httpx.AsyncClient(base_url=handle.url) as client:
         ref = await open_stream(client, "test.big", {"n": 400, "size": 65_536})
     _reader, writer = await asyncio.open_connection(handle.host, handle.port)
@@ -188,6 +192,14 @@ async def test_stalled_client_is_dropped_and_does_not_stall_the_stream(
 
 
 async def test_no_task_outlives_its_response(
+    start_server, server_runtime: sn.StreamRuntime
+) -> None:
+    handle: ServerHandle = await start_server(reconnect_grace_s=0.1)  # parked observers too
+    async with httpx.AsyncClient(base_url=handle.url, timeout=10.0) as client:
+        await check_no_task_outlives_its_response(client, server_runtime)
+
+
+async def check_no_task_outlives_its_response(
     client: httpx.AsyncClient, server_runtime: sn.StreamRuntime
 ) -> None:
     await client.get("/ledger/streams")  # warm up the connection

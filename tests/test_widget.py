@@ -550,7 +550,8 @@ async def test_chat_late_hello_gets_current_partial_reply(slow_rt: sn.StreamRunt
         await until(chat, lambda: len(chat.reply_text()) >= 100)
         seen = len(sent)
         await until(chat, lambda: len(sent) > seen)
-        press_hello(chat)
+        press_hello(chat)  # within SNAPSHOT_INTERVAL_S of the first: answered a moment later
+        await until(chat, lambda: sum(m["type"] == "snapshot" for m in sent) == 2)
         press_stop(chat)
         await chat.wait(5)
     first, second = (m for m in sent if m["type"] == "snapshot")
@@ -612,3 +613,31 @@ async def test_chat_widget_refused_send_leaves_no_stream_running_and_no_entry_ru
         assert await chat.wait(10) == "completed"
         assert [m["status"] for m in chat.transcript] == ["sent", "completed"]
         chat.close()
+
+
+async def test_a_flood_of_hello_messages_gets_a_few_snapshots_not_one_each(
+    runtime: sn.StreamRuntime,
+) -> None:
+    # Regression: each {"type": "hello"} queued a full snapshot (the whole text) for every
+    # view: 500 hellos queued 101 MB in a second.
+    from streamnb.widget._base import SNAPSHOT_INTERVAL_S
+
+    session = await runtime.attach(CHAT, {})
+    await session.send("hello")
+    widget = StreamWidget(session)
+    await widget.wait(10)
+    with recorded_messages(widget) as sent:
+        for _ in range(500):
+            press_hello(widget)
+        assert [m["type"] for m in sent] == ["snapshot"]  # the first, at once
+        await asyncio.sleep(SNAPSHOT_INTERVAL_S * 2)
+        assert [m["type"] for m in sent] == ["snapshot", "snapshot"]  # the rest: one more
+        assert sent[1] == sent[0]  # the same state: nothing was lost
+    chat = ChatWidget(runtime, CHAT)
+    with recorded_messages(chat) as sent:
+        for _ in range(100):
+            press_hello(chat)
+        await asyncio.sleep(SNAPSHOT_INTERVAL_S * 2)
+        assert [m["type"] for m in sent] == ["snapshot", "snapshot"]
+    widget.close()
+    chat.close()

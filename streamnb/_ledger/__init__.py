@@ -9,6 +9,8 @@ the runtime writes only through the backend interface. Modules, one job each:
 * ``tx.py`` - :class:`LedgerTx` and :class:`Settlement`, what a settlement carries;
 * ``sqlite.py`` - :class:`SQLiteBackend`, the SQLite backend (schema, statements);
 * ``writer.py`` - its writer thread and group commit;
+* ``readers.py`` - its read path: read-only connections with a time limit, never the writer;
+* ``scratch.py`` - where an in-memory ledger keeps its tables (a WAL scratch file);
 * ``recovery.py`` - its writer lock and the ``runtime_lost`` recovery.
 """
 

@@ -13,7 +13,10 @@ The rooms in JupyterLab are :class:`streamnb.ChatRoomsWidget` (in the widget lay
 nothing from Jupyter.
 
 Replies run as attached streams of one :class:`~streamnb.StreamRuntime`; each
-settled reply is a ledger settlement with a ``room.reply.settled`` event.
+settled reply is a ledger settlement with a ``room.reply.settled`` event. While a
+reply streams, its text is checkpointed into the room's file
+(:mod:`streamnb.rooms.checkpoint`), so a killed process loses at most the last
+0.25 s (or 4 KB) of it.
 """
 
 from __future__ import annotations

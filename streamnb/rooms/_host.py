@@ -45,6 +45,8 @@ class Reply:
     stream_ref: str | None = None
     session: Session | None = None
     watch: asyncio.Task[None] | None = None
+    #: the task checkpointing the reply's text (:mod:`.checkpoint`), None when off
+    checkpoint: asyncio.Task[int] | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -61,6 +63,11 @@ class RoomHost:
         The ``rooms`` table (a room bumps its ``last_active_at``).
     executor : ThreadPoolExecutor
         The rooms' one I/O thread (owned and shut down by the registry).
+    checkpoint_s : float or None
+        Checkpoint a streaming reply's text at most this many seconds after it
+        arrived (:mod:`.checkpoint`); None: no checkpoints.
+    checkpoint_bytes : int
+        ... or as soon as this many bytes of new text accumulated.
     """
 
     def __init__(
@@ -69,8 +76,12 @@ class RoomHost:
         kind: str,
         registry: RegistryStore,
         executor: ThreadPoolExecutor,
+        checkpoint_s: float | None = None,
+        checkpoint_bytes: int = 4096,
     ) -> None:
         self.runtime = runtime
+        self.checkpoint_s = checkpoint_s
+        self.checkpoint_bytes = checkpoint_bytes
         self.kind = kind
         #: the registry's lifecycle: ``CLOSING`` from ``aclose`` on, then ``CLOSED``
         self.state = Lifecycle.OPEN

@@ -34,8 +34,10 @@ Departures from seed 004: a room holds at most one streaming reply (a second
 ``send`` raises :class:`RoomBusyError` rather than interleaving two replies in one
 history); assistant messages have a ``status`` (``streaming``, ``completed``,
 ``cancelled``, ``failed``, ``interrupted``) and the partial text of a stopped
-reply is kept; resume replays from the stream's frame log rather than a relay's
-buffer. The two databases of one settlement (the room file and the ledger) are
+reply is kept; a streaming reply's text is checkpointed into the room's file
+(:mod:`.checkpoint`), so a killed process leaves it ``interrupted`` with its text
+rather than losing it; resume replays from the stream's frame log rather than a
+relay's buffer. The two databases of one settlement (the room file and the ledger) are
 not one transaction: the room row is written first; if the process dies between
 the two writes, the ledger recovers the stream as ``failed``/``runtime_lost``
 while the room keeps the finished message.
@@ -50,6 +52,7 @@ import re
 import secrets
 import time
 import unicodedata
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -65,13 +68,14 @@ from .._ledger.readers import DEFAULT_QUERY_TIMEOUT_S
 from .._lifecycle import Lifecycle
 from .._runtime import StreamRuntime
 from ._host import RoomHost
+from .checkpoint import CHECKPOINT_BYTES, CHECKPOINT_S
 from .errors import RoomError, RoomNameError, UnknownRoomError
 from .events import RoomEvent, RoomListener
 from .query import run_query
-from .reply import DEFAULT_KIND, bind_reply_handler
+from .reply import DEFAULT_KIND, SettleHook, bind_reply_handler
 from .reply import room_reply_handler as _default_handler
 from .room import Room
-from .store import RegistryStore, RoomRow, RoomStore
+from .store import ConnectionPool, RegistryStore, RoomRow, RoomStore
 
 __all__ = ["MAX_NAME_CHARS", "ChatRooms", "HandlerFactory"]
 
@@ -149,6 +153,15 @@ class ChatRooms:
         :meth:`aclose` also closes.
     kind : str, default ``"streamnb.rooms.reply"``
         The stream kind registered for replies.
+    checkpoint_s : float or None, default 0.25
+        While a reply streams, its new text is written to the room's file at
+        most this many seconds after it arrived (:mod:`streamnb.rooms.checkpoint`),
+        so a killed process loses at most that much of it (the reply reopens
+        ``interrupted`` with the text checkpointed so far). ``None`` turns
+        checkpoints off: the text is written only when the reply settles.
+    checkpoint_bytes : int, default 4096
+        A checkpoint is written as soon as this many bytes (UTF-8) of new text
+        accumulated, even before ``checkpoint_s``.
 
     Raises
     ------
@@ -157,7 +170,8 @@ class ChatRooms:
         a rooms database.
     ValueError
         ``runtime`` trims frames (``max_retained_frames``): a reply's text is
-        read from its frame log, so the whole log must be kept.
+        read from its frame log, so the whole log must be kept; or
+        ``checkpoint_s`` is not > 0 (nor None), or ``checkpoint_bytes`` < 1.
     TypeError
         ``handler_factory`` did not return an :class:`~streamnb.AttachedStreamHandler`.
 
@@ -191,7 +205,13 @@ class ChatRooms:
         runtime: StreamRuntime | None = None,
         *,
         kind: str = DEFAULT_KIND,
+        checkpoint_s: float | None = CHECKPOINT_S,
+        checkpoint_bytes: int = CHECKPOINT_BYTES,
     ) -> None:
+        if checkpoint_s is not None and not 0 < checkpoint_s < float("inf"):
+            raise ValueError("checkpoint_s must be > 0 (seconds) or None (no checkpoints)")
+        if not isinstance(checkpoint_bytes, int) or checkpoint_bytes < 1:
+            raise ValueError("checkpoint_bytes must be an int >= 1 (bytes)")
         if runtime is not None and not isinstance(runtime, StreamRuntime):
             raise TypeError(f"runtime must be a StreamRuntime, got {type(runtime).__name__}")
         if runtime is not None and runtime.max_retained_frames is not None:
@@ -210,6 +230,10 @@ class ChatRooms:
         self.recovered: list[str] = []
         self._lock_fd: int | None = None
         self._rooms: dict[str, Room] = {}
+        #: the room files open right now (at most DEFAULT_MAX_OPEN_ROOMS; see store.py)
+        self._pool = ConnectionPool()
+        #: every room's store, for closing them (also from the finalizer)
+        self._stores: dict[str, RoomStore] = {}
         self._owns_runtime = runtime is None
         opened: list[tuple[RoomRow, RoomStore]] = []
         try:
@@ -222,15 +246,30 @@ class ChatRooms:
                 store.close()
             self._close_stores()
             raise
-        runtime.register(bind_reply_handler(handler, kind, self._settle))
+        # weakly: the runtime (perhaps the user's, kept alive) must not keep these rooms
+        # alive, so that dropped rooms are collected and their finalizer runs
+        runtime.register(bind_reply_handler(handler, kind, _weak_settle(self)))
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="streamnb-rooms")
-        self._host = RoomHost(runtime, kind, self._registry, self._executor)
+        self._host = RoomHost(
+            runtime,
+            kind,
+            self._registry,
+            self._executor,
+            checkpoint_s=checkpoint_s,
+            checkpoint_bytes=checkpoint_bytes,
+        )
         for row, store in opened:
             self._add(row, store)
+        # dropped without aclose(): release the directory's lock and close the files when
+        # collected (a re-run notebook cell). Only what owns no way back to self is kept.
+        self._finalizer = weakref.finalize(
+            self, _release, self._lock_fd, self._registry, self._stores, self._executor
+        )
 
     def _add(self, row: RoomRow, store: RoomStore) -> Room:
         room = Room(self._host, row.id, store)
         self._rooms[row.id] = room
+        self._stores[row.id] = store
         self._host.names[row.id] = row.name
         return room
 
@@ -261,10 +300,8 @@ class ChatRooms:
                         f"{registry_path} lists a room id {row.id!r} that is not "
                         "rm_ and 12 hex digits; is it a streamnb rooms registry?"
                     )
-                store = RoomStore(row.id, self._room_file(row.id))
-                interrupted = [m.id for m in store.messages() if m.status == "streaming"]
-                store.recover(now)
-                self.recovered += interrupted
+                store = RoomStore(row.id, self._room_file(row.id), self._pool)
+                self.recovered += store.recover(now)
                 opened.append((row, store))
         except BaseException:
             registry.close()
@@ -344,7 +381,7 @@ class ChatRooms:
         room_id = "rm_" + secrets.token_hex(6)
         now = time.time()
         row = RoomRow(room_id, clean, now, now)
-        store = RoomStore(room_id, self._room_file(room_id))
+        store = RoomStore(room_id, self._room_file(room_id), self._pool)
         try:
             self._registry.insert(row)
         except BaseException:
@@ -470,6 +507,7 @@ class ChatRooms:
             await room._wind_down(reason)
         finally:
             self._rooms.pop(room_id, None)
+            self._stores.pop(room_id, None)
             self._host.names.pop(room_id, None)
             await self._host.io(self._registry.delete, room_id)
             await room._delete_files()
@@ -524,17 +562,21 @@ class ChatRooms:
         >>> rooms.close()
         """
         self._host.check_open()
-        return [
-            {
-                "id": row.id,
-                "name": row.name,
-                "message_count": room._count(),
-                "created_at": row.created_at,
-                "last_active_at": row.last_active_at,
-                "busy": room.busy,
-            }
-            for row, room in self._listing()
-        ]
+        return [_info(row, room) for row, room in self._listing()]
+
+    def room_info(self, room_id: str) -> dict[str, Any]:
+        """One room as :meth:`room_infos` shows it (reads one registry row).
+
+        Raises
+        ------
+        UnknownRoomError
+            No such room.
+        """
+        room = self.room(room_id)
+        row = self._registry.row(room_id)
+        if row is None:
+            raise UnknownRoomError(room_id, self._rooms)
+        return _info(row, room)
 
     def _listing(self) -> list[tuple[RoomRow, Room]]:
         """Every room with its registry row, most recently active first."""
@@ -664,21 +706,61 @@ class ChatRooms:
             self.runtime.close()
 
     def _close_stores(self) -> None:
-        if hasattr(self, "_executor"):
-            self._executor.shutdown(wait=True)
+        finalizer = getattr(self, "_finalizer", None)
+        if finalizer is not None:
+            finalizer()
+            return
+        # __init__ failed half way: close what it opened
         for room in self._rooms.values():
             room._close()
-        registry = getattr(self, "_registry", None)
-        if registry is not None:
-            registry.close()
-        if self._lock_fd is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-                os.close(self._lock_fd)
-            self._lock_fd = None
+        _release(self._lock_fd, getattr(self, "_registry", None), {}, None)
+        self._lock_fd = None
 
     async def __aenter__(self) -> ChatRooms:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _info(row: RoomRow, room: Room) -> dict[str, Any]:
+    """A room as ``room_infos`` shows it (its count is cached: no file opens)."""
+    return {
+        "id": row.id,
+        "name": row.name,
+        "message_count": room._count(),
+        "created_at": row.created_at,
+        "last_active_at": row.last_active_at,
+        "busy": room.busy,
+    }
+
+
+def _release(
+    lock_fd: int | None,
+    registry: RegistryStore | None,
+    stores: dict[str, RoomStore],
+    executor: ThreadPoolExecutor | None,
+) -> None:
+    """Close a registry's files and release its directory (``aclose``, or the finalizer)."""
+    if executor is not None:
+        executor.shutdown(wait=True)
+    for store in list(stores.values()):
+        store.close()
+    if registry is not None:
+        registry.close()
+    if lock_fd is not None:
+        with contextlib.suppress(OSError):
+            fcntl.flock(lock_fd, fcntl.LOCK_UN)
+            os.close(lock_fd)
+
+
+def _weak_settle(rooms: ChatRooms) -> SettleHook:
+    """``rooms._settle`` through a weak reference: a no-op once the registry is gone."""
+    ref = weakref.WeakMethod(rooms._settle)
+
+    async def settle(terminal: Frame, tx: LedgerTx, commit_failed: bool) -> None:
+        method = ref()
+        if method is not None:
+            await method(terminal, tx, commit_failed)
+
+    return settle

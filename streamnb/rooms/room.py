@@ -4,10 +4,13 @@ A turn (seed 004's ``chatStream``): ``await room.send(text)`` stores the user
 message together with a placeholder assistant message (status ``streaming``),
 attaches a reply stream whose start payload is the room's history, hands it the
 text, and returns the stream's :class:`~streamnb.Session` once the reply has
-started. When the stream settles, the reply's text (the partial text when it
-was stopped) and its status are written into the placeholder from the handler's
-``commit_terminal``, together with a ``room.reply.settled`` ledger event; the
-room is free again once the terminal frame is announced.
+started. While it streams, its text is checkpointed into the room's file
+(:mod:`.checkpoint`), so a killed process leaves the reply ``interrupted`` with
+the text checkpointed so far. When the stream settles, the reply's text (the
+partial text when it was stopped) and its status are written into the
+placeholder from the handler's ``commit_terminal``, together with a
+``room.reply.settled`` ledger event; the room is free again once the terminal
+frame is announced.
 
 A room reaches its registry only through the :class:`~streamnb.rooms._host.RoomHost`
 it is given (runtime, I/O thread, names, listeners, the index of streaming replies).
@@ -33,6 +36,7 @@ from .._lifecycle import Lifecycle
 from .._runtime import CancelResult, Session
 from .._text import mend
 from ._host import Reply, RoomHost
+from .checkpoint import checkpoint_reply
 from .errors import RoomBusyError, RoomError, UnknownRoomError
 from .events import RoomEvent
 from .reply import REPLY_CHANNEL, SETTLED_EVENT
@@ -264,7 +268,12 @@ class Room:
         finally:
             # started before settled: the watcher that announces the end comes second
             host.emit(RoomEvent("reply_started", self.id, placeholder.id, ref))
-            reply.watch = asyncio.get_running_loop().create_task(
+            loop = asyncio.get_running_loop()
+            if written and host.checkpoint_s is not None:
+                reply.checkpoint = loop.create_task(
+                    self._checkpoint(reply), name=f"streamnb:room:{self.id}:{ref}:checkpoint"
+                )
+            reply.watch = loop.create_task(
                 self._watch(reply), name=f"streamnb:room:{self.id}:{ref}"
             )
             deleted = self._state is not Lifecycle.OPEN
@@ -285,6 +294,37 @@ class Room:
         self._store.set_stream_ref(stream_ref, user_id, message_id)
         self._host.touch(self.id, at)
 
+    async def _checkpoint(self, reply: Reply) -> int:
+        """Checkpoint the reply's text while it streams (a task of the room's; see
+        _stop_checkpoint)."""
+        host = self._host
+        assert reply.stream_ref is not None and host.checkpoint_s is not None
+        message_id = reply.message_id
+
+        async def write(pos: int, text: str) -> None:
+            await host.io(self._store.checkpoint, message_id, pos, text)
+
+        try:
+            return await checkpoint_reply(
+                host.runtime,
+                reply.stream_ref,
+                write,
+                interval_s=host.checkpoint_s,
+                max_bytes=host.checkpoint_bytes,
+            )
+        except StreamnbError:  # a failed write: the settlement still writes the text
+            return -1
+
+    @staticmethod
+    async def _stop_checkpoint(reply: Reply) -> None:
+        """Cancel and await the reply's checkpoint task (the settlement writes the text)."""
+        task, reply.checkpoint = reply.checkpoint, None
+        if task is not None and not task.done():
+            task.cancel()
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     async def _watch(self, reply: Reply) -> None:
         """Free the room once the reply's terminal frame is announced (owned by the room)."""
         assert reply.stream_ref is not None
@@ -292,6 +332,7 @@ class Room:
             with contextlib.suppress(UnknownStreamError):
                 await self._host.runtime.wait(reply.stream_ref)
         finally:
+            await self._stop_checkpoint(reply)
             if self._reply is reply:
                 self._reply = None
             reply.done.set()
@@ -467,12 +508,9 @@ class Room:
         :func:`~streamnb.rooms.reply.bind_reply_handler`); the event joins the
         stream's settlement transaction.
         """
+        await self._stop_checkpoint(reply)
         ref = terminal.stream_ref
-        text = "".join(
-            f.payload
-            for f in self._host.runtime.frame_log(ref)
-            if f.kind == "output" and f.channel == REPLY_CHANNEL and isinstance(f.payload, str)
-        )
+        text, _ = self._host.runtime.output_text(ref, REPLY_CHANNEL)
         status = "failed" if commit_failed else terminal.kind
         # shielded: if the runtime's commit timeout fires, the row is still written
         await asyncio.shield(

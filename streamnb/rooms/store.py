@@ -6,6 +6,7 @@ With a directory (``ChatRooms(path)``)::
     <path>/registry.db.lock     held (flock) by the one live process using the directory
     <path>/ledger.db            the runtime's ledger, when ChatRooms made the runtime
     <path>/rooms/<room_id>.db   messages(id, role, content, status, created_at, stream_ref, ...)
+                                reply_checkpoints(message_id, pos, text)
 
 so one room's history is one file (plus its ``-wal``/``-shm`` while open): it can be
 copied, inspected with ``sqlite3`` or deleted on its own. Without a directory each
@@ -13,10 +14,28 @@ database is a private in-memory SQLite connection, so rooms stay isolated in mem
 too. Files use WAL mode with ``synchronous=NORMAL``: a committed message survives a
 killed process (not a power loss), which is what the ``interrupted`` recovery needs.
 
-Each :class:`_Db` is one ``sqlite3`` connection used from two threads, the caller's
-(a notebook cell reading ``messages()``) and the rooms' I/O thread (writes made
-while a reply streams), always under the connection's lock. Statements are short
-(one row, or one room's history), so the lock is never held for long.
+Checkpoints. While a reply streams, its text is appended to ``reply_checkpoints``
+piece by piece (:mod:`.checkpoint`), one short transaction per piece, so a
+checkpoint costs the size of the new text, never the size of the reply so far.
+The placeholder message keeps ``content = ''`` while it streams; when the reply
+settles, :meth:`RoomStore.finish` writes the final text and deletes its pieces
+in one transaction; when a dead process left it ``streaming``,
+:meth:`RoomStore.recover` joins its pieces into ``content`` and marks it
+``interrupted`` (also one transaction).
+
+Each :class:`_Db` is one ``sqlite3`` connection used from several threads, the
+caller's (a notebook cell reading ``messages()``), the rooms' I/O thread (writes
+made while a reply streams) and the server's worker threads, always under the
+connection's lock. Statements are short (one row, or one room's history), so the
+lock is never held for long.
+
+Room files are opened on demand. An open SQLite file in WAL mode holds three file
+descriptors (the database, ``-wal`` and ``-shm``), so keeping every room open made
+the 337th room fail at ``ulimit -n 1024``. A :class:`ConnectionPool` keeps at most
+``max_open`` room databases open, closing the least recently used idle one when
+another must open; the registry stays open, and in-memory rooms (which would lose
+their data) are never closed. A room's message count is cached beside its
+connection, so listing rooms opens no room file.
 """
 
 from __future__ import annotations
@@ -25,6 +44,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +53,17 @@ from typing import Any, Literal, TypeVar
 from .._sqlite import connect, translate_errors
 from .errors import RoomError
 
-__all__ = ["Message", "RegistryStore", "RoomRow", "RoomStore"]
+__all__ = [
+    "DEFAULT_MAX_OPEN_ROOMS",
+    "ConnectionPool",
+    "Message",
+    "RegistryStore",
+    "RoomRow",
+    "RoomStore",
+]
+
+#: room databases kept open at once (three file descriptors each)
+DEFAULT_MAX_OPEN_ROOMS = 64
 
 T = TypeVar("T")
 
@@ -67,6 +97,12 @@ CREATE TABLE IF NOT EXISTS messages (
     stream_ref TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_stream ON messages(stream_ref);
+CREATE TABLE IF NOT EXISTS reply_checkpoints (
+    message_id TEXT NOT NULL,
+    pos        INTEGER NOT NULL,
+    text       TEXT NOT NULL,
+    PRIMARY KEY (message_id, pos)
+);
 """
 
 
@@ -124,19 +160,71 @@ class RoomRow:
     last_active_at: float
 
 
-class _Db:
-    """One SQLite connection behind a lock (see the module docstring)."""
+class ConnectionPool:
+    """The room databases open right now: at most ``max_open``, least recently used first.
 
-    def __init__(self, path: Path | None, schema: str) -> None:
+    Shared by the rooms of one registry. A database opening past the bound closes
+    the least recently used one that no thread is using (its lock is free); if
+    every one is busy, the bound is passed for a moment rather than waiting.
+    """
+
+    def __init__(self, max_open: int = DEFAULT_MAX_OPEN_ROOMS) -> None:
+        if max_open < 1:
+            raise ValueError("max_open must be >= 1")
+        self.max_open = max_open
+        self._lock = threading.Lock()
+        self._open: OrderedDict[_Db, None] = OrderedDict()
+
+    def used(self, db: _Db) -> None:
+        """``db`` (open, its lock held by the caller) was just used; close others past the bound."""
+        with self._lock:
+            self._open[db] = None
+            self._open.move_to_end(db)
+            if len(self._open) <= self.max_open:
+                return
+            for victim in list(self._open):
+                if len(self._open) <= self.max_open:
+                    break
+                if victim is db or not victim._lock.acquire(blocking=False):
+                    continue  # in use by another thread: never waited for (no deadlock)
+                try:
+                    victim._drop_connection()
+                finally:
+                    victim._lock.release()
+                del self._open[victim]
+
+    def forget(self, db: _Db) -> None:
+        with self._lock:
+            self._open.pop(db, None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._open)
+
+
+class _Db:
+    """One SQLite database behind a lock, opened on demand (see the module docstring)."""
+
+    def __init__(self, path: Path | None, schema: str, pool: ConnectionPool | None = None) -> None:
         self.path = path
         self._where = ":memory:" if path is None else os.fspath(path)
         self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = connect(
-            path,
+        self._closed = False
+        # a file database joins the pool (closed when idle and others need to open)
+        self._pool = pool if path is not None else None
+        self._conn: sqlite3.Connection | None = self._connect(schema)
+        if self._pool is not None:
+            with self._lock:
+                self._pool.used(self)
+
+    def _connect(self, schema: str | None) -> sqlite3.Connection:
+        return connect(
+            self.path,
             schema=schema,
-            check_same_thread=False,  # the lock serialises the two threads using it
+            check_same_thread=False,  # the lock serialises the threads using it
             error=lambda why: RoomError(
-                f"cannot open {self._where}: {why}; is it a streamnb rooms database?"
+                f"cannot open {self._where}: {why}; is it a streamnb rooms database, and can "
+                "this process open one more file (ulimit -n)?"
             ),
         )
 
@@ -144,9 +232,26 @@ class _Db:
         return lambda why: RoomError(f"{doing} {self._where} failed: {why}")
 
     def _live(self) -> sqlite3.Connection:
-        if self._conn is None:
+        """The connection, opened again if the pool closed it (caller holds the lock)."""
+        if self._closed:
             raise RoomError("this room's database is closed (the room was deleted or closed)")
-        return self._conn
+        conn = self._conn
+        if conn is None:
+            conn = self._conn = self._connect(None)
+        if self._pool is not None:
+            self._pool.used(self)
+        return conn
+
+    def _drop_connection(self) -> None:
+        """Close the connection until next use (the pool's eviction; caller holds the lock)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @property
+    def is_open(self) -> bool:
+        """True while a connection is open (the pool may close it when idle)."""
+        return self._conn is not None
 
     def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` under the lock."""
@@ -172,9 +277,10 @@ class _Db:
 
     def close(self) -> None:
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            self._closed = True
+            self._drop_connection()
+        if self._pool is not None:
+            self._pool.forget(self)
 
 
 class RegistryStore:
@@ -204,6 +310,15 @@ class RegistryStore:
     def delete(self, room_id: str) -> None:
         self._db.write(lambda c: c.execute("DELETE FROM rooms WHERE id=?", (room_id,)))
 
+    def row(self, room_id: str) -> RoomRow | None:
+        """One room's row, or None."""
+        found = self._db.read(
+            lambda c: c.execute(
+                "SELECT id, name, created_at, last_active_at FROM rooms WHERE id=?", (room_id,)
+            ).fetchone()
+        )
+        return None if found is None else RoomRow(*found)
+
     def rows(self) -> list[RoomRow]:
         """Every room, most recently active first (then newest first)."""
         rows = self._db.read(
@@ -222,12 +337,14 @@ _MESSAGE_COLUMNS = "id, role, content, status, created_at, settled_at, stream_re
 
 
 class RoomStore:
-    """One room's ``messages`` table (its own database)."""
+    """One room's ``messages`` table (its own database), opened through ``pool``."""
 
-    def __init__(self, room_id: str, path: Path | None) -> None:
+    def __init__(self, room_id: str, path: Path | None, pool: ConnectionPool | None = None) -> None:
         self.room_id = room_id
         self.path = path
-        self._db = _Db(path, _ROOM_SCHEMA)
+        self._db = _Db(path, _ROOM_SCHEMA, pool)
+        #: the number of messages, read at open and kept with every write
+        self._count: int | None = None
         stored = self._db.write(lambda c: self._claim(c, room_id))
         if stored != room_id:
             self._db.close()
@@ -236,10 +353,10 @@ class RoomStore:
                 "room files must keep the name <room_id>.db"
             )
 
-    @staticmethod
-    def _claim(conn: sqlite3.Connection, room_id: str) -> str:
+    def _claim(self, conn: sqlite3.Connection, room_id: str) -> str:
         conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('room_id', ?)", (room_id,))
         row = conn.execute("SELECT value FROM meta WHERE key='room_id'").fetchone()
+        self._count = int(conn.execute("SELECT count(*) FROM messages").fetchone()[0])
         return str(row[0])
 
     # --- writes ------------------------------------------------------------------------
@@ -260,13 +377,18 @@ class RoomStore:
                 )
             return [Message(*r) for r in rows]
 
-        return self._db.write(fn)
+        history = self._db.write(fn)
+        self._count = len(history) + 2  # after the commit: a failed write leaves it be
+        return history
 
     def remove(self, *message_ids: str) -> None:
         """Delete messages (a turn whose stream could not be started)."""
-        self._db.write(
+
+        cur = self._db.write(
             lambda c: c.executemany("DELETE FROM messages WHERE id=?", [(i,) for i in message_ids])
         )
+        if self._count is not None:
+            self._count = max(0, self._count - int(cur.rowcount))
 
     def set_stream_ref(self, stream_ref: str, *message_ids: str) -> None:
         self._db.write(
@@ -276,33 +398,84 @@ class RoomStore:
             )
         )
 
-    def finish(
-        self, message_id: str, content: str, status: str, at: float, stream_ref: str
-    ) -> bool:
-        """Store the reply's final text and status; False if the placeholder is gone."""
+    def checkpoint(self, message_id: str, pos: int, text: str) -> bool:
+        """Append piece ``pos`` of a streaming reply's text (its own transaction).
+
+        Returns False (and stores nothing) once the reply is no longer
+        ``streaming``: a piece never outlives its reply's settlement.
+        """
         cur = self._db.write(
             lambda c: c.execute(
-                "UPDATE messages SET content=?, status=?, settled_at=?, stream_ref=? "
-                "WHERE id=? AND status='streaming'",
-                (content, status, at, stream_ref, message_id),
+                "INSERT INTO reply_checkpoints (message_id, pos, text) SELECT ?, ?, ? "
+                "WHERE EXISTS (SELECT 1 FROM messages WHERE id=? AND status='streaming')",
+                (message_id, pos, text, message_id),
             )
         )
         return bool(cur.rowcount == 1)
 
+    def checkpointed(self, message_id: str) -> str:
+        """The text checkpointed so far for a streaming reply ('' when none)."""
+        rows = self._db.read(
+            lambda c: c.execute(
+                "SELECT text FROM reply_checkpoints WHERE message_id=? ORDER BY pos",
+                (message_id,),
+            ).fetchall()
+        )
+        return "".join(r[0] for r in rows)
+
+    def finish(
+        self, message_id: str, content: str, status: str, at: float, stream_ref: str
+    ) -> bool:
+        """Store the reply's final text and status, drop its checkpoints; False if the
+        placeholder is gone."""
+
+        def fn(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "UPDATE messages SET content=?, status=?, settled_at=?, stream_ref=? "
+                "WHERE id=? AND status='streaming'",
+                (content, status, at, stream_ref, message_id),
+            )
+            conn.execute("DELETE FROM reply_checkpoints WHERE message_id=?", (message_id,))
+            return int(cur.rowcount)
+
+        return self._db.write(fn) == 1
+
     def clear(self) -> int:
         """Delete every message; returns how many."""
-        cur = self._db.write(lambda c: c.execute("DELETE FROM messages"))
-        return int(cur.rowcount)
 
-    def recover(self, at: float) -> int:
-        """Mark replies left ``streaming`` by a dead process ``interrupted``; returns how many."""
-        cur = self._db.write(
-            lambda c: c.execute(
-                "UPDATE messages SET status='interrupted', settled_at=? WHERE status='streaming'",
-                (at,),
-            )
-        )
-        return int(cur.rowcount)
+        def fn(conn: sqlite3.Connection) -> int:
+            conn.execute("DELETE FROM reply_checkpoints")
+            return int(conn.execute("DELETE FROM messages").rowcount)
+
+        removed = self._db.write(fn)
+        self._count = 0
+        return removed
+
+    def recover(self, at: float) -> list[str]:
+        """Mark replies a dead process left ``streaming`` as ``interrupted``, each with its
+        checkpointed text; returns their ids (one transaction)."""
+
+        def fn(conn: sqlite3.Connection) -> list[str]:
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT id FROM messages WHERE status='streaming' ORDER BY pos"
+                ).fetchall()
+            ]
+            for message_id in ids:
+                pieces = conn.execute(
+                    "SELECT text FROM reply_checkpoints WHERE message_id=? ORDER BY pos",
+                    (message_id,),
+                ).fetchall()
+                conn.execute(
+                    "UPDATE messages SET status='interrupted', settled_at=?, "
+                    "content = content || ? WHERE id=?",
+                    (at, "".join(p[0] for p in pieces), message_id),
+                )
+            conn.execute("DELETE FROM reply_checkpoints")
+            return ids
+
+        return self._db.write(fn)
 
     # --- reads -------------------------------------------------------------------------
 
@@ -321,9 +494,13 @@ class RoomStore:
         return None if row is None else Message(*row)
 
     def count(self) -> int:
-        return int(
-            self._db.read(lambda c: c.execute("SELECT count(*) FROM messages").fetchone())[0]
-        )
+        """How many messages the room holds (cached: listing rooms opens no room file)."""
+        count = self._count
+        if count is None:
+            count = self._count = int(
+                self._db.read(lambda c: c.execute("SELECT count(*) FROM messages").fetchone())[0]
+            )
+        return count
 
     # --- lifecycle ---------------------------------------------------------------------
 

@@ -7,6 +7,11 @@
   notebook's kernel loop); returns a :class:`ServerHandle`.
 * ``streamnb serve`` (:mod:`streamnb.cli`) - run it from a shell.
 
+Every app refuses what a page of another site could send (:mod:`.guard`: the
+Host allow-list, Origin, JSON bodies), bounds what clients can hold open
+(:mod:`.limits`, :mod:`.timeouts`) and never lets a long replay stall its loop
+(:mod:`.slices`).
+
 Requires Starlette and uvicorn; the core (``import streamnb``) does not import
 this package.
 """

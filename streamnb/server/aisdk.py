@@ -11,50 +11,26 @@ are joined and sent to a stream of the app's ``chat_kind`` exactly as ``POST
 
 The response is SSE with the header ``x-vercel-ai-ui-message-stream: v1``; each
 event is ``id: <frame seq>`` and ``data: <chunk JSON>``, and the stream ends with
-``data: [DONE]``. Frames map to chunks as follows, using only the fields the
-protocol defines (strict clients reject unknown keys):
+``data: [DONE]``. Frames map to chunks as :mod:`.ui_chunks` says (``start``,
+``text-start``/``text-delta``/``text-end``, tool chunks, ``data-progress``,
+``data-output``, ``finish``/``abort``/``error``).
 
-====================================  ===============================================
-frame                                 chunks
-====================================  ===============================================
-``opened``                            ``start`` {messageId, messageMetadata: {streamRef}}
-``progress``                          ``data-progress`` {id: "progress", data: payload}
-``output`` with a string payload      ``text-start`` {id} (when no text part is open),
-                                      ``text-delta`` {id, delta}
-``output`` on channel ``tool``        ``tool-input-start``, ``tool-input-delta``,
-(or ``tool.*``), see below            ``tool-input-available``, ``tool-output-available``,
-                                      ``tool-output-error``
-other ``output``                      ``data-output`` {data: {channel, payload}}
-``completed``                         ``text-end`` (if open), ``finish``
-``cancelled``                         ``text-end`` (if open), ``abort``
-``failed``                            ``text-end`` (if open), ``error`` {errorText}
-====================================  ===============================================
+``POST /api/chat/{id}/stop`` cancels the chat's latest stream.
 
-Tool frames use the vocabulary of :mod:`streamnb._tool_frames` (built with its
-``tool_input_delta`` / ``tool_input`` / ``tool_output`` / ``tool_output_error``, as
-:func:`streamnb.providers.chat_handler` does); the protocol's camelCase keys
-(``toolCallId``, ``toolName``, ``inputTextDelta``) are accepted too:
-``{"tool_call_id", "tool_name", "input_delta": str}`` streams the tool's input
-text (``tool-input-delta``, none for an empty piece), ``{"tool_call_id",
-"tool_name", "input": ...}`` makes it available, ``{"tool_call_id", "output": ...}``
-(or ``"error": str``) gives its result. Chunks are chosen by these keys, not by
-``type``. The first frame of a call emits ``tool-input-start``; an output for a call
-whose input was never sent first emits ``tool-input-available`` with ``input: null``.
-A tool payload without a string ``tool_call_id`` (or without ``tool_name`` on
-the call's first frame) is sent as ``data-output`` instead.
+Resume (``GET /api/chat/{id}/stream``, the AI SDK's ``resumeStream``). A dropped
+``/api/chat`` connection is not a detach (:mod:`.parking`): its session is
+parked for ``reconnect_grace_s``, so even an ``on_detach="abort"`` reply keeps
+streaming. The resume request takes the parked observer over and replays the
+chat's stream from its first frame (the client's ``resumeStreamIsReplay``
+default: it starts the message again at the ``start`` chunk, so the final
+message holds every chunk once) and continues live, with the same message id;
+with ``Last-Event-ID: n`` (or ``?after_seq=n``) it sends only the chunks of
+frames after ``n``. It answers ``204`` when the chat has no stream, or when its
+stream is over and no dropped observer of it is still parked (nothing was
+missed). After the grace, an abort reply is cancelled (reason ``detached``).
 
-``POST /api/chat/{id}/stop`` cancels the chat's latest stream;
-``GET /api/chat/{id}/stream`` is the AI SDK's resume: it replays the chat's
-active stream from its first frame (the client's ``resumeStreamIsReplay``
-default) with the same message id, or answers ``204`` when no stream of that
-chat is running. A dropped ``/api/chat`` connection detaches the session: with
-an ``on_detach="abort"`` handler the reply is cancelled, with ``"continue"`` it
-runs on and can be resumed.
-
-Deliberate departures: ``abort`` and ``finish`` carry no ``reason`` /
-``finishReason`` (newer clients accept them, AI SDK 5's strict schema does not);
-the ``start`` chunk's ``messageId`` is ``msg_<stream ref>`` unless the request
-regenerates a given ``messageId``.
+Deliberate departure: the ``start`` chunk's ``messageId`` is ``msg_<stream ref>``
+unless the request regenerates a given ``messageId``.
 """
 
 from __future__ import annotations
@@ -65,14 +41,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .._errors import UnknownStreamError
-from .._frames import Frame
+from .._frames import TERMINAL_KINDS, Frame
 from .._runtime import Session
-from .._tool_frames import is_tool_channel
 from .body import expect_object, optional_str, read_json
 from .chat import open_chat_stream
 from .errors import HTTPError
 from .sse import SSEResponse, dumps
 from .state import ServerState, state_of
+from .streams import after_seq_of
+from .ui_chunks import Chunk, UIMessageChunks
 
 __all__ = ["UIMessageRenderer", "ai_chat", "ai_chat_resume", "ai_chat_stop", "last_user_text"]
 
@@ -80,136 +57,33 @@ UI_STREAM_HEADERS = {"x-vercel-ai-ui-message-stream": "v1"}
 DONE = "data: [DONE]\n\n"
 
 
-def _event(chunk: dict[str, Any], seq: int) -> str:
+def _event(chunk: Chunk, seq: int) -> str:
     return f"id: {seq}\ndata: {dumps(chunk)}\n\n"
 
 
 class UIMessageRenderer:
-    """Renders one stream's frames as UI message stream chunks (stateful, in seq order)."""
+    """One stream's frames as UI message stream SSE events (stateful, in seq order).
 
-    def __init__(self, message_id: str, stream_ref: str) -> None:
-        self.message_id = message_id
-        self.stream_ref = stream_ref
-        self._started = False
-        self._text_id: str | None = None
-        self._n_text = 0
-        self._tools: dict[str, str] = {}  # tool call id -> tool name
+    Parameters
+    ----------
+    message_id, stream_ref : str
+        As for :class:`~.ui_chunks.UIMessageChunks`.
+    after_seq : int, optional
+        Fold frames up to this seq into the renderer's state but send nothing for
+        them (a resume from ``Last-Event-ID``).
+    """
+
+    def __init__(self, message_id: str, stream_ref: str, after_seq: int = -1) -> None:
+        self._chunks = UIMessageChunks(message_id, stream_ref)
+        self._after_seq = after_seq
 
     def __call__(self, frame: Frame) -> str:
         seq = frame.seq
-        out = ""
-        if not self._started:
-            self._started = True
-            out = _event(
-                {
-                    "type": "start",
-                    "messageId": self.message_id,
-                    "messageMetadata": {"streamRef": self.stream_ref},
-                },
-                seq,
-            )
-        kind = frame.kind
-        if kind == "opened":
-            return out
-        if kind == "progress":
-            return out + _event(
-                {"type": "data-progress", "id": "progress", "data": frame.payload}, seq
-            )
-        if kind == "output":
-            payload = frame.payload
-            if is_tool_channel(frame.channel):
-                return out + self._tool(frame)
-            if isinstance(payload, str):
-                if self._text_id is None:
-                    self._text_id = f"text-{self._n_text}"
-                    self._n_text += 1
-                    out += _event({"type": "text-start", "id": self._text_id}, seq)
-                return out + _event(
-                    {"type": "text-delta", "id": self._text_id, "delta": payload}, seq
-                )
-            return out + self._data_output(frame)
-        out += self._end_text(seq)
-        if kind == "completed":
-            return out + _event({"type": "finish"}, seq) + DONE
-        if kind == "cancelled":
-            return out + _event({"type": "abort"}, seq) + DONE
-        error = frame.error or frame.reason or "the stream failed"
-        return out + _event({"type": "error", "errorText": error}, seq) + DONE
-
-    def _end_text(self, seq: int) -> str:
-        if self._text_id is None:
+        chunks = self._chunks(frame)
+        if seq <= self._after_seq:
             return ""
-        text_id, self._text_id = self._text_id, None
-        return _event({"type": "text-end", "id": text_id}, seq)
-
-    def _data_output(self, frame: Frame) -> str:
-        data = {"channel": frame.channel, "payload": frame.payload}
-        return _event({"type": "data-output", "data": data}, frame.seq)
-
-    def _tool(self, frame: Frame) -> str:
-        payload = frame.payload
-        seq = frame.seq
-        if not isinstance(payload, dict):
-            return self._data_output(frame)
-        call_id = payload.get("tool_call_id", payload.get("toolCallId"))
-        name = payload.get("tool_name", payload.get("toolName"))
-        if not isinstance(call_id, str) or (
-            call_id not in self._tools and not isinstance(name, str)
-        ):
-            return self._data_output(frame)
-        out = self._end_text(seq)
-        if call_id not in self._tools:
-            assert isinstance(name, str)
-            self._tools[call_id] = name
-            out += _event(
-                {"type": "tool-input-start", "toolCallId": call_id, "toolName": name}, seq
-            )
-            if (
-                "input_delta" not in payload
-                and "inputTextDelta" not in payload
-                and ("input" not in payload)
-            ):
-                out += _event(
-                    {
-                        "type": "tool-input-available",
-                        "toolCallId": call_id,
-                        "toolName": name,
-                        "input": None,
-                    },
-                    seq,
-                )
-        name = self._tools[call_id]
-        delta = payload.get("input_delta", payload.get("inputTextDelta"))
-        if delta is not None and delta != "":
-            out += _event(
-                {"type": "tool-input-delta", "toolCallId": call_id, "inputTextDelta": str(delta)},
-                seq,
-            )
-        if "input" in payload:
-            out += _event(
-                {
-                    "type": "tool-input-available",
-                    "toolCallId": call_id,
-                    "toolName": name,
-                    "input": payload["input"],
-                },
-                seq,
-            )
-        if "output" in payload:
-            out += _event(
-                {
-                    "type": "tool-output-available",
-                    "toolCallId": call_id,
-                    "output": payload["output"],
-                },
-                seq,
-            )
-        elif isinstance(payload.get("error"), str):
-            out += _event(
-                {"type": "tool-output-error", "toolCallId": call_id, "errorText": payload["error"]},
-                seq,
-            )
-        return out
+        out = "".join([_event(c, seq) for c in chunks])
+        return out + DONE if frame.kind in TERMINAL_KINDS else out
 
 
 def last_user_text(messages: Any) -> str:
@@ -243,8 +117,10 @@ def last_user_text(messages: Any) -> str:
     raise HTTPError(422, "invalid_request", "'messages' has no message with role 'user'")
 
 
-def _response(state: ServerState, session: Session, message_id: str) -> SSEResponse:
-    renderer = UIMessageRenderer(message_id, session.stream_ref)
+def _response(
+    state: ServerState, session: Session, message_id: str, after_seq: int = -1
+) -> SSEResponse:
+    renderer = UIMessageRenderer(message_id, session.stream_ref, after_seq)
     headers = {**UI_STREAM_HEADERS, "X-Stream-Ref": session.stream_ref}
     return state.sse_response(session, renderer, headers=headers)
 
@@ -285,9 +161,10 @@ async def ai_chat_stop(request: Request) -> Response:
 
 
 async def ai_chat_resume(request: Request) -> Response:
-    """``GET /api/chat/{id}/stream``: replay the chat's running stream, or 204."""
+    """``GET /api/chat/{id}/stream``: replay and follow the chat's stream, or 204."""
     state = state_of(request)
     chat_id = request.path_params["id"]
+    after_seq = after_seq_of(request)
     entry = await state.chats.get(chat_id)
     if entry is None:
         return Response(status_code=204)
@@ -296,10 +173,13 @@ async def ai_chat_resume(request: Request) -> Response:
         info = await state.runtime.ainfo(ref)  # with a shared ledger, from any worker
     except UnknownStreamError:
         info = None
-    if info is None or info.terminal is not None:
+    missed = info is not None and bool(state.parking.parked(ref))
+    if info is None or (info.terminal is not None and not missed):
         await state.chats.forget(chat_id)
+        return Response(status_code=204)
+    if info.terminal is not None and after_seq is not None and after_seq >= info.terminal.seq:
         return Response(status_code=204)
     if request.method == "HEAD":
         return Response(headers=dict(UI_STREAM_HEADERS), media_type=SSEResponse.media_type)
-    session = await state.runtime.reattach(ref, after_seq=None)
-    return _response(state, session, message_id)
+    session = await state.observe(ref)  # from the first frame: the renderer needs them all
+    return _response(state, session, message_id, -1 if after_seq is None else after_seq)

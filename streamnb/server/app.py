@@ -5,15 +5,21 @@ Routes (see each module for the wire format):
 ====================================  =========================================
 ``GET /``                             chat page (:mod:`.chat`), no auth
 ``POST /chat``                        seed 002's SSE chat (:mod:`.chat`)
+``GET /chat/{ref}/stream``            resume it after ``Last-Event-ID``
 ``POST /streams``                     open a stream (:mod:`.streams`)
 ``GET /streams/{ref}``                status and projection summary
 ``GET /streams/{ref}/events``         SSE of frames, resumable (``Last-Event-ID``)
 ``POST /streams/{ref}/input``         input to a bidi stream
 ``POST /streams/{ref}/cancel``        cancel
+``POST /streams/{ref}/detach``        explicit detach (:mod:`.parking`)
 ``WS /streams/{ref}/ws``              frames out, input and cancel in (:mod:`.ws`)
 ``POST /api/chat``                    AI SDK UI message stream (:mod:`.aisdk`)
 ``POST /api/chat/{id}/stop``          cancel a chat's stream
 ``GET /api/chat/{id}/stream``         resume a chat's stream (204 when none)
+``/rooms...``                         with ``rooms=``: the rooms' HTTP API (:mod:`.rooms`),
+                                      ``WS /rooms/ws`` (seed 004's protocol,
+                                      :mod:`.rooms_ws`) and the page ``GET /rooms/``
+                                      (:mod:`.rooms_page`)
 ``GET /ledger/events``                ledger events as JSON (:mod:`.ledger_api`)
 ``GET /ledger/streams``               ledger streams as JSON
 ``/v1/stream/{path}``                 Durable Streams (:mod:`.durable`): PUT,
@@ -40,7 +46,7 @@ from starlette.routing import Route, WebSocketRoute
 from .._runtime import StreamRuntime
 from .aisdk import ai_chat, ai_chat_resume, ai_chat_stop
 from .auth import BearerAuth
-from .chat import chat, chat_page
+from .chat import chat, chat_page, chat_resume
 from .durable import LONG_POLL_TIMEOUT_S, durable_routes
 from .durable.protocol import CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS
 from .errors import exception_handlers
@@ -48,7 +54,15 @@ from .guard import RequestGuard
 from .ledger_api import ledger_events, ledger_streams
 from .limits import DEFAULT_MAX_OPEN_STREAMS
 from .state import ServerConfig, ServerState
-from .streams import cancel_stream, create_stream, send_input, stream_events, stream_status
+from .streams import (
+    cancel_stream,
+    create_stream,
+    detach_stream,
+    send_input,
+    stream_events,
+    stream_status,
+)
+from .timeouts import BODY_TIMEOUT_S
 from .ws import stream_ws
 
 if TYPE_CHECKING:
@@ -70,8 +84,10 @@ def create_app(
     rooms: ChatRooms | None = None,
     durable_streams: bool = True,
     long_poll_timeout_s: float = LONG_POLL_TIMEOUT_S,
+    reconnect_grace_s: float = 30.0,
     allowed_hosts: Sequence[str] = (),
     max_open_streams: int = DEFAULT_MAX_OPEN_STREAMS,
+    body_timeout_s: float = BODY_TIMEOUT_S,
 ) -> Starlette:
     """Build the ASGI app serving ``runtime``'s handlers over HTTP.
 
@@ -101,13 +117,19 @@ def create_app(
     chat_kind : str, default "tutorial.streaming_chatbot"
         The handler kind behind ``POST /chat`` and ``POST /api/chat``.
     rooms : ChatRooms, optional
-        Also serve these chat rooms under ``/rooms`` (:mod:`.rooms`); their
-        ``runtime`` must be ``runtime``.
+        Also serve these chat rooms under ``/rooms``: the JSON/SSE API
+        (:mod:`.rooms`), ``WS /rooms/ws`` (:mod:`.rooms_ws`) and the page at
+        ``GET /rooms/`` (:mod:`.rooms_page`); their ``runtime`` must be ``runtime``.
     durable_streams : bool, default True
         Serve the Durable Streams protocol under ``/v1/stream/`` (:mod:`.durable`),
         storing streams in the ledger's file (in memory for an in-memory ledger).
     long_poll_timeout_s : float, default 20.0
         How long a Durable Streams long-poll waits for data before ``204``, seconds.
+    reconnect_grace_s : float, default 30.0
+        A dropped SSE or WebSocket connection is not a detach: its session stays
+        attached (parked) this many seconds for a reconnection to take it over
+        (:mod:`.parking`); then it detaches and ``on_detach`` applies. ``0``
+        detaches at once. ``POST /streams/{ref}/detach`` detaches without waiting.
     allowed_hosts : sequence of str, default ()
         ``Host`` names served besides ``localhost``, ``127.0.0.1`` and ``[::1]``
         (:func:`~streamnb.server.serve_in_background` and ``streamnb serve`` add
@@ -121,6 +143,10 @@ def create_app(
         messages get ``429 too_many_streams`` (:mod:`.limits`). A bidi stream
         nobody feeds or watches settles ``cancelled``/``idle`` after the
         runtime's ``idle_timeout_s``.
+    body_timeout_s : float, default 30.0
+        Seconds a client has to send a request body (``408 request_timeout``
+        after); the headers' limit is the server's (``serve_in_background``'s
+        ``header_timeout_s``, :mod:`.timeouts`).
 
     Returns
     -------
@@ -159,8 +185,12 @@ def create_app(
         raise ValueError("heartbeat_s, claim_timeout_s must be >= 0 and send_timeout_s > 0")
     if not long_poll_timeout_s > 0:
         raise ValueError("long_poll_timeout_s must be > 0 (seconds)")
+    if not reconnect_grace_s >= 0:
+        raise ValueError("reconnect_grace_s must be >= 0 (seconds)")
     if max_open_streams < 1:
         raise ValueError("max_open_streams must be >= 1")
+    if not body_timeout_s > 0:
+        raise ValueError("body_timeout_s must be seconds > 0")
     config = ServerConfig(
         token=token or None,
         max_body_bytes=int(max_body_bytes),
@@ -170,6 +200,7 @@ def create_app(
         chat_kind=chat_kind,
         durable_streams=bool(durable_streams),
         long_poll_timeout_s=float(long_poll_timeout_s),
+        reconnect_grace_s=float(reconnect_grace_s),
         max_open_streams=int(max_open_streams),
     )
     state = ServerState(runtime, config)
@@ -184,11 +215,13 @@ def create_app(
     routes = [
         Route("/", chat_page, methods=["GET"]),
         Route("/chat", chat, methods=["POST"]),
+        Route("/chat/{ref}/stream", chat_resume, methods=["GET"]),
         Route("/streams", create_stream, methods=["POST"]),
         Route("/streams/{ref}", stream_status, methods=["GET"]),
         Route("/streams/{ref}/events", stream_events, methods=["GET"]),
         Route("/streams/{ref}/input", send_input, methods=["POST"]),
         Route("/streams/{ref}/cancel", cancel_stream, methods=["POST"]),
+        Route("/streams/{ref}/detach", detach_stream, methods=["POST"]),
         WebSocketRoute("/streams/{ref}/ws", stream_ws),
         Route("/api/chat", ai_chat, methods=["POST"]),
         Route("/api/chat/{id}/stop", ai_chat_stop, methods=["POST"]),
@@ -198,10 +231,15 @@ def create_app(
     ]
     if state.durable is not None:
         routes += durable_routes()
+    public_paths: frozenset[str] = frozenset()
     if rooms is not None:
         from .rooms import room_routes
+        from .rooms_page import PAGE_PATHS, rooms_page_routes
+        from .rooms_ws import rooms_ws_routes
 
-        routes += room_routes(rooms, runtime)
+        # the page and its assets first: /rooms/static/... is not a room
+        routes += rooms_page_routes() + rooms_ws_routes(rooms) + room_routes(rooms, runtime)
+        public_paths = PAGE_PATHS
     # outermost: a request from a page of another site is refused before anything runs
     middleware: list[Middleware] = [
         Middleware(
@@ -226,7 +264,7 @@ def create_app(
             )
         )
     if config.token:
-        middleware.append(Middleware(BearerAuth, token=config.token))
+        middleware.append(Middleware(BearerAuth, token=config.token, public_paths=public_paths))
     app = Starlette(
         routes=routes,
         middleware=middleware,
@@ -234,4 +272,5 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.streamnb = state
+    app.state.body_timeout_s = float(body_timeout_s)  # read by server/body.py
     return app

@@ -1,4 +1,4 @@
-"""Optional bearer-token auth for every endpoint except the chat page (``GET /``).
+"""Optional bearer-token auth for every endpoint except the pages (``GET /``, ``GET /rooms/``).
 
 A request is let through when it carries ``Authorization: Bearer <token>`` or
 ``?token=<token>`` (the query form exists because browsers' ``EventSource`` and
@@ -26,13 +26,20 @@ PUBLIC = frozenset({("GET", "/"), ("HEAD", "/")})
 
 
 class BearerAuth:
-    """ASGI middleware: require ``token`` on every request except :data:`PUBLIC` ones."""
+    """ASGI middleware: require ``token`` on every request except :data:`PUBLIC` ones.
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    ``public_paths`` adds paths served without a token to ``GET`` and ``HEAD``
+    (pages and their static assets, which carry no data).
+    """
+
+    def __init__(
+        self, app: ASGIApp, token: str, public_paths: frozenset[str] = frozenset()
+    ) -> None:
         if not token:
             raise ValueError("the bearer token must be a non-empty string")
         self.app = app
         self._token = token.encode()
+        self._public = PUBLIC | {(m, p) for p in public_paths for m in ("GET", "HEAD")}
 
     def _authorized(self, scope: Scope) -> bool:
         for name, value in scope.get("headers", ()):
@@ -56,7 +63,7 @@ class BearerAuth:
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        if kind == "http" and (scope["method"], scope["path"]) in PUBLIC:
+        if kind == "http" and (scope["method"], scope["path"]) in self._public:
             await self.app(scope, receive, send)
             return
         if self._authorized(scope):

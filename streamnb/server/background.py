@@ -36,6 +36,7 @@ from .._errors import RuntimeClosedError
 from .._runtime import StreamRuntime
 from .app import create_app
 from .state import ServerState
+from .timeouts import HEADER_TIMEOUT_S, header_timeout_protocol
 
 __all__ = ["ServerHandle", "StreamnbServer", "bind_socket", "serve_in_background"]
 
@@ -220,6 +221,7 @@ async def serve_in_background(
     *,
     log_level: str = "warning",
     startup_timeout_s: float = 10.0,
+    header_timeout_s: float = HEADER_TIMEOUT_S,
     **app_options: Any,
 ) -> ServerHandle:
     """Serve ``runtime`` over HTTP from a task on the running loop; return a handle.
@@ -234,6 +236,10 @@ async def serve_in_background(
     log_level : str, default "warning"
         uvicorn's log level (uvicorn's logging config is left alone).
     startup_timeout_s : float, default 10.0
+    header_timeout_s : float, default 10.0
+        A connection whose next request's headers are not complete this many
+        seconds after it opened (or after its last response) is closed
+        (:mod:`.timeouts`; bodies have ``create_app(body_timeout_s=...)``).
     **app_options
         Passed to :func:`~streamnb.server.create_app` (``token``, ``cors_origins``,
         ``heartbeat_s``, ``chat_kind``, ``allowed_hosts``...); ``host`` is added
@@ -291,6 +297,7 @@ async def serve_in_background(
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=5,
+        http=header_timeout_protocol(header_timeout_s),
     )
     server = StreamnbServer(config, state=app.state.streamnb, install_signal_handlers=False)
     task = loop.create_task(_run(server, sock), name=f"streamnb-server:{host}:{port}")

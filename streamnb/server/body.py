@@ -10,9 +10,11 @@ import json
 from collections.abc import Collection
 from typing import Any
 
+import anyio
 from starlette.requests import Request
 
 from .errors import HTTPError
+from .timeouts import BODY_TIMEOUT_S
 
 __all__ = [
     "cancel_reason",
@@ -57,14 +59,23 @@ def parse_json_text(data: bytes | str, what: str = "the request body") -> Any:
         raise HTTPError(400, "malformed_json", f"{what} is not valid JSON ({exc})") from exc
 
 
-async def read_bytes(request: Request, max_bytes: int) -> bytes:
-    """Read the whole body, at most ``max_bytes`` bytes (chunked bodies too).
+async def read_bytes(request: Request, max_bytes: int, timeout_s: float | None = None) -> bytes:
+    """Read the whole body, at most ``max_bytes`` bytes (chunked bodies too), in time.
+
+    Parameters
+    ----------
+    request : Request
+    max_bytes : int
+    timeout_s : float, optional
+        Seconds the client has to send the whole body; default the app's
+        ``body_timeout_s`` (:data:`~.timeouts.BODY_TIMEOUT_S`).
 
     Raises
     ------
     HTTPError
         413 ``body_too_large`` (from ``Content-Length`` before reading, or while
-        reading); 400 ``invalid_request`` for a non-integer ``Content-Length``.
+        reading); 400 ``invalid_request`` for a non-integer ``Content-Length``;
+        408 ``request_timeout`` when the body took longer than ``timeout_s``.
     """
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -74,11 +85,20 @@ async def read_bytes(request: Request, max_bytes: int) -> bytes:
             raise HTTPError(400, "invalid_request", "Content-Length is not an integer") from None
         if size > max_bytes:
             raise _too_large(size, max_bytes)
+    if timeout_s is None:
+        timeout_s = getattr(request.app.state, "body_timeout_s", BODY_TIMEOUT_S)
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
-            raise _too_large(len(body), max_bytes)
+    with anyio.move_on_after(timeout_s) as deadline:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > max_bytes:
+                raise _too_large(len(body), max_bytes)
+    if deadline.cancelled_caught:
+        raise HTTPError(
+            408,
+            "request_timeout",
+            f"the request body did not arrive within {timeout_s:g} s; send it at once",
+        )
     return bytes(body)
 
 

@@ -1,4 +1,4 @@
-"""Seed 002's streaming chat server: ``POST /chat`` (SSE) and the page at ``GET /``.
+"""Seed 002's streaming chat server: ``POST /chat`` (SSE), its resume, and the page at ``GET /``.
 
 ``POST /chat`` takes ``{"message": "..."}``, opens a stream of the app's
 ``chat_kind`` (for a ``bidi`` handler: attach, then send the message as input;
@@ -13,11 +13,21 @@ payload) and answers with the seeds' SSE format:
 
 Departures from the seed, all invisible to a seed client: the response carries
 the stream's ref in the ``X-Stream-Ref`` header, so a page can cancel it with
-``POST /streams/{ref}/cancel`` (the Stop button does); a cancelled stream ends
-with an SSE comment ``: cancelled`` (with the reason, if any) before ``[DONE]`` (comments are
-ignored by parsers, and seed clients treat any non-error event as content);
-idle heartbeats are comments too. Closing the connection detaches the session,
-so with the default chatbot (``on_detach="abort"``) it cancels the reply.
+``POST /streams/{ref}/cancel`` (the Stop button does); every event has an
+``id:`` line, the seq of the frame it came from, so a client can resume; a
+cancelled stream ends with an SSE comment ``: cancelled`` (with the reason, if
+any) before ``[DONE]`` (comments are ignored by parsers, and seed clients treat
+any non-error event as content); idle heartbeats are comments too.
+
+Resume. A dropped connection is not a detach (:mod:`.parking`): the session is
+parked for ``reconnect_grace_s``, so the default chatbot (``on_detach="abort"``)
+keeps answering. ``GET /chat/{ref}/stream`` with ``Last-Event-ID: <last id>``
+(or ``?after_seq=``) continues the reply in the same format from the next frame,
+taking the parked observer over; ``204`` once there is nothing after that id,
+``404`` for a stream no longer held. The page reconnects this way by itself.
+When no reconnection comes within the grace, the session detaches and the
+abort chatbot is cancelled (reason ``detached``); ``POST /streams/{ref}/detach``
+does that at once (the page sends it when it is closed mid-reply).
 
 ``GET /`` serves ``static/chat.html`` with a Content-Security-Policy that
 allows only its own inline script (by hash) and connections to this origin.
@@ -42,8 +52,9 @@ from .errors import HTTPError
 from .limits import check_public
 from .sse import dumps
 from .state import state_of
+from .streams import after_seq_of
 
-__all__ = ["chat", "chat_page", "open_chat_stream", "render_chat_frame"]
+__all__ = ["chat", "chat_page", "chat_resume", "open_chat_stream", "render_chat_frame"]
 
 PAGE = Path(__file__).parent / "static" / "chat.html"
 DONE = "data: [DONE]\n\n"
@@ -104,19 +115,21 @@ def _content(payload: object) -> str:
 
 
 def render_chat_frame(frame: Frame) -> str:
-    """One frame in seed 002's SSE format ('' for frames the format has no event for)."""
+    """One frame in seed 002's SSE format, ``id:`` = its seq ('' when the format has no event)."""
     kind = frame.kind
+    head = f"id: {frame.seq}\n"
+    done = head + DONE
     if kind == "output":
-        return f"data: {dumps({'content': _content(frame.payload)})}\n\n"
+        return f"{head}data: {dumps({'content': _content(frame.payload)})}\n\n"
     if kind == "completed":
-        return DONE
+        return done
     if kind == "failed":
         error = frame.error or frame.reason or "the stream failed"
-        return f"data: {dumps({'type': 'error', 'error': error})}\n\n{DONE}"
+        return f"{head}data: {dumps({'type': 'error', 'error': error})}\n\n{done}"
     if kind == "cancelled":
         reason = (frame.reason or "").replace("\n", " ").replace("\r", " ")
         detail = f" ({reason})" if reason and reason != "cancelled" else ""
-        return f": cancelled{detail}\n\n{DONE}"
+        return f": cancelled{detail}\n\n{done}"
     return ""
 
 
@@ -134,3 +147,15 @@ async def chat(request: Request) -> Response:
     return state.sse_response(
         session, render_chat_frame, headers={"X-Stream-Ref": session.stream_ref}
     )
+
+
+async def chat_resume(request: Request) -> Response:
+    """``GET /chat/{ref}/stream``: the rest of a ``POST /chat`` reply after ``Last-Event-ID``."""
+    state = state_of(request)
+    ref = request.path_params["ref"]
+    after_seq = after_seq_of(request)
+    info = await state.runtime.ainfo(ref)  # 404 for an unknown ref; also another worker's
+    if info.terminal is not None and after_seq is not None and after_seq >= info.terminal.seq:
+        return Response(status_code=204)
+    session = await state.observe(ref, after_seq)
+    return state.sse_response(session, render_chat_frame, headers={"X-Stream-Ref": ref})

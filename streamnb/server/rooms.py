@@ -28,17 +28,23 @@ then replays from the next frame of *that* reply (each frame once), or, if that
 reply is over and another one streams, that one from its start. With nothing
 left to stream the answer is ``204 No Content`` (an ``EventSource`` stops
 reconnecting); read the stored messages instead. Closing the connection never
-stops a reply; ``POST /rooms/{id}/cancel`` does.
+stops a reply (replies are ``on_detach="continue"``; a dropped connection's
+observer is parked and taken over on resume like any other, :mod:`.parking`);
+``POST /rooms/{id}/cancel`` does.
 
 Errors use the server's JSON error body: ``unknown_room`` (404), ``room_busy``
 (409), ``invalid_room_name`` (422), ``room_error`` (400).
+
+Every room's SQLite work runs in a worker thread, never on the event loop (a
+listing of many rooms reads one registry query and each room's cached count).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -59,12 +65,19 @@ from .errors import HTTPError
 from .sse import dumps, frame_json, sse_event
 from .state import state_of
 
-__all__ = ["room_routes"]
+__all__ = ["room_error", "room_routes"]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+T = TypeVar("T")
 
 
-def _http_error(exc: RoomError) -> HTTPError:
+async def off_loop(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` (a blocking rooms call: SQLite) in a worker thread, awaited."""
+    return await run_in_threadpool(fn, *args)
+
+
+def room_error(exc: RoomError) -> HTTPError:
+    """The HTTP error (status, code, message) for a rooms error."""
     if isinstance(exc, UnknownRoomError):
         return HTTPError(404, "unknown_room", str(exc))
     if isinstance(exc, RoomBusyError):
@@ -81,7 +94,7 @@ def _translated(endpoint: Endpoint) -> Endpoint:
         try:
             return await endpoint(request)
         except RoomError as exc:
-            raise _http_error(exc) from exc
+            raise room_error(exc) from exc
 
     call.__name__ = endpoint.__name__
     call.__doc__ = endpoint.__doc__
@@ -133,10 +146,7 @@ class RoomsAPI:
         return obj
 
     def _room_json(self, room_id: str) -> dict[str, Any]:
-        for info in self.rooms.room_infos():
-            if info["id"] == room_id:
-                return info
-        raise UnknownRoomError(room_id, self.rooms)
+        return self.rooms.room_info(room_id)
 
     def _room(self, request: Request) -> Room:
         return self.rooms.room(request.path_params["room_id"])
@@ -145,15 +155,18 @@ class RoomsAPI:
 
     async def list_rooms(self, request: Request) -> Response:
         """``GET /rooms``."""
-        return JSONResponse({"rooms": self.rooms.room_infos()})
+        return JSONResponse({"rooms": await off_loop(self.rooms.room_infos)})
 
     async def create_room(self, request: Request) -> Response:
         """``POST /rooms`` ``{"name"}``."""
         body = await self._body(request, ("name",))
-        room_id = self.rooms.create_room(body.get("name", ""))
-        return JSONResponse(
-            self._room_json(room_id), status_code=201, headers={"Location": f"/rooms/{room_id}"}
-        )
+
+        def create() -> tuple[str, dict[str, Any]]:
+            room_id = self.rooms.create_room(body.get("name", ""))
+            return room_id, self._room_json(room_id)
+
+        room_id, info = await off_loop(create)
+        return JSONResponse(info, status_code=201, headers={"Location": f"/rooms/{room_id}"})
 
     # --- one room ---------------------------------------------------------------------
 
@@ -161,10 +174,11 @@ class RoomsAPI:
         """``GET /rooms/{id}``."""
         room = self._room(request)
         active = room.active_reply()
+        info, messages = await off_loop(lambda: (self._room_json(room.id), room.message_list()))
         return JSONResponse(
             {
-                **self._room_json(room.id),
-                "messages": [m.to_dict() for m in room.message_list()],
+                **info,
+                "messages": [m.to_dict() for m in messages],
                 "active_reply": None
                 if active is None
                 else {
@@ -179,8 +193,12 @@ class RoomsAPI:
         """``PATCH /rooms/{id}`` ``{"name"}``."""
         room = self._room(request)
         body = await self._body(request, ("name",))
-        self.rooms.rename_room(room.id, body.get("name", ""))
-        return JSONResponse(self._room_json(room.id))
+
+        def rename() -> dict[str, Any]:
+            self.rooms.rename_room(room.id, body.get("name", ""))
+            return self._room_json(room.id)
+
+        return JSONResponse(await off_loop(rename))
 
     async def delete_room(self, request: Request) -> Response:
         """``DELETE /rooms/{id}``."""
@@ -191,7 +209,8 @@ class RoomsAPI:
     async def messages(self, request: Request) -> Response:
         """``GET /rooms/{id}/messages``."""
         room = self._room(request)
-        return JSONResponse({"messages": [m.to_dict() for m in room.message_list()]})
+        messages = await off_loop(room.message_list)
+        return JSONResponse({"messages": [m.to_dict() for m in messages]})
 
     async def send(self, request: Request) -> Response:
         """``POST /rooms/{id}/messages`` ``{"text"}``: start a reply."""
@@ -205,7 +224,7 @@ class RoomsAPI:
         session = await room.send(text)
         ref = session.stream_ref
         cap.add(ref)
-        ids = {m.role: m.id for m in room.message_list() if m.stream_ref == ref}
+        ids = {m.role: m.id for m in await off_loop(room.message_list) if m.stream_ref == ref}
         return JSONResponse(
             {
                 "room_id": room.id,
@@ -220,7 +239,7 @@ class RoomsAPI:
     async def clear(self, request: Request) -> Response:
         """``POST /rooms/{id}/clear``."""
         room = self._room(request)
-        return JSONResponse({"removed": self.rooms.clear_room(room.id)})
+        return JSONResponse({"removed": await off_loop(self.rooms.clear_room, room.id)})
 
     async def cancel(self, request: Request) -> Response:
         """``POST /rooms/{id}/cancel`` ``{"reason"?}``."""
@@ -242,7 +261,7 @@ class RoomsAPI:
         info = runtime.info(active.stream_ref)
         if info.terminal is not None and after_seq is not None and after_seq >= info.terminal.seq:
             return Response(status_code=204)
-        session = await runtime.reattach(active.stream_ref, after_seq)
+        session = await state.observe(active.stream_ref, after_seq)
         return state.sse_response(
             session, _reply_frame, preamble=_reply_event(active), label=f"room {room.id}"
         )

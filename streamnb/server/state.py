@@ -1,4 +1,4 @@
-"""What one app instance keeps: its settings, held sessions, chat ids and live connections.
+"""What one app instance keeps: its settings, held and parked sessions, chat ids, connections.
 
 Held sessions. ``POST /streams`` opens a stream and returns only its ref; the
 client attaches a moment later over SSE or WebSocket. If the server let go of
@@ -9,6 +9,11 @@ stream (then the hold is released: from there on, that observer's disconnect is
 what counts), until the stream settles, or for at most ``claim_timeout_s``
 seconds (then the hold detaches and ``on_detach`` applies). Each hold has one
 timer task owned by :class:`Holds` and cancelled on claim or at shutdown.
+
+Parked sessions. A dropped SSE or WebSocket connection parks its session for
+``reconnect_grace_s`` instead of detaching it (:mod:`.parking`); every streaming
+response made by :meth:`ServerState.sse_response` hands its session to the
+app's :class:`~.parking.Parking` when it ends.
 """
 
 from __future__ import annotations
@@ -26,10 +31,15 @@ from .._frames import Frame
 from .._runtime import Session, StreamRuntime
 from .durable import DurableStreams, open_durable_streams
 from .limits import DEFAULT_MAX_OPEN_STREAMS, StreamCap
+from .parking import Observer, Parking
 from .sse import Connections, FrameReader, RenderedFrames, SSEResponse
 from .summary import Summaries
 
-__all__ = ["ChatIndex", "Holds", "ServerConfig", "ServerState", "state_of"]
+__all__ = ["DROPPED", "ChatIndex", "Holds", "ServerConfig", "ServerState", "state_of"]
+
+#: how an SSE response ended when its client dropped (see ``SSEResponse.outcome``): the
+#: client went away, or stopped reading and was cut off
+DROPPED = frozenset({"disconnected", "dropped"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +56,8 @@ class ServerConfig:
     durable_streams: bool = True
     #: how long a Durable Streams long-poll waits for data, seconds
     long_poll_timeout_s: float = 20.0
+    #: how long a dropped connection's session stays parked for a reconnection, seconds
+    reconnect_grace_s: float = 30.0
     #: most streams this server holds open (429 beyond), see :mod:`.limits`
     max_open_streams: int = DEFAULT_MAX_OPEN_STREAMS
 
@@ -151,6 +163,7 @@ class ServerState:
         self.config = config
         self.connections = Connections()
         self.holds = Holds(runtime, config.claim_timeout_s)
+        self.parking = Parking(config.reconnect_grace_s)
         self.chats = ChatIndex(runtime)
         #: the streams this server opened and that have not settled (429 past the cap)
         self.cap = StreamCap(runtime, config.max_open_streams)
@@ -181,12 +194,15 @@ class ServerState:
         preamble: str = "",
         headers: Mapping[str, str] | None = None,
         label: str | None = None,
+        observer_id: str | None = None,
     ) -> SSEResponse:
         """The SSE response of every streaming endpoint: ``session``'s frames, rendered.
 
         The response joins this app's live connections (shutdown ends it), uses
-        its ``heartbeat_s`` and ``send_timeout_s``, and detaches ``session`` when
-        it ends, however it ends (a dropped client is a detach, never a cancel).
+        its ``heartbeat_s`` and ``send_timeout_s``, and hands ``session`` to the
+        app's :class:`~.parking.Parking` when it ends: a response that finished
+        detaches it, a dropped client parks it for ``reconnect_grace_s`` (never a
+        cancel, and not a detach unless the grace runs out).
 
         Parameters
         ----------
@@ -200,21 +216,48 @@ class ServerState:
             Extra response headers.
         label : str, optional
             Names the response in log messages; default the stream ref.
+        observer_id : str, optional
+            The client's own id for this observer (``?observer=``, see :mod:`.parking`).
         """
-        return SSEResponse(
+        observer = self.parking.connect(session, observer_id)
+        response = SSEResponse(
             RenderedFrames(FrameReader(session), render, preamble),
             connections=self.connections,
             heartbeat_s=self.config.heartbeat_s,
             send_timeout_s=self.config.send_timeout_s,
-            on_close=session.detach,
             headers=headers,
             label=session.stream_ref if label is None else label,
         )
+        response.on_close = lambda: self._release(observer, response)
+        return response
+
+    async def observe(
+        self, ref: str, after_seq: int | None = None, observer_id: str | None = None
+    ) -> Session:
+        """A new observer of ``ref`` for a connection, reading from ``after_seq + 1``.
+
+        Attaches a session (``runtime.reattach``), then releases the server's
+        hold on the stream and takes over a parked observer of it, in that
+        order, so the stream's observer count never passes through zero.
+
+        Raises
+        ------
+        UnknownStreamError
+            ``ref`` is not held in memory.
+        """
+        session = await self.runtime.reattach(ref, after_seq=after_seq)
+        await self.holds.claim(ref)
+        await self.parking.take_over(ref, observer_id)
+        return session
+
+    async def _release(self, observer: Observer, response: SSEResponse) -> None:
+        await self.parking.release(observer, dropped=response.outcome in DROPPED)
 
     async def aclose(self) -> None:
         """Shutdown: close connections, release holds (sessions detach), close stores."""
         self.begin_shutdown()
         await self.holds.aclose()
+        await self.parking.aclose()
         if self.durable is not None:
             await self.durable.aclose()
 

@@ -5,7 +5,8 @@
 ``GET /streams/{ref}/events`` SSE: ``id:`` seq, ``event:`` kind, ``data:`` frame JSON
 ``POST /streams/{ref}/input`` ``{"payload", "seq"?}`` -> ``{"result"}``
 ``POST /streams/{ref}/cancel`` ``{"reason"?}`` -> ``{"result"}``
-``GET /streams/{ref}``        status, counters and the projection summary
+``POST /streams/{ref}/detach`` ``{"observer"?}`` -> ``{"detached": n}``
+``GET /streams/{ref}``        status, counters, parked observers, projection summary
 ===========================  ==================================================
 
 Resume: ``GET /streams/{ref}/events`` with ``Last-Event-ID: n`` (what
@@ -16,6 +17,17 @@ frame exactly once. The header wins over the query parameter, because an
 asks to resume after the terminal frame gets ``204 No Content``, which tells an
 ``EventSource`` to stop reconnecting. A stream that left memory is replayed from
 the frames the ledger recorded (:mod:`.ledger_replay`; ``410`` if it recorded none).
+
+Disconnect is not detach (:mod:`.parking`): a dropped connection parks its
+session for ``reconnect_grace_s`` and a reconnection takes it over, so an
+``on_detach="abort"`` stream survives a blip. ``POST /streams/{ref}/detach`` is
+the explicit detach: it detaches at once every observer this server holds for
+the stream (the hold of ``POST /streams``, parked observers, live connections,
+which then end), or only those of ``{"observer": id}`` (the id a client gave
+as ``?observer=`` on its connections); then ``on_detach`` applies as usual.
+``GET /streams/{ref}`` shows ``parked`` (how many) and ``parked_until`` (epoch
+seconds when the last one detaches unless taken over, or null); ``observers``
+counts every attached session, parked ones included.
 """
 
 from __future__ import annotations
@@ -32,10 +44,18 @@ from .body import cancel_reason, check_keys, expect_object, input_frame, optiona
 from .errors import HTTPError
 from .ledger_replay import ledger_replay
 from .limits import check_public
+from .parking import observer_id_of
 from .sse import SSE_HEADERS, FrameEvents, SSEResponse
 from .state import ServerState, state_of
 
-__all__ = ["cancel_stream", "create_stream", "send_input", "stream_events", "stream_status"]
+__all__ = [
+    "cancel_stream",
+    "create_stream",
+    "detach_stream",
+    "send_input",
+    "stream_events",
+    "stream_status",
+]
 
 
 def after_seq_of(request: Request) -> int | None:
@@ -94,9 +114,9 @@ async def stream_events(request: Request) -> Response:
         return Response(status_code=204)
     if request.method == "HEAD":  # headers only: never open an endless body nobody reads
         return Response(headers=dict(SSE_HEADERS), media_type=SSEResponse.media_type)
-    session = await runtime.reattach(ref, after_seq=after_seq)
-    await state.holds.claim(ref)
-    return state.sse_response(session, FrameEvents(ref))
+    observer_id = observer_id_of(request.query_params.get("observer"))
+    session = await state.observe(ref, after_seq, observer_id)
+    return state.sse_response(session, FrameEvents(ref), observer_id=observer_id)
 
 
 async def send_input(request: Request) -> Response:
@@ -116,6 +136,26 @@ async def cancel_stream(request: Request) -> Response:
     reason = cancel_reason({} if body is None else expect_object(body))
     result = await state.runtime.cancel(ref, reason)
     return JSONResponse({"result": result})
+
+
+async def detach_stream(request: Request) -> Response:
+    """``POST /streams/{ref}/detach``: ``{"observer"?: str}`` -> ``{"detached": n}``.
+
+    The explicit detach: this server's observers of the stream (all of them, or
+    the client's own with ``"observer"``) detach now, not after a grace.
+    """
+    state = state_of(request)
+    ref = request.path_params["ref"]
+    body = await read_json(request, state.config.max_body_bytes, allow_empty=True)
+    body = {} if body is None else expect_object(body)
+    check_keys(body, ("observer",))
+    observer_id = observer_id_of(body.get("observer"))
+    await state.runtime.ainfo(ref)  # 404 for an unknown ref; also another worker's stream
+    detached = await state.parking.detach(ref, observer_id)
+    if observer_id is None and ref in state.holds:
+        await state.holds.claim(ref)  # the hold of POST /streams is this server's too
+        detached += 1
+    return JSONResponse({"detached": detached})
 
 
 async def stream_status(request: Request) -> Response:
@@ -140,6 +180,7 @@ async def stream_status(request: Request) -> Response:
         if row is None:
             raise
         return JSONResponse(row)
+    parked = state.parking.parked(ref)
     head = {
         "stream_ref": ref,
         "kind": info.kind,
@@ -150,6 +191,8 @@ async def stream_status(request: Request) -> Response:
         "next_seq": info.next_seq,
         "first_retained_seq": info.first_retained_seq,
         "observers": info.observers,
+        "parked": len(parked),
+        "parked_until": parked[-1] if parked else None,
         "cancel_requested": info.cancel_requested,
         "cancel_reason": info.cancel_reason,
         "terminal": None if info.terminal is None else info.terminal.to_dict(),

@@ -3,8 +3,8 @@
 Out (server -> client), JSON text messages:
 
 * every frame of the stream, as ``Frame.to_dict()`` (has a ``"kind"`` key), from
-  seq 0 or from ``?after_seq=n`` + 1; after the terminal frame the server closes
-  with code 1000;
+  seq 0 or from ``?after_seq=n`` + 1 (a reconnecting client passes the last seq
+  it read); after the terminal frame the server closes with code 1000;
 * replies to client messages, which have a ``"type"`` key instead:
   ``{"type": "input_result", "result": "accepted"|"duplicate", "seq"?}``,
   ``{"type": "cancel_result", "result": "requested"|...}``,
@@ -15,10 +15,17 @@ In (client -> server): ``{"type": "input", "payload": ..., "seq"?: n}`` and
 ``{"type": "cancel", "reason"?: "..."}``.
 
 An unknown ref (or a bad ``after_seq``) is answered by accepting, sending one
-error message and closing with ``4000 + status`` (4404, 4400). The socket
-closing, from either side, detaches the session: the handler's ``on_detach``
-decides; it is never a cancel. A client that does not read for
-``send_timeout_s`` is dropped. Server shutdown closes with 1001 (going away).
+error message and closing with ``4000 + status`` (4404, 4400).
+
+Detach or drop (:mod:`.parking`). A client that closes the socket with code
+**1000** (normal closure) detaches its session at once: the handler's
+``on_detach`` decides; it is never a cancel. Any other ending on the client's
+side (a close without a close frame, 1006, 1001 "going away" from a page that
+is reloading or navigating, any other code, or a client that does not read
+for ``send_timeout_s`` and is cut off) is a *drop*: the session is parked for
+``reconnect_grace_s`` and a reconnection with ``?after_seq=`` takes it over.
+``?observer=<id>`` names the client's observer (see :mod:`.parking`). Server
+shutdown closes with 1001 (going away) and detaches.
 
 Tasks: the writer runs in the connection's own task and the reader in a task
 group around it; the first to finish cancels the other, and both are gone when
@@ -40,6 +47,7 @@ from .._errors import StreamnbError
 from .._runtime import Session
 from .body import cancel_reason, expect_object, input_frame, optional_int, parse_json_text
 from .errors import HTTPError, error_body, status_for
+from .parking import observer_id_of
 from .slices import LoopSlicer
 from .sse import FrameReader, frame_json
 from .state import ServerState, state_of
@@ -49,6 +57,8 @@ __all__ = ["stream_ws"]
 logger = logging.getLogger("streamnb.server")
 
 _CLOSE_TIMEOUT_S = 1.0
+#: the close code with which a client detaches explicitly (RFC 6455 normal closure)
+DETACH_CLOSE_CODE = 1000
 #: what sending on a closed socket raises: Starlette's WebSocketDisconnect when the client
 #: went away, and the ASGI server's RuntimeError when it closed the socket itself (uvicorn
 #: does after an unanswered ping) without the app knowing yet
@@ -66,19 +76,24 @@ async def stream_ws(websocket: WebSocket) -> None:
             minimum=-1,
             status=400,
         )
-        session = await state.runtime.reattach(ref, after_seq=after_seq)
+        observer_id = observer_id_of(websocket.query_params.get("observer"))
+        # 404 for an unknown ref, before anything changes; with a shared ledger also
+        # another worker's stream
+        await state.runtime.ainfo(ref)
     except (HTTPError, StreamnbError) as exc:
         await websocket.accept()
         await websocket.send_text(json.dumps({"type": "error", "error": error_body(exc)}))
         await websocket.close(code=4000 + status_for(exc)[0])
         return
+    session = await state.observe(ref, after_seq, observer_id)
+    observer = state.parking.connect(session, observer_id)
+    connection = _Connection(websocket, session, state)
     try:
         await websocket.accept()
-        await state.holds.claim(ref)
-        await _Connection(websocket, session, state).run()
+        await connection.run()
     finally:
         with anyio.CancelScope(shield=True):
-            await session.detach()
+            await state.parking.release(observer, dropped=connection.dropped)
 
 
 class _Connection:
@@ -87,7 +102,9 @@ class _Connection:
         self.session = session
         self.state = state
         self.lock = anyio.Lock()
-        self.dropped = False
+        #: how the connection ended, for parking: False only once the terminal frame was
+        #: sent, the client closed with DETACH_CLOSE_CODE, or the server shut down
+        self.dropped = True
 
     async def run(self) -> None:
         connections = self.state.connections
@@ -101,6 +118,7 @@ class _Connection:
             finally:
                 connections.discard(scope)
         if scope.cancelled_caught:  # server shutdown
+            self.dropped = False
             with anyio.move_on_after(_CLOSE_TIMEOUT_S, shield=True):
                 await self._close(1001)
 
@@ -130,7 +148,6 @@ class _Connection:
                 except _CLOSED:  # the connection closed while we wrote
                     return False
         if timeout.cancelled_caught:
-            self.dropped = True
             logger.warning(
                 "dropping a WebSocket client of %s: a write blocked for %.3g s",
                 self.session.stream_ref,
@@ -150,6 +167,7 @@ class _Connection:
                 if not await self._send(frame_json(frame)):
                     return
             await slicer.tick()
+        self.dropped = False  # every frame was sent (or the session was detached)
         with anyio.move_on_after(_CLOSE_TIMEOUT_S):
             await self._close(1000)
 
@@ -157,6 +175,8 @@ class _Connection:
         while True:
             message = await self.ws.receive()
             if message["type"] == "websocket.disconnect":
+                if message.get("code") == DETACH_CLOSE_CODE:
+                    self.dropped = False
                 scope.cancel()
                 return
             text = message.get("text")

@@ -29,6 +29,8 @@ __all__ = ["STOP_REASON", "LoopWidget", "error_text"]
 
 #: the reason a Stop press gives to ``session.cancel``
 STOP_REASON = "user pressed stop"
+#: the least time between two snapshots sent for "hello" messages, seconds
+SNAPSHOT_INTERVAL_S = 0.25
 
 
 def error_text(exc: BaseException) -> str:
@@ -52,6 +54,9 @@ class LoopWidget(anywidget.AnyWidget):
 
     error = traitlets.Unicode("").tag(sync=True)
 
+    _snapshot_timer: asyncio.TimerHandle | None = None
+    _last_snapshot_at = float("-inf")
+
     def _attach_loop(self, runtime: StreamRuntime) -> None:
         """Bind to ``runtime``'s loop and start listening to the front end's messages."""
         self._bridge = LoopBridge(runtime)
@@ -66,6 +71,10 @@ class LoopWidget(anywidget.AnyWidget):
         self._closed = True
         if hasattr(self, "_bridge"):  # not when __init__ failed half way
             self._bridge.call(self._shutdown)
+        timer = self._snapshot_timer
+        if timer is not None:
+            timer.cancel()
+            self._snapshot_timer = None
         super().close()
 
     def _on_custom_msg(self, _widget: object, content: Any, _buffers: object) -> None:
@@ -117,6 +126,34 @@ class LoopWidget(anywidget.AnyWidget):
 
     def _report(self, exc: BaseException) -> None:
         self.error = error_text(exc)
+
+    def _hello(self) -> None:
+        """A view asked for the full state (a page loaded or reloaded); on the loop.
+
+        A snapshot carries the whole text, and every view gets it. The first
+        ``hello`` is answered at once; more within :data:`SNAPSHOT_INTERVAL_S`
+        share one snapshot sent when the interval ends (it holds everything the
+        earlier one did): a page that floods ``hello`` (500 of them queued 101 MB
+        of snapshots in a second) gets a few snapshots a second, not one each.
+        """
+        if self._snapshot_timer is not None:
+            return  # a snapshot is on its way: it answers this hello too
+        loop = asyncio.get_running_loop()
+        wait_s = self._last_snapshot_at + SNAPSHOT_INTERVAL_S - loop.time()
+        if wait_s <= 0:
+            self._send_snapshot()
+        else:
+            self._snapshot_timer = loop.call_later(wait_s, self._send_snapshot)
+
+    def _send_snapshot(self) -> None:
+        self._snapshot_timer = None
+        if self._closed:
+            return
+        self._last_snapshot_at = asyncio.get_running_loop().time()
+        self.send(self._snapshot())
+
+    def _snapshot(self) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def _handle(self, msg: Any) -> None:  # pragma: no cover - abstract
         raise NotImplementedError

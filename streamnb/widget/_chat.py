@@ -184,7 +184,7 @@ class ChatWidget(LoopWidget, MarkdownRendering):
         if self._closed:
             return
         if msg["type"] == "hello":
-            self.send(self._snapshot())
+            self._hello()
         elif msg["type"] == "stop":
             self._stop_requested = self.busy
             if self._session is not None and self.busy:

@@ -16,7 +16,7 @@ from ._batcher import (
     check_flush_interval,
 )
 from ._markdown import MarkdownRendering, render_traits
-from ._protocol import DeltaMsg, InboundMsg
+from ._protocol import DeltaMsg, InboundMsg, SnapshotMsg
 
 __all__ = ["StreamWidget"]
 
@@ -197,13 +197,16 @@ class StreamWidget(LoopWidget, MarkdownRendering):
         if self._closed:
             return
         if msg["type"] == "hello":
-            self.send(self._follower.snapshot())
+            self._hello()
         elif msg["type"] == "ack":
             self._frontend_has_text = True
         elif msg["type"] == "stop":
             self._spawn(self._session.cancel(STOP_REASON), "stop")
         else:
             self._spawn(self._send_text(msg["text"]), "send")
+
+    def _snapshot(self) -> SnapshotMsg:
+        return self._follower.snapshot()
 
     async def _send_text(self, text: str) -> None:
         await self._session.send(text)
