@@ -20,7 +20,9 @@ ledger closes while the database is unreachable do the operations fail, with
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -31,11 +33,27 @@ from .writer import BatchWriter, Op, ledger_error
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["FrameFlush", "PgWriter"]
+__all__ = ["FrameFlush", "PgWriter", "in_fast_batch", "savepoint"]
 
 logger = logging.getLogger("streamnb.ledger")
 
 Conn = Any  # psycopg.Connection[tuple[Any, ...]], kept loose for the thread's reconnects
+
+_batch = threading.local()
+
+
+def in_fast_batch() -> bool:
+    """True while this thread runs a batch without savepoints (see the module doc)."""
+    return bool(getattr(_batch, "fast", False))
+
+
+def savepoint(conn: Conn) -> contextlib.AbstractContextManager[Any]:
+    """``conn.transaction()`` (a savepoint), or nothing inside a fast batch."""
+    return contextlib.nullcontext() if in_fast_batch() else conn.transaction()
+
+
+class _Redo(Exception):
+    """The fast run of a batch failed: run it again with savepoints."""
 
 
 class FrameFlush(Protocol):
@@ -117,23 +135,21 @@ class PgWriter(BatchWriter[Any]):
         if not ops and not (end_of_batch and self._frames.due()):
             return
         taken = self._frames.take()
+        fast = bool(ops)
         while True:
             conn = self.conn
             results: list[tuple[Op, Any, BaseException | None]] = []
             try:
                 with conn.transaction():
                     self._frames.write(conn, taken)
-                    for op in ops:
-                        try:
-                            with conn.transaction():  # a savepoint
-                                value = op.fn(conn)
-                        except Exception as exc:  # this thread must not die
-                            if is_disconnect(exc, conn):
-                                raise
-                            results.append((op, None, ledger_error(exc)))
-                        else:
-                            results.append((op, value, None))
+                    if fast:
+                        self._run_fast(conn, ops, results)
+                    else:
+                        self._run_careful(conn, ops, results)
             except Exception as exc:
+                if not is_disconnect(exc, conn) and fast:
+                    fast = False  # rolled back: run the batch again, each op in a savepoint
+                    continue
                 if is_disconnect(exc, conn):
                     logger.warning(
                         "streamnb ledger: lost the connection to %s (%s); %d write(s) wait",
@@ -158,3 +174,28 @@ class PgWriter(BatchWriter[Any]):
                 return
             done.extend(results)
             return
+
+    @staticmethod
+    def _run_fast(conn: Conn, ops: list[Op], results: list[Any]) -> None:
+        from psycopg.pq import TransactionStatus
+
+        _batch.fast = True
+        try:
+            results.extend((op, op.fn(conn), None) for op in ops)
+        finally:
+            _batch.fast = False
+        if conn.info.transaction_status == TransactionStatus.INERROR:
+            raise _Redo("a statement failed in the fast run")
+
+    @staticmethod
+    def _run_careful(conn: Conn, ops: list[Op], results: list[Any]) -> None:
+        for op in ops:
+            try:
+                with conn.transaction():  # a savepoint
+                    value = op.fn(conn)
+            except Exception as exc:  # this thread must not die
+                if is_disconnect(exc, conn):
+                    raise
+                results.append((op, None, ledger_error(exc)))
+            else:
+                results.append((op, value, None))

@@ -42,7 +42,7 @@ from .pg_connect import Dsn, connect, is_disconnect, translate
 from .pg_readers import PgReadPool
 from .pg_schema import LATEST_VERSION, migrate
 from .pg_sql import check_handler_statement, to_pyformat
-from .pg_writer import PgWriter
+from .pg_writer import PgWriter, in_fast_batch, savepoint
 from .readers import DEFAULT_QUERY_TIMEOUT_S, check_timeout
 from .tx import Settlement, failed_instead
 
@@ -172,11 +172,11 @@ def _copy_frames(conn: Conn, rows: list[tuple[Any, ...]]) -> None:
 def _insert_frames(conn: Conn, rows: list[tuple[Any, ...]]) -> None:
     """Insert a few frame rows, skipping those already there; text mended as for COPY."""
     try:
-        with conn.transaction(), conn.cursor() as cur:
+        with savepoint(conn), conn.cursor() as cur:
             cur.executemany(_INSERT_FRAME, rows)
         return
     except Exception as exc:
-        if is_disconnect(exc, conn):
+        if is_disconnect(exc, conn) or in_fast_batch():
             raise
     with conn.transaction(), conn.cursor() as cur:
         cur.executemany(_INSERT_FRAME, [tuple(_pg_safe(v) for v in row) for row in rows])
@@ -431,11 +431,11 @@ class PostgresBackend:
             s.committed = (s.status, s.reason, s.terminal)
             if s.tx is not None and (s.tx._events or s.tx._statements):
                 try:
-                    with conn.transaction():  # the handler's writes, all or none
+                    with savepoint(conn):  # the handler's writes, all or none
                         _apply_tx(conn, s)
                 except Exception as exc:
-                    if is_disconnect(exc, conn):
-                        raise
+                    if is_disconnect(exc, conn) or in_fast_batch():
+                        raise  # (a fast batch runs again, this time with the savepoint)
                     s.fallback_error = f"commit_terminal's writes failed: {_message(exc)}"
                     terminal = {"ok": False, "settlement_error": s.fallback_error}
                     conn.execute(
