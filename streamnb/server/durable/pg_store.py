@@ -37,6 +37,7 @@ from contextlib import AbstractContextManager
 from functools import cache
 from typing import Any, TypeVar
 
+from ..._errors import LedgerError
 from ..._ledger.pg_connect import Backoff, Dsn, connect, is_disconnect
 from ..._ledger.pg_schema import RUNTIME_TABLES
 from .errors import ProtocolError
@@ -267,7 +268,10 @@ class PgStreamStore(SQLStreamStore):
                 for note in conn.notifies(timeout=0):
                     self._wake_soon(note.payload)
             except Exception as exc:
-                if not is_disconnect(exc, conn):
+                if isinstance(exc, LedgerError) or is_disconnect(exc, conn):
+                    if conn is not None:  # log the loss once, not every reconnect attempt
+                        logger.warning("streamnb: Durable Streams listener lost %s", self._dsn.safe)
+                else:
                     logger.exception("streamnb: Durable Streams listener failed")
                 if conn is not None:
                     conn.close()
