@@ -18,6 +18,7 @@ server suites (parametrized); here:
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import subprocess
 import sys
@@ -394,3 +395,82 @@ def test_concurrent_first_opens_create_the_tables_once(pg_dsn: str) -> None:
     assert [p.communicate(timeout=60)[0].strip() for p in procs] == ["ok"] * 4
     with psycopg.connect(pg_dsn) as conn:
         assert conn.execute("SELECT version FROM streamnb_schema").fetchall() == [(1,)]
+
+
+# --- two "kernels": serve_in_background twice on one database ------------------------------
+
+
+async def test_serve_in_background_in_two_kernels_shares_every_stream(pg_dsn: str) -> None:
+    """Two runtimes with ledgers of their own (as two kernels would have) on one database,
+    each serving in the background: a stream opened on A is read, resumed, fed and
+    cancelled through B's server; only A runs it."""
+    import httpx
+    from httpx_sse import aconnect_sse
+
+    from streamnb.server import serve_in_background
+
+    handler, _gate = gated_handler()
+    ledgers = [sn.Ledger(pg_dsn), sn.Ledger(pg_dsn)]
+    a, b = (sn.StreamRuntime(ledger) for ledger in ledgers)
+    a.register(handler)
+    b.register(handler)
+    a.register(chatbot_handler())
+    b.register(chatbot_handler())
+    server_a = await serve_in_background(a)
+    server_b = await serve_in_background(b)
+
+    async def sse(ref: str, last_id: int | None = None, stop_kind: str | None = None) -> list[Any]:
+        headers = {} if last_id is None else {"Last-Event-ID": str(last_id)}
+        frames: list[Any] = []
+        async with (
+            httpx.AsyncClient(base_url=server_b.url, timeout=30) as client,
+            aconnect_sse(client, "GET", f"/streams/{ref}/events", headers=headers) as source,
+        ):
+            async for event in source.aiter_sse():
+                frames.append(sn.Frame.from_dict(json.loads(event.data)))
+                if stop_kind is not None and frames[-1].kind == stop_kind:
+                    break
+        return frames
+
+    try:
+        async with (
+            httpx.AsyncClient(base_url=server_a.url, timeout=30) as ca,
+            httpx.AsyncClient(base_url=server_b.url, timeout=30) as cb,
+        ):
+            # a bidi chat opened on A, fed and read on B
+            opened = await ca.post("/streams", json={"kind": "tutorial.streaming_chatbot"})
+            chat = opened.json()["stream_ref"]
+            sent = await cb.post(f"/streams/{chat}/input", json={"payload": "hello", "seq": 0})
+            assert sent.json() == {"result": "accepted"}
+            head = await sse(chat, stop_kind="output")
+            tail = await sse(chat, last_id=head[-1].seq, stop_kind="progress")
+            assert [f.seq for f in head + tail] == list(range(len(head + tail)))
+            assert "".join(str(f.payload) for f in head + tail if f.kind == "output") == (
+                "streamnb reply to hello"
+            )
+            # a stream opened on A, cancelled through B
+            gated = (await ca.post("/streams", json={"kind": "t.gated"})).json()["stream_ref"]
+            watcher = asyncio.ensure_future(sse(gated))
+            await asyncio.sleep(0.2)
+            cancel = await cb.post(f"/streams/{gated}/cancel", json={"reason": "from B"})
+            assert cancel.json() == {"result": "requested"}
+            seen = await asyncio.wait_for(watcher, 30)
+            assert (seen[-1].kind, seen[-1].reason) == ("cancelled", "from B")
+            status = (await cb.get(f"/streams/{gated}")).json()
+            assert status["runtime_id"] == a.runtime_id != b.runtime_id
+            await ca.post(f"/streams/{chat}/cancel", json={})
+    finally:
+        await server_b.aclose()
+        await server_a.aclose()
+        await b.aclose()
+        await a.aclose()
+        for ledger in ledgers:
+            ledger.close()
+    streams = sn.Ledger(pg_dsn)
+    try:
+        rows = streams.streams()
+        assert dict(zip(rows.stream_ref, rows.status, strict=True))[gated] == "cancelled"
+        assert (rows.status != "running").all()
+        assert streams.events().stream_ref.tolist().count(gated) == 1  # settled once, on A
+    finally:
+        streams.close()
