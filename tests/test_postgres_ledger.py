@@ -474,3 +474,35 @@ async def test_serve_in_background_in_two_kernels_shares_every_stream(pg_dsn: st
         assert streams.events().stream_ref.tolist().count(gated) == 1  # settled once, on A
     finally:
         streams.close()
+
+
+async def test_a_failing_settlement_in_a_group_commit_leaves_the_others_committed(
+    pg_dsn: str,
+) -> None:
+    """The writer runs a batch without savepoints first; when one settlement's handler SQL
+    fails, the batch runs again with them: only that one is ``settlement_error``."""
+
+    def commit(terminal: sn.Frame, tx: sn.LedgerTx) -> None:
+        tx.insert_event("t.note", {"ref": terminal.stream_ref})
+        tx.execute("CREATE TABLE IF NOT EXISTS notes (ref text)")
+        tx.execute("INSERT INTO notes VALUES (?)", (terminal.stream_ref,))
+        if int(terminal.stream_ref[-1], 16) % 3 == 0:
+            tx.execute("SELECT 1/0")
+
+    ledger = sn.Ledger(pg_dsn)
+    async with sn.StreamRuntime(ledger) as rt:
+        rt.register(committing(commit))
+        sessions = await asyncio.gather(*(rt.attach("t.commit") for _ in range(30)))
+        ends = await asyncio.gather(*(s.wait(30) for s in sessions))
+    bad = {s.stream_ref for s in sessions if int(s.stream_ref[-1], 16) % 3 == 0}
+    assert bad and len(bad) < 30
+    for session, end in zip(sessions, ends, strict=True):
+        failed = session.stream_ref in bad
+        expected = ("failed", "settlement_error") if failed else ("completed", None)
+        assert (end.kind, end.reason) == expected
+        assert status_of(pg_dsn, session.stream_ref) == expected
+    notes = set(ledger.sql("SELECT ref FROM notes").ref)
+    events = set(ledger.events().stream_ref)
+    good = {s.stream_ref for s in sessions} - bad
+    assert notes == good and events == good  # the failed ones' writes rolled back, alone
+    ledger.close()
