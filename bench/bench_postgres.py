@@ -32,13 +32,10 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import secrets
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -259,39 +256,10 @@ def handlers() -> list[Any]:
 @contextlib.contextmanager
 def serve(dsn: str) -> Iterator[str]:
     """``streamnb serve`` on a free port with ``dsn``'s ledger; yields its base URL."""
-    cmd = [
-        sys.executable, "-m", "streamnb.cli", "serve", "--port", "0", "--log-level", "warning",
-        "--ledger", dsn, "--handlers", "bench.bench_postgres:handlers",
-    ]  # fmt: skip
-    with tempfile.TemporaryFile("w+") as log:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        try:
-            deadline = time.monotonic() + OWED_S
-            while True:
-                log.seek(0)
-                text = log.read()
-                if m := re.search(r"serving .* on (http://127\.0\.0\.1:\d+)/", text):
-                    break
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"streamnb serve did not start: {text}")
-                time.sleep(0.05)
-            yield m.group(1)
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-                try:
-                    proc.wait(timeout=40)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+    from tests._durable import streamnb_serve
+
+    with streamnb_serve("--ledger", dsn, "--handlers", "bench.bench_postgres:handlers") as served:
+        yield served.url
 
 
 async def _open(client: Any, payload: dict[str, Any]) -> str:

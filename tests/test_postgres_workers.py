@@ -21,22 +21,21 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 import psycopg
 import pytest
 from httpx_sse import aconnect_sse
 from websockets.asyncio.client import connect
+
+from tests._durable import Served, streamnb_serve
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -46,54 +45,14 @@ LEASE_S = 1.0
 OWED_S = 30.0
 
 
-@dataclass
-class Served:
-    url: str
-    proc: subprocess.Popen[str]
-    log: IO[str]
-
-    def output(self) -> str:
-        self.log.seek(0)
-        return self.log.read()
-
-
 @contextlib.contextmanager
 def serve(dsn: str, *args: str) -> Iterator[Served]:
     """``streamnb serve`` on a free port with the test handlers and ``dsn``'s ledger."""
-    cmd = [
-        sys.executable, "-m", "streamnb.cli", "serve", "--port", "0", "--log-level", "warning",
+    with streamnb_serve(
         "--ledger", dsn, "--lease-s", str(LEASE_S), "--handlers", "tests._pg_handlers:handlers",
         "--chat-kind", "test.slow_chat", *args,
-    ]  # fmt: skip
-    with tempfile.TemporaryFile("w+") as log:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                log.seek(0)
-                out = log.read()
-                if m := re.search(r"serving .* on (http://127\.0\.0\.1:\d+)/", out):
-                    break
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"streamnb serve did not start: {out}")
-                time.sleep(0.05)
-            yield Served(m.group(1), proc, log)
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-                try:
-                    proc.wait(timeout=40)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+    ) as served:  # fmt: skip
+        yield served
 
 
 async def open_stream(client: httpx.AsyncClient, kind: str, payload: Any = None) -> str:
