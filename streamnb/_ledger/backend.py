@@ -36,6 +36,7 @@ import concurrent.futures
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol, TypeVar
 
+from .._errors import LedgerError
 from .._frames import Frame
 from .._lifecycle import Lifecycle
 from .exchange import Command, ExchangeHost, Follower, StreamRecord
@@ -48,6 +49,7 @@ __all__ = [
     "LedgerBackend",
     "StreamExchange",
     "Table",
+    "select_statement",
 ]
 
 Table = Literal["streams", "events", "frames"]
@@ -76,6 +78,47 @@ FRAME_COLUMNS = (
     "terminal",
     "at",
 )
+_COLUMNS: dict[str, tuple[str, ...]] = {
+    "streams": STREAM_COLUMNS,
+    "events": EVENT_COLUMNS,
+    "frames": FRAME_COLUMNS,
+}
+
+
+def select_statement(
+    table: Table,
+    columns: Sequence[str],
+    where: Mapping[str, str] | None,
+    *,
+    placeholder: str,
+    order: str,
+) -> tuple[str, tuple[str, ...]]:
+    """The ``SELECT`` of :meth:`LedgerBackend.select` and its parameters.
+
+    ``placeholder`` is the driver's (``?`` for sqlite3, ``%s`` for psycopg),
+    ``order`` the backend's ``ORDER BY`` of ``table``.
+
+    Raises
+    ------
+    LedgerError
+        A column that is not ``table``'s (names are interpolated, values are not).
+
+    Examples
+    --------
+    >>> select_statement("events", ["id"], {"kind": "x"}, placeholder="?", order="id")
+    ('SELECT id FROM events WHERE kind = ? ORDER BY id', ('x',))
+    """
+    known = _COLUMNS[table]
+    filters = dict(where or {})
+    unknown = [c for c in [*columns, *filters] if c not in known]
+    if unknown:  # names are interpolated below: only the table's own columns
+        raise LedgerError(f"no column(s) {unknown} in table {table!r}")
+    clause = " AND ".join(f"{c} = {placeholder}" for c in filters)
+    query = (
+        f"SELECT {', '.join(columns)} FROM {table}"
+        f"{' WHERE ' + clause if clause else ''} ORDER BY {order}"
+    )
+    return query, tuple(filters.values())
 
 
 class StreamExchange(Protocol):

@@ -35,7 +35,12 @@ from .._errors import LedgerBusyError, LedgerError, LedgerQueryError
 from .._frames import Frame
 from .._json import dumps, loads
 from .._lifecycle import Lifecycle
-from .backend import EVENT_COLUMNS, FRAME_COLUMNS, STREAM_COLUMNS, StreamExchange, Table
+from .backend import (
+    FRAME_COLUMNS,
+    StreamExchange,
+    Table,
+    select_statement,
+)
 from .exchange import Exchange
 from .lease import DEFAULT_LEASE_S, LeaseKeeper, LeaseLostError, note_frames, recover_expired
 from .pg_connect import Dsn, connect, is_disconnect, translate
@@ -51,11 +56,6 @@ __all__ = ["PostgresBackend"]
 T = TypeVar("T")
 Conn = Any  # psycopg.Connection[tuple[Any, ...]]
 
-_COLUMNS: dict[str, tuple[str, ...]] = {
-    "streams": STREAM_COLUMNS,
-    "events": EVENT_COLUMNS,
-    "frames": FRAME_COLUMNS,
-}
 _ORDER = {"streams": "opened_at, opened_no", "events": "id", "frames": "stream_ref, seq"}
 _INSERT_FRAME = (
     "INSERT INTO frame_log (stream_ref, seq, kind, channel, payload, reason, error, terminal, "
@@ -492,17 +492,9 @@ class PostgresBackend:
         timeout_s: float | None = None,
     ) -> list[tuple[Any, ...]]:
         self._check_open(False)
-        known = _COLUMNS[table]
-        filters = dict(where or {})
-        unknown = [c for c in [*columns, *filters] if c not in known]
-        if unknown:  # names are interpolated below: only the table's own columns
-            raise LedgerError(f"no column(s) {unknown} in table {table!r}")
-        clause = " AND ".join(f"{c} = %s" for c in filters)
-        query = (
-            f"SELECT {', '.join(columns)} FROM {table}"
-            f"{' WHERE ' + clause if clause else ''} ORDER BY {_ORDER[table]}"
+        query, params = select_statement(
+            table, columns, where, placeholder="%s", order=_ORDER[table]
         )
-        params = tuple(filters.values())
         run = self._reader(table, lambda conn: conn.execute(query, params).fetchall())
         rows: list[tuple[Any, ...]] = self.readers.run(run, self._limit(timeout_s), lambda: query)
         return rows
