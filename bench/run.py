@@ -10,6 +10,10 @@ minutes and has its own command, ``python -m bench.bench_peers`` (``bench/bench_
 Its figures (suite ``peers``) are kept in ``results.json`` when this command rewrites it,
 and ``--readme`` shows them and its table (``bench/peers_results.json``) if present.
 
+The ``postgres`` suite (``bench/bench_postgres.py``) starts a throwaway PostgreSQL
+server when psycopg and the server binaries are there (or uses
+``STREAMNB_BENCH_DSN``), and otherwise prints why it produced no figure.
+
 Each suite module exposes ``run(quick) -> list[Figure]`` and prints one JSON line per
 figure (``bench/common.py``). ``results.json`` holds one entry per figure: ``name,
 value, unit, baseline, ratio, target, meets_target`` plus ``note``, the suite, the
@@ -32,7 +36,7 @@ from pathlib import Path
 from bench.common import Figure, machine
 
 ROOT = Path(__file__).resolve().parent.parent
-SUITES = ["core", "providers", "server", "rooms", "widget", "markdown"]
+SUITES = ["core", "providers", "server", "rooms", "widget", "markdown", "postgres"]
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 PEERS_DETAILS = ROOT / "bench" / "peers_results.json"
 

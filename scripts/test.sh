@@ -6,14 +6,19 @@
 #   bash scripts/test.sh -k ledger  # extra arguments go to pytest
 #
 # Installs: this package with its [dev] extra (pip), Debian's chromium for the
-# browser tests (apt, root), the `ai` npm package for the AI SDK protocol test, and the
-# Durable Streams npm packages (conformance suite, reference server, client) in tests/durable.
+# browser tests and Debian's PostgreSQL server for the shared-ledger tests (apt, root;
+# the tests start and stop their own throwaway clusters, so STREAMNB_REQUIRE_POSTGRES=1
+# makes a missing server a failure, not a skip), the `ai` npm package for the AI SDK
+# protocol test, and the Durable Streams npm packages (conformance suite, reference
+# server, client) in tests/durable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 python3 -m pip install -q -e ".[dev]"
 bash .ci/install-browser.sh
+bash .ci/install-postgres.sh
+export STREAMNB_REQUIRE_POSTGRES=1
 # npm folders with a committed package-lock.json: tests/js (the `ai` package), tests/durable
 # (the Durable Streams conformance suite, reference server and client, pinned)
 for folder in tests/js tests/durable; do

@@ -23,7 +23,8 @@ The tree::
     └── LedgerError                the ledger could not be opened, written or queried
         ├── LedgerBusyError        another process holds the file ledger's writer lock
         ├── LedgerQueryError       ledger.sql() was given a bad or writing statement
-        └── LedgerTimeoutError     a ledger read ran past its time limit (timeout_s)
+        ├── LedgerTimeoutError     a ledger read ran past its time limit (timeout_s)
+        └── LedgerUnavailableError the ledger's database server cannot be reached
 
 Examples
 --------
@@ -49,6 +50,7 @@ __all__ = [
     "LedgerError",
     "LedgerQueryError",
     "LedgerTimeoutError",
+    "LedgerUnavailableError",
     "OutputConsumedError",
     "RuntimeClosedError",
     "SessionDetachedError",
@@ -241,17 +243,21 @@ class LedgerError(StreamnbError):
 
 
 class LedgerBusyError(LedgerError):
-    """Another live process holds the writer lock of a file ledger.
+    """The ledger cannot be written here: another live process holds the writer lock of
+    a file ledger, or the ledger was opened ``read_only=True``.
 
-    ``pid`` is that process's id when it could be read from the lock file, else None.
+    ``pid`` is the holding process's id when it could be read from the lock file, else
+    None; ``why`` replaces the message when the reason is not another process.
     """
 
-    def __init__(self, path: str, pid: int | None = None) -> None:
+    def __init__(self, path: str, pid: int | None = None, why: str | None = None) -> None:
         self.path = path
         self.pid = pid
         who = "another live process" if pid is None else f"another live process (pid {pid})"
         super().__init__(
-            f"the ledger {path!r} is being written by {who}; open it with "
+            f"the ledger {path!r} cannot be written: {why}"
+            if why is not None
+            else f"the ledger {path!r} is being written by {who}; open it with "
             "Ledger(path, read_only=True) to read it, or stop the other runtime first"
         )
 
@@ -279,6 +285,23 @@ class LedgerTimeoutError(LedgerError, TimeoutError):
         super().__init__(
             f"the ledger read was stopped after {timeout_s:g} s ({why}); nothing changed; "
             "narrow the query (WHERE, LIMIT) or pass a larger timeout_s"
+        )
+
+
+class LedgerUnavailableError(LedgerError):
+    """The ledger's database server (PostgreSQL) cannot be reached or refused the login.
+
+    ``host`` is the host the DSN names; messages show the DSN without its
+    password (``postgresql://user@host:port/db``), never the password.
+    """
+
+    def __init__(self, where: str, host: str, why: str) -> None:
+        self.where = where
+        self.host = host
+        super().__init__(
+            f"cannot reach the PostgreSQL ledger on host {host!r} ({where}): {why}; check that "
+            "the server is running and accepts connections from here, and the DSN's host, "
+            "port, user and password"
         )
 
 

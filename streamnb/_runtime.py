@@ -52,7 +52,10 @@ from ._frames import TERMINAL_KINDS, Frame, build_frame
 from ._handler import AttachedStreamHandler, ParseError, ParseOk, StreamContext
 from ._interrupt import cell_interrupted
 from ._ledger import Ledger, LedgerBackend, LedgerTx, Settlement
+from ._ledger.lease import LeaseLostError
+from ._ledger.tx import failed_instead
 from ._lifecycle import Lifecycle
+from ._remote import RemoteStreams
 from ._session import Session
 from ._stream import (
     CancelResult,
@@ -64,7 +67,7 @@ from ._stream import (
     _State,
     _Stream,
 )
-from ._text import SurrogateMender, has_surrogates, mend, mend_json
+from ._text import SurrogateMender, has_surrogates, mend
 
 __all__ = [
     "CancelResult",
@@ -119,16 +122,6 @@ def _ending(st: _Stream, ending: _Ending, error: str | None = None) -> Frame:
     )
 
 
-def _failed_instead(frame: Frame, reason: str, error: str, **terminal: Any) -> Frame:
-    """``frame`` turned ``failed`` because settling it failed (same seq and time)."""
-    return frame._replace(
-        kind="failed",
-        reason=reason,
-        error=mend(error),
-        terminal=mend_json({"ok": False, **terminal}),
-    )
-
-
 class _Owner:
     """The runtime as its streams and sessions see it (a ``StreamOwner``)."""
 
@@ -142,6 +135,10 @@ class _Owner:
 
     def cancel_requested(self, st: _Stream) -> None:
         self._rt._arm_force(st)
+
+    @property
+    def runtime_id(self) -> str | None:
+        return self._rt.runtime_id
 
 
 class StreamRuntime:
@@ -258,6 +255,10 @@ class StreamRuntime:
         self._evicted: OrderedDict[str, Frame] = OrderedDict()
         self._drivers: set[asyncio.Task[None]] = set()
         self._zombies: set[asyncio.Task[Any]] = set()
+        self._helpers: set[asyncio.Task[Any]] = set()  # small owned tasks (_own)
+        # streams of other processes, through a shared ledger (None: SQLite, one process)
+        exchange = self._store.exchange
+        self._remote = None if exchange is None else RemoteStreams(self, exchange)
         self._opening: set[asyncio.Future[None]] = set()  # attach() calls writing their row
         self._loop: asyncio.AbstractEventLoop | None = None
         self._own_loop: asyncio.AbstractEventLoop | None = None
@@ -309,6 +310,15 @@ class StreamRuntime:
             raise UnknownKindError(kind, self._handlers) from None
 
     # --- loop handling ---------------------------------------------------------------
+
+    @property
+    def runtime_id(self) -> str | None:
+        """This runtime's lease in a shared (PostgreSQL) ledger; None with SQLite.
+
+        Taken at the first ``attach`` (or the first command to another process's
+        stream); other processes address this runtime's streams by it.
+        """
+        return None if self._remote is None else self._remote.runtime_id
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -436,7 +446,7 @@ class StreamRuntime:
         # Once the row is committed the stream must settle, whatever happens to this call
         # meanwhile: aclose() waits for attaches in flight, and a cancelled attach still
         # starts the stream, as if its only observer had detached.
-        write = asyncio.ensure_future(self._store.open_stream(ref, kind, handler.mode, opened_at))
+        write = asyncio.ensure_future(self._open_row(ref, handler, opened_at))
         in_flight: asyncio.Future[None] = loop.create_future()
         self._opening.add(in_flight)
         try:
@@ -460,6 +470,30 @@ class StreamRuntime:
             in_flight.set_result(None)
         return session
 
+    async def _open_row(self, ref: str, handler: AttachedStreamHandler, opened_at: float) -> None:
+        """Commit the stream's ``streams`` row (with a shared ledger: under our lease)."""
+        store = self._store
+        remote = self._remote
+        if remote is None:
+            await store.open_stream(ref, handler.kind, handler.mode, opened_at)
+            return
+        for attempt in (1, 2):
+            owner = await remote.ensure_joined()
+            try:
+                await store.open_stream(
+                    ref,
+                    handler.kind,
+                    handler.mode,
+                    opened_at,
+                    on_detach=handler.on_detach,
+                    owner=owner,
+                )
+                return
+            except LeaseLostError:
+                remote.on_lease_lost(owner)  # a new lease, then once more
+                if attempt == 2:
+                    raise
+
     def _start(
         self, handler: AttachedStreamHandler, ref: str, opened_at: float, start: Any
     ) -> _Stream:
@@ -474,7 +508,10 @@ class StreamRuntime:
             opened_at,
             loop.create_future(),
             cap=self.max_retained_frames,
-            record=store.record_frame if store.record_frames else None,
+            # a shared ledger takes every frame: other processes read streams from it
+            record=store.record_frame
+            if store.record_frames or store.exchange is not None
+            else None,
             idle_s=self.idle_timeout_s if handler.mode == "bidi" else None,
         )
         self._streams[ref] = st
@@ -492,12 +529,15 @@ class StreamRuntime:
 
         ``after_seq=None`` replays from the first retained frame. Works on
         settled streams still held in memory (replay ends at the terminal).
+        With a shared ledger (PostgreSQL) it also works on a stream another
+        process runs (or ran): its frames come from the ledger as they commit,
+        and ``send``/``cancel`` on the session go to the runtime running it.
 
         Raises
         ------
         UnknownStreamError
-            The ref was never opened here, or it settled and was evicted
-            (its settlement is in ``runtime.ledger``).
+            The ref was never opened here (nor in the shared ledger), or it
+            settled and was evicted (its settlement is in ``runtime.ledger``).
         InvalidFrameError
             ``after_seq`` is not an int >= -1.
 
@@ -516,8 +556,8 @@ class StreamRuntime:
         >>> runtime.close()
         """
         self._check_loop()
-        st = self._get(stream_ref)
         start = 0 if after_seq is None else _after_seq(after_seq) + 1
+        st = await self._resolve(stream_ref)
         return Session(self, st, start)
 
     def _evicted_terminal(self, stream_ref: str) -> Frame | None:
@@ -527,17 +567,42 @@ class StreamRuntime:
         except TypeError:  # an unhashable ref such as a list
             return None
 
-    def _get(self, stream_ref: str) -> _Stream:
+    def _local(self, stream_ref: str) -> _Stream | None:
+        """The stream this runtime runs (held in memory), or None."""
         try:
-            return self._streams[stream_ref]
-        except (KeyError, TypeError):  # TypeError: an unhashable ref such as a list
+            return self._streams.get(stream_ref)
+        except TypeError:  # an unhashable ref such as a list
+            return None
+
+    def _get(self, stream_ref: str) -> _Stream:
+        st = self._local(stream_ref)
+        if st is None and self._remote is not None:
+            st = self._remote.get(stream_ref)
+        if st is None:
             raise UnknownStreamError(
                 stream_ref,
                 "if it settled, its settlement is in runtime.ledger.streams()",
-            ) from None
+            )
+        return st
+
+    async def _resolve(self, stream_ref: str) -> _Stream:
+        """:meth:`_get`, also finding a stream another process runs (a shared ledger)."""
+        st = self._local(stream_ref)
+        if st is not None:
+            return st
+        remote = self._remote
+        if remote is not None:
+            mirror = await remote.resolve(stream_ref)
+            if mirror is not None:
+                return mirror
+        return self._get(stream_ref)  # raises UnknownStreamError
 
     def info(self, stream_ref: str) -> StreamInfo:
-        """A :class:`StreamInfo` snapshot of a stream held in memory."""
+        """A :class:`StreamInfo` snapshot of a stream held in memory.
+
+        A stream another process runs is held here once :meth:`ainfo`,
+        :meth:`reattach`, :meth:`wait`, :meth:`cancel` or :meth:`send` found it.
+        """
         return self._get(stream_ref).info()
 
     def input_log(self, stream_ref: str) -> list[tuple[int, Frame]]:
@@ -564,6 +629,25 @@ class StreamRuntime:
         >>> runtime.close()
         """
         return list(self._get(stream_ref).inputs)
+
+    async def ainfo(self, stream_ref: str) -> StreamInfo:
+        """:meth:`info`, also for a stream another process runs (a shared ledger).
+
+        With a PostgreSQL ledger, a ref this runtime does not hold is looked
+        up in the ledger; a stream found there is mirrored here (its frames
+        so far loaded), so :meth:`info`, :meth:`frame_log` and :meth:`follow`
+        work on it from then on. ``status`` is the owner's committed view:
+        ``running`` until its settlement is in the ledger. ``observers``
+        counts this process's observers of a mirrored stream.
+
+        Raises
+        ------
+        UnknownStreamError
+            Neither this runtime nor the ledger has the stream (or it settled
+            and its frames are no longer kept).
+        """
+        self._check_loop()
+        return (await self._resolve(stream_ref)).info()
 
     def frame_log(
         self, stream_ref: str, after_seq: int = -1, *, limit: int | None = None
@@ -637,7 +721,8 @@ class StreamRuntime:
         Raises
         ------
         UnknownStreamError
-            The ref is not held in memory.
+            The ref is not held in memory (a stream another process runs is,
+            once :meth:`ainfo` found it).
 
         Examples
         --------
@@ -672,7 +757,7 @@ class StreamRuntime:
         ended = self._evicted_terminal(stream_ref)
         if ended is not None:
             return ended
-        st = self._get(stream_ref)
+        st = await self._resolve(stream_ref)
         try:
             return await st.wait(timeout_s)
         except asyncio.CancelledError:
@@ -705,7 +790,7 @@ class StreamRuntime:
         if ended is not None:
             _check_reason(reason)
             return "already_settled"
-        return self._get(stream_ref).request_cancel(reason)
+        return await (await self._resolve(stream_ref)).cancel(reason)
 
     async def send(self, stream_ref: str, frame: Any) -> SendResult:
         """Send input to a stream by ref (same as ``session.send``)."""
@@ -713,7 +798,7 @@ class StreamRuntime:
         ended = self._evicted_terminal(stream_ref)
         if ended is not None:
             raise StreamSettledError(stream_ref, ended.kind)
-        return self._get(stream_ref).accept_input(frame)
+        return await (await self._resolve(stream_ref)).send_input(frame)
 
     # --- frames out -------------------------------------------------------------------
 
@@ -867,7 +952,7 @@ class StreamRuntime:
         except Exception as exc:
             tx = None
             error = f"commit_terminal raised {type(exc).__name__}: {exc}"
-            frame = _failed_instead(frame, "commit_terminal_error", error, was=frame.kind)
+            frame = failed_instead(frame, "commit_terminal_error", error, was=frame.kind)
         settlement = Settlement(
             stream_ref=st.ref,
             status=frame.kind,
@@ -887,11 +972,15 @@ class StreamRuntime:
         except (LedgerError, asyncio.TimeoutError) as exc:
             # Not even a failed record could be written: announce the failure; the
             # ledger row stays 'running' and is recovered as runtime_lost on reopen.
-            frame = _failed_instead(frame, "ledger_error", str(exc), ledger_error=True)
+            frame = failed_instead(frame, "ledger_error", str(exc), ledger_error=True)
         else:
-            if done.fallback_error is not None:
+            if done.committed_frame is not None:
+                # another process settled it first (our lease was taken over): announce what
+                # was committed, in this log's own order
+                frame = done.committed_frame._replace(stream_ref=st.ref, seq=frame.seq)
+            elif done.fallback_error is not None:
                 error = done.fallback_error
-                frame = _failed_instead(frame, "settlement_error", error, settlement_error=error)
+                frame = failed_instead(frame, "settlement_error", error, settlement_error=error)
         st.announce(frame)
         self._retain(st)
         return interrupted
@@ -943,6 +1032,27 @@ class StreamRuntime:
         if st.outcome is not None and not st.outcome.done():
             st.outcome.set_result(None)
 
+    # --- a shared ledger ---------------------------------------------------------------
+
+    def _lease_lost(self) -> None:
+        """Our lease was taken over: every running stream was settled ``runtime_lost`` by
+        another process. Stop the handlers now; their settlements find the committed
+        end and announce it."""
+        for st in list(self._streams.values()):
+            if st.state is _State.RUNNING:
+                st.request_cancel("runtime_lost")
+                if st.timer is not None:
+                    st.timer.cancel()
+                self._force(st)
+
+    def _own(self, coro: Awaitable[Any]) -> None:
+        """Run a small helper task owned by the runtime (awaited at :meth:`aclose`)."""
+        loop = self._loop
+        assert loop is not None
+        task = loop.create_task(_await(coro), name="streamnb:helper")
+        self._helpers.add(task)
+        task.add_done_callback(self._helpers.discard)
+
     # --- shutdown ---------------------------------------------------------------------
 
     async def aclose(self) -> None:
@@ -969,6 +1079,10 @@ class StreamRuntime:
             task.cancel()
         if self._zombies:
             await asyncio.wait(list(self._zombies), timeout=self.force_wait_s)
+        if self._helpers:
+            await asyncio.gather(*list(self._helpers), return_exceptions=True)
+        if self._remote is not None:
+            await self._remote.aclose()
         self._mark_closed()
 
     def _mark_closed(self) -> None:

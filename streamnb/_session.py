@@ -154,7 +154,7 @@ class Session:
         """
         self._check_attached("send")
         self._st.owner.check_loop()
-        return self._st.accept_input(frame)
+        return await self._st.send_input(frame)
 
     async def cancel(self, reason: str = "cancelled") -> CancelResult:
         """Ask the stream to stop (cooperative cancel, seed 000's Stop).
@@ -172,7 +172,7 @@ class Session:
         """
         self._check_attached("cancel")
         self._st.owner.check_loop()
-        return self._st.request_cancel(reason)
+        return await self._st.cancel(reason)
 
     async def detach(self) -> None:
         """Stop observing: ``output`` ends. Not a cancel (seed 001).

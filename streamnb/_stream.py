@@ -61,6 +61,11 @@ class StreamOwner(Protocol):
         """A cancel was just requested: start the grace period before a forced stop."""
         ...
 
+    @property
+    def runtime_id(self) -> str | None:
+        """The runtime's lease in a shared ledger (None: SQLite, or not taken yet)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class StreamInfo:
@@ -69,6 +74,9 @@ class StreamInfo:
     ``status`` is ``running`` until the stream settled, then its terminal kind;
     ``settling`` is True while its end is decided and being committed to the ledger
     (input is refused and ``cancel`` answers ``already_settled`` from then on).
+    ``runtime_id`` names the runtime that runs the handler when the ledger is
+    shared (PostgreSQL): this one's (``runtime.runtime_id``), or another
+    process's for a stream read from the ledger; None with SQLite.
 
     Examples
     --------
@@ -95,6 +103,7 @@ class StreamInfo:
     cancel_requested: bool
     cancel_reason: str | None
     terminal: Frame | None
+    runtime_id: str | None = None
 
 
 class _State(enum.Enum):
@@ -237,7 +246,13 @@ class _Stream:
             cancel_requested=self.signal.aborted,
             cancel_reason=self.signal.reason,
             terminal=self.terminal,
+            runtime_id=self.runtime_id,
         )
+
+    @property
+    def runtime_id(self) -> str | None:
+        """The runtime running the handler (a shared ledger's lease), or None."""
+        return self.owner.runtime_id
 
     async def wait(self, timeout_s: float | None = None) -> Frame:
         """The terminal frame, once announced (shielded: a timeout leaves the stream be)."""
@@ -304,6 +319,15 @@ class _Stream:
                     w.set_result(None)
 
     # --- frames in, cancel, observers -------------------------------------------------------
+
+    async def send_input(self, frame: Any) -> SendResult:
+        """:meth:`accept_input`, as sessions and the runtime call it (a stream another
+        process runs answers over the ledger: ``streamnb/_remote.py``)."""
+        return self.accept_input(frame)
+
+    async def cancel(self, reason: Any) -> CancelResult:
+        """:meth:`request_cancel`, as sessions and the runtime call it (see :meth:`send_input`)."""
+        return self.request_cancel(reason)
 
     def accept_input(self, frame: Any) -> SendResult:
         """Queue an input frame (or bare payload) for the handler.

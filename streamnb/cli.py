@@ -2,7 +2,8 @@
 
 ::
 
-    streamnb serve [--host 127.0.0.1] [--port 3000] [--ledger PATH]
+    streamnb serve [--host 127.0.0.1] [--port 3000] [--ledger PATH|postgresql://...]
+                   [--workers N] [--lease-s SECONDS]
                    [--handlers module:attr ...] [--token TOKEN] [--cors-origin ORIGIN ...]
                    [--allowed-host NAME ...] [--max-open-streams N]
                    [--idle-timeout-s SECONDS]
@@ -19,6 +20,13 @@ variable ``STREAMNB_TOKEN``. The Durable Streams protocol is served under
 at ``/v1/stream/streamnb/{ref}``) unless ``--no-durable-streams``. Ctrl-C
 stops the server gracefully: live streams are ended, then the runtime settles
 what is still running and the ledger closes.
+
+``--ledger postgresql://user:password@host/db`` keeps the ledger (and the
+Durable Streams) in PostgreSQL, shared by every process pointed at it; then
+``--workers N`` serves with N worker processes on one port (see
+:mod:`streamnb.server.workers`), and any of them can resume, cancel and feed
+any stream. A ledger that cannot be opened (an unreachable server) is a one-line
+error naming the host, exit status 1.
 """
 
 from __future__ import annotations
@@ -27,12 +35,18 @@ import argparse
 import asyncio
 import importlib
 import os
+import socket
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._handler import AttachedStreamHandler
+from ._ledger.lease import DEFAULT_LEASE_S
+from ._ledger.pg_connect import is_postgres_url
 from ._runtime import DEFAULT_IDLE_TIMEOUT_S
+
+if TYPE_CHECKING:
+    from ._ledger import Ledger
 
 __all__ = ["build_parser", "load_handlers", "main"]
 
@@ -128,7 +142,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=3000, help="port (default 3000; 0: any free)")
-    serve.add_argument("--ledger", metavar="PATH", help="SQLite ledger file (default: in memory)")
+    serve.add_argument(
+        "--ledger",
+        metavar="PATH|URL",
+        help="SQLite ledger file, or a postgresql:// URL shared by many processes "
+        "(default: in memory)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_count,
+        default=1,
+        metavar="N",
+        help="worker processes sharing the port (default 1; more need a postgresql:// ledger)",
+    )
+    serve.add_argument(
+        "--lease-s",
+        type=_seconds,
+        default=DEFAULT_LEASE_S,
+        metavar="SECONDS",
+        help=f"PostgreSQL: a dead worker's streams settle runtime_lost this long after it "
+        f"stopped (default {DEFAULT_LEASE_S:g})",
+    )
+    serve.add_argument("--socket-fd", type=int, help=argparse.SUPPRESS)  # set by --workers
+    serve.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     serve.add_argument(
         "--handlers",
         metavar="MODULE:ATTR",
@@ -233,16 +269,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _serve(args: argparse.Namespace, handlers: list[AttachedStreamHandler]) -> None:
+def _open_ledger(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Ledger:
+    """The ``--ledger``, or exit with one line saying why it cannot be opened."""
+    from ._errors import StreamnbError
+    from ._ledger import Ledger
+
+    try:
+        return Ledger(args.ledger, lease_s=args.lease_s) if args.ledger else Ledger()
+    except StreamnbError as exc:
+        parser.exit(1, f"streamnb: error: {exc}\n")
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+
+
+async def _serve(
+    args: argparse.Namespace, handlers: list[AttachedStreamHandler], ledger: Ledger
+) -> None:
     import uvicorn
 
-    from ._ledger import Ledger
     from ._runtime import StreamRuntime
     from .server import create_app
     from .server.background import StreamnbServer, bind_socket
     from .server.timeouts import header_timeout_protocol
 
-    ledger = Ledger(args.ledger) if args.ledger else Ledger()
     runtime = StreamRuntime(ledger, idle_timeout_s=args.idle_timeout_s)
     rooms = None
     try:
@@ -265,7 +316,11 @@ async def _serve(args: argparse.Namespace, handlers: list[AttachedStreamHandler]
             allowed_hosts=[args.host, *args.allowed_host],
             max_open_streams=args.max_open_streams,
         )
-        sock = bind_socket(args.host, args.port)
+        if args.socket_fd is not None:  # a worker of --workers: the supervisor's socket
+            sock = socket.socket(fileno=args.socket_fd)
+            sock.setblocking(False)
+        else:
+            sock = bind_socket(args.host, args.port)
         config = uvicorn.Config(
             app,
             log_level=args.log_level,
@@ -280,9 +335,10 @@ async def _serve(args: argparse.Namespace, handlers: list[AttachedStreamHandler]
             await asyncio.wait({serving, started}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             started.cancel()
-        if server.started:
-            host = f"[{args.host}]" if ":" in args.host else args.host
-            url = f"http://{host}:{server.port}/"
+        if server.started and args.ready_fd is not None:
+            os.write(args.ready_fd, b"ready\n")  # the supervisor prints the serving line
+        elif server.started:
+            url = _url(args.host, server.port)
             auth = " (bearer token required; open the page with ?token=...)" if args.token else ""
             print(f"streamnb serving {', '.join(runtime.kinds)} on {url}{auth}", flush=True)
         try:
@@ -334,8 +390,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         handlers.append(_chat_source(parser, args))  # registered last: replaces the demo chat
     for spec in args.handlers:
         handlers.extend(_load_or_exit(parser, spec))
-    asyncio.run(_serve(args, handlers))
+    if args.workers > 1:
+        return _supervise(parser, args, handlers, argv)
+    asyncio.run(_serve(args, handlers, _open_ledger(parser, args)))
     return 0
+
+
+def _supervise(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    handlers: list[AttachedStreamHandler],
+    argv: Sequence[str] | None,
+) -> int:
+    """``--workers N``: check the ledger once, bind the port, run N worker processes."""
+    from .server.background import bind_socket
+    from .server.workers import supervise
+
+    if not is_postgres_url(args.ledger):
+        parser.error(
+            "--workers needs a shared ledger: --ledger postgresql://... (with SQLite each "
+            "worker's streams would live in its own memory and file)"
+        )
+    if args.rooms:
+        parser.error("--rooms keeps rooms in SQLite files of one process; use --workers 1")
+    _open_ledger(parser, args).close()  # reachable, tables created once, before the workers
+    sock = bind_socket(args.host, args.port)
+    try:
+        url = _url(args.host, sock.getsockname()[1])
+        kinds = ", ".join(sorted({h.kind for h in handlers}))
+        worker_argv = [*(sys.argv[1:] if argv is None else argv), "--workers", "1"]
+        return supervise(worker_argv, sock, args.workers, url, kinds)
+    finally:
+        sock.close()
 
 
 if __name__ == "__main__":  # pragma: no cover

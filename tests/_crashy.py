@@ -1,6 +1,7 @@
-"""A process that runs streams against a file ledger until it is killed (for crash tests).
+"""A process that runs streams against a durable ledger until it is killed (for crash tests).
 
-``python -m tests._crashy <ledger path> <seed>`` keeps about 64 streams in flight,
+``python -m tests._crashy <ledger path or postgresql:// DSN> <seed> [lease_s]`` keeps about
+64 streams in flight,
 most of them short, so the ledger's writer is almost always inside a group-commit
 transaction. It prints one flushed line per fact it has *observed*:
 
@@ -58,10 +59,10 @@ def commit(terminal: sn.Frame, tx: sn.LedgerTx) -> None:
     tx.insert_event("crash.audit", {"seq": terminal.seq, "reason": terminal.reason})
 
 
-async def main(path: str, seed: int) -> None:
+async def main(path: str, seed: int, lease_s: float) -> None:
     rng = random.Random(seed)
     say("STARTING")
-    ledger = sn.Ledger(path, record_frames=True, read_only=False)
+    ledger = sn.Ledger(path, record_frames=True, read_only=False, lease_s=lease_s)
     rt = sn.StreamRuntime(ledger, cancel_grace_s=0.05, force_wait_s=0.05)
     rt.register(sn.AttachedStreamHandler(kind=KIND, run=run, commit_terminal=commit))
     say("READY")
@@ -93,4 +94,4 @@ async def main(path: str, seed: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), float(sys.argv[3]) if sys.argv[3:] else 10.0))

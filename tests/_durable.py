@@ -31,7 +31,7 @@ SUITE_TIMEOUT_S = 600
 #: the long-poll timeout both servers get for the suite, seconds (short: the suite waits it out)
 SUITE_LONG_POLL_TIMEOUT_S = 2.0
 _STARTUP_TIMEOUT_S = 30.0
-_STOP_TIMEOUT_S = 15.0
+_STOP_TIMEOUT_S = 40.0  # a graceful stop settles every stream (--workers: all workers)
 
 
 def npm_folder() -> Path:
@@ -60,6 +60,8 @@ class Served:
 
     url: str
     _log: IO[str]
+    #: the process (to signal it: SIGKILL in the multi-worker tests)
+    proc: subprocess.Popen[str]
 
     def output(self) -> str:
         self._log.seek(0)
@@ -93,7 +95,7 @@ def _process(args: list[str], pattern: str, cwd: Path | None = None) -> Iterator
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise AssertionError(f"{args[:4]} did not start: {output!r}")
                 time.sleep(0.1)
-            yield Served(m.group(1), log)
+            yield Served(m.group(1), log, proc)
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)

@@ -118,9 +118,12 @@ def server_handlers() -> list[sn.AttachedStreamHandler]:
 
 
 @pytest.fixture
-async def server_runtime() -> AsyncIterator[sn.StreamRuntime]:
-    """A runtime with the test handlers (short cancel grace), closed at teardown."""
-    rt = sn.StreamRuntime(cancel_grace_s=0.5, force_wait_s=0.5)
+async def server_runtime(
+    make_ledger: Callable[..., sn.Ledger],
+) -> AsyncIterator[sn.StreamRuntime]:
+    """A runtime with the test handlers (short cancel grace), closed at teardown; on each
+    ledger backend (``backend``)."""
+    rt = sn.StreamRuntime(make_ledger(), cancel_grace_s=0.5, force_wait_s=0.5)
     for handler in server_handlers():
         rt.register(handler)
     try:

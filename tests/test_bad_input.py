@@ -126,7 +126,7 @@ async def world() -> AsyncIterator[World]:
 def snapshot(rt: sn.StreamRuntime) -> Any:
     """Everything a bad call must leave alone."""
     ledger = rt.ledger
-    streams = ledger.sql("SELECT * FROM streams ORDER BY rowid").to_json(orient="values")
+    streams = ledger.sql("SELECT * FROM streams ORDER BY stream_ref").to_json(orient="values")
     events = ledger.sql("SELECT * FROM events ORDER BY id").to_json(orient="values")
     memory = {}
     for ref in list(rt._streams):

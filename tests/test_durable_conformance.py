@@ -3,7 +3,9 @@
 ``@durable-streams/server-conformance-tests`` (pinned in
 ``tests/durable/package.json``) runs with vitest from
 ``tests/durable/conformance.test.js`` against a real ``streamnb serve`` on
-127.0.0.1 with a 2-second long-poll timeout. Every test must pass except
+127.0.0.1 with a 2-second long-poll timeout, once with its streams in SQLite (an
+in-memory ledger) and once in PostgreSQL (``--ledger postgresql://...``, the store
+workers share). Every test must pass except
 :data:`EXCLUDED`, and only tests that also fail against the reference server
 ``@durable-streams/server`` (pinned too, started by
 ``tests/durable/reference_server.mjs``) may be excluded: the second test runs
@@ -59,8 +61,11 @@ def test_versions_are_pinned() -> None:
         assert versions[name][0].isdigit(), f"{name} must be pinned to one version"
 
 
-def test_streamnb_serve_passes_the_conformance_suite(tmp_path: Path) -> None:
-    with streamnb_serve("--long-poll-timeout-s", "2") as server:
+def test_streamnb_serve_passes_the_conformance_suite(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    ledger = ["--ledger", request.getfixturevalue("pg_dsn")] if backend == "postgres" else []
+    with streamnb_serve("--long-poll-timeout-s", "2", *ledger) as server:
         results = run_conformance(server.url, tmp_path / "streamnb.json")
         log = server.output()
     assert "Traceback" not in log and "ERROR" not in log, log

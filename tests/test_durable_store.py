@@ -1,16 +1,27 @@
-"""``SQLiteStreamStore``: a real SQLite file (the ledger's), forks, TTL, producers, waiting."""
+"""The Durable Streams stores: forks, TTL, producers, waiting, on both backends.
+
+Tests that take ``make_store`` (or ``store``) run once per ledger backend (see
+``conftest.py``): :class:`SQLiteStreamStore` (a real SQLite file, the ledger's, or
+memory) and :class:`PgStreamStore` (a schema of the session's PostgreSQL). The
+PostgreSQL store is shared by processes: two stores on one database stand for two
+workers.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import uuid
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import streamnb as sn
+from streamnb._ledger.pg_connect import Dsn
 from streamnb.demo import output_only_handler
 from streamnb.server.durable import (
     NOW,
@@ -18,8 +29,10 @@ from streamnb.server.durable import (
     AppendRequest,
     CreateRequest,
     Offset,
+    PgStreamStore,
     Producer,
     SQLiteStreamStore,
+    StreamStore,
 )
 from streamnb.server.durable.errors import ProtocolError
 from streamnb.testing import FakeTokenSource
@@ -41,33 +54,75 @@ class Clock:
         return self.now
 
 
-async def text(store: SQLiteStreamStore, key: str, start: Offset | object = START) -> str:
+async def text(store: StreamStore, key: str, start: Offset | object = START) -> str:
     result = await store.read(key, start, max_bytes=MB)  # type: ignore[arg-type]
     return b"".join(result.chunks).decode()
 
 
-async def append(store: SQLiteStreamStore, key: str, data: str, **kw: object) -> Offset:
+async def append(store: StreamStore, key: str, data: str, **kw: object) -> Offset:
     result = await store.append(key, AppendRequest(TEXT, data.encode(), **kw))  # type: ignore[arg-type]
     return result.tail
 
 
+MakeStore = Callable[..., StreamStore]
+
+
 @pytest.fixture
-async def store() -> SQLiteStreamStore:
-    s = SQLiteStreamStore()
-    yield s  # type: ignore[misc]
-    await s.aclose()
+async def make_store(backend: str, ledger_target: str) -> AsyncIterator[Callable[..., StreamStore]]:
+    """``make_store(clock=None, durable=False)``: a store of ``backend``, closed at teardown.
 
+    SQLite: in memory unless ``durable`` (then the test's ledger file); PostgreSQL:
+    the test's schema (every store of a test shares it, as workers do).
+    """
+    made: list[StreamStore] = []
 
-async def test_streams_live_in_the_ledger_file_and_survive_a_restart(tmp_path: Path) -> None:
-    path = str(tmp_path / "ledger.db")
-    ledger = sn.Ledger(path)
+    def make(clock: Callable[[], float] | None = None, durable: bool = False) -> StreamStore:
+        options: dict[str, Any] = {} if clock is None else {"clock": clock}
+        store: StreamStore
+        if backend == "postgres":
+            store = PgStreamStore(Dsn(ledger_target), **options)
+        else:
+            store = SQLiteStreamStore(ledger_target if durable else None, **options)
+        made.append(store)
+        return store
+
     try:
-        store = SQLiteStreamStore(ledger.path)
+        yield make
+    finally:
+        for store in made:
+            await store.aclose()
+
+
+def count_rows(backend: str, ledger_target: str, query: str, params: tuple[Any, ...] = ()) -> int:
+    """One ``count(*)`` straight from the database (``?`` placeholders)."""
+    if backend == "postgres":
+        import psycopg
+
+        with psycopg.connect(ledger_target) as pg:
+            row = pg.execute(query.replace("?", "%s"), params).fetchone()
+    else:
+        with sqlite3.connect(ledger_target) as conn:
+            row = conn.execute(query, params).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.fixture
+async def store(make_store: MakeStore) -> StreamStore:
+    return make_store()
+
+
+async def test_streams_live_in_the_ledger_and_survive_a_restart(
+    ledger_target: str, make_store: MakeStore
+) -> None:
+    ledger = sn.Ledger(ledger_target)
+    try:
+        store = make_store(durable=True)
         await store.create("chat/1", CreateRequest(TEXT, body=b"hello "))
         await append(store, "chat/1", "world", close=True)
         await store.aclose()
 
-        reopened = SQLiteStreamStore(ledger.path)
+        reopened = make_store(durable=True)
         try:
             assert await text(reopened, "chat/1") == "hello world"
             meta = await reopened.head("chat/1")
@@ -81,12 +136,15 @@ async def test_streams_live_in_the_ledger_file_and_survive_a_restart(tmp_path: P
         ledger.close()
 
 
-async def test_runtime_settlements_and_appends_share_the_file(tmp_path: Path) -> None:
-    """The ledger's writer thread and the store's thread write one file without locking out."""
-    ledger = sn.Ledger(str(tmp_path / "ledger.db"))
+async def test_runtime_settlements_and_appends_share_the_database(
+    ledger_target: str, make_store: MakeStore
+) -> None:
+    """The ledger's writer thread and the store's thread write one database without locking
+    each other out."""
+    ledger = sn.Ledger(ledger_target)
     runtime = sn.StreamRuntime(ledger)
     runtime.register(output_only_handler(source=FakeTokenSource()))
-    store = SQLiteStreamStore(ledger.path)
+    store = make_store(durable=True)
     try:
         await store.create("log", CreateRequest(TEXT))
 
@@ -103,12 +161,11 @@ async def test_runtime_settlements_and_appends_share_the_file(tmp_path: Path) ->
         assert (await text(store, "log")).split(";")[:-1] == [str(i) for i in range(200)]
         assert len(ledger.streams(status="completed")) == 20
     finally:
-        await store.aclose()
         await runtime.aclose()
         ledger.close()
 
 
-async def test_offsets_are_byte_positions_and_reads_page_by_size(store: SQLiteStreamStore) -> None:
+async def test_offsets_are_byte_positions_and_reads_page_by_size(store: StreamStore) -> None:
     await store.create("s", CreateRequest(TEXT))
     tails = [await append(store, "s", chunk) for chunk in ("ab", "cde", "f")]
     assert tails == [Offset(2), Offset(5), Offset(6)]
@@ -125,7 +182,7 @@ async def test_offsets_are_byte_positions_and_reads_page_by_size(store: SQLiteSt
     assert past.value.status == 400
 
 
-async def test_json_batches_are_one_append_and_cannot_be_split(store: SQLiteStreamStore) -> None:
+async def test_json_batches_are_one_append_and_cannot_be_split(store: StreamStore) -> None:
     await store.create("j", CreateRequest(JSON, body=b'[{"a": 1}, {"b": 2}]'))
     result = await store.read("j", START, max_bytes=MB)
     assert result.chunks == (b'{"a":1},{"b":2}',)
@@ -140,7 +197,7 @@ async def test_json_batches_are_one_append_and_cannot_be_split(store: SQLiteStre
 
 
 async def test_close_is_atomic_with_the_final_append_and_idempotent(
-    store: SQLiteStreamStore,
+    store: StreamStore,
 ) -> None:
     await store.create("c", CreateRequest(TEXT, body=b"a"))
     closed = await store.append("c", AppendRequest(TEXT, b"z", close=True))
@@ -156,7 +213,7 @@ async def test_close_is_atomic_with_the_final_append_and_idempotent(
 
 
 async def test_put_is_idempotent_only_with_the_same_configuration(
-    store: SQLiteStreamStore,
+    store: StreamStore,
 ) -> None:
     first = await store.create("p", CreateRequest(TEXT, ttl_s=60))
     again = await store.create("p", CreateRequest("TEXT/PLAIN", ttl_s=60))
@@ -172,10 +229,12 @@ async def test_put_is_idempotent_only_with_the_same_configuration(
         assert (refused.value.status, refused.value.type) == (409, "stream_exists")
 
 
-async def test_sliding_ttl_is_renewed_by_reads_and_writes_not_by_head() -> None:
+async def test_sliding_ttl_is_renewed_by_reads_and_writes_not_by_head(
+    make_store: MakeStore,
+) -> None:
     clock = Clock()
-    store = SQLiteStreamStore(clock=clock)
-    try:
+    store = make_store(clock=clock)
+    if True:
         await store.create("t", CreateRequest(TEXT, ttl_s=10))
         clock.now += 8
         await store.read("t", NOW, max_bytes=MB)  # a read renews
@@ -191,14 +250,12 @@ async def test_sliding_ttl_is_renewed_by_reads_and_writes_not_by_head() -> None:
         assert expired.value.status == 404
         # the path is free again
         assert (await store.create("t", CreateRequest(JSON))).created
-    finally:
-        await store.aclose()
 
 
-async def test_expires_at_is_absolute() -> None:
+async def test_expires_at_is_absolute(make_store: MakeStore) -> None:
     clock = Clock()
-    store = SQLiteStreamStore(clock=clock)
-    try:
+    store = make_store(clock=clock)
+    if True:
         when = ("2030-01-01T00:00:00Z", clock.now + 5)
         await store.create("e", CreateRequest(TEXT, expires_at=when))
         clock.now += 4
@@ -207,23 +264,20 @@ async def test_expires_at_is_absolute() -> None:
         with pytest.raises(ProtocolError) as expired:
             await store.read("e", START, max_bytes=MB)
         assert expired.value.status == 404
-    finally:
-        await store.aclose()
 
 
-async def test_forks_read_their_source_without_copying_it(tmp_path: Path) -> None:
-    path = str(tmp_path / "ledger.db")
-    store = SQLiteStreamStore(path)
-    try:
-        await _forks(store)
-    finally:
-        await store.aclose()
-    with sqlite3.connect(path) as conn:  # each append is stored once: forks point at it
-        rows = conn.execute("SELECT count(*) FROM ds_messages WHERE data=?", (b"hello",))
-        assert rows.fetchone() == (1,)
+async def test_forks_read_their_source_without_copying_it(
+    backend: str, ledger_target: str, make_store: MakeStore
+) -> None:
+    store = make_store(durable=True)
+    await _forks(store)
+    await store.aclose()
+    # each append is stored once: forks point at it
+    query = "SELECT count(*) FROM ds_messages WHERE data=?"
+    assert count_rows(backend, ledger_target, query, (b"hello",)) == 1
 
 
-async def _forks(store: SQLiteStreamStore) -> None:
+async def _forks(store: StreamStore) -> None:
     await store.create("src", CreateRequest(TEXT, body=b"hello"))
     mid = await append(store, "src", " world")
     await store.create("f1", CreateRequest(None, forked_from="src", fork_offset=Offset(5)))
@@ -238,7 +292,7 @@ async def _forks(store: SQLiteStreamStore) -> None:
     assert await text(store, "f1", Offset(5)) == " there"
 
 
-async def test_sub_offsets_cut_bytes_and_copy_json_messages(store: SQLiteStreamStore) -> None:
+async def test_sub_offsets_cut_bytes_and_copy_json_messages(store: StreamStore) -> None:
     await store.create("b", CreateRequest(TEXT, body=b"abcdef"))
     await store.create(
         "b1", CreateRequest(None, forked_from="b", fork_offset=Offset(0), fork_sub_offset=4)
@@ -266,20 +320,17 @@ async def test_sub_offsets_cut_bytes_and_copy_json_messages(store: SQLiteStreamS
 
 
 async def test_deleting_a_forked_source_soft_deletes_it_until_its_forks_go(
-    tmp_path: Path,
+    backend: str, ledger_target: str, make_store: MakeStore
 ) -> None:
-    path = str(tmp_path / "ledger.db")
-    store = SQLiteStreamStore(path)
-    try:
-        await _soft_delete(store)
-    finally:
-        await store.aclose()
-    with sqlite3.connect(path) as conn:  # the whole chain was collected
-        assert conn.execute("SELECT count(*) FROM ds_messages").fetchone() == (0,)
-        assert conn.execute("SELECT count(*) FROM ds_streams").fetchone() == (0,)
+    store = make_store(durable=True)
+    await _soft_delete(store)
+    await store.aclose()
+    # the whole chain was collected
+    assert count_rows(backend, ledger_target, "SELECT count(*) FROM ds_messages") == 0
+    assert count_rows(backend, ledger_target, "SELECT count(*) FROM ds_streams") == 0
 
 
-async def _soft_delete(store: SQLiteStreamStore) -> None:
+async def _soft_delete(store: StreamStore) -> None:
     await store.create("a", CreateRequest(TEXT, body=b"A"))
     await store.create("b", CreateRequest(None, forked_from="a"))
     await store.create("c", CreateRequest(None, forked_from="b"))
@@ -300,22 +351,20 @@ async def _soft_delete(store: SQLiteStreamStore) -> None:
         assert missing.value.status == 404
 
 
-async def test_an_expired_fork_releases_its_soft_deleted_source() -> None:
+async def test_an_expired_fork_releases_its_soft_deleted_source(make_store: MakeStore) -> None:
     clock = Clock()
-    store = SQLiteStreamStore(clock=clock)
-    try:
+    store = make_store(clock=clock)
+    if True:
         await store.create("src", CreateRequest(TEXT, body=b"x"))
         await store.create("fork", CreateRequest(None, forked_from="src", ttl_s=1))
         await store.delete("src")  # soft: the fork still reads it
         clock.now += 60  # the fork expires; nobody touches it; a sweep finds it
         await store.create("other", CreateRequest(TEXT))
         assert (await store.create("src", CreateRequest(TEXT))).created
-    finally:
-        await store.aclose()
 
 
 async def test_producer_retries_are_deduplicated_and_zombies_fenced(
-    store: SQLiteStreamStore,
+    store: StreamStore,
 ) -> None:
     await store.create("p", CreateRequest(TEXT))
     ok = await store.append("p", AppendRequest(TEXT, b"a", producer=Producer("w", 0, 0)))
@@ -353,22 +402,32 @@ def producer_requests(draw: st.DrawFn) -> list[tuple[int, int]]:
     return requests
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(producer_requests())
-def test_a_producers_data_is_stored_exactly_once_in_order(requests: list[tuple[int, int]]) -> None:
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(requests=producer_requests())
+def test_a_producers_data_is_stored_exactly_once_in_order(
+    requests: list[tuple[int, int]], backend: str, ledger_target: str
+) -> None:
     """Whatever a producer retries or reorders, each accepted (epoch, seq) is stored once."""
+    producer_target = ledger_target if backend == "postgres" else None
 
     async def scenario() -> tuple[list[str], list[str]]:
-        store = SQLiteStreamStore()
+        store: StreamStore = (
+            SQLiteStreamStore() if producer_target is None else PgStreamStore(Dsn(producer_target))
+        )
+        key = f"p{uuid.uuid4().hex}"  # a new stream per example (a PostgreSQL schema is shared)
         try:
-            await store.create("p", CreateRequest(TEXT))
+            await store.create(key, CreateRequest(TEXT))
             model: list[str] = []
             state: tuple[int, int] | None = None  # (epoch, last seq): the protocol's model
             for epoch, seq in requests:
                 chunk = f"{epoch}.{seq};"
                 try:
                     result = await store.append(
-                        "p", AppendRequest(TEXT, chunk.encode(), producer=Producer("w", epoch, seq))
+                        key, AppendRequest(TEXT, chunk.encode(), producer=Producer("w", epoch, seq))
                     )
                 except ProtocolError:
                     result = None
@@ -383,7 +442,7 @@ def test_a_producers_data_is_stored_exactly_once_in_order(requests: list[tuple[i
                     model.append(chunk)
                     state = (epoch, seq)
                 assert (result is not None and not result.duplicate) == accept
-            return (await text(store, "p")).split(";")[:-1], [c[:-1] for c in model]
+            return (await text(store, key)).split(";")[:-1], [c[:-1] for c in model]
         finally:
             await store.aclose()
 
@@ -392,7 +451,7 @@ def test_a_producers_data_is_stored_exactly_once_in_order(requests: list[tuple[i
 
 
 async def test_concurrent_appends_all_land_with_distinct_increasing_offsets(
-    store: SQLiteStreamStore,
+    store: StreamStore,
 ) -> None:
     await store.create("c", CreateRequest(TEXT))
     tails = await asyncio.gather(*(append(store, "c", f"<{i}>") for i in range(50)))
@@ -403,7 +462,7 @@ async def test_concurrent_appends_all_land_with_distinct_increasing_offsets(
 
 
 async def test_wait_wakes_on_append_close_and_delete_and_times_out(
-    store: SQLiteStreamStore,
+    store: StreamStore,
 ) -> None:
     await store.create("w", CreateRequest(TEXT))
     loop = asyncio.get_running_loop()
@@ -428,8 +487,8 @@ async def test_wait_wakes_on_append_close_and_delete_and_times_out(
     await asyncio.wait_for(waiter, 5)
 
 
-async def test_a_closed_store_refuses_with_503_and_releases_waiters() -> None:
-    store = SQLiteStreamStore()
+async def test_a_closed_store_refuses_with_503_and_releases_waiters(make_store: MakeStore) -> None:
+    store = make_store()
     await store.create("w", CreateRequest(TEXT))
     waiter = asyncio.create_task(store.wait("w", Offset(0), 30))
     await asyncio.sleep(0.05)
@@ -439,6 +498,36 @@ async def test_a_closed_store_refuses_with_503_and_releases_waiters() -> None:
         await store.head("w")
     assert closed.value.status == 503
     await store.aclose()  # idempotent
+
+
+async def test_two_postgres_stores_are_one_store_for_two_workers(pg_dsn: str) -> None:
+    """Stores on one PostgreSQL database (two workers): appends from both land once each,
+    in one order, and a reader waiting on one is woken by an append made through the other
+    (NOTIFY)."""
+    a, b = PgStreamStore(Dsn(pg_dsn)), PgStreamStore(Dsn(pg_dsn))
+    try:
+        await a.create("shared", CreateRequest(TEXT))
+        assert not (await b.create("shared", CreateRequest(TEXT))).created  # the same stream
+        tails = await asyncio.gather(
+            *(append(a if i % 2 else b, "shared", f"<{i}>") for i in range(40))
+        )
+        assert len(set(tails)) == 40  # colliding transactions were run again, not lost
+        data = await text(b, "shared")
+        assert sorted(data.split(">")[:-1]) == sorted(f"<{i}" for i in range(40))
+        tail = (await b.head("shared")).tail
+        waiter = asyncio.create_task(b.wait("shared", tail, 30))
+        await asyncio.sleep(0.1)
+        assert not waiter.done()
+        await append(a, "shared", "!")
+        await asyncio.wait_for(waiter, 5)
+        assert (await text(b, "shared", tail)) == "!"
+        # producers are deduplicated across workers too
+        first = await a.append("shared", AppendRequest(TEXT, b"p", producer=Producer("w", 0, 0)))
+        retry = await b.append("shared", AppendRequest(TEXT, b"p", producer=Producer("w", 0, 0)))
+        assert (first.duplicate, retry.duplicate) == (False, True)
+    finally:
+        await a.aclose()
+        await b.aclose()
 
 
 def test_a_store_file_that_is_not_sqlite_raises(tmp_path: Path) -> None:

@@ -72,6 +72,7 @@ DOCUMENTED = {
     "LedgerBusyError",
     "LedgerQueryError",
     "LedgerTimeoutError",
+    "LedgerUnavailableError",
     "__version__",
 }
 #: dunder names that are part of the surface (as httpx lists __version__)

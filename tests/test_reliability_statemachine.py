@@ -20,17 +20,18 @@ stream's state predicts. After ``aclose``: every stream settled, no task left on
 the loop, ``_drivers`` and ``_zombies`` empty. Readers that never read never keep a
 stream from settling.
 
-The default profile runs about 60 examples; ``STREAMNB_SOAK=1`` runs the ``slow``
-variant with many more and longer ones.
+The default profile runs about 60 examples on each ledger backend (SQLite in
+memory, and PostgreSQL with a fresh schema per example); ``STREAMNB_SOAK=1`` runs
+the ``slow`` variant with many more and longer ones.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -152,10 +153,14 @@ class Model:
 
 
 class RuntimeMachine(RuleBasedStateMachine):
+    #: where each example's ledger lives: None (SQLite in memory) or a new PostgreSQL schema
+    new_target: ClassVar[Callable[[], str | None]] = staticmethod(lambda: None)
+
     def __init__(self) -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
-        self.rt = sn.StreamRuntime(cancel_grace_s=GRACE_S, force_wait_s=FORCE_WAIT_S)
+        ledger = sn.Ledger(type(self).new_target())
+        self.rt = sn.StreamRuntime(ledger, cancel_grace_s=GRACE_S, force_wait_s=FORCE_WAIT_S)
         for behaviour in BEHAVIOURS:
             for on_detach in ("abort", "continue"):
                 self.rt.register(make_handler(behaviour, on_detach))
@@ -452,9 +457,19 @@ class RuntimeMachine(RuleBasedStateMachine):
             self.loop.close()
 
 
-def run_machine(max_examples: int, steps: int) -> None:
+def run_machine(
+    max_examples: int, steps: int, backend: str, request: pytest.FixtureRequest
+) -> None:
+    machine: type[RuntimeMachine] = RuntimeMachine
+    if backend == "postgres":
+        cluster = request.getfixturevalue("pg_cluster")
+
+        class PostgresMachine(RuntimeMachine):
+            new_target = staticmethod(cluster.fresh_dsn)
+
+        machine = PostgresMachine
     run_state_machine_as_test(
-        RuntimeMachine,
+        machine,
         settings=settings(
             max_examples=max_examples,
             stateful_step_count=steps,
@@ -464,11 +479,15 @@ def run_machine(max_examples: int, steps: int) -> None:
     )
 
 
-def test_random_interleavings_keep_every_guarantee() -> None:
-    run_machine(max_examples=60, steps=25)
+def test_random_interleavings_keep_every_guarantee(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    run_machine(max_examples=60, steps=25, backend=backend, request=request)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
-def test_random_interleavings_keep_every_guarantee_soak() -> None:
-    run_machine(max_examples=500, steps=50)
+def test_random_interleavings_keep_every_guarantee_soak(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    run_machine(max_examples=500, steps=50, backend=backend, request=request)

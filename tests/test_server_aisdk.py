@@ -202,9 +202,8 @@ async def test_ai_package_reads_an_aborted_stream(
         run_node(ai_package, "send", f"{handle.url}/api/chat", "chat-stop", "stop me")
     )
     try:
-        chats = handle.app.state.streamnb.chats
-        await eventually(lambda: chats.get("chat-stop") is not None, timeout_s=20)
-        ref, _ = chats.get("chat-stop")
+        await eventually(lambda: bool(server_runtime.active_refs()), timeout_s=20)
+        (ref,) = server_runtime.active_refs()
         await eventually(lambda: any(f.kind == "output" for f in server_runtime.frame_log(ref)))
         async with httpx.AsyncClient(base_url=handle.url) as client:
             await client.post("/api/chat/chat-stop/stop")

@@ -21,19 +21,25 @@ loop for the awaitable query forms (``Ledger.asql`` ...); cancelling the awaitin
 task stops the statement.
 
 ``streamnb/_ledger/sqlite.py`` is the SQLite backend (one writer process, a lock
-file, WAL). A PostgreSQL backend (psycopg 3) fits the same seam: many runtimes in
-many processes write through their own connections, ``recover`` settles the
-streams whose runtime's lease expired, and frames, cancel and input can cross
-processes with LISTEN/NOTIFY next to it; none of that changes this interface.
+file, WAL); ``streamnb/_ledger/postgres.py`` the PostgreSQL one (many runtimes in
+many processes, each holding a lease; ``recover`` settles the streams whose
+runtime's lease expired). A backend whose streams other processes can reach
+also has an :attr:`LedgerBackend.exchange` (:class:`StreamExchange`): the
+runtime mirrors other processes' streams through it and takes their cancel
+and input (``streamnb/_remote.py``); it is None for SQLite.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol, TypeVar
 
+from .._errors import LedgerError
 from .._frames import Frame
 from .._lifecycle import Lifecycle
+from .exchange import Command, ExchangeHost, Follower, StreamRecord
 from .tx import Settlement
 
 __all__ = [
@@ -41,7 +47,9 @@ __all__ = [
     "FRAME_COLUMNS",
     "STREAM_COLUMNS",
     "LedgerBackend",
+    "StreamExchange",
     "Table",
+    "select_statement",
 ]
 
 Table = Literal["streams", "events", "frames"]
@@ -70,6 +78,96 @@ FRAME_COLUMNS = (
     "terminal",
     "at",
 )
+_COLUMNS: dict[str, tuple[str, ...]] = {
+    "streams": STREAM_COLUMNS,
+    "events": EVENT_COLUMNS,
+    "frames": FRAME_COLUMNS,
+}
+
+
+def select_statement(
+    table: Table,
+    columns: Sequence[str],
+    where: Mapping[str, str] | None,
+    *,
+    placeholder: str,
+    order: str,
+) -> tuple[str, tuple[str, ...]]:
+    """The ``SELECT`` of :meth:`LedgerBackend.select` and its parameters.
+
+    ``placeholder`` is the driver's (``?`` for sqlite3, ``%s`` for psycopg),
+    ``order`` the backend's ``ORDER BY`` of ``table``.
+
+    Raises
+    ------
+    LedgerError
+        A column that is not ``table``'s (names are interpolated, values are not).
+
+    Examples
+    --------
+    >>> select_statement("events", ["id"], {"kind": "x"}, placeholder="?", order="id")
+    ('SELECT id FROM events WHERE kind = ? ORDER BY id', ('x',))
+    """
+    known = _COLUMNS[table]
+    filters = dict(where or {})
+    unknown = [c for c in [*columns, *filters] if c not in known]
+    if unknown:  # names are interpolated below: only the table's own columns
+        raise LedgerError(f"no column(s) {unknown} in table {table!r}")
+    clause = " AND ".join(f"{c} = {placeholder}" for c in filters)
+    query = (
+        f"SELECT {', '.join(columns)} FROM {table}"
+        f"{' WHERE ' + clause if clause else ''} ORDER BY {order}"
+    )
+    return query, tuple(filters.values())
+
+
+class StreamExchange(Protocol):
+    """How a runtime reaches streams other processes run, and is reached (``exchange.py``)."""
+
+    async def join(self, host: ExchangeHost) -> str:
+        """Take a lease for the runtime ``host``; its ``runtime_id``."""
+        ...
+
+    async def leave(self, runtime_id: str) -> None:
+        """Give the lease up (the runtime closed)."""
+        ...
+
+    async def record(self, ref: str) -> StreamRecord | None:
+        """The stream's row (and terminal frame once settled), or None."""
+        ...
+
+    def follow(
+        self, ref: str, after_seq: int, follower: Follower, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """Deliver the stream's frames after ``after_seq`` to ``follower``, as they commit."""
+        ...
+
+    def unfollow(self, follower: Follower) -> None: ...
+
+    def send(
+        self,
+        sender: str,
+        target: str,
+        ref: str,
+        kind: str,
+        body: Any = None,
+        *,
+        expect_reply: bool,
+    ) -> tuple[str, asyncio.Future[Any] | None, concurrent.futures.Future[Any]]:
+        """Queue a command for runtime ``target``: ``(token, reply, written)``."""
+        ...
+
+    def forget_reply(self, token: str) -> None: ...
+
+    def reply(self, command: Command, answer: Any) -> None:
+        """Answer a command to its sender."""
+        ...
+
+    async def put_name(self, scope: str, name: str, ref: str, meta: Any = None) -> None: ...
+
+    async def get_name(self, scope: str, name: str) -> tuple[str, Any] | None: ...
+
+    async def forget_name(self, scope: str, name: str) -> None: ...
 
 
 class LedgerBackend(Protocol):
@@ -88,6 +186,8 @@ class LedgerBackend(Protocol):
     record_frames: bool
     #: OPEN until :meth:`close`
     state: Lifecycle
+    #: the cross-process side (PostgreSQL), or None (SQLite: streams stay in one process)
+    exchange: StreamExchange | None
 
     # --- written by the runtime -------------------------------------------------------
 
@@ -95,8 +195,21 @@ class LedgerBackend(Protocol):
         """Raise :class:`~streamnb.LedgerBusyError` (read-only) or ``LedgerError`` (closed)."""
         ...
 
-    async def open_stream(self, stream_ref: str, kind: str, mode: str, opened_at: float) -> None:
-        """Insert the ``streams`` row (status ``running``); return once it is committed."""
+    async def open_stream(
+        self,
+        stream_ref: str,
+        kind: str,
+        mode: str,
+        opened_at: float,
+        *,
+        on_detach: str = "abort",
+        owner: str | None = None,
+    ) -> None:
+        """Insert the ``streams`` row (status ``running``); return once it is committed.
+
+        ``owner`` is the runtime (lease) running it, for a backend with an
+        :attr:`exchange` (which may need it); ``on_detach`` is its handler's.
+        """
         ...
 
     def record_frame(self, frame: Frame) -> None:

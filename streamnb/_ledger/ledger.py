@@ -1,11 +1,11 @@
-"""The public :class:`Ledger`: one queryable API over a storage backend (SQLite today)."""
+"""The public :class:`Ledger`: one queryable API over a storage backend (SQLite or PostgreSQL)."""
 
 from __future__ import annotations
 
 import os
 import weakref
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -14,9 +14,14 @@ from .._frames import Frame
 from .._sqlite import DEFAULT_BUSY_TIMEOUT_S
 from . import queries
 from .backend import LedgerBackend
+from .lease import DEFAULT_LEASE_S
+from .pg_connect import is_postgres_url
 from .readers import DEFAULT_QUERY_TIMEOUT_S, check_timeout
 from .recovery import WriterLock
 from .sqlite import SQLiteBackend, check_path
+
+if TYPE_CHECKING:
+    from .postgres import PostgresBackend
 
 __all__ = ["Ledger"]
 
@@ -26,7 +31,10 @@ class Ledger:
 
     ``Ledger()`` keeps everything for the life of this object only (a private
     scratch file, deleted when it closes); ``Ledger("runs.db")`` is a SQLite file
-    in WAL mode that survives restarts. Writes run on one writer thread per
+    in WAL mode that survives restarts; ``Ledger("postgresql://user:pw@host/db")``
+    is a PostgreSQL database shared by many runtimes in many processes and
+    machines (``pip install "streamnb[postgres]"``; see "PostgreSQL" below).
+    Writes run on one writer thread per
     ledger (``streamnb-ledger``), so the event loop never waits on disk I/O;
     settlements are group-committed, and a runtime announces a terminal frame only
     after its settlement committed. A file ledger's writer holds ``<path>.lock``;
@@ -58,11 +66,25 @@ class Ledger:
     ``tx.insert_event``) and ``frames`` (every outbound frame, with
     ``record_frames=True``).
 
+    PostgreSQL: the same queries return the same DataFrames (columns and
+    dtypes); :meth:`sql` takes the same ``?`` and ``:name`` placeholders (in
+    PostgreSQL's SQL) and runs in a read-only transaction with
+    ``statement_timeout``. The tables are created (and migrated) in the first
+    schema of the DSN's ``search_path`` on first open. Every runtime holds a
+    lease renewed every ``lease_s / 5`` seconds; when a process dies, a live
+    one settles its open streams ``failed``/``runtime_lost`` within about
+    ``lease_s`` (exactly once), and opening a ledger does the same for leases
+    already expired (listed in :attr:`recovered`). Frames of every stream go to
+    the database too, so any process sharing it can read, resume, cancel and
+    feed any stream (``runtime.reattach``, ``runtime.ainfo``...). The password
+    never appears in ``repr``, messages or logs.
+
     Parameters
     ----------
     path : str or os.PathLike, optional
-        SQLite file to use (WAL mode, created if missing). ``None`` (default)
-        keeps the ledger for the life of this object only.
+        SQLite file to use (WAL mode, created if missing), or a
+        ``postgresql://`` URL. ``None`` (default) keeps the ledger for the
+        life of this object only.
     record_frames : bool, default False
         Also store every outbound frame, queryable with :meth:`frames`.
     read_only : bool or None, default None
@@ -70,19 +92,28 @@ class Ledger:
         read-only otherwise; ``True`` always reads only; ``False`` raises
         :class:`~streamnb.LedgerBusyError` when another process holds the file
         (the error names its process id). Within one process, ``None`` and ``False``
-        take the file over from an earlier ``Ledger`` (see above).
+        take the file over from an earlier ``Ledger`` (see above). (PostgreSQL has
+        many writers: only ``True`` changes anything.)
     busy_timeout_s : float, default 5.0
-        How long SQLite waits for a lock held by another connection, seconds.
+        How long a write waits for a lock held by another connection, seconds.
     query_timeout_s : float or None, default 10.0
         The time limit of a query that gives no ``timeout_s``, seconds (None:
         no limit).
+    lease_s : float, default 10.0
+        PostgreSQL: how long a runtime's lease lasts without renewal, seconds;
+        a process that dies has its open streams settled ``runtime_lost``
+        about this long after.
 
     Raises
     ------
     LedgerError
-        The file cannot be opened or is not a streamnb ledger.
+        The file cannot be opened or is not a streamnb ledger; a PostgreSQL
+        URL without psycopg installed.
     LedgerBusyError
         ``read_only=False`` and another live process writes the file.
+    LedgerUnavailableError
+        The PostgreSQL server cannot be reached (the message names the host,
+        never the password).
 
     Examples
     --------
@@ -121,22 +152,39 @@ class Ledger:
         read_only: bool | None = None,
         busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
         query_timeout_s: float | None = DEFAULT_QUERY_TIMEOUT_S,
+        lease_s: float = DEFAULT_LEASE_S,
     ) -> None:
-        checked = None if path is None else check_path(path)
         query_timeout_s = check_timeout(query_timeout_s)  # checked before any takeover
         #: the takeover key (the file's real path) while this ledger writes a file
         self._key: str | None = None
-        adopted = None
-        if checked is not None and read_only is not True:
-            adopted = _take_over(_takeover.file_key(checked))
-        self._backend = SQLiteBackend(
-            checked,
-            record_frames=record_frames,
-            read_only=read_only,
-            busy_timeout_s=busy_timeout_s,
-            lock=adopted,
-            query_timeout_s=query_timeout_s,
-        )
+        checked: str | None = None
+        self._backend: SQLiteBackend | PostgresBackend
+        if is_postgres_url(path):
+            from .postgres import PostgresBackend
+
+            assert isinstance(path, str)
+            # PostgreSQL has many writers: nothing to take over on a re-run
+            self._backend = PostgresBackend(
+                path,
+                record_frames=record_frames,
+                read_only=read_only,
+                busy_timeout_s=busy_timeout_s,
+                query_timeout_s=query_timeout_s,
+                lease_s=lease_s,
+            )
+        else:
+            checked = None if path is None else check_path(path)
+            adopted = None
+            if checked is not None and read_only is not True:
+                adopted = _take_over(_takeover.file_key(checked))
+            self._backend = SQLiteBackend(
+                checked,
+                record_frames=record_frames,
+                read_only=read_only,
+                busy_timeout_s=busy_timeout_s,
+                lock=adopted,
+                query_timeout_s=query_timeout_s,
+            )
         # dropped without close(): stop the writer and release the file lock when collected
         # (the backend holds no reference back to this object)
         self._finalizer = weakref.finalize(self, self._backend.close)
@@ -155,13 +203,24 @@ class Ledger:
 
     @property
     def backend(self) -> LedgerBackend:
-        """The storage backend the runtime writes through (SQLite); not needed for queries."""
+        """The storage backend the runtime writes through; not needed for queries."""
         return self._backend
 
     @property
     def path(self) -> str | None:
-        """The SQLite file, or None for an in-memory ledger."""
+        """The SQLite file, or None for an in-memory (or a PostgreSQL) ledger."""
         return self._backend.path
+
+    @property
+    def dsn(self) -> str | None:
+        """A PostgreSQL ledger's URL without its password (None for SQLite)."""
+        backend = self._backend
+        return None if isinstance(backend, SQLiteBackend) else backend.where
+
+    @property
+    def shared(self) -> bool:
+        """True if other processes can share this ledger's streams (PostgreSQL)."""
+        return not isinstance(self._backend, SQLiteBackend)
 
     @property
     def record_frames(self) -> bool:
@@ -184,7 +243,7 @@ class Ledger:
         return self._backend.query_timeout_s
 
     def close(self) -> None:
-        """Finish queued writes, close the SQLite connections and release the file lock.
+        """Finish queued writes, close the connections (and release a file's lock).
 
         Idempotent. Queries after ``close`` raise :class:`~streamnb.LedgerError`.
         """

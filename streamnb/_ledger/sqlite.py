@@ -24,7 +24,12 @@ from .._frames import Frame
 from .._json import dumps
 from .._lifecycle import Lifecycle
 from .._sqlite import DEFAULT_BUSY_TIMEOUT_S, connect, read_only_authorizer, translate_errors
-from .backend import EVENT_COLUMNS, FRAME_COLUMNS, STREAM_COLUMNS, Table
+from .backend import (
+    FRAME_COLUMNS,
+    StreamExchange,
+    Table,
+    select_statement,
+)
 from .readers import DEFAULT_QUERY_TIMEOUT_S, ReadPool, check_timeout
 from .recovery import WriterLock, recover_lost_streams
 from .scratch import ScratchFile
@@ -70,11 +75,6 @@ CREATE TABLE IF NOT EXISTS frames (
 ) WITHOUT ROWID;
 """
 
-_COLUMNS: dict[str, tuple[str, ...]] = {
-    "streams": STREAM_COLUMNS,
-    "events": EVENT_COLUMNS,
-    "frames": FRAME_COLUMNS,
-}
 _ORDER = {"streams": "opened_at, rowid", "events": "id", "frames": "stream_ref, seq"}
 _INSERT_FRAME = "INSERT OR IGNORE INTO frames VALUES (?,?,?,?,?,?,?,?,?)"
 
@@ -142,6 +142,8 @@ class SQLiteBackend:
             self._release_lock()
             raise
         self.readers = ReadPool(self._connect_reader, read_only_authorizer)
+        #: streams stay in one process: no exchange
+        self.exchange: StreamExchange | None = None
         self.state = Lifecycle.OPEN
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -230,7 +232,16 @@ class SQLiteBackend:
             raise LedgerBusyError(self.where, self.holder_pid)
         self.state.check_open(_closed_error)
 
-    async def open_stream(self, stream_ref: str, kind: str, mode: str, opened_at: float) -> None:
+    async def open_stream(
+        self,
+        stream_ref: str,
+        kind: str,
+        mode: str,
+        opened_at: float,
+        *,
+        on_detach: str = "abort",
+        owner: str | None = None,
+    ) -> None:
         self._check_open(True)
 
         def insert(conn: sqlite3.Connection) -> None:
@@ -334,17 +345,9 @@ class SQLiteBackend:
         timeout_s: float | None = None,
     ) -> list[tuple[Any, ...]]:
         self._check_open(False)
-        known = _COLUMNS[table]
-        filters = dict(where or {})
-        unknown = [c for c in [*columns, *filters] if c not in known]
-        if unknown:  # names are interpolated below: only the table's own columns
-            raise LedgerError(f"no column(s) {unknown} in table {table!r}")
-        clause = " AND ".join(f"{c}=?" for c in filters)
-        query = (
-            f"SELECT {', '.join(columns)} FROM {table}"
-            f"{' WHERE ' + clause if clause else ''} ORDER BY {_ORDER[table]}"
+        query, params = select_statement(
+            table, columns, where, placeholder="?", order=_ORDER[table]
         )
-        params = tuple(filters.values())
 
         def run(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
             with translate_errors(lambda why: LedgerError(f"cannot read {table}: {why}")):

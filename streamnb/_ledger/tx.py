@@ -14,8 +14,9 @@ from typing import Any
 from .._errors import LedgerError
 from .._frames import Frame
 from .._json import dumps
+from .._text import mend, mend_json
 
-__all__ = ["LedgerTx", "Settlement"]
+__all__ = ["LedgerTx", "Settlement", "failed_instead"]
 
 
 class LedgerTx:
@@ -104,3 +105,20 @@ class Settlement:
     #: filled by the backend when the handler's writes failed and a ``failed`` record
     #: (reason ``settlement_error``) was committed instead: why they failed
     fallback_error: str | None = None
+    #: filled by a shared backend when another process had settled the stream first (its
+    #: runtime's lease was taken over): the terminal frame that was committed instead
+    committed_frame: Frame | None = None
+
+
+def failed_instead(frame: Frame, reason: str, error: str, **terminal: Any) -> Frame:
+    """``frame`` turned ``failed`` because settling it failed (same seq and time).
+
+    The runtime announces it, and a backend that stores terminal frames stores
+    the same one (``reason="settlement_error"``, ``terminal["settlement_error"]``).
+    """
+    return frame._replace(
+        kind="failed",
+        reason=reason,
+        error=mend(error),
+        terminal=mend_json({"ok": False, **terminal}),
+    )

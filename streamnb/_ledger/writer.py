@@ -1,4 +1,4 @@
-"""One thread per SQLite ledger that owns its connection: every read and write runs there.
+"""One thread per ledger that owns its write connection; the SQLite ledger's group commit.
 
 The event loop never waits on disk I/O: the runtime's writes are queued as
 operations and awaited as asyncio futures; reads from another thread (a notebook
@@ -10,6 +10,10 @@ the commit are the callers' futures resolved, one ``call_soon_threadsafe`` per l
 per batch. A ``flush`` hook runs first in every write transaction, and at the end
 of every batch whenever ``flush_due()`` says it has rows to write (the ledger
 writes the frames it buffered there).
+
+:class:`BatchWriter` is that thread and queue without the database: a backend
+subclasses it with its own ``_commit`` (this module's :class:`Writer` for SQLite,
+``pg_writer.PgWriter`` for PostgreSQL).
 """
 
 from __future__ import annotations
@@ -23,13 +27,14 @@ import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .._errors import LedgerError
 
-__all__ = ["MAX_BATCH", "THREAD_STOP_TIMEOUT_S", "Writer"]
+__all__ = ["MAX_BATCH", "THREAD_STOP_TIMEOUT_S", "BatchWriter", "Op", "Writer"]
 
 T = TypeVar("T")
+C = TypeVar("C")  # the connection type
 
 #: most operations the thread takes from its queue per batch
 MAX_BATCH = 2048
@@ -41,16 +46,141 @@ _WAKE = object()  # "look at flush_due()", with no operation of its own
 
 
 @dataclass(slots=True)
-class _Op:
-    fn: Callable[[sqlite3.Connection], Any]
+class Op:
+    """One queued operation: ``fn(conn)``, a write (in a transaction) or a plain call."""
+
+    fn: Callable[[Any], Any]
     #: a concurrent future for sync callers, or an asyncio future (resolved on its loop)
     future: concurrent.futures.Future[Any] | asyncio.Future[Any]
     write: bool
     loop: asyncio.AbstractEventLoop | None = None
 
 
-class Writer:
-    """The thread (``streamnb-ledger``) that owns one sqlite3 connection.
+class BatchWriter(Generic[C]):
+    """The thread (``streamnb-ledger``) that owns one connection and runs queued operations.
+
+    Parameters
+    ----------
+    connect : callable ``() -> connection``
+        Opens the connection, on the thread. Its exception (a ``LedgerError``)
+        propagates from the constructor.
+
+    Subclasses implement :meth:`_commit` (run consecutive writes in one
+    transaction) and :meth:`_close_conn`.
+    """
+
+    #: the connection, opened on the thread (only the thread uses it)
+    conn: C
+
+    def __init__(self, connect: Callable[[], C], *, name: str = "streamnb-ledger") -> None:
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self.thread = threading.Thread(
+            target=self._serve, args=(connect, ready), name=name, daemon=True
+        )
+        #: set when the writer is asked to stop (a backend retrying a lost connection gives up)
+        self.closing = threading.Event()
+        self.thread.start()
+        ready.result()
+        self._finalizer = weakref.finalize(
+            self, _stop_thread, self._queue, self.thread, self.closing
+        )
+
+    def call(self, fn: Callable[[C], T]) -> T:
+        """Run ``fn`` on the thread, outside any write transaction; block for its result."""
+        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._queue.put(Op(fn, fut, False))
+        return fut.result()
+
+    async def write(self, fn: Callable[[C], T]) -> T:
+        """Run ``fn`` in the next write transaction; await its commit on this loop.
+
+        Raises
+        ------
+        LedgerError
+            ``fn`` failed (its savepoint was rolled back, other writes committed),
+            or the whole transaction failed and was rolled back.
+        """
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._queue.put(Op(fn, fut, True, loop))
+        return await fut
+
+    def submit(self, fn: Callable[[C], T]) -> concurrent.futures.Future[T]:
+        """Queue ``fn`` for the next write transaction without waiting: a future of its result."""
+        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._queue.put(Op(fn, fut, True))
+        return fut
+
+    def wake(self) -> None:
+        """Have the thread look at ``flush_due()`` soon even if nothing else is queued."""
+        self._queue.put(_WAKE)
+
+    def close(self) -> None:
+        """Finish what is queued, close the connection, stop the thread (idempotent)."""
+        self._finalizer()
+
+    # --- on the thread --------------------------------------------------------------------
+
+    def _serve(self, connect: Callable[[], C], ready: concurrent.futures.Future[None]) -> None:
+        try:
+            self.conn = connect()
+        except BaseException as exc:
+            ready.set_exception(exc)
+            return
+        ready.set_result(None)
+        try:
+            while True:
+                batch = [self._queue.get()]
+                while len(batch) < MAX_BATCH:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                if self._run_batch(batch):
+                    return
+        finally:
+            self._close_conn()
+
+    def _run_batch(self, batch: list[Any]) -> bool:
+        """Run a drained batch; consecutive writes share one transaction. True = stop."""
+        pending: list[Op] = []
+        done: list[tuple[Op, Any, BaseException | None]] = []
+        stop = False
+        for item in batch:
+            if item is _STOP:
+                stop = True
+                continue
+            if item is _WAKE:
+                continue
+            if item.write:
+                pending.append(item)
+            else:
+                self._commit(pending, done)
+                pending = []
+                try:
+                    done.append((item, item.fn(self.conn), None))
+                except BaseException as exc:
+                    done.append((item, None, exc))
+        self._commit(pending, done, end_of_batch=True)
+        _deliver(done)
+        return stop
+
+    def _commit(
+        self,
+        ops: list[Op],
+        done: list[tuple[Op, Any, BaseException | None]],
+        end_of_batch: bool = False,
+    ) -> None:
+        """Run ``ops`` in one transaction; append ``(op, value, error)`` to ``done``."""
+        raise NotImplementedError
+
+    def _close_conn(self) -> None:
+        raise NotImplementedError
+
+
+class Writer(BatchWriter[sqlite3.Connection]):
+    """The SQLite ledger's writer thread: ``BEGIN IMMEDIATE``, a ``SAVEPOINT`` per operation.
 
     Parameters
     ----------
@@ -71,103 +201,22 @@ class Writer:
     ) -> None:
         self._flush = flush
         self._flush_due = flush_due
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self.thread = threading.Thread(
-            target=self._serve, args=(connect, ready), name="streamnb-ledger", daemon=True
-        )
-        self.thread.start()
-        ready.result()
-        self._finalizer = weakref.finalize(self, _stop_thread, self._queue, self.thread)
+        super().__init__(connect)
 
-    def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` on the thread, outside any write transaction; block for its result."""
-        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self._queue.put(_Op(fn, fut, False))
-        return fut.result()
-
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in the next write transaction; await its commit on this loop.
-
-        Raises
-        ------
-        LedgerError
-            ``fn`` failed (its savepoint was rolled back, other writes committed),
-            or the whole transaction failed and was rolled back.
-        """
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Op(fn, fut, True, loop))
-        return await fut
-
-    def wake(self) -> None:
-        """Have the thread look at ``flush_due()`` soon even if nothing else is queued."""
-        self._queue.put(_WAKE)
-
-    def close(self) -> None:
-        """Finish what is queued, close the connection, stop the thread (idempotent)."""
-        self._finalizer()
-
-    # --- on the thread --------------------------------------------------------------------
-
-    def _serve(
-        self,
-        connect: Callable[[], sqlite3.Connection],
-        ready: concurrent.futures.Future[None],
-    ) -> None:
-        try:
-            conn = connect()
-        except BaseException as exc:
-            ready.set_exception(exc)
-            return
-        ready.set_result(None)
-        try:
-            while True:
-                batch = [self._queue.get()]
-                while len(batch) < MAX_BATCH:
-                    try:
-                        batch.append(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
-                if self._run_batch(conn, batch):
-                    return
-        finally:
-            conn.close()
-
-    def _run_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> bool:
-        """Run a drained batch; consecutive writes share one transaction. True = stop."""
-        pending: list[_Op] = []
-        done: list[tuple[_Op, Any, BaseException | None]] = []
-        stop = False
-        for item in batch:
-            if item is _STOP:
-                stop = True
-                continue
-            if item is _WAKE:
-                continue
-            if item.write:
-                pending.append(item)
-            else:
-                self._commit(conn, pending, done)
-                pending = []
-                try:
-                    done.append((item, item.fn(conn), None))
-                except BaseException as exc:
-                    done.append((item, None, exc))
-        self._commit(conn, pending, done, end_of_batch=True)
-        _deliver(done)
-        return stop
+    def _close_conn(self) -> None:
+        if hasattr(self, "conn"):
+            self.conn.close()
 
     def _commit(
         self,
-        conn: sqlite3.Connection,
-        ops: list[_Op],
-        done: list[tuple[_Op, Any, BaseException | None]],
+        ops: list[Op],
+        done: list[tuple[Op, Any, BaseException | None]],
         end_of_batch: bool = False,
     ) -> None:
         if not ops and not (end_of_batch and self._flush_due()):
             return
-        results: list[tuple[_Op, Any, BaseException | None]] = []
+        conn = self.conn
+        results: list[tuple[Op, Any, BaseException | None]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             self._flush(conn)
@@ -181,7 +230,7 @@ class Writer:
                         raise
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
-                    results.append((op, None, _ledger_error(exc)))
+                    results.append((op, None, ledger_error(exc)))
                 else:
                     conn.execute("RELEASE op")
                     results.append((op, value, None))
@@ -196,7 +245,8 @@ class Writer:
         done.extend(results)
 
 
-def _ledger_error(exc: Exception) -> LedgerError:
+def ledger_error(exc: Exception) -> LedgerError:
+    """``exc`` as a :class:`~streamnb.LedgerError` (itself if it is one)."""
     if isinstance(exc, LedgerError):
         return exc
     err = LedgerError(str(exc))
@@ -204,17 +254,19 @@ def _ledger_error(exc: Exception) -> LedgerError:
     return err
 
 
-def _deliver(done: list[tuple[_Op, Any, BaseException | None]]) -> None:
+def _deliver(done: list[tuple[Op, Any, BaseException | None]]) -> None:
     """Hand results back: sync futures directly, asyncio ones in one call per loop."""
     by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
     for op, value, exc in done:
         if op.loop is None:
             fut = op.future
             assert isinstance(fut, concurrent.futures.Future)
-            if exc is None:
-                fut.set_result(value)
-            else:
-                fut.set_exception(exc)
+            # a future its caller gave up on (asyncio.wrap_future cancels it with the task)
+            with contextlib.suppress(concurrent.futures.InvalidStateError):
+                if exc is None:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(exc)
         else:
             by_loop.setdefault(op.loop, []).append((op.future, value, exc))
     for loop, items in by_loop.items():
@@ -233,7 +285,10 @@ def _resolve_all(results: list[tuple[asyncio.Future[Any], Any, BaseException | N
             fut.set_exception(exc)
 
 
-def _stop_thread(q: queue.SimpleQueue[Any], thread: threading.Thread) -> None:
+def _stop_thread(
+    q: queue.SimpleQueue[Any], thread: threading.Thread, closing: threading.Event
+) -> None:
+    closing.set()
     q.put(_STOP)
     if thread is not threading.current_thread():
         thread.join(timeout=THREAD_STOP_TIMEOUT_S)

@@ -140,7 +140,7 @@ async def ai_chat(request: Request) -> Response:
     state.cap.add(session.stream_ref)
     if trigger != "regenerate-message" or not message_id:
         message_id = f"msg_{session.stream_ref}"
-    state.chats.set(chat_id, session.stream_ref, message_id)
+    await state.chats.set(chat_id, session.stream_ref, message_id)
     return _response(state, session, message_id)
 
 
@@ -150,7 +150,7 @@ async def ai_chat_stop(request: Request) -> Response:
     chat_id = request.path_params["id"]
     body = await read_json(request, state.config.max_body_bytes, allow_empty=True)
     reason = optional_str(expect_object(body), "reason") if body is not None else None
-    entry = state.chats.get(chat_id)
+    entry = await state.chats.get(chat_id)
     if entry is None:
         raise HTTPError(404, "unknown_chat", f"no stream was started for chat {chat_id!r}")
     try:
@@ -165,17 +165,17 @@ async def ai_chat_resume(request: Request) -> Response:
     state = state_of(request)
     chat_id = request.path_params["id"]
     after_seq = after_seq_of(request)
-    entry = state.chats.get(chat_id)
+    entry = await state.chats.get(chat_id)
     if entry is None:
         return Response(status_code=204)
     ref, message_id = entry
     try:
-        info = state.runtime.info(ref)
+        info = await state.runtime.ainfo(ref)  # with a shared ledger, from any worker
     except UnknownStreamError:
         info = None
     missed = info is not None and bool(state.parking.parked(ref))
     if info is None or (info.terminal is not None and not missed):
-        state.chats.forget(chat_id)
+        await state.chats.forget(chat_id)
         return Response(status_code=204)
     if info.terminal is not None and after_seq is not None and after_seq >= info.terminal.seq:
         return Response(status_code=204)

@@ -154,7 +154,7 @@ async def chat_resume(request: Request) -> Response:
     state = state_of(request)
     ref = request.path_params["ref"]
     after_seq = after_seq_of(request)
-    info = state.runtime.info(ref)  # 404 for an unknown ref
+    info = await state.runtime.ainfo(ref)  # 404 for an unknown ref; also another worker's
     if info.terminal is not None and after_seq is not None and after_seq >= info.terminal.seq:
         return Response(status_code=204)
     session = await state.observe(ref, after_seq)

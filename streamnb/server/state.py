@@ -117,23 +117,41 @@ class Holds:
 class ChatIndex:
     """AI SDK chat id -> (ref, assistant message id) of its latest stream.
 
-    Bounded: past ``max_chats`` ids the oldest are forgotten.
+    In memory, bounded (past ``max_chats`` ids the oldest are forgotten); with a
+    shared ledger (PostgreSQL) in the ledger instead, so ``/api/chat/{id}/stream``
+    and ``/stop`` find the chat's stream from any worker.
     """
 
-    def __init__(self, max_chats: int = 10_000) -> None:
+    #: the ledger's name scope of chat ids
+    SCOPE = "aisdk.chat"
+
+    def __init__(self, runtime: StreamRuntime, max_chats: int = 10_000) -> None:
         self._chats: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._max = max_chats
+        self._shared = runtime.ledger.backend.exchange
 
-    def set(self, chat_id: str, ref: str, message_id: str) -> None:
+    async def set(self, chat_id: str, ref: str, message_id: str) -> None:
+        if self._shared is not None:
+            await self._shared.put_name(self.SCOPE, chat_id, ref, {"message_id": message_id})
+            return
         self._chats[chat_id] = (ref, message_id)
         self._chats.move_to_end(chat_id)
         while len(self._chats) > self._max:
             self._chats.popitem(last=False)
 
-    def get(self, chat_id: str) -> tuple[str, str] | None:
+    async def get(self, chat_id: str) -> tuple[str, str] | None:
+        if self._shared is not None:
+            found = await self._shared.get_name(self.SCOPE, chat_id)
+            if found is None:
+                return None
+            ref, meta = found
+            return ref, str((meta or {}).get("message_id") or f"msg_{ref}")
         return self._chats.get(chat_id)
 
-    def forget(self, chat_id: str) -> None:
+    async def forget(self, chat_id: str) -> None:
+        if self._shared is not None:
+            await self._shared.forget_name(self.SCOPE, chat_id)
+            return
         self._chats.pop(chat_id, None)
 
 
@@ -146,7 +164,7 @@ class ServerState:
         self.connections = Connections()
         self.holds = Holds(runtime, config.claim_timeout_s)
         self.parking = Parking(config.reconnect_grace_s)
-        self.chats = ChatIndex()
+        self.chats = ChatIndex(runtime)
         #: the streams this server opened and that have not settled (429 past the cap)
         self.cap = StreamCap(runtime, config.max_open_streams)
         #: GET /streams/{ref}'s summaries, folded incrementally

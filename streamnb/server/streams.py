@@ -105,7 +105,7 @@ async def stream_events(request: Request) -> Response:
     after_seq = after_seq_of(request)
     runtime = state.runtime
     try:
-        info = runtime.info(ref)
+        info = await runtime.ainfo(ref)  # with a shared ledger, also another worker's stream
     except UnknownStreamError:  # settled and evicted: its recorded frames, if any (else 404)
         if request.method == "HEAD":
             raise
@@ -150,7 +150,7 @@ async def detach_stream(request: Request) -> Response:
     body = {} if body is None else expect_object(body)
     check_keys(body, ("observer",))
     observer_id = observer_id_of(body.get("observer"))
-    state.runtime.info(ref)  # 404 for an unknown ref
+    await state.runtime.ainfo(ref)  # 404 for an unknown ref; also another worker's stream
     detached = await state.parking.detach(ref, observer_id)
     if observer_id is None and ref in state.holds:
         await state.holds.claim(ref)  # the hold of POST /streams is this server's too
@@ -170,7 +170,7 @@ async def stream_status(request: Request) -> Response:
     ref = request.path_params["ref"]
     runtime = state.runtime
     try:
-        runtime.info(ref)
+        await runtime.ainfo(ref)  # with a shared ledger, also another worker's stream
         fold = state.summaries.fold(ref)
         await fold.advance(runtime)  # only the frames it has not folded yet, in slices
         info = runtime.info(ref)
@@ -197,6 +197,9 @@ async def stream_status(request: Request) -> Response:
         "cancel_reason": info.cancel_reason,
         "terminal": None if info.terminal is None else info.terminal.to_dict(),
         "in_memory": True,
+        # with a shared ledger: the runtime running the handler, and the one answering
+        "runtime_id": info.runtime_id,
+        "served_by": runtime.runtime_id,
     }
     return StreamingResponse(fold.json_body(head), media_type="application/json")
 

@@ -77,7 +77,9 @@ async def stream_ws(websocket: WebSocket) -> None:
             status=400,
         )
         observer_id = observer_id_of(websocket.query_params.get("observer"))
-        state.runtime.info(ref)  # 404 for an unknown ref, before anything changes
+        # 404 for an unknown ref, before anything changes; with a shared ledger also
+        # another worker's stream
+        await state.runtime.ainfo(ref)
     except (HTTPError, StreamnbError) as exc:
         await websocket.accept()
         await websocket.send_text(json.dumps({"type": "error", "error": error_body(exc)}))

@@ -6,8 +6,9 @@ offset, catch up, tail live (long-poll or SSE) and resume after a drop with
 no gap and no duplicate. ``create_app`` serves it under ``/v1/stream/``:
 
 * ``/v1/stream/{path}``: streams clients create, append to, close, fork and
-  delete, stored in the ledger's SQLite file (tables ``ds_*``) or in memory
-  with an in-memory ledger;
+  delete, stored in the ledger's database (tables ``ds_*``): its SQLite file,
+  in memory with an in-memory ledger, or its PostgreSQL database (shared by
+  every worker serving that ledger);
 * ``/v1/stream/streamnb/{ref}``: every attached stream of the runtime,
   read-only, one JSON message per frame, closed once its settlement
   committed.
@@ -22,7 +23,10 @@ Modules (one job each):
 :mod:`.store`               the store interface (a Protocol) and its records
 :mod:`.rules`               the append checks and PUT matching every backend
                             applies (§5.1, §5.2)
+:mod:`.sql_store`           the tables and every request's transaction, in SQL
 :mod:`.sqlite_store`        the SQLite backend (own thread and connection)
+:mod:`.pg_store`            the PostgreSQL backend (serializable transactions,
+                            readers woken across processes by NOTIFY)
 :mod:`.runtime_streams`     streamnb's streams as read-only Durable Streams
 :mod:`.reading`             catch-up, long-poll and SSE responses (§5.6-5.8)
 :mod:`.routes`              the endpoint
@@ -31,9 +35,11 @@ Modules (one job each):
 
 from __future__ import annotations
 
+from ..._ledger.postgres import PostgresBackend
 from ..._runtime import StreamRuntime
 from ..sse import Connections
 from .offsets import NOW, START, Offset, Sentinel, parse_offset
+from .pg_store import PgStreamStore
 from .reading import LONG_POLL_TIMEOUT_S, ReadOptions
 from .routes import MOUNT, DurableStreams, durable_routes
 from .runtime_streams import RuntimeStreams
@@ -62,6 +68,7 @@ __all__ = [
     "CreateResult",
     "DurableStreams",
     "Offset",
+    "PgStreamStore",
     "Producer",
     "ReadOptions",
     "ReadResult",
@@ -89,13 +96,14 @@ def open_durable_streams(
     heartbeat_s: float,
     send_timeout_s: float,
 ) -> DurableStreams:
-    """The endpoint's parts for ``runtime``: a SQLite store on its ledger's file.
+    """The endpoint's parts for ``runtime``: a store in its ledger's database.
 
     Parameters
     ----------
     runtime : StreamRuntime
-        Its ledger's file (``ledger.path``) holds the streams; an in-memory
-        ledger gets an in-memory store.
+        Its ledger's database holds the streams: the SQLite file
+        (``ledger.path``; an in-memory ledger gets an in-memory store) or the
+        PostgreSQL database, shared with the other workers.
     connections : Connections
         The app's live connections.
     max_body_bytes : int
@@ -110,8 +118,14 @@ def open_durable_streams(
     DurableStreams
         Close it with ``await service.aclose()`` (the app does at shutdown).
     """
+    backend = runtime.ledger.backend
+    store: StreamStore
+    if isinstance(backend, PostgresBackend):
+        store = PgStreamStore(backend.dsn)
+    else:
+        store = SQLiteStreamStore(runtime.ledger.path)
     return DurableStreams(
-        store=SQLiteStreamStore(runtime.ledger.path),
+        store=store,
         runtime_streams=RuntimeStreams(runtime),
         read_options=ReadOptions(
             long_poll_timeout_s=long_poll_timeout_s,

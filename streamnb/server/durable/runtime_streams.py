@@ -9,7 +9,8 @@ no frame twice, none skipped. The stream is closed (``Stream-Closed``,
 appends only after the settlement committed (settle, then announce): a
 reader that sees the close can find the settlement in ``runtime.ledger``.
 
-Frames come from the runtime while it holds the stream; for a settled stream
+Frames come from the runtime while it holds the stream (with a shared ledger,
+also a stream another worker runs: ``runtime.ainfo`` mirrors it); for a settled stream
 it evicted, from ``ledger.frames`` when the ledger records frames. A reader
 whose offset is before the first retained frame (``max_retained_frames``),
 or of an evicted stream whose frames were not recorded, gets ``410 Gone``
@@ -80,9 +81,9 @@ class RuntimeStreams:
 
     # --- runtime API: every call into the runtime and its ledger --------------------------
 
-    def _info(self, ref: str) -> StreamInfo | None:
+    async def _info(self, ref: str) -> StreamInfo | None:
         try:
-            return self._runtime.info(ref)
+            return await self._runtime.ainfo(ref)  # also a stream another worker runs
         except UnknownStreamError:
             return None
 
@@ -102,7 +103,7 @@ class RuntimeStreams:
     # --- snapshots ------------------------------------------------------------------------
 
     async def _snapshot(self, ref: str) -> _Snapshot:
-        info = self._info(ref)
+        info = await self._info(ref)
         if info is not None:
             return _Snapshot(
                 info.next_seq, info.first_retained_seq, info.terminal is not None, None
@@ -178,7 +179,7 @@ class RuntimeStreams:
 
     async def wait(self, key: str, after: Offset, timeout_s: float) -> None:
         """Return once a frame past ``after`` is in the log, the stream settled, or at timeout."""
-        info = self._info(key)
+        info = await self._info(key)
         if info is None or info.terminal is not None or info.next_seq > after.position:
             return
         cursor = self._follow(key, after.position - 1)
