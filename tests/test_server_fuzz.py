@@ -178,7 +178,10 @@ async def test_generated_tokens_are_401_never_500(
 ) -> None:
     async with httpx.AsyncClient(base_url=secured_server.url, timeout=30) as client:
         if where == "query":
-            response = await client.get("/ledger/streams", params={"token": token})
+            # percent-encoded by hand: httpx cannot encode a lone surrogate, but a client
+            # can send its bytes (invalid UTF-8 once decoded)
+            raw = quote(token.encode("utf-8", "surrogatepass"), safe="")
+            response = await client.get(f"/ledger/streams?token={raw}")
         else:
             value = "Bearer " + token.encode("utf-8", "surrogatepass").decode("latin-1")
             try:
