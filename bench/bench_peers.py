@@ -89,6 +89,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Figure, emit, machine
+from bench.peers_budget import QUICK_TOKENS as BUDGET_QUICK_TOKENS
+from bench.peers_budget import SERVER_LIMIT_MSGS_PER_S, budget_trial
+from bench.peers_budget import TOKENS as BUDGET_TOKENS
+from bench.peers_budget import WIDGETS as BUDGET_WIDGETS
 from bench.peers_kernel import expected_text
 
 REPO = Path(__file__).resolve().parent.parent
@@ -510,6 +514,8 @@ class PeersRun:
     cold_start: list[dict[str, Any]] = field(default_factory=list)
     clock: list[dict[str, float]] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    #: the many-widgets trials (``bench/peers_budget.py``), one record each
+    budget: list[dict[str, Any]] = field(default_factory=list)
 
 
 # --- the lab ---------------------------------------------------------------------------------
@@ -1255,10 +1261,20 @@ def measure(
     cap_s: float = CAP_S,
     command: str = "python -m bench.bench_peers",
     skip_after_cap: bool = False,
+    budget_widgets: int = 0,
+    budget_tokens: int = BUDGET_TOKENS,
     log: Callable[[str], None] = print,
 ) -> PeersRun:
     """Run the trials on a running Jupyter server (``tests/browser/conftest.py``) and a
-    launched chromium; returns every trial and Stop sample (no figures yet)."""
+    launched chromium; returns every trial and Stop sample (no figures yet). With
+    ``budget_widgets``, the many-widgets trial (``bench/peers_budget.py``) runs last."""
+    if not contenders and not stoppers:
+        run = PeersRun(command, machine(), versions(browser, None), [], 0, cap_s, stop_tokens)
+        if budget_widgets:
+            run.budget.append(
+                budget_trial(server, browser, widgets=budget_widgets, tokens=budget_tokens, log=log)
+            )
+        return run
     lab = PeersLab(server, browser, contenders=contenders, stoppers=stoppers, log=log)
     run = PeersRun(
         command=command,
@@ -1320,6 +1336,10 @@ def measure(
         run.clock = lab.clock
     finally:
         lab.close()
+    if budget_widgets:
+        run.budget.append(
+            budget_trial(server, browser, widgets=budget_widgets, tokens=budget_tokens, log=log)
+        )
     return run
 
 
@@ -1622,6 +1642,62 @@ def figures(run: PeersRun) -> list[Figure]:
                 },
             )
         )
+    out += budget_figures(run.budget)
+    return out
+
+
+def budget_figures(records: list[dict[str, Any]]) -> list[Figure]:
+    """The many-widgets trial (issue 16, item 4) as figures."""
+    out: list[Figure] = []
+    for b in records:
+        shape = (
+            f"{b['widgets']} StreamWidgets x {b['tokens']:,} tokens at once, kernel budget "
+            f"{b['budget_msgs_per_s']:.0f} msgs/s"
+        )
+        exceeded = b["rate_exceeded_in_log"] + b["rate_exceeded_in_page"]
+        out.append(
+            Figure(
+                "peers.budget_msgs_per_s",
+                b["peak_3s_msgs_per_s"],
+                "msgs/s (busiest 3 s at the page)",
+                SERVER_LIMIT_MSGS_PER_S,
+                round(b["peak_3s_msgs_per_s"] / SERVER_LIMIT_MSGS_PER_S, 2),
+                'under jupyter_server\'s 1,000 msgs/s, no "IOPub message rate exceeded"',
+                b["peak_3s_msgs_per_s"] < SERVER_LIMIT_MSGS_PER_S and exceeded == 0,
+                f"{shape}; every kernel websocket message the page got (status, display "
+                f"and comm_open included); busiest 1 s: {b['peak_1s_msgs_per_s']:.0f} msgs/s; "
+                f"{exceeded} rate-exceeded messages; baseline: jupyter_server's limit",
+                {k: b[k] for k in ("iopub_messages", "deltas", "peak_1s_msgs_per_s")},
+            )
+        )
+        lost = b["delta_lost_chars"] + b["transcript_lost_chars"] + b["delta_gaps"]
+        out.append(
+            Figure(
+                "peers.budget_text_lost_chars",
+                lost,
+                "chars",
+                None,
+                None,
+                "0: every text complete and in order",
+                lost == 0 and b["settled_in_page"] == b["widgets"],
+                f"{shape}; {b['settled_in_page']} of {b['widgets']} settled in the page; the "
+                "deltas each widget's view got (at the page's websocket) and its transcript, "
+                "against its expected text",
+            )
+        )
+        out.append(
+            Figure(
+                "peers.budget_all_text_s",
+                b["all_text_s"] if b["all_text_s"] is not None else float("nan"),
+                "s",
+                None,
+                None,
+                "report only",
+                True,
+                f"{shape}; the first widgets cell's execute_request to every widget's "
+                "settled transcript in the page",
+            )
+        )
     return out
 
 
@@ -1696,6 +1772,25 @@ def readme_table(details: dict[str, Any]) -> str:
                 f"{fmt_ms(median(x.click_to_last_text_ms for x in ok))} | {note} |"
             )
         lines.append("")
+    if run.budget:
+        lines += [
+            "**Many widgets at once** (one kernel's message budget; every token its own loop turn)",
+            "",
+            "| widgets x tokens | budget | busiest 3 s / 1 s at the page | deltas | "
+            "all text | text lost | rate exceeded |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for b in run.budget:
+            all_text = "" if b["all_text_s"] is None else f"{b['all_text_s']:.2f} s"
+            lost = b["delta_lost_chars"] + b["transcript_lost_chars"]
+            lines.append(
+                f"| {b['widgets']} x {b['tokens']:,} | {b['budget_msgs_per_s']:.0f} msgs/s | "
+                f"{b['peak_3s_msgs_per_s']:.0f} / {b['peak_1s_msgs_per_s']:.0f} msgs/s | "
+                f"{b['deltas']:,} | {all_text} | {lost} chars, "
+                f"{b['settled_in_page']} of {b['widgets']} settled | "
+                f"{b['rate_exceeded_in_log'] + b['rate_exceeded_in_page']} |"
+            )
+        lines.append("")
     return "\n".join(lines).rstrip()
 
 
@@ -1719,18 +1814,30 @@ def load_run(details: dict[str, Any]) -> PeersRun:
     run.cold_start = details.get("cold_start", [])
     run.clock = details.get("clock", [])
     run.skipped = details.get("skipped", {})
+    run.budget = details.get("budget", [])
     return run
 
 
 def store(run: PeersRun, figs: list[Figure], results: Path, details: Path) -> None:
-    """Replace the peers figures in ``results.json``; write every trial to ``details``."""
+    """Replace the peers figures in ``results.json``; write every trial to ``details``.
+
+    A run with only the many-widgets trial (``--budget-only``) replaces only its own
+    figures and the ``budget`` records, keeping the contenders' stored before.
+    """
     entries = json.loads(results.read_text()) if results.exists() else []
-    entries = [e for e in entries if e.get("suite") != SUITE]
+    whole = bool(run.trials or run.stops) or not details.exists()
+    names = {f.name for f in figs}
+    entries = [
+        e for e in entries if e.get("suite") != SUITE or (not whole and e.get("name") not in names)
+    ]
     entries.extend(
         {**asdict(f), "suite": SUITE, "machine": run.machine, "command": run.command} for f in figs
     )
     results.write_text(json.dumps(entries, indent=2) + "\n")
-    details.write_text(json.dumps(asdict(run), indent=1) + "\n")
+    record = asdict(run)
+    if not whole:
+        record = {**json.loads(details.read_text()), "budget": record["budget"]}
+    details.write_text(json.dumps(record, indent=1) + "\n")
 
 
 # --- command line ----------------------------------------------------------------------------
@@ -1747,6 +1854,8 @@ def run_all(
     cap_s: float,
     command: str,
     skip_after_cap: bool,
+    budget_widgets: int = 0,
+    budget_tokens: int = BUDGET_TOKENS,
 ) -> PeersRun:
     from playwright.sync_api import sync_playwright
 
@@ -1772,6 +1881,8 @@ def run_all(
                         cap_s=cap_s,
                         command=command,
                         skip_after_cap=skip_after_cap,
+                        budget_widgets=budget_widgets,
+                        budget_tokens=budget_tokens,
                         log=lambda line: print(line, file=sys.stderr, flush=True),
                     )
                 finally:
@@ -1794,6 +1905,22 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="do not run a contender at a larger N once it was capped at a smaller one",
     )
+    p.add_argument(
+        "--budget-widgets",
+        type=int,
+        default=BUDGET_WIDGETS,
+        help=f"widgets of the many-widgets trial (default {BUDGET_WIDGETS}; 0 skips it)",
+    )
+    p.add_argument(
+        "--budget-tokens",
+        type=int,
+        help=f"tokens per widget (default {BUDGET_TOKENS:,}; --quick {BUDGET_QUICK_TOKENS})",
+    )
+    p.add_argument(
+        "--budget-only",
+        action="store_true",
+        help="run only the many-widgets trial (keeps the other stored peers figures)",
+    )
     p.add_argument("--readme", action="store_true", help="rewrite README.md's peers table")
     p.add_argument("--no-store", action="store_true", help="print only; leave the JSON files")
     args = p.parse_args(argv)
@@ -1805,6 +1932,8 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or (QUICK_ROUNDS if args.quick else ROUNDS)
     keys = args.only.split(",") if args.only else list(BY_KEY)
     stop_keys = args.stops.split(",") if args.stops is not None else list(STOPPER_BY_KEY)
+    if args.budget_only:
+        keys, stop_keys = [], []
     have_panel = panel_available()
     if not have_panel:
         print("Panel is not installed (pip install -e '.[bench]'): skipping it", file=sys.stderr)
@@ -1831,6 +1960,8 @@ def main(argv: list[str] | None = None) -> int:
         cap_s=args.cap_s,
         command=command,
         skip_after_cap=args.skip_after_cap,
+        budget_widgets=args.budget_widgets,
+        budget_tokens=args.budget_tokens or (BUDGET_QUICK_TOKENS if args.quick else BUDGET_TOKENS),
     )
     figs = figures(run)
     for f in figs:
@@ -1839,7 +1970,8 @@ def main(argv: list[str] | None = None) -> int:
         store(run, figs, RESULTS, DETAILS)
         print(f"wrote {RESULTS} and {DETAILS}", file=sys.stderr)
     if args.readme:
-        update_readme(readme_table(json.loads(json.dumps(asdict(run)))))
+        shown = json.loads(DETAILS.read_text()) if args.budget_only and DETAILS.exists() else None
+        update_readme(readme_table(shown or json.loads(json.dumps(asdict(run)))))
     missed = [f.name for f in figs if not f.meets_target]
     if missed:
         print("targets missed: " + ", ".join(missed), file=sys.stderr)

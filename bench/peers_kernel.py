@@ -25,6 +25,8 @@ WORDS = (
 
 #: stream kind of the streamnb contender
 TOKENS_KIND = "bench.peers.tokens"
+#: stream kind of the many-widgets trial (``bench/peers_budget.py``): ``{"n", "salt"}``
+BUDGET_KIND = "bench.peers.budget"
 #: the streamnb handler yields to the loop once every this many tokens (an LLM client
 #: awaits the network between chunks; a handler that never yields would starve the kernel)
 YIELD_EVERY = 64
@@ -53,6 +55,11 @@ def expected_text(n: int) -> str:
     return "".join(tokens(n))
 
 
+def budget_tokens(n: int, salt: int) -> tuple[str, ...]:
+    """The ``n`` tokens of widget ``salt`` in the many-widgets trial: ``" <salt>.<i>"``."""
+    return tuple(f" {salt}.{i}" for i in range(n))
+
+
 def reset() -> None:
     """Forget the marks of the previous trial."""
     MARKS.clear()
@@ -69,7 +76,8 @@ def marks_json() -> str:
 def streamnb_runtime() -> Any:
     """A runtime with the ``bench.peers.tokens`` handler: ``{"n": tokens}`` as fast as possible.
 
-    The handler checks the stream's abort signal before every token; when it sees it, it
+    ``bench.peers.budget`` (``{"n", "salt"}``) yields :func:`budget_tokens` the same way.
+    The tokens handler checks the stream's abort signal before every token; when it sees it, it
     records ``MARKS["producer_stopped"]`` (kernel clock) and ends the stream cancelled.
     """
     import streamnb as sn
@@ -87,8 +95,15 @@ def streamnb_runtime() -> Any:
         MARKS["producer_done"] = time.time()
         yield sn.completed()
 
+    async def budget_run(start: Any, _input: Any, ctx: Any) -> AsyncIterator[Any]:
+        for token in budget_tokens(int(start["n"]), int(start["salt"])):
+            yield sn.output(token)
+            await asyncio.sleep(0)  # every stream gets a turn per token, like a provider's
+        yield sn.completed()
+
     runtime = sn.StreamRuntime(cancel_grace_s=0.5)
     runtime.register(sn.AttachedStreamHandler(kind=TOKENS_KIND, run=run))
+    runtime.register(sn.AttachedStreamHandler(kind=BUDGET_KIND, run=budget_run))
     return runtime
 
 

@@ -5,9 +5,11 @@ cursor that is not an observer, so the user's ``session.output`` is never
 consumed) and folds the frames into text per channel. It does not send one
 message per frame: the first frame after a quiet spell is flushed on the next
 loop turn, later ones at most every ``flush_interval_s``, and the terminal frame
-at once. So a widget sends at most ``1 / flush_interval_s`` deltas per second
-whatever the token rate (jupyter_server drops iopub messages above 1000/s), and
-each delta carries only the new text.
+as soon as possible. So a widget sends at most ``1 / flush_interval_s`` deltas per
+second whatever the token rate, and each delta carries only the new text. A flush
+that is due waits for its turn in the kernel-wide :class:`~streamnb.widget._budget.MessageBudget`
+(jupyter_server drops iopub messages above 1000/s, counted for all widgets together):
+while it waits, more frames join the same delta.
 
 :class:`LoopBridge` runs a callable on the runtime's loop thread: directly when
 already there, else through ``loop.call_soon_threadsafe``. Widget messages may
@@ -27,6 +29,7 @@ from typing import Any
 from .._errors import UnknownStreamError
 from .._frames import TERMINAL_KINDS, Frame
 from .._runtime import StreamRuntime
+from ._budget import MessageBudget, budget_for
 from ._protocol import DeltaMsg, SentMsg, SnapshotMsg
 
 __all__ = [
@@ -147,6 +150,10 @@ class Follower:
     emit : callable ``(DeltaMsg, bool) -> None``
     flush_interval_s : float
         Seconds between deltas.
+    budget : MessageBudget, optional
+        Whose turns the flushes wait for; default the running loop's
+        (:func:`~streamnb.widget._budget.budget_for`), shared by every widget of the
+        kernel.
     """
 
     def __init__(
@@ -155,8 +162,10 @@ class Follower:
         stream_ref: str,
         emit: Callable[[DeltaMsg, bool], None],
         flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
+        budget: MessageBudget | None = None,
     ) -> None:
         self.runtime = runtime
+        self.budget = budget
         self.stream_ref = stream_ref
         self.flush_interval_s = check_flush_interval(flush_interval_s)
         self.upto_seq = -1
@@ -168,6 +177,7 @@ class Follower:
         self._parts: dict[str, list[str]] = {}
         self._pending: list[Frame] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._queued = False  # waiting for a turn in the budget
         self._last_flush = -math.inf
         self._task: asyncio.Task[None] | None = None
         self._waiters: list[asyncio.Future[None]] = []
@@ -265,16 +275,44 @@ class Follower:
         """Start the reading task on the running loop (call on the loop thread)."""
         if self._task is None:
             loop = asyncio.get_running_loop()
+            if self.budget is None:
+                self.budget = budget_for(loop)
             self._task = loop.create_task(self._read(), name=f"streamnb:widget:{self.stream_ref}")
 
     def stop(self) -> None:
         """Cancel the reading task and any pending flush (idempotent)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._cancel_flush()
         if self._task is not None and not self._task.done():
             self._task.cancel()
         self._wake(None)
+
+    def _cancel_flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._queued:
+            self._queued = False
+            if self.budget is not None:
+                self.budget.cancel(self)
+
+    def _schedule_flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Ask for a turn once ``flush_interval_s`` passed since the last flush."""
+        if self._timer is not None or self._queued:
+            return
+        due = self._last_flush + self.flush_interval_s
+        if due <= loop.time():
+            self._ask_turn()
+        else:
+            self._timer = loop.call_at(due, self._ask_turn)
+
+    def _ask_turn(self) -> None:
+        self._timer = None
+        budget = self.budget
+        if budget is None:  # pragma: no cover - start() sets it before anything is read
+            self.flush()
+            return
+        self._queued = True
+        budget.request(self, self.flush)
 
     def catch_up(self) -> bool:
         """If the stream has already ended, fold its whole log now, without waiting for the
@@ -350,24 +388,27 @@ class Follower:
                 self._pending += batch
                 last = batch[-1].seq
                 if batch[-1].kind in TERMINAL_KINDS:
-                    self.flush()
+                    # The terminal goes out on the next turn, without the interval; the
+                    # task ends once it did (``wait`` returns when the task is done).
+                    if self._timer is not None:
+                        self._timer.cancel()
+                        self._timer = None
+                    flushed = loop.create_future()
+                    self._waiters.append(flushed)
+                    if not self._queued:
+                        self._ask_turn()
+                    await flushed
                     return
-                if self._timer is None:
-                    due = max(loop.time(), self._last_flush + self.flush_interval_s)
-                    self._timer = loop.call_at(due, self.flush)
+                self._schedule_flush(loop)
         finally:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            self._cancel_flush()
             self._wake(None)
 
     # --- flushing ---------------------------------------------------------------------
 
     def flush(self) -> None:
         """Fold the pending frames and emit them as one delta (no-op when none)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._cancel_flush()
         frames = self._pending
         if not frames:
             return
