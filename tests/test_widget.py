@@ -333,6 +333,54 @@ async def test_press_stop_cancels_and_ledger_has_cancelled_settlement(
     widget.close()
 
 
+async def test_text_after_the_pages_stop_point_is_not_in_the_settled_text(
+    slow_rt: sn.StreamRuntime,
+) -> None:
+    """Stop that the eye believes: text kept appearing for ~200 ms after a click on Stop
+    (deltas in flight, then the transcript with everything written before the handler saw
+    the cancel). The page now says what it showed (``shown_seq``); the settled text ends
+    there, and the frames written after it stay in ``texts()``."""
+    session = await slow_rt.attach(CHAT, {})
+    widget = StreamWidget(session, flush_interval_s=0.01)
+    with recorded_messages(widget) as sent:
+        press_send(widget, "stop me after two deltas")
+        await until(widget, lambda: len([m for m in deltas(sent) if m["chunks"]]) >= 2)
+        shown = deltas(sent)[-1]
+        await until(widget, lambda: widget.text() != joined(sent))  # more written, unshown
+        widget._handle_custom_msg({"type": "stop", "shown_seq": shown["to_seq"]}, [])
+        assert await widget.wait(timeout_s=5) == "cancelled"
+    seen = joined([m for m in deltas(sent) if m["to_seq"] <= shown["to_seq"]])
+    assert widget.final_texts == {"assistant.delta": seen}
+    assert len(widget.texts()["assistant.delta"]) > len(seen)  # the log keeps the rest
+    assert widget.texts()["assistant.delta"].startswith(seen)
+    widget.close()
+
+
+async def test_a_stop_point_is_ignored_when_the_stream_completes_anyway(
+    runtime: sn.StreamRuntime,
+) -> None:
+    session = await runtime.attach(CHAT, {})
+    widget = StreamWidget(session)
+    await session.send("hello")
+    await widget.wait(timeout_s=5)
+    widget._handle_custom_msg({"type": "stop", "shown_seq": -1}, [])
+    await actions_done(widget)
+    assert widget.final_texts == {"assistant.delta": "streamnb reply to hello"}
+    widget.close()
+
+
+async def test_a_stop_message_with_a_bad_shown_seq_is_refused(
+    slow_rt: sn.StreamRuntime,
+) -> None:
+    session = await slow_rt.attach(CHAT, {})
+    widget = StreamWidget(session)
+    widget._handle_custom_msg({"type": "stop", "shown_seq": "12"}, [])
+    await asyncio.sleep(0.05)
+    assert "shown_seq" in widget.error
+    assert slow_rt.info(session.stream_ref).cancel_requested is False
+    widget.close()
+
+
 async def test_stop_shortcut_is_stop(slow_rt: sn.StreamRuntime) -> None:
     session = await slow_rt.attach(CHAT, {})
     widget = StreamWidget(session)

@@ -20,6 +20,7 @@ widget state is only touched on the loop thread.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import json
 import math
@@ -183,6 +184,9 @@ class Follower:
         self._waiters: list[asyncio.Future[None]] = []
         self.sent: list[SentMsg] = []
         self._lengths: dict[str, int] = {}  # flushed characters per channel
+        # (upto_seq, characters per channel) after each flush: where a view's stop point is
+        self._marks_seq: list[int] = []
+        self._marks: list[dict[str, int]] = []
         self._inputs_read = 0
         self._unplaced: list[tuple[int, str]] = []  # (position, text) of inputs not placed yet
 
@@ -214,6 +218,16 @@ class Follower:
             if frame.kind == "output" and frame.channel is not None:
                 texts[frame.channel] = texts.get(frame.channel, "") + output_text(frame)
         return texts
+
+    def texts_through(self, seq: int) -> dict[str, str]:
+        """Flushed text per channel as it was once frames up to ``seq`` were flushed (the
+        text a view showed at ``shown_seq``; -1: none). A ``seq`` between two flushes
+        gives the earlier one's text."""
+        index = bisect.bisect_right(self._marks_seq, seq) - 1
+        if index < 0:
+            return {}
+        lengths = self._marks[index]
+        return {channel: text[: lengths.get(channel, 0)] for channel, text in self.texts().items()}
 
     def reason(self) -> str:
         """The terminal's reason; for a bare ``cancelled`` the reason given to ``cancel``.
@@ -444,6 +458,8 @@ class Follower:
             "status": self.status,
         }
         self.upto_seq = last.seq
+        self._marks_seq.append(last.seq)
+        self._marks.append(dict(lengths))
         self._last_flush = asyncio.get_running_loop().time()
         self.deltas_sent += 1
         self._emit(delta, self.terminal is not None)
