@@ -718,3 +718,38 @@ async def test_a_flood_of_hello_messages_gets_a_few_snapshots_not_one_each(
         assert [m["type"] for m in sent] == ["snapshot", "snapshot"]
     widget.close()
     chat.close()
+
+
+async def test_the_follower_wakes_once_per_delta_not_once_per_frame() -> None:
+    """The follower made a cursor and read the log at every frame (about 5 us per token
+    on a stream whose tokens each take a loop turn); it now wakes once per flush and
+    drains the log in one slice."""
+
+    async def run(start: Any, _input: Any, ctx: Any) -> Any:
+        for _ in range(int(start["n"])):
+            yield sn.output(" t")
+            await asyncio.sleep(0)
+        yield sn.completed()
+
+    rt = sn.StreamRuntime()
+    rt.register(sn.AttachedStreamHandler(kind="test.per_turn", run=run))
+    follows = 0
+    original = rt.follow
+
+    def counting_follow(ref: str, after_seq: int = -1) -> Any:
+        nonlocal follows
+        follows += 1
+        return original(ref, after_seq)
+
+    rt.follow = counting_follow  # type: ignore[method-assign]
+    try:
+        session = await rt.attach("test.per_turn", {"n": 5_000})
+        widget = StreamWidget(session)
+        with recorded_messages(widget) as sent:
+            assert await widget.wait(timeout_s=30) == "completed"
+        assert widget.final_texts == {"assistant.delta": " t" * 5_000}
+        assert follows <= len(deltas(sent)) + 2, (follows, len(deltas(sent)))
+        widget.close()
+    finally:
+        await rt.aclose()
+        rt.ledger.close()

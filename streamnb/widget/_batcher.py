@@ -2,8 +2,11 @@
 
 A :class:`Follower` reads one stream's frame log through ``runtime.follow`` (a
 cursor that is not an observer, so the user's ``session.output`` is never
-consumed) and folds the frames into text per channel. It does not send one
-message per frame: the first frame after a quiet spell is flushed on the next
+consumed) and folds the frames into text per channel. It wakes once per flush, not
+once per frame: a frame after what was flushed asks for a flush, and the flush takes
+every frame the log then holds in one slice (``runtime.frame_log``); the terminal is
+watched apart (``runtime.wait``). It does not send one message per frame either: the
+first frame after a quiet spell is flushed on the next
 loop turn, later ones at most every ``flush_interval_s``, and the terminal frame
 as soon as possible. So a widget sends at most ``1 / flush_interval_s`` deltas per
 second whatever the token rate, and each delta carries only the new text. A flush
@@ -182,6 +185,7 @@ class Follower:
         self._last_flush = -math.inf
         self._task: asyncio.Task[None] | None = None
         self._waiters: list[asyncio.Future[None]] = []
+        self._flushed: list[asyncio.Future[None]] = []  # the reading task, until a flush
         self.sent: list[SentMsg] = []
         self._lengths: dict[str, int] = {}  # flushed characters per channel
         # (upto_seq, characters per channel) after each flush: where a view's stop point is
@@ -380,43 +384,43 @@ class Follower:
                 fut.set_result(None)
 
     async def _read(self) -> None:
+        """Wake once per flush, not once per frame: wait for a frame after what was
+        flushed, ask for a flush, then sleep until it happened; the flush takes every
+        frame the log then holds in one slice (batch draining). The terminal frame is
+        watched apart (``runtime.wait``) so it goes out without waiting for the interval.
+        """
         loop = asyncio.get_running_loop()
         runtime, ref = self.runtime, self.stream_ref
-        last = self.upto_seq
+        watcher = loop.create_task(self._watch_terminal(), name=f"streamnb:widget:{ref}:end")
         try:
-            while True:
-                # A fresh cursor per wake-up is cheap; it only waits for seq > last. What is
-                # then available is taken as one slice of the log, not frame by frame.
-                cursor = runtime.follow(ref, last)
+            while not self.settled:
+                cursor = runtime.follow(ref, self.upto_seq)
                 try:
-                    first = await cursor.__anext__()
+                    await cursor.__anext__()
                 except StopAsyncIteration:
                     return
-                try:
-                    batch = runtime.frame_log(ref, last)
-                except UnknownStreamError:  # settled and evicted meanwhile: read it out
-                    batch = [first]
-                    batch += [frame async for frame in cursor]
-                if not batch:  # pragma: no cover - the cursor just saw a frame
-                    batch = [first]
-                self._pending += batch
-                last = batch[-1].seq
-                if batch[-1].kind in TERMINAL_KINDS:
-                    # The terminal goes out on the next turn, without the interval; the
-                    # task ends once it did (``wait`` returns when the task is done).
-                    if self._timer is not None:
-                        self._timer.cancel()
-                        self._timer = None
-                    flushed = loop.create_future()
-                    self._waiters.append(flushed)
-                    if not self._queued:
-                        self._ask_turn()
-                    await flushed
+                if self.settled:
                     return
+                flushed = loop.create_future()
+                self._flushed.append(flushed)
                 self._schedule_flush(loop)
+                await flushed
         finally:
+            watcher.cancel()
             self._cancel_flush()
             self._wake(None)
+
+    async def _watch_terminal(self) -> None:
+        try:
+            await self.runtime.wait(self.stream_ref)
+        except (UnknownStreamError, TimeoutError):  # pragma: no cover - evicted unseen
+            return
+        # The terminal goes out on the next turn of the budget, without the interval.
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._queued and not self.settled:
+            self._ask_turn()
 
     # --- flushing ---------------------------------------------------------------------
 
@@ -424,9 +428,18 @@ class Follower:
         """Fold the pending frames and emit them as one delta (no-op when none)."""
         self._cancel_flush()
         frames = self._pending
+        self._pending = []
+        if not frames:
+            try:
+                frames = self.runtime.frame_log(self.stream_ref, self.upto_seq)
+            except UnknownStreamError:  # evicted: what was flushed is all there is
+                frames = []
+        flushed, self._flushed = self._flushed, []
+        for fut in flushed:
+            if not fut.done():
+                fut.set_result(None)
         if not frames:
             return
-        self._pending = []
         chunks: dict[str, list[str]] = {}
         self._read_inputs()
         unplaced = self._unplaced
