@@ -8,11 +8,15 @@
 One JupyterLab (``tests/browser/conftest.py``) in Debian's chromium through Playwright, one
 notebook: a setup cell, a scratch cell and the contender cell, whose code is set before each
 trial. Every contender shows the same ``peers_kernel.tokens(N)`` (short words, about 4.5
-characters each) produced as fast as it can in a cell:
+characters each), read the same way from one async source, ``peers_kernel.token_stream(N)``:
+it yields each token, then gives the loop a turn (``await asyncio.sleep(0)``), as an LLM
+client's stream does between chunks. Each contender cell is ``async for tok in
+token_stream(N): ...`` and the streamnb handler does the same; the kernel-interrupt Stop
+baselines keep a plain ``for tok in tokens(N)`` loop (an interrupt stops a blocking loop):
 
 =====================  ==================================================================
-streamnb               ``sn.StreamWidget(await runtime.attach(...))``; the handler yields
-                       the tokens (to the loop every 64), the widget batches deltas
+streamnb               ``sn.StreamWidget(await runtime.attach(...))``; the handler reads
+                       ``token_stream`` too, the widget batches deltas
 print                  ``print(tok, end="")``: ipykernel batches stdout itself
 display_throttled      ``display(..., display_id=True)`` + ``update()`` every 50 ms
 print_flush            ``print(tok, end="", flush=True)``                       per token
@@ -145,7 +149,7 @@ from IPython.display import Markdown, display
 import streamnb as sn
 from bench.peers_kernel import (
     MARKS, TOKENS_KIND, close_everything, marks_json, panel_stop_interface, reset,
-    streamnb_runtime, text_widget_class, tokens,
+    streamnb_runtime, text_widget_class, token_stream, tokens,
 )
 
 RUNTIME = streamnb_runtime()
@@ -200,7 +204,7 @@ display(W)
         '`print(tok, end="")` (unflushed)',
         """\
 MARKS["cell"] = time.time()
-for tok in tokens({n}):
+async for tok in token_stream({n}):
     print(tok, end="")
 MARKS["producer_done"] = time.time()
 """,
@@ -214,7 +218,7 @@ MARKS["producer_done"] = time.time()
 MARKS["cell"] = time.time()
 handle = display({{{{"text/plain": ""}}}}, raw=True, display_id=True)
 parts, last = [], time.monotonic()
-for tok in tokens({{n}}):
+async for tok in token_stream({{n}}):
     parts.append(tok)
     if time.monotonic() - last >= {THROTTLE_S}:
         handle.update({{{{"text/plain": "".join(parts)}}}}, raw=True)
@@ -230,7 +234,7 @@ MARKS["producer_done"] = time.time()
         '`print(tok, end="", flush=True)`',
         """\
 MARKS["cell"] = time.time()
-for tok in tokens({n}):
+async for tok in token_stream({n}):
     print(tok, end="", flush=True)
 MARKS["producer_done"] = time.time()
 """,
@@ -245,7 +249,7 @@ MARKS["cell"] = time.time()
 out = widgets.Output()
 display(out)
 with out:
-    for tok in tokens({n}):
+    async for tok in token_stream({n}):
         print(tok, end="", flush=True)
 MARKS["producer_done"] = time.time()
 """,
@@ -259,7 +263,7 @@ MARKS["producer_done"] = time.time()
 MARKS["cell"] = time.time()
 W = TextWidget()
 display(W)
-for tok in tokens({n}):
+async for tok in token_stream({n}):
     W.text += tok
 MARKS["producer_done"] = time.time()
 """,
@@ -273,7 +277,7 @@ MARKS["producer_done"] = time.time()
 MARKS["cell"] = time.time()
 W = widgets.Textarea(layout=widgets.Layout(width="100%", height="12em"))
 display(W)
-for tok in tokens({n}):
+async for tok in token_stream({n}):
     W.value += tok
 MARKS["producer_done"] = time.time()
 """,
@@ -288,7 +292,7 @@ MARKS["producer_done"] = time.time()
 MARKS["cell"] = time.time()
 handle = display(Markdown(""), display_id=True)
 text = ""
-for tok in tokens({n}):
+async for tok in token_stream({n}):
     text += tok
     handle.update(Markdown(text))
 MARKS["producer_done"] = time.time()
@@ -302,7 +306,7 @@ MARKS["producer_done"] = time.time()
         """\
 MARKS["cell"] = time.time()
 message = None
-for tok in tokens({n}):
+async for tok in token_stream({n}):
     message = feed.stream(tok, user="Assistant", message=message)
 MARKS["producer_done"] = time.time()
 """,
@@ -324,7 +328,7 @@ MARKS["cell"] = time.time()
 feed = pn.chat.ChatFeed(height=400)
 display(feed)
 message = None
-for tok in tokens({n}):
+async for tok in token_stream({n}):
     message = feed.stream(tok, user="Assistant", message=message)
 MARKS["producer_done"] = time.time()
 """,
