@@ -94,7 +94,7 @@ from typing import Any
 
 from bench.common import Figure, emit, machine
 from bench.peers_budget import QUICK_TOKENS as BUDGET_QUICK_TOKENS
-from bench.peers_budget import SERVER_LIMIT_MSGS_PER_S, budget_trial
+from bench.peers_budget import SERVER_LIMIT_MSGS_PER_S, budget_trial, notebook_of
 from bench.peers_budget import TOKENS as BUDGET_TOKENS
 from bench.peers_budget import WIDGETS as BUDGET_WIDGETS
 from bench.peers_kernel import expected_text
@@ -526,28 +526,12 @@ class PeersRun:
 
 
 def notebook_json(panel: bool) -> str:
-    def code(source: str) -> dict[str, Any]:
-        return {
-            "cell_type": "code",
-            "execution_count": None,
-            "metadata": {},
-            "outputs": [],
-            "source": source,
-        }
-
-    return json.dumps(
-        {
-            "cells": [
-                code(SETUP_CODE.format(panel=panel)),
-                code(""),
-                code("# the contender's code is set here by bench/bench_peers.py"),
-            ],
-            "metadata": {
-                "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
-            },
-            "nbformat": 4,
-            "nbformat_minor": 5,
-        }
+    return notebook_of(
+        [
+            SETUP_CODE.format(panel=panel),
+            "",
+            "# the contender's code is set here by bench/bench_peers.py",
+        ]
     )
 
 

@@ -78,33 +78,27 @@ TRANSCRIPTS_JS = """() => {
 }"""
 
 
-def notebook_json(widgets: int, tokens: int) -> str:
-    def code(source: str) -> dict[str, Any]:
-        return {
-            "cell_type": "code",
-            "execution_count": None,
-            "metadata": {},
-            "outputs": [],
-            "source": source,
-        }
-
+def notebook_of(sources: list[str]) -> str:
+    """A Python 3 notebook (JSON) of code cells with these sources, none run yet."""
+    cells = [
+        {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": src}
+        for src in sources
+    ]
+    kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
     return json.dumps(
-        {
-            "cells": [code(SETUP_CODE)]
-            + [
-                code(
-                    WIDGETS_CODE.format(
-                        first=first, end=min(widgets, first + WIDGETS_PER_CELL), tokens=tokens
-                    )
-                )
-                for first in range(0, widgets, WIDGETS_PER_CELL)
-            ],
-            "metadata": {
-                "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
-            },
-            "nbformat": 4,
-            "nbformat_minor": 5,
-        }
+        {"cells": cells, "metadata": {"kernelspec": kernelspec}, "nbformat": 4, "nbformat_minor": 5}
+    )
+
+
+def notebook_json(widgets: int, tokens: int) -> str:
+    return notebook_of(
+        [SETUP_CODE]
+        + [
+            WIDGETS_CODE.format(
+                first=first, end=min(widgets, first + WIDGETS_PER_CELL), tokens=tokens
+            )
+            for first in range(0, widgets, WIDGETS_PER_CELL)
+        ]
     )
 
 
