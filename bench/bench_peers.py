@@ -8,11 +8,15 @@
 One JupyterLab (``tests/browser/conftest.py``) in Debian's chromium through Playwright, one
 notebook: a setup cell, a scratch cell and the contender cell, whose code is set before each
 trial. Every contender shows the same ``peers_kernel.tokens(N)`` (short words, about 4.5
-characters each) produced as fast as it can in a cell:
+characters each), read the same way from one async source, ``peers_kernel.token_stream(N)``:
+it yields each token, then gives the loop a turn (``await asyncio.sleep(0)``), as an LLM
+client's stream does between chunks. Each contender cell is ``async for tok in
+token_stream(N): ...`` and the streamnb handler does the same; the kernel-interrupt Stop
+baselines keep a plain ``for tok in tokens(N)`` loop (an interrupt stops a blocking loop):
 
 =====================  ==================================================================
-streamnb               ``sn.StreamWidget(await runtime.attach(...))``; the handler yields
-                       the tokens (to the loop every 64), the widget batches deltas
+streamnb               ``sn.StreamWidget(await runtime.attach(...))``; the handler reads
+                       ``token_stream`` too, the widget batches deltas
 print                  ``print(tok, end="")``: ipykernel batches stdout itself
 display_throttled      ``display(..., display_id=True)`` + ``update()`` every 50 ms
 print_flush            ``print(tok, end="", flush=True)``                       per token
@@ -89,6 +93,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Figure, emit, machine
+from bench.peers_budget import QUICK_TOKENS as BUDGET_QUICK_TOKENS
+from bench.peers_budget import SERVER_LIMIT_MSGS_PER_S, budget_trial, notebook_of
+from bench.peers_budget import TOKENS as BUDGET_TOKENS
+from bench.peers_budget import WIDGETS as BUDGET_WIDGETS
 from bench.peers_kernel import expected_text
 
 REPO = Path(__file__).resolve().parent.parent
@@ -141,7 +149,7 @@ from IPython.display import Markdown, display
 import streamnb as sn
 from bench.peers_kernel import (
     MARKS, TOKENS_KIND, close_everything, marks_json, panel_stop_interface, reset,
-    streamnb_runtime, text_widget_class, tokens,
+    streamnb_runtime, text_widget_class, token_stream, tokens,
 )
 
 RUNTIME = streamnb_runtime()
@@ -196,7 +204,7 @@ display(W)
         '`print(tok, end="")` (unflushed)',
         """\
 MARKS["cell"] = time.time()
-for tok in tokens({n}):
+async for tok in token_stream({n}):
     print(tok, end="")
 MARKS["producer_done"] = time.time()
 """,
@@ -210,7 +218,7 @@ MARKS["producer_done"] = time.time()
 MARKS["cell"] = time.time()
 handle = display({{{{"text/plain": ""}}}}, raw=True, display_id=True)
 parts, last = [], time.monotonic()
-for tok in tokens({{n}}):
+async for tok in token_stream({{n}}):
     parts.append(tok)
     if time.monotonic() - last >= {THROTTLE_S}:
         handle.update({{{{"text/plain": "".join(parts)}}}}, raw=True)
@@ -226,7 +234,7 @@ MARKS["producer_done"] = time.time()
         '`print(tok, end="", flush=True)`',
         """\
 MARKS["cell"] = time.time()
-for tok in tokens({n}):
+async for tok in token_stream({n}):
     print(tok, end="", flush=True)
 MARKS["producer_done"] = time.time()
 """,
@@ -241,7 +249,7 @@ MARKS["cell"] = time.time()
 out = widgets.Output()
 display(out)
 with out:
-    for tok in tokens({n}):
+    async for tok in token_stream({n}):
         print(tok, end="", flush=True)
 MARKS["producer_done"] = time.time()
 """,
@@ -255,7 +263,7 @@ MARKS["producer_done"] = time.time()
 MARKS["cell"] = time.time()
 W = TextWidget()
 display(W)
-for tok in tokens({n}):
+async for tok in token_stream({n}):
     W.text += tok
 MARKS["producer_done"] = time.time()
 """,
@@ -269,7 +277,7 @@ MARKS["producer_done"] = time.time()
 MARKS["cell"] = time.time()
 W = widgets.Textarea(layout=widgets.Layout(width="100%", height="12em"))
 display(W)
-for tok in tokens({n}):
+async for tok in token_stream({n}):
     W.value += tok
 MARKS["producer_done"] = time.time()
 """,
@@ -284,7 +292,7 @@ MARKS["producer_done"] = time.time()
 MARKS["cell"] = time.time()
 handle = display(Markdown(""), display_id=True)
 text = ""
-for tok in tokens({n}):
+async for tok in token_stream({n}):
     text += tok
     handle.update(Markdown(text))
 MARKS["producer_done"] = time.time()
@@ -298,7 +306,7 @@ MARKS["producer_done"] = time.time()
         """\
 MARKS["cell"] = time.time()
 message = None
-for tok in tokens({n}):
+async for tok in token_stream({n}):
     message = feed.stream(tok, user="Assistant", message=message)
 MARKS["producer_done"] = time.time()
 """,
@@ -320,7 +328,7 @@ MARKS["cell"] = time.time()
 feed = pn.chat.ChatFeed(height=400)
 display(feed)
 message = None
-for tok in tokens({n}):
+async for tok in token_stream({n}):
     message = feed.stream(tok, user="Assistant", message=message)
 MARKS["producer_done"] = time.time()
 """,
@@ -510,34 +518,20 @@ class PeersRun:
     cold_start: list[dict[str, Any]] = field(default_factory=list)
     clock: list[dict[str, float]] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    #: the many-widgets trials (``bench/peers_budget.py``), one record each
+    budget: list[dict[str, Any]] = field(default_factory=list)
 
 
 # --- the lab ---------------------------------------------------------------------------------
 
 
 def notebook_json(panel: bool) -> str:
-    def code(source: str) -> dict[str, Any]:
-        return {
-            "cell_type": "code",
-            "execution_count": None,
-            "metadata": {},
-            "outputs": [],
-            "source": source,
-        }
-
-    return json.dumps(
-        {
-            "cells": [
-                code(SETUP_CODE.format(panel=panel)),
-                code(""),
-                code("# the contender's code is set here by bench/bench_peers.py"),
-            ],
-            "metadata": {
-                "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
-            },
-            "nbformat": 4,
-            "nbformat_minor": 5,
-        }
+    return notebook_of(
+        [
+            SETUP_CODE.format(panel=panel),
+            "",
+            "# the contender's code is set here by bench/bench_peers.py",
+        ]
     )
 
 
@@ -1255,10 +1249,20 @@ def measure(
     cap_s: float = CAP_S,
     command: str = "python -m bench.bench_peers",
     skip_after_cap: bool = False,
+    budget_widgets: int = 0,
+    budget_tokens: int = BUDGET_TOKENS,
     log: Callable[[str], None] = print,
 ) -> PeersRun:
     """Run the trials on a running Jupyter server (``tests/browser/conftest.py``) and a
-    launched chromium; returns every trial and Stop sample (no figures yet)."""
+    launched chromium; returns every trial and Stop sample (no figures yet). With
+    ``budget_widgets``, the many-widgets trial (``bench/peers_budget.py``) runs last."""
+    if not contenders and not stoppers:
+        run = PeersRun(command, machine(), versions(browser, None), [], 0, cap_s, stop_tokens)
+        if budget_widgets:
+            run.budget.append(
+                budget_trial(server, browser, widgets=budget_widgets, tokens=budget_tokens, log=log)
+            )
+        return run
     lab = PeersLab(server, browser, contenders=contenders, stoppers=stoppers, log=log)
     run = PeersRun(
         command=command,
@@ -1320,6 +1324,10 @@ def measure(
         run.clock = lab.clock
     finally:
         lab.close()
+    if budget_widgets:
+        run.budget.append(
+            budget_trial(server, browser, widgets=budget_widgets, tokens=budget_tokens, log=log)
+        )
     return run
 
 
@@ -1622,6 +1630,62 @@ def figures(run: PeersRun) -> list[Figure]:
                 },
             )
         )
+    out += budget_figures(run.budget)
+    return out
+
+
+def budget_figures(records: list[dict[str, Any]]) -> list[Figure]:
+    """The many-widgets trial (issue 16, item 4) as figures."""
+    out: list[Figure] = []
+    for b in records:
+        shape = (
+            f"{b['widgets']} StreamWidgets x {b['tokens']:,} tokens at once, kernel budget "
+            f"{b['budget_msgs_per_s']:.0f} msgs/s"
+        )
+        exceeded = b["rate_exceeded_in_log"] + b["rate_exceeded_in_page"]
+        out.append(
+            Figure(
+                "peers.budget_msgs_per_s",
+                b["peak_3s_msgs_per_s"],
+                "msgs/s (busiest 3 s at the page)",
+                SERVER_LIMIT_MSGS_PER_S,
+                round(b["peak_3s_msgs_per_s"] / SERVER_LIMIT_MSGS_PER_S, 2),
+                'under jupyter_server\'s 1,000 msgs/s, no "IOPub message rate exceeded"',
+                b["peak_3s_msgs_per_s"] < SERVER_LIMIT_MSGS_PER_S and exceeded == 0,
+                f"{shape}; every kernel websocket message the page got (status, display "
+                f"and comm_open included); busiest 1 s: {b['peak_1s_msgs_per_s']:.0f} msgs/s; "
+                f"{exceeded} rate-exceeded messages; baseline: jupyter_server's limit",
+                {k: b[k] for k in ("iopub_messages", "deltas", "peak_1s_msgs_per_s")},
+            )
+        )
+        lost = b["delta_lost_chars"] + b["transcript_lost_chars"] + b["delta_gaps"]
+        out.append(
+            Figure(
+                "peers.budget_text_lost_chars",
+                lost,
+                "chars",
+                None,
+                None,
+                "0: every text complete and in order",
+                lost == 0 and b["settled_in_page"] == b["widgets"],
+                f"{shape}; {b['settled_in_page']} of {b['widgets']} settled in the page; the "
+                "deltas each widget's view got (at the page's websocket) and its transcript, "
+                "against its expected text",
+            )
+        )
+        out.append(
+            Figure(
+                "peers.budget_all_text_s",
+                b["all_text_s"] if b["all_text_s"] is not None else float("nan"),
+                "s",
+                None,
+                None,
+                "report only",
+                True,
+                f"{shape}; the first widgets cell's execute_request to every widget's "
+                "settled transcript in the page",
+            )
+        )
     return out
 
 
@@ -1696,6 +1760,25 @@ def readme_table(details: dict[str, Any]) -> str:
                 f"{fmt_ms(median(x.click_to_last_text_ms for x in ok))} | {note} |"
             )
         lines.append("")
+    if run.budget:
+        lines += [
+            "**Many widgets at once** (one kernel's message budget; every token its own loop turn)",
+            "",
+            "| widgets x tokens | budget | busiest 3 s / 1 s at the page | deltas | "
+            "all text | text lost | rate exceeded |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for b in run.budget:
+            all_text = "" if b["all_text_s"] is None else f"{b['all_text_s']:.2f} s"
+            lost = b["delta_lost_chars"] + b["transcript_lost_chars"]
+            lines.append(
+                f"| {b['widgets']} x {b['tokens']:,} | {b['budget_msgs_per_s']:.0f} msgs/s | "
+                f"{b['peak_3s_msgs_per_s']:.0f} / {b['peak_1s_msgs_per_s']:.0f} msgs/s | "
+                f"{b['deltas']:,} | {all_text} | {lost} chars, "
+                f"{b['settled_in_page']} of {b['widgets']} settled | "
+                f"{b['rate_exceeded_in_log'] + b['rate_exceeded_in_page']} |"
+            )
+        lines.append("")
     return "\n".join(lines).rstrip()
 
 
@@ -1719,18 +1802,30 @@ def load_run(details: dict[str, Any]) -> PeersRun:
     run.cold_start = details.get("cold_start", [])
     run.clock = details.get("clock", [])
     run.skipped = details.get("skipped", {})
+    run.budget = details.get("budget", [])
     return run
 
 
 def store(run: PeersRun, figs: list[Figure], results: Path, details: Path) -> None:
-    """Replace the peers figures in ``results.json``; write every trial to ``details``."""
+    """Replace the peers figures in ``results.json``; write every trial to ``details``.
+
+    A run with only the many-widgets trial (``--budget-only``) replaces only its own
+    figures and the ``budget`` records, keeping the contenders' stored before.
+    """
     entries = json.loads(results.read_text()) if results.exists() else []
-    entries = [e for e in entries if e.get("suite") != SUITE]
+    whole = bool(run.trials or run.stops) or not details.exists()
+    names = {f.name for f in figs}
+    entries = [
+        e for e in entries if e.get("suite") != SUITE or (not whole and e.get("name") not in names)
+    ]
     entries.extend(
         {**asdict(f), "suite": SUITE, "machine": run.machine, "command": run.command} for f in figs
     )
     results.write_text(json.dumps(entries, indent=2) + "\n")
-    details.write_text(json.dumps(asdict(run), indent=1) + "\n")
+    record = asdict(run)
+    if not whole:
+        record = {**json.loads(details.read_text()), "budget": record["budget"]}
+    details.write_text(json.dumps(record, indent=1) + "\n")
 
 
 # --- command line ----------------------------------------------------------------------------
@@ -1747,6 +1842,8 @@ def run_all(
     cap_s: float,
     command: str,
     skip_after_cap: bool,
+    budget_widgets: int = 0,
+    budget_tokens: int = BUDGET_TOKENS,
 ) -> PeersRun:
     from playwright.sync_api import sync_playwright
 
@@ -1772,6 +1869,8 @@ def run_all(
                         cap_s=cap_s,
                         command=command,
                         skip_after_cap=skip_after_cap,
+                        budget_widgets=budget_widgets,
+                        budget_tokens=budget_tokens,
                         log=lambda line: print(line, file=sys.stderr, flush=True),
                     )
                 finally:
@@ -1794,6 +1893,22 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="do not run a contender at a larger N once it was capped at a smaller one",
     )
+    p.add_argument(
+        "--budget-widgets",
+        type=int,
+        default=BUDGET_WIDGETS,
+        help=f"widgets of the many-widgets trial (default {BUDGET_WIDGETS}; 0 skips it)",
+    )
+    p.add_argument(
+        "--budget-tokens",
+        type=int,
+        help=f"tokens per widget (default {BUDGET_TOKENS:,}; --quick {BUDGET_QUICK_TOKENS})",
+    )
+    p.add_argument(
+        "--budget-only",
+        action="store_true",
+        help="run only the many-widgets trial (keeps the other stored peers figures)",
+    )
     p.add_argument("--readme", action="store_true", help="rewrite README.md's peers table")
     p.add_argument("--no-store", action="store_true", help="print only; leave the JSON files")
     args = p.parse_args(argv)
@@ -1805,6 +1920,8 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or (QUICK_ROUNDS if args.quick else ROUNDS)
     keys = args.only.split(",") if args.only else list(BY_KEY)
     stop_keys = args.stops.split(",") if args.stops is not None else list(STOPPER_BY_KEY)
+    if args.budget_only:
+        keys, stop_keys = [], []
     have_panel = panel_available()
     if not have_panel:
         print("Panel is not installed (pip install -e '.[bench]'): skipping it", file=sys.stderr)
@@ -1831,6 +1948,8 @@ def main(argv: list[str] | None = None) -> int:
         cap_s=args.cap_s,
         command=command,
         skip_after_cap=args.skip_after_cap,
+        budget_widgets=args.budget_widgets,
+        budget_tokens=args.budget_tokens or (BUDGET_QUICK_TOKENS if args.quick else BUDGET_TOKENS),
     )
     figs = figures(run)
     for f in figs:
@@ -1839,7 +1958,8 @@ def main(argv: list[str] | None = None) -> int:
         store(run, figs, RESULTS, DETAILS)
         print(f"wrote {RESULTS} and {DETAILS}", file=sys.stderr)
     if args.readme:
-        update_readme(readme_table(json.loads(json.dumps(asdict(run)))))
+        shown = json.loads(DETAILS.read_text()) if args.budget_only and DETAILS.exists() else None
+        update_readme(readme_table(shown or json.loads(json.dumps(asdict(run)))))
     missed = [f.name for f in figs if not f.meets_target]
     if missed:
         print("targets missed: " + ", ".join(missed), file=sys.stderr)

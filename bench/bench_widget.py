@@ -280,10 +280,68 @@ RATES: list[tuple[str, float | None]] = [
 ]
 
 
+FOLLOW_KIND = "bench.widget.follow"
+
+
+def follow_handler() -> sn.AttachedStreamHandler:
+    """``{"n": tokens}``, each token its own loop turn (as a provider's stream gives them)."""
+
+    async def run(start: Any, _input: Any, ctx: sn.StreamContext) -> AsyncIterator[Any]:
+        for _ in range(int(start["n"])):
+            yield sn.output(" tok")
+            await asyncio.sleep(0)
+        yield sn.completed()
+
+    return sn.AttachedStreamHandler(kind=FOLLOW_KIND, run=run)
+
+
+async def follower_cost(rt: sn.StreamRuntime, n: int, rounds: int) -> dict[str, float]:
+    """Seconds to settle ``n`` tokens with and without a StreamWidget following (no front
+    end), interleaved; medians of ``rounds``."""
+    from streamnb.widget import StreamWidget
+
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(rounds):
+        for with_widget in (False, True):
+            session = await rt.attach(FOLLOW_KIND, {"n": n})
+            t0 = time.perf_counter()
+            if with_widget:
+                widget = StreamWidget(session)
+                await widget.wait(120)
+                assert len(widget.final_texts["assistant.delta"]) == 4 * n
+                widget.close()
+            else:
+                await session.wait(120)
+            times[with_widget].append(time.perf_counter() - t0)
+            await session.detach()
+    bare, followed = statistics.median(times[False]), statistics.median(times[True])
+    return {"bare_s": bare, "widget_s": followed}
+
+
 async def kernel_side(quick: bool, out: list[Figure], facts: dict[str, Any]) -> None:
     seconds = 1.5 if quick else 5.0
     async with sn.StreamRuntime(cancel_grace_s=0.5) as rt:
         rt.register(bench_handler())
+        rt.register(follow_handler())
+        n_follow = 20_000 if quick else 100_000
+        c = await follower_cost(rt, n_follow, 3 if quick else 5)
+        added_us = (c["widget_s"] - c["bare_s"]) / n_follow * 1e6
+        emit(
+            Figure(
+                "widget.kernel.follower_us_per_token",
+                round(added_us, 2),
+                "us/token added by a StreamWidget (median)",
+                round(c["bare_s"] / n_follow * 1e6, 2),
+                round(c["widget_s"] / c["bare_s"], 2),
+                "report only",
+                True,
+                f"one stream of {n_follow:,} tokens, each its own loop turn, settled with and "
+                "without a widget following it (no front end), interleaved; baseline: us/token "
+                "of the bare stream; ratio: with the widget over bare",
+                {k: round(v, 3) for k, v in c.items()},
+            ),
+            out,
+        )
         for label, rate in RATES:
             n = 100_000 if rate is None else int(rate * seconds)
             r = await kernel_stream(rt, n, rate)

@@ -2,8 +2,9 @@
 every contender cell uses. The benchmark's notebook imports it in its setup cell; the
 harness process imports only :func:`tokens` and :func:`expected_text` from it.
 
-Every contender cell starts with ``MARKS["cell"] = time.time()`` and produces the same
-``tokens(n)`` as fast as it can; ``MARKS`` (kernel clock, seconds since the epoch) is read
+Every contender cell starts with ``MARKS["cell"] = time.time()`` and reads the same
+``token_stream(n)`` (each token yielded, then a loop turn, as from a provider) as fast as
+it comes; ``MARKS`` (kernel clock, seconds since the epoch) is read
 back by the harness after each trial with a silent ``user_expressions`` request.
 """
 
@@ -25,9 +26,8 @@ WORDS = (
 
 #: stream kind of the streamnb contender
 TOKENS_KIND = "bench.peers.tokens"
-#: the streamnb handler yields to the loop once every this many tokens (an LLM client
-#: awaits the network between chunks; a handler that never yields would starve the kernel)
-YIELD_EVERY = 64
+#: stream kind of the many-widgets trial (``bench/peers_budget.py``): ``{"n", "salt"}``
+BUDGET_KIND = "bench.peers.budget"
 
 #: kernel-clock marks of the running trial (``time.time()``), reset by :func:`reset`
 MARKS: dict[str, float] = {}
@@ -48,9 +48,24 @@ def tokens(n: int) -> tuple[str, ...]:
     return tuple(out)
 
 
+async def token_stream(n: int) -> AsyncIterator[str]:
+    """:func:`tokens` as a provider's stream gives them, the one source every contender
+    reads: each token yielded, then the loop gets a turn (``asyncio.sleep(0)``), as an
+    LLM client awaits its connection between chunks. A cell reads it with
+    ``async for tok in token_stream(n)``; the streamnb handler the same way."""
+    for token in tokens(n):
+        yield token
+        await asyncio.sleep(0)
+
+
 def expected_text(n: int) -> str:
     """The text every contender must show for ``n`` tokens."""
     return "".join(tokens(n))
+
+
+def budget_tokens(n: int, salt: int) -> tuple[str, ...]:
+    """The ``n`` tokens of widget ``salt`` in the many-widgets trial: ``" <salt>.<i>"``."""
+    return tuple(f" {salt}.{i}" for i in range(n))
 
 
 def reset() -> None:
@@ -69,26 +84,31 @@ def marks_json() -> str:
 def streamnb_runtime() -> Any:
     """A runtime with the ``bench.peers.tokens`` handler: ``{"n": tokens}`` as fast as possible.
 
-    The handler checks the stream's abort signal before every token; when it sees it, it
+    ``bench.peers.budget`` (``{"n", "salt"}``) yields :func:`budget_tokens` the same way.
+    The tokens handler checks the stream's abort signal before every token; when it sees it, it
     records ``MARKS["producer_stopped"]`` (kernel clock) and ends the stream cancelled.
     """
     import streamnb as sn
 
     async def run(start: Any, _input: Any, ctx: Any) -> AsyncIterator[Any]:
-        toks = tokens(int(start["n"]))
-        for i, token in enumerate(toks):
+        async for token in token_stream(int(start["n"])):
             if ctx.signal.aborted:
                 MARKS["producer_stopped"] = time.time()
                 yield sn.cancelled()
                 return
             yield sn.output(token)
-            if i % YIELD_EVERY == YIELD_EVERY - 1:
-                await asyncio.sleep(0)
         MARKS["producer_done"] = time.time()
+        yield sn.completed()
+
+    async def budget_run(start: Any, _input: Any, ctx: Any) -> AsyncIterator[Any]:
+        for token in budget_tokens(int(start["n"]), int(start["salt"])):
+            yield sn.output(token)
+            await asyncio.sleep(0)  # every stream gets a turn per token, as token_stream
         yield sn.completed()
 
     runtime = sn.StreamRuntime(cancel_grace_s=0.5)
     runtime.register(sn.AttachedStreamHandler(kind=TOKENS_KIND, run=run))
+    runtime.register(sn.AttachedStreamHandler(kind=BUDGET_KIND, run=budget_run))
     return runtime
 
 
@@ -139,12 +159,10 @@ def panel_stop_interface(n: int) -> Any:
         parts: list[str] = []
         finished = False
         try:
-            for i, token in enumerate(tokens(n)):
+            async for token in token_stream(n):
                 parts.append(token)
                 MARKS["last_token"] = time.time()
                 yield "".join(parts)
-                if i % YIELD_EVERY == YIELD_EVERY - 1:
-                    await asyncio.sleep(0)
             finished = True
             MARKS["producer_done"] = time.time()
         finally:

@@ -333,6 +333,54 @@ async def test_press_stop_cancels_and_ledger_has_cancelled_settlement(
     widget.close()
 
 
+async def test_text_after_the_pages_stop_point_is_not_in_the_settled_text(
+    slow_rt: sn.StreamRuntime,
+) -> None:
+    """Stop that the eye believes: text kept appearing for ~200 ms after a click on Stop
+    (deltas in flight, then the transcript with everything written before the handler saw
+    the cancel). The page now says what it showed (``shown_seq``); the settled text ends
+    there, and the frames written after it stay in ``texts()``."""
+    session = await slow_rt.attach(CHAT, {})
+    widget = StreamWidget(session, flush_interval_s=0.01)
+    with recorded_messages(widget) as sent:
+        press_send(widget, "stop me after two deltas")
+        await until(widget, lambda: len([m for m in deltas(sent) if m["chunks"]]) >= 2)
+        shown = deltas(sent)[-1]
+        await until(widget, lambda: widget.text() != joined(sent))  # more written, unshown
+        widget._handle_custom_msg({"type": "stop", "shown_seq": shown["to_seq"]}, [])
+        assert await widget.wait(timeout_s=5) == "cancelled"
+    seen = joined([m for m in deltas(sent) if m["to_seq"] <= shown["to_seq"]])
+    assert widget.final_texts == {"assistant.delta": seen}
+    assert len(widget.texts()["assistant.delta"]) > len(seen)  # the log keeps the rest
+    assert widget.texts()["assistant.delta"].startswith(seen)
+    widget.close()
+
+
+async def test_a_stop_point_is_ignored_when_the_stream_completes_anyway(
+    runtime: sn.StreamRuntime,
+) -> None:
+    session = await runtime.attach(CHAT, {})
+    widget = StreamWidget(session)
+    await session.send("hello")
+    await widget.wait(timeout_s=5)
+    widget._handle_custom_msg({"type": "stop", "shown_seq": -1}, [])
+    await actions_done(widget)
+    assert widget.final_texts == {"assistant.delta": "streamnb reply to hello"}
+    widget.close()
+
+
+async def test_a_stop_message_with_a_bad_shown_seq_is_refused(
+    slow_rt: sn.StreamRuntime,
+) -> None:
+    session = await slow_rt.attach(CHAT, {})
+    widget = StreamWidget(session)
+    widget._handle_custom_msg({"type": "stop", "shown_seq": "12"}, [])
+    await asyncio.sleep(0.05)
+    assert "shown_seq" in widget.error
+    assert slow_rt.info(session.stream_ref).cancel_requested is False
+    widget.close()
+
+
 async def test_stop_shortcut_is_stop(slow_rt: sn.StreamRuntime) -> None:
     session = await slow_rt.attach(CHAT, {})
     widget = StreamWidget(session)
@@ -670,3 +718,38 @@ async def test_a_flood_of_hello_messages_gets_a_few_snapshots_not_one_each(
         assert [m["type"] for m in sent] == ["snapshot", "snapshot"]
     widget.close()
     chat.close()
+
+
+async def test_the_follower_wakes_once_per_delta_not_once_per_frame() -> None:
+    """The follower made a cursor and read the log at every frame (about 5 us per token
+    on a stream whose tokens each take a loop turn); it now wakes once per flush and
+    drains the log in one slice."""
+
+    async def run(start: Any, _input: Any, ctx: Any) -> Any:
+        for _ in range(int(start["n"])):
+            yield sn.output(" t")
+            await asyncio.sleep(0)
+        yield sn.completed()
+
+    rt = sn.StreamRuntime()
+    rt.register(sn.AttachedStreamHandler(kind="test.per_turn", run=run))
+    follows = 0
+    original = rt.follow
+
+    def counting_follow(ref: str, after_seq: int = -1) -> Any:
+        nonlocal follows
+        follows += 1
+        return original(ref, after_seq)
+
+    rt.follow = counting_follow  # type: ignore[method-assign]
+    try:
+        session = await rt.attach("test.per_turn", {"n": 5_000})
+        widget = StreamWidget(session)
+        with recorded_messages(widget) as sent:
+            assert await widget.wait(timeout_s=30) == "completed"
+        assert widget.final_texts == {"assistant.delta": " t" * 5_000}
+        assert follows <= len(deltas(sent)) + 2, (follows, len(deltas(sent)))
+        widget.close()
+    finally:
+        await rt.aclose()
+        rt.ledger.close()

@@ -298,12 +298,13 @@ function wireMessageControls(listen, { root, stop, input, send }, actions) {
 }
 
 // What Stop and Send ask of a StreamWidget's or ChatWidget's kernel side (widget/_protocol.py).
-// `onStop` runs first (a view shows "stopping…" at once, before the kernel says so).
+// `onStop` runs first (a view shows "stopping…" at once, before the kernel says so); what
+// it returns (a StreamWidget's `shown_seq`, the stop point) goes with the stop message.
 function streamActions(model, onStop = () => {}) {
   return {
     stop: () => {
-      onStop();
-      model.send({ type: "stop" });
+      const extra = onStop() || {};
+      model.send({ type: "stop", ...extra });
     },
     send: (text) => model.send({ type: "send", text }),
   };

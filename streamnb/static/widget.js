@@ -12,7 +12,8 @@
 // The main text is the main channel's (main_channel, else the first assistant channel,
 // else the first channel written); each message sent to a bidi stream (the `sent` trait)
 // is shown above the text that followed it. Stop: the button or Ctrl+. / Cmd+.; the
-// status reads "stopping…" until the terminal arrives. Once the stream settles the kernel
+// status reads "stopping…" until the terminal arrives, and the text stays as it was at the
+// click (deltas in flight are held; dropped if the stream ends cancelled: holdAfterStop). Once the stream settles the kernel
 // replaces this view's output with a static transcript (widget/_saved.py).
 // Helpers (element, lifecycle, textStores, applyDelta, ...) come from common.js, joined in
 // front of this file (widget/_assets.py).
@@ -40,9 +41,37 @@ function applyMessage(store, model, msg) {
       store.lastSeq = -1; // the stream's very first delta: nothing was missed
     }
     if (msg.to_seq <= store.lastSeq) return; // duplicate
+    if (store.stopSeq !== undefined && store.stopSeq !== null) {
+      holdAfterStop(store, model, msg);
+      return;
+    }
     if (!applyDelta(store, model, msg)) return;
     acknowledge(store, model);
     notify(store, { type: "append", chunks: msg.chunks });
+  }
+}
+
+// After Stop the text stays as it was at the click: deltas already in flight are held,
+// not shown. The terminal's delta decides: a stream that ended cancelled drops them (the
+// kernel's transcript and final_texts also end at the stop point, widget/_stream.py); one
+// that completed anyway (or failed) shows them all.
+function holdAfterStop(store, model, msg) {
+  if (msg.from_seq !== store.lastSeq + 1) {
+    applyDelta(store, model, msg); // a gap: asks for a snapshot, as without Stop
+    return;
+  }
+  store.held.push(msg.chunks);
+  store.lastSeq = msg.to_seq;
+  acknowledge(store, model);
+  if (msg.status === "running") return;
+  const held = store.held;
+  store.held = [];
+  if (msg.status === "cancelled") return;
+  for (const chunks of held) {
+    for (const [channel, text] of Object.entries(chunks)) {
+      store.texts.set(channel, (store.texts.get(channel) || "") + text);
+    }
+    notify(store, { type: "append", chunks });
   }
 }
 
@@ -193,6 +222,7 @@ function render({ model, el }) {
           text = text.slice(take.length);
         }
       },
+      flush() {},
       finish() {},
       dispose() {},
     };
@@ -202,6 +232,7 @@ function render({ model, el }) {
     return {
       markdown: true,
       append: (text) => view.append(text),
+      flush: () => view.flush(),
       finish: () => view.finish(),
       dispose: () => view.dispose(),
     };
@@ -392,6 +423,15 @@ function render({ model, el }) {
   const onStop = () => {
     stopPressed = true;
     showState();
+    // The stop point: what this page shows now (text received but not drawn yet, waiting
+    // for the next frame, is drawn at once); later deltas are held (holdAfterStop).
+    if (store.stopSeq === undefined || store.stopSeq === null) {
+      for (const sink of sinks.values()) sink.flush();
+      for (const sink of segments) sink.flush();
+      store.stopSeq = store.lastSeq === null ? -1 : store.lastSeq;
+      store.held = [];
+    }
+    return { shown_seq: store.stopSeq };
   };
   wireMessageControls(listen, { root, stop, input, send }, streamActions(model, onStop));
 

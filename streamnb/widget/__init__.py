@@ -13,14 +13,16 @@ conversation (``_saved.py``, rendered by ``_transcript.py``).
 
 Departure from the seeds: the seeds' browser UIs receive every token as its
 own message; here tokens are batched into deltas of at most one message per
-``flush_interval_s`` per widget, because jupyter_server drops iopub messages
-above 1000 per second.
+``flush_interval_s`` per widget, and all the widgets of a kernel share one
+:func:`message_budget` (500 messages per second by default, ``_budget.py``), because
+jupyter_server drops iopub messages above 1000 per second.
 """
 
 from __future__ import annotations
 
+from ._budget import MessageBudget, message_budget
 from ._chat import ChatWidget
 from ._rooms import ChatRoomsWidget
 from ._stream import StreamWidget
 
-__all__ = ["ChatRoomsWidget", "ChatWidget", "StreamWidget"]
+__all__ = ["ChatRoomsWidget", "ChatWidget", "MessageBudget", "StreamWidget", "message_budget"]

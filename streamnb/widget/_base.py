@@ -23,6 +23,7 @@ import traitlets
 from .._errors import StreamnbError
 from .._runtime import StreamRuntime
 from ._batcher import LoopBridge, spawn
+from ._budget import budget_for
 from ._protocol import parse_inbound
 
 __all__ = ["STOP_REASON", "LoopWidget", "error_text"]
@@ -94,6 +95,14 @@ class LoopWidget(anywidget.AnyWidget):
     def _refuse(self, content: Any, exc: ValueError) -> None:
         """Answer a malformed inbound message (any thread): show why in ``error``."""
         self._bridge.call(self._report, exc)
+
+    def _send(self, msg: Any, buffers: Any = None) -> None:
+        """Send a comm message (state or custom) and charge it to the kernel's budget."""
+        super()._send(msg, buffers)
+        bridge: LoopBridge | None = getattr(self, "_bridge", None)
+        loop = bridge.loop if bridge is not None else None
+        if loop is not None and not loop.is_closed():
+            budget_for(loop).spend(1)
 
     def _send_delta(self, msg: Any) -> None:
         """Send text to the front end; after a failure stop sending it and show why.

@@ -2,12 +2,17 @@
 
 A :class:`Follower` reads one stream's frame log through ``runtime.follow`` (a
 cursor that is not an observer, so the user's ``session.output`` is never
-consumed) and folds the frames into text per channel. It does not send one
-message per frame: the first frame after a quiet spell is flushed on the next
+consumed) and folds the frames into text per channel. It wakes once per flush, not
+once per frame: a frame after what was flushed asks for a flush, and the flush takes
+every frame the log then holds in one slice (``runtime.frame_log``); the terminal is
+watched apart (``runtime.wait``). It does not send one message per frame either: the
+first frame after a quiet spell is flushed on the next
 loop turn, later ones at most every ``flush_interval_s``, and the terminal frame
-at once. So a widget sends at most ``1 / flush_interval_s`` deltas per second
-whatever the token rate (jupyter_server drops iopub messages above 1000/s), and
-each delta carries only the new text.
+as soon as possible. So a widget sends at most ``1 / flush_interval_s`` deltas per
+second whatever the token rate, and each delta carries only the new text. A flush
+that is due waits for its turn in the kernel-wide :class:`~streamnb.widget._budget.MessageBudget`
+(jupyter_server drops iopub messages above 1000/s, counted for all widgets together):
+while it waits, more frames join the same delta.
 
 :class:`LoopBridge` runs a callable on the runtime's loop thread: directly when
 already there, else through ``loop.call_soon_threadsafe``. Widget messages may
@@ -18,6 +23,7 @@ widget state is only touched on the loop thread.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import json
 import math
@@ -27,6 +33,7 @@ from typing import Any
 from .._errors import UnknownStreamError
 from .._frames import TERMINAL_KINDS, Frame
 from .._runtime import StreamRuntime
+from ._budget import MessageBudget, budget_for
 from ._protocol import DeltaMsg, SentMsg, SnapshotMsg
 
 __all__ = [
@@ -147,6 +154,10 @@ class Follower:
     emit : callable ``(DeltaMsg, bool) -> None``
     flush_interval_s : float
         Seconds between deltas.
+    budget : MessageBudget, optional
+        Whose turns the flushes wait for; default the running loop's
+        (:func:`~streamnb.widget._budget.budget_for`), shared by every widget of the
+        kernel.
     """
 
     def __init__(
@@ -155,8 +166,10 @@ class Follower:
         stream_ref: str,
         emit: Callable[[DeltaMsg, bool], None],
         flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
+        budget: MessageBudget | None = None,
     ) -> None:
         self.runtime = runtime
+        self.budget = budget
         self.stream_ref = stream_ref
         self.flush_interval_s = check_flush_interval(flush_interval_s)
         self.upto_seq = -1
@@ -168,11 +181,16 @@ class Follower:
         self._parts: dict[str, list[str]] = {}
         self._pending: list[Frame] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._queued = False  # waiting for a turn in the budget
         self._last_flush = -math.inf
         self._task: asyncio.Task[None] | None = None
         self._waiters: list[asyncio.Future[None]] = []
+        self._flushed: list[asyncio.Future[None]] = []  # the reading task, until a flush
         self.sent: list[SentMsg] = []
         self._lengths: dict[str, int] = {}  # flushed characters per channel
+        # (upto_seq, characters per channel) after each flush: where a view's stop point is
+        self._marks_seq: list[int] = []
+        self._marks: list[dict[str, int]] = []
         self._inputs_read = 0
         self._unplaced: list[tuple[int, str]] = []  # (position, text) of inputs not placed yet
 
@@ -204,6 +222,16 @@ class Follower:
             if frame.kind == "output" and frame.channel is not None:
                 texts[frame.channel] = texts.get(frame.channel, "") + output_text(frame)
         return texts
+
+    def texts_through(self, seq: int) -> dict[str, str]:
+        """Flushed text per channel as it was once frames up to ``seq`` were flushed (the
+        text a view showed at ``shown_seq``; -1: none). A ``seq`` between two flushes
+        gives the earlier one's text."""
+        index = bisect.bisect_right(self._marks_seq, seq) - 1
+        if index < 0:
+            return {}
+        lengths = self._marks[index]
+        return {channel: text[: lengths.get(channel, 0)] for channel, text in self.texts().items()}
 
     def reason(self) -> str:
         """The terminal's reason; for a bare ``cancelled`` the reason given to ``cancel``.
@@ -265,16 +293,44 @@ class Follower:
         """Start the reading task on the running loop (call on the loop thread)."""
         if self._task is None:
             loop = asyncio.get_running_loop()
+            if self.budget is None:
+                self.budget = budget_for(loop)
             self._task = loop.create_task(self._read(), name=f"streamnb:widget:{self.stream_ref}")
 
     def stop(self) -> None:
         """Cancel the reading task and any pending flush (idempotent)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._cancel_flush()
         if self._task is not None and not self._task.done():
             self._task.cancel()
         self._wake(None)
+
+    def _cancel_flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._queued:
+            self._queued = False
+            if self.budget is not None:
+                self.budget.cancel(self)
+
+    def _schedule_flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Ask for a turn once ``flush_interval_s`` passed since the last flush."""
+        if self._timer is not None or self._queued:
+            return
+        due = self._last_flush + self.flush_interval_s
+        if due <= loop.time():
+            self._ask_turn()
+        else:
+            self._timer = loop.call_at(due, self._ask_turn)
+
+    def _ask_turn(self) -> None:
+        self._timer = None
+        budget = self.budget
+        if budget is None:  # pragma: no cover - start() sets it before anything is read
+            self.flush()
+            return
+        self._queued = True
+        budget.request(self, self.flush)
 
     def catch_up(self) -> bool:
         """If the stream has already ended, fold its whole log now, without waiting for the
@@ -328,50 +384,62 @@ class Follower:
                 fut.set_result(None)
 
     async def _read(self) -> None:
+        """Wake once per flush, not once per frame: wait for a frame after what was
+        flushed, ask for a flush, then sleep until it happened; the flush takes every
+        frame the log then holds in one slice (batch draining). The terminal frame is
+        watched apart (``runtime.wait``) so it goes out without waiting for the interval.
+        """
         loop = asyncio.get_running_loop()
         runtime, ref = self.runtime, self.stream_ref
-        last = self.upto_seq
+        watcher = loop.create_task(self._watch_terminal(), name=f"streamnb:widget:{ref}:end")
         try:
-            while True:
-                # A fresh cursor per wake-up is cheap; it only waits for seq > last. What is
-                # then available is taken as one slice of the log, not frame by frame.
-                cursor = runtime.follow(ref, last)
+            while not self.settled:
+                cursor = runtime.follow(ref, self.upto_seq)
                 try:
-                    first = await cursor.__anext__()
+                    await cursor.__anext__()
                 except StopAsyncIteration:
                     return
-                try:
-                    batch = runtime.frame_log(ref, last)
-                except UnknownStreamError:  # settled and evicted meanwhile: read it out
-                    batch = [first]
-                    batch += [frame async for frame in cursor]
-                if not batch:  # pragma: no cover - the cursor just saw a frame
-                    batch = [first]
-                self._pending += batch
-                last = batch[-1].seq
-                if batch[-1].kind in TERMINAL_KINDS:
-                    self.flush()
+                if self.settled:
                     return
-                if self._timer is None:
-                    due = max(loop.time(), self._last_flush + self.flush_interval_s)
-                    self._timer = loop.call_at(due, self.flush)
+                flushed = loop.create_future()
+                self._flushed.append(flushed)
+                self._schedule_flush(loop)
+                await flushed
         finally:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            watcher.cancel()
+            self._cancel_flush()
             self._wake(None)
+
+    async def _watch_terminal(self) -> None:
+        try:
+            await self.runtime.wait(self.stream_ref)
+        except (UnknownStreamError, TimeoutError):  # pragma: no cover - evicted unseen
+            return
+        # The terminal goes out on the next turn of the budget, without the interval.
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._queued and not self.settled:
+            self._ask_turn()
 
     # --- flushing ---------------------------------------------------------------------
 
     def flush(self) -> None:
         """Fold the pending frames and emit them as one delta (no-op when none)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._cancel_flush()
         frames = self._pending
+        self._pending = []
+        if not frames:
+            try:
+                frames = self.runtime.frame_log(self.stream_ref, self.upto_seq)
+            except UnknownStreamError:  # evicted: what was flushed is all there is
+                frames = []
+        flushed, self._flushed = self._flushed, []
+        for fut in flushed:
+            if not fut.done():
+                fut.set_result(None)
         if not frames:
             return
-        self._pending = []
         chunks: dict[str, list[str]] = {}
         self._read_inputs()
         unplaced = self._unplaced
@@ -403,6 +471,8 @@ class Follower:
             "status": self.status,
         }
         self.upto_seq = last.seq
+        self._marks_seq.append(last.seq)
+        self._marks.append(dict(lengths))
         self._last_flush = asyncio.get_running_loop().time()
         self.deltas_sent += 1
         self._emit(delta, self.terminal is not None)

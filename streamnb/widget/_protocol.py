@@ -58,7 +58,7 @@ Outbound:
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 __all__ = [
     "AckMsg",
@@ -129,9 +129,11 @@ class HelloMsg(TypedDict):
 
 
 class StopMsg(TypedDict):
-    """The user pressed Stop (or its shortcut, Ctrl+. / Cmd+.)."""
+    """The user pressed Stop (or its shortcut, Ctrl+. / Cmd+.); a StreamWidget's view says
+    where: ``shown_seq``, the last seq of the text it showed (-1: none yet)."""
 
     type: Literal["stop"]
+    shown_seq: NotRequired[int]
 
 
 class SendMsg(TypedDict):
@@ -163,7 +165,16 @@ def parse_inbound(content: Any) -> InboundMsg:
     if kind == "hello":
         return {"type": "hello"}
     if kind == "stop":
-        return {"type": "stop"}
+        stop: StopMsg = {"type": "stop"}
+        if "shown_seq" in content:
+            seq = content["shown_seq"]
+            if isinstance(seq, bool) or not isinstance(seq, int) or seq < -1:
+                raise ValueError(
+                    f"a stop message's shown_seq is the last seq the view showed (an int, -1 "
+                    f"for none); got {seq!r}"
+                )
+            stop["shown_seq"] = seq
+        return stop
     if kind == "ack":
         ack: AckMsg = {"type": "ack"}
         return ack

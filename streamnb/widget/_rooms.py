@@ -244,7 +244,9 @@ class ChatRoomsWidget(LoopWidget, MarkdownRendering, LiveWithSavedCopy):
         elif event.kind == "reply_settled":
             entry = self._followers.get(room_id)
             if entry is not None and entry[0] == event.message_id:
-                # the pushed messages hold the final text; a last delta is not needed
+                # the text not sent yet goes out as a last delta (deltas stay complete),
+                # then the pushed messages carry the settled reply
+                entry[1].flush()
                 entry[1].stop()
                 del self._followers[room_id]
             if room_id in self._rooms:

@@ -31,9 +31,12 @@ display: its output updates again once the cell is run again.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import contextvars
 from typing import Any
 
+from ._budget import budget_for
 from ._transcript import Bundle
 
 __all__ = [
@@ -115,6 +118,8 @@ def update_bundle(bundle: Bundle, display_id: str) -> None:
 def _publish_update(bundle: Bundle, display_id: str) -> None:
     from IPython.display import update_display
 
+    with contextlib.suppress(RuntimeError):  # no loop here: nothing to charge it to
+        budget_for(asyncio.get_running_loop()).spend(1)  # an iopub message like a delta
     update_display(bundle, raw=True, display_id=display_id)  # type: ignore[no-untyped-call]
 
 

@@ -35,7 +35,8 @@ class StreamWidget(LoopWidget, MarkdownRendering, SavedDisplay):
     or ``read_until_terminal(session.output)``.
 
     The **Stop** button (or Ctrl+. / Cmd+. anywhere in the widget) calls
-    ``session.cancel("user pressed stop")``; the status then reads ``stopping…``
+    ``session.cancel("user pressed stop")``; the text stops at once (deltas already on
+    their way are not shown), the status then reads ``stopping…``
     until the terminal frame arrives, and a stop the runtime had to force (the
     handler ignored the cancel for ``cancel_grace_s``) says so. For ``bidi``
     streams the **Message** box and **Send** button (Enter sends; Escape only leaves
@@ -89,7 +90,10 @@ class StreamWidget(LoopWidget, MarkdownRendering, SavedDisplay):
         Payload of the latest ``progress`` frame (None before any).
     final_texts : dict of str to str
         Text per channel, set once when the stream settles, so a saved
-        notebook shows the result without a kernel.
+        notebook shows the result without a kernel. After a Stop press in the page that
+        ended the stream ``cancelled``, the text the page showed at the click: the few
+        frames the handler wrote before it saw the cancel are not shown (the page drops
+        the deltas in flight), but stay in :meth:`texts` and the runtime's frame log.
     settled : bool
         True once the terminal frame reached the widget.
     stopping : bool
@@ -181,6 +185,8 @@ class StreamWidget(LoopWidget, MarkdownRendering, SavedDisplay):
         self._attach_loop(runtime)
         self._frontend_has_text = False
         self._displayed = False
+        #: the last seq the page showed when Stop was pressed there (None: no Stop press)
+        self._stop_seq: int | None = None
         self._follower = Follower(runtime, session.stream_ref, self._on_flush, interval_s)
         if not self._bridge.call(self._follower.start):
             self.error = "the runtime's event loop is closed; this widget cannot follow the stream"
@@ -273,6 +279,8 @@ class StreamWidget(LoopWidget, MarkdownRendering, SavedDisplay):
         elif msg["type"] == "ack":
             self._frontend_has_text = True
         elif msg["type"] == "stop":
+            if self._stop_seq is None and "shown_seq" in msg:
+                self._stop_seq = msg["shown_seq"]
             self._spawn(self._stop(), "stop")
         else:
             self._spawn(self._send_text(msg["text"]), "send")
@@ -314,6 +322,10 @@ class StreamWidget(LoopWidget, MarkdownRendering, SavedDisplay):
                 if terminal.error:
                     self.error = terminal.error
                 texts = follower.texts()
+                if self._stop_seq is not None and terminal.kind == "cancelled":
+                    # Stop that the eye believes: the text ends where the page stopped
+                    # showing it (the frames written in the moment after stay in the log).
+                    texts = follower.texts_through(self._stop_seq)
                 if self._frontend_has_text:
                     # A front end applied every delta and keeps final_texts itself: set the
                     # kernel's value without sending the whole text a second time.

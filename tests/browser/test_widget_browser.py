@@ -100,6 +100,29 @@ def test_tokens_stream_and_stop_cancels(nb: Lab) -> None:
         lab.screenshot(widget, "widget-dark.png")
 
 
+# Click Stop and read the main text in the same task, before anything else can draw.
+CLICK_STOP_AND_READ = """(el) => {
+  el.querySelector(".streamnb-stop").click();
+  const copy = el.querySelector(".streamnb-main").cloneNode(true);
+  copy.querySelectorAll(".streamnb-sent").forEach((n) => n.remove());
+  return copy.textContent;
+}"""
+
+
+def test_after_stop_no_new_text_is_shown(lab: Lab) -> None:
+    """Text kept appearing after a click on Stop (deltas already on their way, then the
+    transcript with what the handler wrote before it saw the cancel): the page now holds
+    the text as it was at the click, and the settled transcript ends there too."""
+    start(lab, SLOW)
+    widget = lab.output(SLOW)
+    send_message(widget, "hello")
+    wait_for_text(widget, 40)
+    at_click = widget.evaluate(CLICK_STOP_AND_READ)
+    expect(widget.get_by_role("status")).to_contain_text("cancelled")
+    expect(widget.get_by_role("button", name="Stop")).to_have_count(0)  # the transcript
+    assert main_text(widget).split() == at_click.split()
+
+
 def test_message_and_enter_stream_a_reply(nb: Lab) -> None:
     lab = nb
     start(lab, SLOW)
