@@ -123,6 +123,10 @@ async def bench_memory(n: int, out: list) -> None:
         for s in sessions:  # every stream has emitted its progress and waits for input
             assert (await s.output.__anext__()).kind == "opened"
             assert (await s.output.__anext__()).kind == "progress"
+        # one turn of the loop: the handle that resumed this task after gather() still
+        # holds gather's result (every attach task, ~650 bytes a stream) until the loop
+        # runs its next callback; that is the benchmark's garbage, not the streams'
+        await asyncio.sleep(0)
         gc.collect()
         after = tracemalloc.get_traced_memory()[0]
         tracemalloc.stop()
@@ -136,8 +140,8 @@ async def bench_memory(n: int, out: list) -> None:
             "bytes",
             None,
             None,
-            "< 20 KB",
-            per < 20_000,
+            "< 4 KB",
+            per < 4_096,
             f"{n} bidi streams waiting for input, tracemalloc",
         ),
         out,

@@ -280,6 +280,30 @@ async def test_handler_swallowing_cancellation_is_settled_anyway():
     assert "late" not in [f.payload for f in session.frame_log()]
 
 
+async def test_aclose_returns_when_a_handler_swallows_its_forced_stop():
+    # aclose() waits for the streams' tasks; a handler that swallows even the forced
+    # stop is settled by a settler task of its own while its task is kept aside (and
+    # cancelled again at the end). aclose() waited on the stubborn task forever when it
+    # did not look again at the tasks it waits for (found by the state machine).
+    async def run(start, _input, ctx):
+        yield sn.progress("x")
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            pass  # swallowed once
+        await asyncio.Event().wait()  # until aclose() cancels it again
+
+    rt = sn.StreamRuntime(cancel_grace_s=0.02, force_wait_s=0.02)
+    rt.register(handler("stubborn", run))
+    session = await rt.attach("stubborn")
+    await asyncio.wait_for(rt.aclose(), 5)
+    assert session.terminal is not None
+    assert session.terminal.terminal == {"cancelled": True, "forced": True}
+    assert session.terminal.reason == "runtime_closed"
+    assert rt.ledger.streams().status.tolist() == ["cancelled"]
+    assert not rt._drivers and not rt._zombies
+
+
 async def test_aclose_settles_every_open_stream_once():
     rt = sn.StreamRuntime(cancel_grace_s=0.05, force_wait_s=0.05)
 
