@@ -7,6 +7,8 @@ Figures, each against a baseline measured in the same process:
 * core.memory_per_bidi bytes per open bidi stream waiting for input (tracemalloc)
 * core.cancel_latency  median ms from cancel() to the terminal frame, 1,000 other streams active
 * core.file_ledger     settlements/s on a file ledger, vs raw sqlite3 rows with one commit each
+                       (and core.file_ledger_vs_group_commit: vs raw sqlite3 with the same
+                       group commit by hand)
 * core.projection      project_attached_stream time vs pd.DataFrame.from_records, same records
 """
 
@@ -208,12 +210,18 @@ async def bench_cancel(n_other: int, samples: int, out: list) -> None:
 # --- 4. file ledger ----------------------------------------------------------------------
 
 
-def sqlite_baseline(path: str, n: int) -> float:
+def _raw_db(path: str) -> sqlite3.Connection:
+    # the ledger's own settings (streamnb/_sqlite.py): WAL, synchronous=NORMAL
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("CREATE TABLE s (ref TEXT PRIMARY KEY, status TEXT, t REAL)")
     conn.execute("CREATE TABLE e (id INTEGER PRIMARY KEY, ref TEXT, payload TEXT)")
+    return conn
+
+
+def sqlite_baseline(path: str, n: int) -> float:
+    conn = _raw_db(path)
     t = time.perf_counter()
     for i in range(n):  # one transaction per settlement: what the runtime must beat
         conn.execute("BEGIN")
@@ -222,6 +230,28 @@ def sqlite_baseline(path: str, n: int) -> float:
         conn.execute("BEGIN")
         conn.execute("UPDATE s SET status='completed' WHERE ref=?", (f"r{i}",))
         conn.execute("INSERT INTO e (ref, payload) VALUES (?, '{}')", (f"r{i}",))
+        conn.execute("COMMIT")
+    rate = n / (time.perf_counter() - t)
+    conn.close()
+    return rate
+
+
+def sqlite_group_baseline(path: str, n: int, group: int) -> float:
+    """Raw sqlite3 with the runtime's group commit done by hand: the ``group`` streams
+    of a round opened in one transaction, then settled in one (the floor of the ledger
+    figure: the same rows and commits, none of the runtime's work)."""
+    conn = _raw_db(path)
+    t = time.perf_counter()
+    for lo in range(0, n, group):
+        refs = [f"r{i}" for i in range(lo, min(n, lo + group))]
+        conn.execute("BEGIN")
+        for ref in refs:
+            conn.execute("INSERT INTO s VALUES (?, 'running', ?)", (ref, time.time()))
+        conn.execute("COMMIT")
+        conn.execute("BEGIN")
+        for ref in refs:
+            conn.execute("UPDATE s SET status='completed' WHERE ref=?", (ref,))
+            conn.execute("INSERT INTO e (ref, payload) VALUES (?, '{}')", (ref,))
         conn.execute("COMMIT")
     rate = n / (time.perf_counter() - t)
     conn.close()
@@ -253,9 +283,13 @@ async def file_ledger_rate(path: str, n: int, concurrency: int) -> float:
 
 
 async def bench_ledger(n: int, out: list) -> None:
+    concurrency = 200
+    base = group = value = 0.0
     with tempfile.TemporaryDirectory() as d:
-        base = sqlite_baseline(os.path.join(d, "raw.db"), n)
-        value = await file_ledger_rate(os.path.join(d, "ledger.db"), n, 200)
+        for i in range(3):  # interleaved, best of three: the machine is shared and noisy
+            base = max(base, sqlite_baseline(os.path.join(d, f"raw{i}.db"), n))
+            group = max(group, sqlite_group_baseline(os.path.join(d, f"grp{i}.db"), n, concurrency))
+            value = max(value, await file_ledger_rate(os.path.join(d, f"l{i}.db"), n, concurrency))
     emit(
         Figure(
             "core.file_ledger",
@@ -263,9 +297,25 @@ async def bench_ledger(n: int, out: list) -> None:
             "settlements/s",
             round(base),
             round(value / base, 2),
-            ">= 2000/s",
-            value >= 2000,
-            f"{n} streams, 200 concurrent; baseline: raw sqlite3, a transaction per write",
+            ">= 10000/s",
+            value >= 10_000,
+            f"{n} streams, {concurrency} concurrent, WAL + synchronous=NORMAL (durable "
+            "against a process crash, not a power loss); baseline: raw sqlite3, a "
+            "transaction per write",
+        ),
+        out,
+    )
+    emit(
+        Figure(
+            "core.file_ledger_vs_group_commit",
+            round(value),
+            "settlements/s",
+            round(group),
+            round(value / group, 2),
+            "(reported)",
+            True,
+            f"the same run; baseline: raw sqlite3 with the same group commit by hand "
+            f"({concurrency} opens in one transaction, then {concurrency} settlements in one)",
         ),
         out,
     )

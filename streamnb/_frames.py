@@ -25,6 +25,10 @@ from typing import Any, Literal, NamedTuple, TypedDict
 from ._errors import InvalidFrameError
 from ._text import SurrogateMender, has_surrogates, mend, mend_json
 
+#: one encoder for every JSON check: ``json.dumps`` with options builds a new
+#: JSONEncoder per call, which cost more than the encoding of a small terminal
+_CHECK_ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False)
+
 __all__ = [
     "OUTBOUND_KINDS",
     "TERMINAL_KINDS",
@@ -201,7 +205,7 @@ def check_json(value: Any, what: str, frame: object = None) -> None:
             return
         raise InvalidFrameError(f"{what} is {value!r}, which JSON cannot carry", frame)
     try:
-        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+        text = _CHECK_ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise InvalidFrameError(f"{what} is not JSON-serializable ({exc})", frame) from exc
     if not text.isascii():
@@ -229,7 +233,7 @@ def outbound_json(value: Any, what: str, frame: object = None) -> Any:
             return value
         raise InvalidFrameError(f"{what} is {value!r}, which JSON cannot carry", frame)
     try:
-        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+        text = _CHECK_ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise InvalidFrameError(f"{what} is not JSON-serializable ({exc})", frame) from exc
     return mend_json(value) if has_surrogates(text) else value

@@ -32,7 +32,7 @@ import inspect
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Generator
 from typing import Any, Literal, TypeVar
 
 from ._errors import (
@@ -758,7 +758,7 @@ class StreamRuntime:
                 if aclose is not None:
                     # bounded: a handler's cleanup must not hold the settlement hostage
                     with contextlib.suppress(Exception):
-                        await asyncio.wait_for(aclose(), self.cancel_grace_s + self.force_wait_s)
+                        await _close_bounded(aclose(), self.cancel_grace_s + self.force_wait_s)
         except asyncio.CancelledError as exc:
             cancelled = True
             task = asyncio.current_task()
@@ -987,6 +987,48 @@ def _after_seq(after_seq: Any) -> int:
             f"after_seq must be an int >= -1 (the last seq already seen), got {after_seq!r}"
         )
     return after_seq
+
+
+async def _close_bounded(closer: Awaitable[Any], timeout_s: float) -> None:
+    """Await a generator's ``aclose()``, for at most ``timeout_s`` seconds.
+
+    The first step runs here, synchronously: a generator whose cleanup awaits
+    nothing (almost all) closes without the task ``wait_for`` would need.
+    """
+    if not isinstance(closer, Coroutine):
+        await asyncio.wait_for(closer, timeout_s)
+        return
+    try:
+        first = closer.send(None)
+    except StopIteration:
+        return  # closed at once
+    await asyncio.wait_for(_Resumed(closer, first), timeout_s)
+
+
+class _Resumed:
+    """A coroutine that already took its first step, awaitable for the rest of it."""
+
+    __slots__ = ("_coro", "_first")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
+        self._coro = coro
+        self._first = first
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, value = self._coro, self._first
+        while True:
+            try:
+                sent = yield value
+            except BaseException as exc:  # a cancellation: hand it to the coroutine
+                try:
+                    value = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
 
 
 async def _await(aw: Awaitable[T]) -> T:

@@ -29,7 +29,7 @@ processes with LISTEN/NOTIFY next to it; none of that changes this interface.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol, TypeVar
 
 from .._frames import Frame
@@ -95,8 +95,14 @@ class LedgerBackend(Protocol):
         """Raise :class:`~streamnb.LedgerBusyError` (read-only) or ``LedgerError`` (closed)."""
         ...
 
-    async def open_stream(self, stream_ref: str, kind: str, mode: str, opened_at: float) -> None:
-        """Insert the ``streams`` row (status ``running``); return once it is committed."""
+    def open_stream(
+        self, stream_ref: str, kind: str, mode: str, opened_at: float
+    ) -> Awaitable[None]:
+        """Insert the ``streams`` row (status ``running``); resolve once it is committed.
+
+        Called on the event loop; an ``async def`` does, or a method returning an
+        ``asyncio.Future`` of that loop (the SQLite backend: no task per stream).
+        """
         ...
 
     def record_frame(self, frame: Frame) -> None:
@@ -107,8 +113,10 @@ class LedgerBackend(Protocol):
         """
         ...
 
-    async def settle(self, settlement: Settlement) -> Settlement:
+    def settle(self, settlement: Settlement) -> Awaitable[Settlement]:
         """Commit the settlement and the handler's ``tx`` in one transaction.
+
+        Awaitable like :meth:`open_stream` (an ``async def`` or a future).
 
         If the handler's writes fail they are rolled back and a ``failed`` record
         (reason ``settlement_error``) is committed instead; ``fallback_error`` and
