@@ -35,6 +35,7 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Coroutine, Generator
 from typing import Any, Literal, TypeVar
 
+from ._cursor import FrameCursor
 from ._errors import (
     HandlerDefinitionError,
     InvalidFrameError,
@@ -57,7 +58,6 @@ from ._stream import (
     StreamInfo,
     _check_reason,
     _Input,
-    _Output,
     _State,
     _Stream,
 )
@@ -580,13 +580,18 @@ class StreamRuntime:
         """
         return self._get(stream_ref).output_text(channel, _after_seq(after_seq))
 
-    def follow(self, stream_ref: str, after_seq: int = -1) -> AsyncIterator[Frame]:
+    def follow(self, stream_ref: str, after_seq: int = -1) -> FrameCursor:
         """A read-only cursor over a stream's frames with ``seq > after_seq``.
 
         Like ``(await reattach(ref, after_seq)).output`` but not an observer: it
         does not count for ``on_detach`` and has nothing to detach. It ends after
         the terminal frame; stop reading it early by cancelling the reading task.
         Widgets use it so they never consume the ``output`` of the user's session.
+
+        A :class:`~streamnb.FrameCursor`: iterate it for one frame per step, or
+        take every available frame in one step with ``cursor.batches()`` (an async
+        iterator of :class:`~streamnb.FrameBatch`) or ``cursor.read_available()``
+        (never waits); a reader forwarding a flood of tokens should.
 
         Raises
         ------
@@ -606,7 +611,7 @@ class StreamRuntime:
         1
         >>> runtime.close()
         """
-        return _Output(self._get(stream_ref), _after_seq(after_seq) + 1)
+        return FrameCursor(self._get(stream_ref), _after_seq(after_seq) + 1)
 
     def active_refs(self) -> list[str]:
         """Refs of streams that have not settled yet, oldest first."""
@@ -635,7 +640,9 @@ class StreamRuntime:
         >>> runtime = sn.StreamRuntime()
         >>> handler = runtime.register(chatbot_handler())
         >>> ref = runtime.run(runtime.attach("tutorial.streaming_chatbot", {})).stream_ref
-        >>> runtime.run(runtime.cancel(ref, "stop")), runtime.run(runtime.cancel(ref, "again"))
+        >>> async def stop_twice():  # the second cancel before the handler reacted
+        ...     return await runtime.cancel(ref, "stop"), await runtime.cancel(ref, "again")
+        >>> runtime.run(stop_twice())
         ('requested', 'already_requested')
         >>> terminal = runtime.run(runtime.wait(ref, timeout_s=10))
         >>> terminal.kind, terminal.reason, runtime.info(ref).status
