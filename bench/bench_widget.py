@@ -395,6 +395,10 @@ WS_HOOK = """
 })();
 """
 
+# The main text of a widget: the live view's, or (once the stream settled and the kernel
+# replaced the view by its saved transcript, widget/_saved.py) the transcript's.
+MAIN = ".streamnb-main, .streamnb-saved-main"
+
 # Watches one cell for its widgets' main text; records performance.now() when the first
 # widget shows text and when every one of `count` widgets holds `length` characters.
 WATCH_JS = """
@@ -402,7 +406,7 @@ WATCH_JS = """
   const w = { first: null, done: null, doneEpoch: null, mark: window.__benchWs.length };
   window.__benchWatch = w;
   const check = () => {
-    const mains = cell.querySelectorAll(".streamnb-main");
+    const mains = cell.querySelectorAll(".streamnb-main, .streamnb-saved-main");
     let full = 0, any = false;
     for (const m of mains) {
       const n = m.textContent.length;
@@ -424,7 +428,7 @@ WATCH_JS = """
 
 DONE_JS = """
 ([cell, count, length]) => {
-  const mains = cell.querySelectorAll(".streamnb-main");
+  const mains = cell.querySelectorAll(".streamnb-main, .streamnb-saved-main");
   return mains.length >= count
     && Array.from(mains).every((m) => m.closest('[role="log"]').textContent.length >= length);
 }
@@ -504,9 +508,7 @@ def browser_flood(page: Any, n: int, facts: dict[str, Any], out: list[Figure]) -
     page.wait_for_function(DONE_JS, arg=[node, 1, len(expected)], polling="raf", timeout=120_000)
     page.wait_for_function("() => window.__benchWatch.done !== null", timeout=10_000)
     watch = page.evaluate("() => window.__benchWatch")
-    shown = (
-        cell(page, FLOOD).locator('[role="log"] .streamnb-main').evaluate("(el) => el.textContent")
-    )
+    shown = cell(page, FLOOD).locator(MAIN).first.evaluate("(el) => el.textContent.trimEnd()")
     match = re.search(r"t_cell=([0-9.]+)", cell_text(page, FLOOD))
     assert match, cell_text(page, FLOOD)
     from_cell = watch["doneEpoch"] / 1000 - float(match.group(1))

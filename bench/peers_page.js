@@ -96,7 +96,10 @@
   const GETTERS = {
     streamnb: (root) => {
       const m = root.querySelector(".streamnb-main");
-      return m ? m.textContent : null;
+      if (m) return m.textContent;
+      // settled: the kernel replaced the view by its saved transcript (widget/_saved.py)
+      const saved = root.querySelector(".streamnb-saved-main");
+      return saved ? saved.textContent.replace(/\n$/, "") : null;
     },
     stdout: (root) =>
       joined(Array.from(root.querySelectorAll('[data-mime-type="application/vnd.jupyter.stdout"]'))),

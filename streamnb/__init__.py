@@ -53,6 +53,7 @@ from ._errors import (
     LedgerError,
     LedgerQueryError,
     LedgerTimeoutError,
+    OutputConsumedError,
     RuntimeClosedError,
     SessionDetachedError,
     StartRejectedError,
@@ -61,6 +62,7 @@ from ._errors import (
     StreamTimeoutError,
     UnknownKindError,
     UnknownStreamError,
+    WaitInterruptedError,
 )
 from ._frames import Frame, cancelled, completed, failed, output, progress
 from ._handler import (
@@ -147,6 +149,7 @@ __all__ = [
     "LedgerQueryError",
     "LedgerTimeoutError",
     "LedgerTx",
+    "OutputConsumedError",
     "ParseError",
     "ParseOk",
     "RuntimeClosedError",
@@ -163,6 +166,7 @@ __all__ = [
     "StreamnbError",
     "UnknownKindError",
     "UnknownStreamError",
+    "WaitInterruptedError",
     "__version__",
     "cancelled",
     "completed",

@@ -13,10 +13,12 @@ retention gaps.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
+from ._errors import StreamnbError
 from ._frames import TERMINAL_KINDS, Frame, tuple_new
+from ._interrupt import cell_interrupted
 
 if TYPE_CHECKING:
     from ._stream import _Stream
@@ -124,15 +126,20 @@ class FrameCursor:
     A batched reader does one step per wake-up instead of one per frame: a
     widget or server that forwards a flood of tokens reads hundreds per step
     (``bench/bench_core.py``, ``core.throughput``).
+
+    ``on_interrupt`` (set by the session) detaches it when a notebook cell waiting on
+    this cursor is interrupted, and returns the error the cell raises instead of a bare
+    ``CancelledError`` (see :mod:`streamnb._interrupt`).
     """
 
-    __slots__ = ("_detached", "_next", "_st", "_waiter")
+    __slots__ = ("_detached", "_next", "_st", "_waiter", "on_interrupt")
 
     def __init__(self, st: _Stream, start_seq: int) -> None:
         self._st = st
         self._next = start_seq
         self._detached = False
         self._waiter: asyncio.Future[None] | None = None
+        self.on_interrupt: Callable[[], StreamnbError] | None = None
 
     def __aiter__(self) -> FrameCursor:
         return self
@@ -166,8 +173,27 @@ class FrameCursor:
             waiters.append(fut)
         try:
             await fut
+        except asyncio.CancelledError:
+            interrupted = self.interrupted()
+            if interrupted is None:
+                raise
+            raise interrupted from None
         finally:
             self._waiter = None
+
+    def interrupted(self) -> StreamnbError | None:
+        """Inside ``except CancelledError``: the error to raise instead when a notebook
+        cell waiting on this cursor was interrupted (this detaches the session), else None.
+        """
+        if self.on_interrupt is None or not cell_interrupted():
+            return None
+        return self.on_interrupt()
+
+    @property
+    def consumed(self) -> bool:
+        """True once this cursor has returned the stream's terminal frame."""
+        terminal = self._st.terminal
+        return terminal is not None and self._next > terminal.seq
 
     def read_available(self, max_frames: int | None = None) -> FrameBatch:
         """Every frame available now (at most ``max_frames``), without waiting.

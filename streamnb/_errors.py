@@ -17,6 +17,8 @@ The tree::
     ├── InvalidFrameError          a frame (dict or Frame) is malformed or not JSON
     ├── RuntimeClosedError         the runtime was closed (aclose) or is bound to another loop
     ├── SessionDetachedError       a session was used after detach()
+    ├── OutputConsumedError        session.output read again after its terminal frame
+    ├── WaitInterruptedError       a notebook cell awaiting a stream was interrupted
     ├── StreamTimeoutError         read_until_terminal(timeout_s=...) ran out of time
     └── LedgerError                the ledger could not be opened, written or queried
         ├── LedgerBusyError        another process holds the file ledger's writer lock
@@ -47,6 +49,7 @@ __all__ = [
     "LedgerError",
     "LedgerQueryError",
     "LedgerTimeoutError",
+    "OutputConsumedError",
     "RuntimeClosedError",
     "SessionDetachedError",
     "StartRejectedError",
@@ -55,6 +58,7 @@ __all__ = [
     "StreamnbError",
     "UnknownKindError",
     "UnknownStreamError",
+    "WaitInterruptedError",
 ]
 
 
@@ -163,6 +167,56 @@ class SessionDetachedError(StreamnbError):
         )
 
 
+class OutputConsumedError(StreamnbError):
+    """``session.output`` was used again after its terminal frame was read.
+
+    ``output`` is one async iterator, consumed as it is read (a cell that read it to
+    the end and is run again would otherwise see nothing at all).
+    """
+
+    def __init__(self, stream_ref: str, status: str) -> None:
+        self.stream_ref = stream_ref
+        super().__init__(
+            f"session.output of stream {stream_ref!r} was already read to its end (the "
+            f"stream settled {status!r}); it is one iterator, consumed as it is read. Get "
+            "the frames again with session.frame_log(), or replay them with a new session: "
+            f"(await runtime.reattach({stream_ref!r})).output"
+        )
+
+
+class WaitInterruptedError(StreamnbError):
+    """A notebook cell awaiting a stream was interrupted (Kernel -> Interrupt).
+
+    The cell's observer detached, so the handler's ``on_detach`` decided the stream's
+    fate: ``stream_cancelled`` is True when the stream is being cancelled (reason
+    ``"detached"``), False when it keeps running.
+    """
+
+    def __init__(
+        self, stream_ref: str, kind: str, *, detached: bool, stream_cancelled: bool
+    ) -> None:
+        self.stream_ref = stream_ref
+        self.kind = kind
+        self.detached = detached
+        self.stream_cancelled = stream_cancelled
+        what = f"interrupted while waiting for stream {stream_ref!r} (kind {kind!r})"
+        if stream_cancelled:
+            fate = (
+                "this cell's session detached and, as the stream's last observer of an "
+                "on_detach='abort' handler, that cancels the stream (reason 'detached'); "
+                "attach a new stream to start again"
+            )
+        else:
+            who = "this cell's session detached; " if detached else ""
+            fate = (
+                f"{who}the stream keeps running: watch it again with "
+                f"await runtime.reattach({stream_ref!r}), wait for it with "
+                f"await runtime.wait({stream_ref!r}), or stop it with "
+                f"await runtime.cancel({stream_ref!r})"
+            )
+        super().__init__(f"{what}: {fate}")
+
+
 class StreamTimeoutError(StreamnbError, TimeoutError):
     """Waiting for a stream ran out of time; the stream itself is untouched.
 
@@ -187,12 +241,17 @@ class LedgerError(StreamnbError):
 
 
 class LedgerBusyError(LedgerError):
-    """Another live process holds the writer lock of a file ledger."""
+    """Another live process holds the writer lock of a file ledger.
 
-    def __init__(self, path: str) -> None:
+    ``pid`` is that process's id when it could be read from the lock file, else None.
+    """
+
+    def __init__(self, path: str, pid: int | None = None) -> None:
         self.path = path
+        self.pid = pid
+        who = "another live process" if pid is None else f"another live process (pid {pid})"
         super().__init__(
-            f"the ledger {path!r} is being written by another live process; open it with "
+            f"the ledger {path!r} is being written by {who}; open it with "
             "Ledger(path, read_only=True) to read it, or stop the other runtime first"
         )
 

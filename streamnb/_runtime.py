@@ -35,6 +35,7 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Coroutine, Generator
 from typing import Any, Literal, TypeVar
 
+from . import _takeover
 from ._cursor import FrameCursor
 from ._errors import (
     HandlerDefinitionError,
@@ -46,9 +47,11 @@ from ._errors import (
     StreamTimeoutError,
     UnknownKindError,
     UnknownStreamError,
+    WaitInterruptedError,
 )
 from ._frames import TERMINAL_KINDS, Frame, build_frame
 from ._handler import AttachedStreamHandler, ParseError, ParseOk, StreamContext
+from ._interrupt import cell_interrupted
 from ._ledger import Ledger, LedgerBackend, LedgerTx, Settlement
 from ._lifecycle import Lifecycle
 from ._session import Session
@@ -175,10 +178,17 @@ class StreamRuntime:
         left behind by a dropped HTTP client) is cancelled with reason ``idle``
         after this many seconds. ``None``: wait for ever.
 
+    Re-running a notebook cell: a runtime on a file ledger replaces any other runtime
+    of this process writing the same file (and ``Ledger(path)`` made again does the
+    same): the previous runtime's running streams settle ``cancelled`` with reason
+    ``"replaced"`` (each within its ``cancel_grace_s + force_wait_s``) and it closes,
+    before this constructor returns. Runtimes on in-memory ledgers are independent.
+
     Raises
     ------
     LedgerBusyError
-        ``ledger`` was opened read-only.
+        ``ledger`` was opened read-only (another process writes the file; the error
+        names its process id).
     ValueError
         A limit is out of range.
 
@@ -247,8 +257,8 @@ class StreamRuntime:
         # the terminal frames of evicted streams, newest last (wait/cancel/send by ref)
         self._evicted: OrderedDict[str, Frame] = OrderedDict()
         self._drivers: set[asyncio.Task[None]] = set()
-        self._driver_done = self._drivers.discard  # one bound method, not one per stream
-        self._drivers_changed: asyncio.Future[None] | None = None  # see aclose()
+        self._driver_done = self._driver_finished  # one bound method, not one per stream
+        self._drivers_idle: asyncio.Future[None] | None = None  # see aclose()
         self._zombies: set[asyncio.Task[Any]] = set()
         self._opening: set[asyncio.Future[None]] = set()  # attach() calls writing their row
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -259,6 +269,19 @@ class StreamRuntime:
         # ledger) plus a counter (cheap, and sorts in attach order)
         self._ref_prefix = secrets.token_hex(5)
         self._ref_counter = 0
+        #: the cancel reason aclose() gives running streams
+        self._close_reason = "runtime_closed"
+        #: the task closing this runtime after a takeover (see _replace)
+        self._retiring: asyncio.Task[None] | None = None
+        #: the takeover key (the ledger file's real path) of a runtime writing a file
+        self._key: str | None = None
+        if self.ledger.path is not None:
+            key = _takeover.file_key(self.ledger.path)
+            previous = _takeover.current("runtime", key)
+            if previous is not None and previous is not self:
+                previous._replace()
+            self._key = key
+            _takeover.register("runtime", key, self)
 
     # --- registry -----------------------------------------------------------------------
 
@@ -519,6 +542,31 @@ class StreamRuntime:
         """A :class:`StreamInfo` snapshot of a stream held in memory."""
         return self._get(stream_ref).info()
 
+    def input_log(self, stream_ref: str) -> list[tuple[int, Frame]]:
+        """Every input frame the stream accepted, in order, with where it arrived.
+
+        Returns
+        -------
+        list of (int, Frame)
+            ``(position, frame)``: ``frame`` is the accepted ``input`` frame (its own
+            input ``seq``, ``payload``, ``at``); ``position`` is the seq of the first
+            outbound frame published after it arrived, so outbound frames with a lower
+            seq came before it. (A widget shows each sent message above its reply.)
+
+        Examples
+        --------
+        >>> from streamnb.demo import chatbot_handler
+        >>> runtime = sn.StreamRuntime()
+        >>> handler = runtime.register(chatbot_handler())
+        >>> session = runtime.run(runtime.attach("tutorial.streaming_chatbot", {}))
+        >>> runtime.run(session.send("hello"))
+        'accepted'
+        >>> [(position, frame.payload) for position, frame in runtime.input_log(session.stream_ref)]
+        [(2, 'hello')]
+        >>> runtime.close()
+        """
+        return list(self._get(stream_ref).inputs or ())
+
     def frame_log(
         self, stream_ref: str, after_seq: int = -1, *, limit: int | None = None
     ) -> list[Frame]:
@@ -621,15 +669,25 @@ class StreamRuntime:
         """Wait until a stream settles and return its terminal frame.
 
         Consumes no session's ``output``. Raises :class:`~streamnb.StreamTimeoutError`
-        after ``timeout_s`` seconds (the stream keeps running). A stream evicted
-        from memory (``retain_settled``, ``retain_settled_bytes``) still answers
-        with its terminal frame.
+        after ``timeout_s`` seconds (the stream keeps running), and
+        :class:`~streamnb.WaitInterruptedError` when the notebook cell awaiting it is
+        interrupted (this observes nothing, so the stream keeps running). A stream
+        evicted from memory (``retain_settled``, ``retain_settled_bytes``) still
+        answers with its terminal frame.
         """
         self._check_loop()
         ended = self._evicted_terminal(stream_ref)
         if ended is not None:
             return ended
-        return await self._get(stream_ref).wait(timeout_s)
+        st = self._get(stream_ref)
+        try:
+            return await st.wait(timeout_s)
+        except asyncio.CancelledError:
+            if not cell_interrupted():
+                raise
+            raise WaitInterruptedError(
+                stream_ref, st.handler.kind, detached=False, stream_cancelled=False
+            ) from None
 
     async def cancel(self, stream_ref: str, reason: str = "cancelled") -> CancelResult:
         """Cancel a stream by ref (same as ``session.cancel``).
@@ -888,6 +946,15 @@ class StreamRuntime:
 
     # --- frames in, cancel ----------------------------------------------------------
 
+    def _driver_finished(self, task: asyncio.Task[None]) -> None:
+        """A stream task (or settler) ended: forget it; wake aclose() once none is left."""
+        self._drivers.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: it is a CancelledError re-raised, or None
+        idle = self._drivers_idle
+        if not self._drivers and idle is not None and not idle.done():
+            idle.set_result(None)
+
     def _arm_force(self, st: _Stream) -> None:
         """A cancel was requested: stop the handler by force after ``cancel_grace_s``."""
         loop = self._loop
@@ -911,15 +978,12 @@ class StreamRuntime:
         loop = self._loop
         if st.state is not _State.RUNNING or task is None or task.done() or loop is None:
             return
+        settler = loop.create_task(self._settle_given_up(st), name=f"streamnb:{st.ref}:settle")
+        self._drivers.add(settler)
         self._drivers.discard(task)  # aclose() must not wait for it: cancelled again there
         self._zombies.add(task)
         task.add_done_callback(self._zombies.discard)
-        settler = loop.create_task(self._settle_given_up(st), name=f"streamnb:{st.ref}:settle")
-        self._drivers.add(settler)
         settler.add_done_callback(self._driver_done)
-        changed = self._drivers_changed
-        if changed is not None and not changed.done():
-            changed.set_result(None)  # aclose() waits for the settler, not the zombie
 
     # --- shutdown ---------------------------------------------------------------------
 
@@ -940,30 +1004,78 @@ class StreamRuntime:
             await asyncio.wait(list(self._opening))
         for st in list(self._streams.values()):
             if st.state is _State.RUNNING:
-                st.request_cancel("runtime_closed")
-        while self._drivers:
-            # a stream whose handler ignores its forced stop moves from _drivers to
-            # _zombies and gets a settler task (_give_up): wait again for the new set
-            changed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._drivers_changed = changed
-            drivers: asyncio.Future[Any] = asyncio.gather(
-                *list(self._drivers), return_exceptions=True
-            )
+                st.request_cancel(self._close_reason)
+        if self._drivers:
+            # until the set is empty, not a snapshot of it: a stream whose handler
+            # ignores its forced stop moves from _drivers to _zombies and gets a
+            # settler task in _drivers (_give_up)
+            idle: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._drivers_idle = idle
             try:
-                # (a gather left pending is harmless: cancelling it would cancel drivers)
-                await asyncio.wait((drivers, changed), return_when=asyncio.FIRST_COMPLETED)
+                await idle
             finally:
-                self._drivers_changed = None
+                self._drivers_idle = None
         for task in list(self._zombies):
             task.cancel()
         if self._zombies:
             await asyncio.wait(list(self._zombies), timeout=self.force_wait_s)
+        self._mark_closed()
+
+    def _mark_closed(self) -> None:
         self._state = Lifecycle.CLOSED
+        if self._key is not None:
+            _takeover.release("runtime", self._key, self)
+
+    def _replace(self) -> asyncio.Task[None] | None:
+        """A new runtime or ledger took this runtime's file over (a re-run notebook cell).
+
+        Every running stream is cancelled with reason ``"replaced"`` and the runtime
+        closes. Without a running loop this happens now, through :meth:`close` (a
+        script). On this runtime's running loop (a notebook cell) nothing can settle
+        before this returns: the streams are cancelled now and a task, owned by
+        :mod:`streamnb._takeover` and returned here, waits for them and closes the
+        runtime (None when nothing was left to settle and it closed at once). When the
+        loop runs in another thread, this waits for it there.
+        """
+        if self._state is Lifecycle.CLOSED:
+            return None
+        if self._retiring is not None:
+            return self._retiring
+        self._close_reason = _takeover.REPLACED_REASON
+        loop = self._loop
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or loop.is_closed():
+            self._mark_closed()
+        elif running is None and not loop.is_running():
+            self.close()
+        elif running is loop:
+            self._state = Lifecycle.CLOSING
+            unsettled = [st for st in self._streams.values() if st.terminal is None]
+            if not unsettled and not self._opening:
+                for task in self._zombies:
+                    task.cancel()
+                self._mark_closed()
+                return None
+            for st in unsettled:
+                if st.state is _State.RUNNING:
+                    st.request_cancel(self._close_reason)
+            self._retiring = loop.create_task(self.aclose(), name="streamnb:replaced-runtime")
+            _takeover.retire(self._retiring)
+            return self._retiring
+        elif loop.is_running():
+            limit_s = self.cancel_grace_s + self.force_wait_s + LEDGER_WRITE_WAIT_S
+            asyncio.run_coroutine_threadsafe(self.aclose(), loop).result(limit_s)
+        else:  # pragma: no cover - bound to a stopped loop while another loop runs here
+            self._mark_closed()
+        return None
 
     def close(self) -> None:
         """Synchronous :meth:`aclose` (via :meth:`run`); also closes the runtime's own loop."""
         if self._loop is not None and self._loop.is_closed():
-            self._state = Lifecycle.CLOSED
+            self._mark_closed()
             return
         self.run(self.aclose())
         own = self._own_loop
@@ -1091,11 +1203,19 @@ async def read_until_terminal(
             if frame.kind in TERMINAL_KINDS:
                 return
 
-    if timeout_s is None:
-        await collect()
-        return frames
     try:
-        await asyncio.wait_for(collect(), timeout_s)
+        if timeout_s is None:
+            await collect()
+        else:
+            await asyncio.wait_for(collect(), timeout_s)
     except asyncio.TimeoutError:
+        assert timeout_s is not None
         raise StreamTimeoutError(timeout_s, len(frames), frame_log=frames) from None
+    except asyncio.CancelledError:
+        # A notebook cell interrupted while waiting (the cursor itself converts this when
+        # it is awaited in the cell's own task; with timeout_s it runs in a task of its own)
+        interrupted = output.interrupted() if isinstance(output, FrameCursor) else None
+        if interrupted is None:
+            raise
+        raise interrupted from None
     return frames

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._cursor import FrameCursor
-from ._errors import SessionDetachedError
+from ._errors import OutputConsumedError, SessionDetachedError, WaitInterruptedError
 from ._frames import Frame
+from ._interrupt import cell_interrupted
 from ._lifecycle import Lifecycle
 from ._stream import CancelResult, SendResult, StreamInfo, _Stream
 
@@ -67,6 +69,7 @@ class Session:
         self.kind = st.handler.kind
         self.mode = st.handler.mode
         self._output = FrameCursor(st, start_seq)
+        self._output.on_interrupt = self._interrupted
         self._state = Lifecycle.OPEN  # CLOSED once detached
         st.add_observer()
 
@@ -86,12 +89,21 @@ class Session:
         ``output.batches()`` and ``output.read_available()`` take every
         available frame in one step instead.
 
+        In a notebook, interrupting a cell that waits on it (Kernel -> Interrupt)
+        detaches this session, so the handler's ``on_detach`` decides what happens
+        to the stream, and the cell ends with :class:`~streamnb.WaitInterruptedError`.
+
         Raises
         ------
         SessionDetachedError
             The session detached: there is no output to read any more.
+        OutputConsumedError
+            The terminal frame was already read from it (a re-run cell): use
+            :meth:`frame_log`, or ``runtime.reattach(ref)`` for a new iterator.
         """
         self._check_attached("read output")
+        if self._output.consumed:
+            raise OutputConsumedError(self.stream_ref, self.status)
         return self._output
 
     @property
@@ -181,7 +193,9 @@ class Session:
     async def wait(self, timeout_s: float | None = None) -> Frame:
         """Wait until the stream settles and return its terminal frame.
 
-        Does not consume ``output``.
+        Does not consume ``output``. In a notebook, interrupting the cell that
+        waits (Kernel -> Interrupt) detaches this session (``on_detach`` decides the
+        stream's fate) and raises :class:`~streamnb.WaitInterruptedError`.
 
         Raises
         ------
@@ -189,10 +203,32 @@ class Session:
             ``timeout_s`` seconds passed first (the stream keeps running).
         SessionDetachedError
             This session detached (``runtime.wait(ref)`` still works).
+        WaitInterruptedError
+            The notebook cell awaiting this was interrupted.
         """
         self._check_attached("wait")
         self._st.owner.check_loop()
-        return await self._st.wait(timeout_s)
+        try:
+            return await self._st.wait(timeout_s)
+        except asyncio.CancelledError:
+            if not cell_interrupted():
+                raise
+            raise self._interrupted() from None
+
+    def _interrupted(self) -> WaitInterruptedError:
+        """A cell waiting on this session was interrupted: detach now, say what followed."""
+        st = self._st
+        detached = self._state is Lifecycle.OPEN
+        if detached:
+            self._state = Lifecycle.CLOSED
+            self._output._close()
+            st.remove_observer()  # on_detach decides, as for any detach
+        return WaitInterruptedError(
+            self.stream_ref,
+            self.kind,
+            detached=detached,
+            stream_cancelled=st.signal.reason == "detached" and st.terminal is None,
+        )
 
     def frame_log(self) -> list[Frame]:
         """Every retained outbound frame so far, as a list (a snapshot; ``output`` stays).

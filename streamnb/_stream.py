@@ -9,7 +9,7 @@ pumps the handler, then settles) and the settlement; sessions talk to their
 stream, and to the runtime only through the small :class:`StreamOwner`
 interface (the loop check, and "a cancel was requested, start the grace timer").
 
-A session's ``output`` is an :class:`_Output` cursor into ``_Stream.log``; a bidi
+A session's ``output`` is a :class:`~streamnb.FrameCursor` into ``_Stream.log``; a bidi
 handler's ``input`` is an :class:`_Input` reading ``_Stream.inbox``.
 """
 
@@ -115,6 +115,7 @@ class _Stream:
         "inbox",
         "inbox_waiter",
         "input_seqs",
+        "inputs",
         "log",
         "next_input_seq",
         "observers",
@@ -165,6 +166,9 @@ class _Stream:
         self.inbox_waiter: asyncio.Future[None] | None = None
         self.input_seqs: set[int] | None = None
         self.next_input_seq = 0
+        #: every accepted input with the outbound seq published next when it arrived
+        #: (made by the first input: an idle stream has none)
+        self.inputs: list[tuple[int, Frame]] | None = None
         self.waiters: list[asyncio.Future[None]] | None = None  # readers waiting for a frame
         self.observers = 0
         self.terminal: Frame | None = None
@@ -340,7 +344,13 @@ class _Stream:
             )
         seen.add(seq)
         self.next_input_seq = max(self.next_input_seq, seq + 1)
-        inbox.append(Frame("input", ref, seq, time.time(), payload=payload))
+        frame = Frame("input", ref, seq, time.time(), payload=payload)
+        inputs = self.inputs
+        if inputs is None:
+            self.inputs = [(self.next_seq, frame)]
+        else:
+            inputs.append((self.next_seq, frame))
+        inbox.append(frame)
         self.wake_input()
         return "accepted"
 

@@ -67,6 +67,8 @@ DOCUMENTED = {
     "InvalidFrameError",
     "RuntimeClosedError",
     "SessionDetachedError",
+    "OutputConsumedError",
+    "WaitInterruptedError",
     "StreamTimeoutError",
     "LedgerError",
     "LedgerBusyError",

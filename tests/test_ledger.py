@@ -140,17 +140,15 @@ def test_file_ledger_of_a_killed_process_recovers_open_streams_as_runtime_lost(t
         assert len(ledger.events()) == 1  # the completed one's event is intact
 
 
-async def test_second_open_of_a_live_file_ledger_is_read_only(tmp_path):
+async def test_read_only_open_of_a_live_file_ledger_takes_nothing_over(tmp_path):
     path = tmp_path / "live.db"
     writer = sn.Ledger(path)
     rt = sn.StreamRuntime(writer)
     rt.register(chatbot_handler())
     session = await rt.attach("tutorial.streaming_chatbot", {})
-    reader = sn.Ledger(path)  # another reader while the runtime writes
+    reader = sn.Ledger(path, read_only=True)  # a reader while the runtime writes
     assert reader.read_only
     assert reader.streams().status.tolist() == ["running"]  # not recovered: the writer is alive
-    with pytest.raises(sn.LedgerBusyError, match="read_only=True"):
-        sn.Ledger(path, read_only=False)
     with pytest.raises(sn.LedgerBusyError):
         sn.StreamRuntime(reader)
     await session.send("x")
@@ -159,6 +157,40 @@ async def test_second_open_of_a_live_file_ledger_is_read_only(tmp_path):
     reader.close()
     await rt.aclose()
     writer.close()
+
+
+HOLD_LEDGER = """
+import sys, time, streamnb as sn
+ledger = sn.Ledger(sys.argv[1])
+print("held", flush=True)
+sys.stdin.readline()
+ledger.close()
+"""
+
+
+def test_a_file_ledger_held_by_another_process_opens_read_only_and_errors_name_its_pid(
+    tmp_path,
+):
+    path = tmp_path / "held.db"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LEDGER, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        reader = sn.Ledger(path)  # another process writes it: read-only, no takeover
+        assert reader.read_only
+        with pytest.raises(sn.LedgerBusyError, match=f"pid {holder.pid}") as caught:
+            sn.StreamRuntime(reader)
+        assert caught.value.pid == holder.pid
+        with pytest.raises(sn.LedgerBusyError, match=f"another live process .pid {holder.pid}"):
+            sn.Ledger(path, read_only=False)
+        reader.close()
+    finally:
+        holder.communicate("\n", timeout=60)
+    assert holder.returncode == 0
 
 
 def test_reader_in_another_process_sees_settlements(tmp_path):

@@ -172,3 +172,26 @@ def test_chat_handler_without_config_fails_at_configuration_time(
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ProviderConfigError, match="no model is configured"):
         chat_handler(KIND)
+
+
+async def test_chat_widget_with_chat_handler_is_a_chat_with_memory(
+    openai_server: OpenAIServer, live_runtime: sn.StreamRuntime
+) -> None:
+    from streamnb.testing import press_send
+
+    openai_server.script = Script(tokens=["ok"])
+    live_runtime.register(chat_handler(KIND, config_for(openai_server), system="Be brief."))
+    chat = sn.ChatWidget(live_runtime, KIND)  # no start=: the conversation is the default
+    for text in ("one", "two", "three"):
+        press_send(chat, text)
+        assert await chat.wait(timeout_s=WAIT_S) == "completed"
+    third = openai_server.requests[2].body["messages"]
+    assert third == [  # four earlier messages and the new one, each once
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "one"},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": "two"},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": "three"},
+    ]
+    chat.close()

@@ -256,11 +256,12 @@ async def test_each_room_is_one_file_and_reopening_keeps_history(tmp_path: Path)
         assert len(again.ledger.events(kind=SETTLED_EVENT)) == 3
 
 
-async def test_a_directory_is_used_by_one_registry_at_a_time(tmp_path: Path) -> None:
+async def test_a_directory_is_released_on_close(tmp_path: Path) -> None:
+    # one registry per directory: another process gets an error, a second registry of
+    # this process takes over (tests/test_rerun.py)
     async with ChatRooms(tmp_path):
-        with pytest.raises(RoomError, match="open in another live process"):
-            ChatRooms(tmp_path)
-    async with ChatRooms(tmp_path) as again:  # released on close
+        pass
+    async with ChatRooms(tmp_path) as again:
         assert len(again) == 0
 
 

@@ -17,10 +17,10 @@ from streamnb.testing import (
     FakeTokenSource,
     fake_tokens,
     lorem_tokens,
-    press_escape,
     press_hello,
     press_send,
     press_stop,
+    press_stop_shortcut,
     recorded_messages,
 )
 from streamnb.widget import ChatWidget, StreamWidget
@@ -333,10 +333,10 @@ async def test_press_stop_cancels_and_ledger_has_cancelled_settlement(
     widget.close()
 
 
-async def test_escape_is_stop(slow_rt: sn.StreamRuntime) -> None:
+async def test_stop_shortcut_is_stop(slow_rt: sn.StreamRuntime) -> None:
     session = await slow_rt.attach(CHAT, {})
     widget = StreamWidget(session)
-    press_escape(widget)
+    press_stop_shortcut(widget)
     assert await widget.wait(5) == "cancelled"
     widget.close()
 
@@ -510,9 +510,10 @@ async def test_chat_two_turns_grow_the_transcript(runtime: sn.StreamRuntime) -> 
         ("user", "second", "sent"),
         ("assistant", "streamnb reply to second", "completed"),
     ]
-    assert starts[1] == [
+    assert starts[1] == [  # the conversation so far, the new message included
         {"role": "user", "content": "first"},
         {"role": "assistant", "content": "streamnb reply to first"},
+        {"role": "user", "content": "second"},
     ]
     refs = {m["stream_ref"] for m in chat.transcript}
     assert len(refs) == 2
@@ -593,6 +594,34 @@ def test_front_end_files_never_insert_html() -> None:
         "--jp-brand-color1",
     ):
         assert var in css
+
+
+async def test_chat_third_turn_handler_sees_the_conversation_so_far(
+    runtime: sn.StreamRuntime,
+) -> None:
+    seen: list[Any] = []
+
+    async def run(start: Any, input: Any, ctx: Any) -> Any:
+        seen.append(start)
+        async for _frame in input:
+            yield sn.output(f"reply {len(seen)}", channel="assistant.delta")
+            yield sn.completed()
+            return
+
+    runtime.register(sn.AttachedStreamHandler(kind="memory", mode="bidi", run=run))
+    chat = ChatWidget(runtime, "memory")  # the default start payload
+    for text in ("first", "second", "third"):
+        press_send(chat, text)
+        assert await chat.wait(timeout_s=5) == "completed"
+    assert seen[2] == {
+        "messages": [
+            {"role": "user", "content": "first"},
+            {"role": "assistant", "content": "reply 1"},
+            {"role": "user", "content": "second"},
+            {"role": "assistant", "content": "reply 2"},
+            {"role": "user", "content": "third"},
+        ]
+    }
 
 
 async def test_chat_widget_refused_send_leaves_no_stream_running_and_no_entry_running() -> None:

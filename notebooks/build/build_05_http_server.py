@@ -1,7 +1,8 @@
 """Build notebooks/05_http_server.ipynb (then execute it to store outputs).
 
     python notebooks/build/build_05_http_server.py
-    jupyter nbconvert --to notebook --execute --inplace notebooks/05_http_server.ipynb
+    jupyter nbconvert --to notebook --execute --inplace \
+        --ExecutePreprocessor.store_widget_state=False notebooks/05_http_server.ipynb
 """
 
 from __future__ import annotations
@@ -20,13 +21,17 @@ CELLS = [
 
 The handlers a notebook runs can be served to browsers and other programs, from the same
 runtime: output-only streams as **Server-Sent Events** (resumable with `Last-Event-ID`),
-two-way streams over SSE + `POST .../input` or a **WebSocket**, the seeds' plain `/chat`
-endpoint with a small HTML page, and the **AI SDK UI message stream** for `useChat`
-front ends. The ledger this notebook queries is the one the server writes.
+two-way streams over SSE + `POST .../input` or a **WebSocket**, the plain `/chat`
+endpoint of the *SSE chat server* tutorial (002, one of the TypeScript "seed" tutorials
+streamnb grew from, see [docs/concepts.md](../docs/concepts.md)) with a small HTML page,
+and the **AI SDK UI message stream** for `useChat` front ends. The ledger this notebook
+queries is the one the server writes.
 
 From a terminal, `streamnb serve` does the same with uvicorn. Here the server runs as a
 task on the kernel's event loop, so we talk to it with `httpx.AsyncClient` (a blocking
-client would block the very loop that serves it).
+client would block the very loop that serves it). **The server keeps running until the
+last cell, "Clean up"**: run the cells one by one (or skip that last one) to keep it up
+and open its page in a browser.
 """),
     ("code", """
 import json
@@ -37,11 +42,16 @@ import streamnb as sn
 from streamnb.demo import chatbot_handler, output_only_handler
 
 runtime = sn.StreamRuntime()
-runtime.register(output_only_handler())   # seed 001, exactly
-runtime.register(chatbot_handler())       # seed 000, fake tokens
+runtime.register(output_only_handler())   # tutorial 001's stream, exactly
+runtime.register(chatbot_handler())       # tutorial 000's chatbot, fake tokens
 server = await sn.server.serve_in_background(runtime, port=0)   # 127.0.0.1, a free port
 http = httpx.AsyncClient(base_url=server.url, timeout=30)
 print(server.url)
+"""),
+    ("md", """
+`port=0` picks a free port, so running this cell again starts a second server next to
+the first: run "Clean up" first, or pass a fixed `port=` (a server this kernel already
+runs on that port is then stopped and replaced).
 """),
     ("md", """
 ## Open a stream, read it as SSE
@@ -108,12 +118,13 @@ events = await read_events(f"/streams/{stop}/events")
 print(sn.testing.checkpoint_path([e for _, e, _ in events]), "|", events[-1][2]["reason"])
 """),
     ("md", """
-## The seeds' `/chat` endpoint
+## The `/chat` endpoint of tutorial 002
 
 `POST /chat {"message": ...}` answers with `data: {"content": "<token>"}` per token and
-`data: [DONE]` at the end, exactly the format of the seed chat server. `GET /` serves its
-small HTML page (open the URL printed above in a browser on this machine to try it, with
-a **Stop** button that cancels the stream on the server).
+`data: [DONE]` at the end, exactly the format of the SSE chat server tutorial. `GET /`
+serves its small HTML page: while the server runs (until "Clean up" below), open the URL
+printed at the top in a browser on this machine to try it, with a **Stop** button that
+cancels the stream on the server.
 """),
     ("code", """
 async with http.stream("POST", "/chat", json={"message": "hi"}) as response:
@@ -158,6 +169,12 @@ for method, path, payload in [
 ]:
     response = await http.request(method, path, json=payload)
     print(response.status_code, response.json()["error"]["type"])
+"""),
+    ("md", """
+## Clean up
+
+This stops the server (its page and every endpoint above), then the runtime. Skip it to
+keep the server running while you try it from a browser.
 """),
     ("code", """
 await http.aclose()

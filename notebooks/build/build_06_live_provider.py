@@ -2,7 +2,8 @@
 
     python notebooks/build/build_06_live_provider.py
     ruff format notebooks/06_live_provider.ipynb
-    jupyter nbconvert --to notebook --execute --inplace notebooks/06_live_provider.ipynb
+    jupyter nbconvert --to notebook --execute --inplace \
+        --ExecutePreprocessor.store_widget_state=False notebooks/06_live_provider.ipynb
 
 Under nbval the notebook runs from the shipped cassette: no network, no credentials.
 """
@@ -23,8 +24,10 @@ CELLS = [
         """
 # 6 · Live provider
 
-The seeds keep a fake token generator first and bring in a live provider only "after
-provider route, credential, and model facts have one source of truth". This tutorial
+The TypeScript tutorials streamnb grew from (the "seed" tutorials, see
+[docs/concepts.md](../docs/concepts.md)) keep a fake token generator first and bring in
+a live provider only "after provider route, credential, and model facts have one source
+of truth". This tutorial
 shows that source of truth, `ProviderConfig`, and `chat_handler`, which streams replies
 from any OpenAI-compatible Chat Completions endpoint (OpenAI, Ollama, vLLM, llama.cpp,
 LM Studio) as a drop-in for the fake chatbot of tutorial 2.
@@ -136,8 +139,10 @@ print("tokens:", sum(f.kind == "output" for f in cassette.frames))
         """
 `cassette_handler` turns it into an ordinary handler. Registered under the fake
 chatbot's kind it is a drop-in: `bidi`, it waits for one message (any text), then
-streams the recorded reply at its recorded pace (`speed=2` plays it twice as fast).
-The widget shows the tokens as they arrive and has a working **Stop** button.
+streams the recorded reply at its recorded pace (`speed=2` plays it twice as fast, so
+this reply takes about a second). The widget shows the tokens as they arrive; its
+**Stop** button cancels a replay as it would a live reply (the section after next stops
+one from code; `speed=0.2` gives you ten seconds to press it yourself).
 """,
     ),
     (
@@ -150,9 +155,8 @@ await session.send("What is an attached stream?")
 """,
     ),
     (
-        "code",
+        "widget",
         """
-# NBVAL_IGNORE_OUTPUT
 display(session)
 """,
     ),
@@ -160,7 +164,7 @@ display(session)
         "md",
         """
 The widget reads the stream without consuming `session.output`, so we can still read
-every frame here and check the seed's checkpoint path:
+every frame here and check the chatbot tutorial's checkpoint path:
 """,
     ),
     (
@@ -222,7 +226,8 @@ print(rest[-1].kind, rest[-1].reason, rest[-1].terminal)
         """
 ## Tool calls
 
-The second shipped cassette is a reply that first calls seed 004's `roll_dice` tool.
+The second shipped cassette is a reply that first calls the `roll_dice` tool of the
+chat rooms tutorial (004).
 Tool activity streams on the `tool` channel in the vocabulary of `streamnb._tool_frames`
 (the AI SDK's tool parts): `tool-input-delta` pieces of the arguments, `tool-input`,
 `tool-output`; then the answer streams on `assistant.delta`. `speed=math.inf` replays
@@ -319,13 +324,16 @@ runtime.register(
         "tutorial.streaming_chatbot",
         config,
         system="You are a concise tutor.",
-        tools=[get_current_time, roll_dice],  # optional: seed 004's tools
+        tools=[get_current_time, roll_dice],  # optional: tutorial 004's tools
     )
 )
 session = await runtime.attach("tutorial.streaming_chatbot", {})
 await session.send("What time is it? Then roll a die.")
 display(session)  # Stop closes the upstream response: the model stops generating
 ```
+
+For a conversation, `sn.ChatWidget(runtime, "tutorial.streaming_chatbot")` is a chat
+with memory: each reply's handler gets the conversation so far (tutorial 4).
 
 The frames, the terminal payload (`finish_reason`, `usage`, `model`, `steps`) and the
 ledger rows have the same shape as in the replay above, so a notebook written against

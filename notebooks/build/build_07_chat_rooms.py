@@ -1,7 +1,8 @@
 """Build notebooks/07_chat_rooms.ipynb from the cells below (then execute it).
 
     python notebooks/build/build_07_chat_rooms.py
-    jupyter nbconvert --to notebook --execute --inplace notebooks/07_chat_rooms.ipynb
+    jupyter nbconvert --to notebook --execute --inplace \
+        --ExecutePreprocessor.store_widget_state=False notebooks/07_chat_rooms.ipynb
 
 Printed facts are deterministic: room ids, stream refs and times are never printed.
 """
@@ -22,9 +23,11 @@ CELLS = [
         """
 # 7 · Chat rooms
 
-Seed 004 builds multi-room chat: a registry of rooms, each room with its **own SQLite
-message history**, streaming replies, Stop, and **resume** after a reconnect by
-replaying what was already produced. `streamnb.rooms` is its notebook-first form:
+*Chat rooms* (004, the last of the TypeScript tutorials streamnb grew from: the "seed"
+tutorials, see [docs/concepts.md](../docs/concepts.md)) builds multi-room chat: a
+registry of rooms, each room with its **own SQLite message history**, streaming
+replies, Stop, and **resume** after a reconnect by replaying what was already produced.
+`streamnb.rooms` is its notebook-first form:
 
 * `ChatRooms(path)` is the registry: a directory with `registry.db` and one
   `rooms/<room_id>.db` per room (or everything in memory without `path`);
@@ -45,12 +48,13 @@ import streamnb as sn
 from streamnb.providers import FakeTokenSource, lorem_tokens
 from streamnb.rooms import ChatRooms, RoomError, room_reply_handler
 
-# The default reply is the seeds' fake chatbot; pace it so there is time to press Stop.
+# The default reply is tutorial 000's fake chatbot. It streams fast while the cells below
+# script the conversation; the widget section slows it down (source.rate_tokens_per_s).
 source = FakeTokenSource(lorem_tokens(16), rate_tokens_per_s=50)
 
 
-def seed_part(text):
-    # a fake reply without its lorem-ipsum lead-in: the seeds' "streamnb reply to ..."
+def short(text):
+    # a fake reply without its lorem-ipsum lead-in: "streamnb reply to ..."
     return text[text.find("streamnb") :] if "streamnb" in text else text
 
 
@@ -68,17 +72,19 @@ rooms
 ## Rooms
 
 `create_room(name)` returns the new room's id (`rm_` and 12 hex digits); `room(id)`
-gives the `Room` object. Names are 1 to 100 characters, without line breaks; anything
-else is refused with `RoomNameError` (a `RoomError`, itself a `sn.StreamnbError`).
+gives the `Room` object. Names are 1 to 100 characters, without line breaks, and
+unique: anything else is refused with `RoomNameError` (a `RoomError`, itself a
+`sn.StreamnbError`). `exist_ok=True` returns the room that already has the name, so
+running this cell again makes no look-alike second room.
 """,
     ),
     (
         "code",
         """
-ideas = rooms.room(rooms.create_room("Ideas"))
-errands = rooms.room(rooms.create_room("Errands"))
+ideas = rooms.room(rooms.create_room("Ideas", exist_ok=True))
+errands = rooms.room(rooms.create_room("Errands", exist_ok=True))
 
-for bad in ["", "x" * 101, "two\\nlines"]:
+for bad in ["", "x" * 101, "two\\nlines", "Ideas"]:
     try:
         rooms.create_room(bad)
     except RoomError as exc:
@@ -105,20 +111,20 @@ room*: two rooms never see each other's history.
 session = await ideas.send("hello")
 print("busy while streaming:", ideas.busy)
 reply = await ideas.wait()
-print(reply.status, "|", seed_part(reply.content))
+print(reply.status, "|", short(reply.content))
 
 await ideas.send("and another thing")
-print(seed_part((await ideas.wait()).content))
+print(short((await ideas.wait()).content))
 
 await errands.send("buy milk")
-print(seed_part((await errands.wait()).content))
+print(short((await errands.wait()).content))
 """,
     ),
     (
         "code",
         """
 df = ideas.messages()
-df["content"] = df["content"].map(seed_part)
+df["content"] = df["content"].map(short)
 print(df[["role", "status", "content"]].to_string(index=False))
 print()
 print(rooms.rooms()[["name", "message_count"]].to_string(index=False))
@@ -160,7 +166,7 @@ print(stopped.status, "| partial text kept:", 0 < len(stopped.content) < 100)
         """
 ## Resume: replay, then live, each frame once
 
-Seed 004's client sends a *resume-request* after a reconnect; the server replays the
+Tutorial 004's client sends a *resume-request* after a reconnect; the server replays the
 buffered chunks and continues live. Here the reply's frame log is the buffer:
 `await room.resume(after_seq=n)` is a new session reading from frame `n + 1`, so a
 client that remembers the last `seq` it saw gets every frame exactly once. Detaching
@@ -243,18 +249,56 @@ print(joined.to_string(index=False))
     (
         "md",
         """
-## The widget
+## Reopening
 
-`sn.ChatRoomsWidget(rooms)` lists the rooms (message counts update live), shows the
-selected room's transcript and has **New room**, **Rename**, **Clear**, **Delete**,
-the **Message** box, **Send** and **Stop**. Which room a view shows is that view's own
-choice: display the widget twice and look at two rooms at once. Replies stream as
-batched deltas; a page reload asks the kernel for the room again, so the history and
-a reply in progress come back.
+Closing the registry stops streaming replies (they are stored `cancelled`). Opening the
+directory again brings every room back. If the process had been killed mid-reply, the
+reply's row would come back marked `interrupted` (its id in `rooms.recovered`) and the
+ledger would record the stream as `failed` / `runtime_lost`. (Running the cell that
+made `rooms` again, without closing it first, also works: the new `ChatRooms` takes the
+directory over, and the old one's streaming replies settle `cancelled`, reason
+`"replaced"`.)
 """,
     ),
     (
         "code",
+        """
+await rooms.aclose()
+
+rooms = ChatRooms(workdir / "chat", handler_factory=lambda kind: room_reply_handler(kind, source))
+print(rooms.rooms()[["name", "message_count"]].to_string(index=False))
+print("interrupted replies:", rooms.recovered)
+print(rooms.room(ideas.id).messages()["status"].tolist())
+""",
+    ),
+    (
+        "md",
+        """
+## The widget
+
+`sn.ChatRoomsWidget(rooms)` lists the rooms (message counts update live), shows the
+selected room's transcript and has **New room**, **Rename**, **Clear**, **Delete**,
+the **Message** box, **Send** and **Stop** (or Ctrl+. in the widget). Which room a view
+shows is that view's own choice: display the widget twice and look at two rooms at
+once. Replies stream as batched deltas; a page reload asks the kernel for the room
+again, so the history and a reply in progress come back. A copy of every room's
+transcript is saved below the widget, which is what this notebook shows when it is
+opened without a kernel.
+
+First slow the fake replies down, so that a reply typed into the widget streams for
+about 13 seconds (200 words at 15 per second): time enough to press **Stop**.
+""",
+    ),
+    (
+        "code",
+        """
+source.tokens = lorem_tokens(200)
+source.rate_tokens_per_s = 15
+print(200 / source.rate_tokens_per_s > 10)
+""",
+    ),
+    (
+        "widget",
         """
 widget = sn.ChatRoomsWidget(rooms)
 widget
@@ -264,29 +308,6 @@ widget
         "code",
         """
 print([room["name"] for room in widget.room_list])
-""",
-    ),
-    (
-        "md",
-        """
-## Reopening
-
-Closing the registry stops streaming replies (they are stored `cancelled`). Opening the
-directory again brings every room back. If the process had been killed mid-reply, the
-reply's row would come back marked `interrupted` (its id in `rooms.recovered`) and the
-ledger would record the stream as `failed` / `runtime_lost`.
-""",
-    ),
-    (
-        "code",
-        """
-widget.close()
-await rooms.aclose()
-
-rooms = ChatRooms(workdir / "chat")
-print(rooms.rooms()[["name", "message_count"]].to_string(index=False))
-print("interrupted replies:", rooms.recovered)
-print(rooms.room(ideas.id).messages()["status"].tolist())
 """,
     ),
     (
@@ -311,6 +332,12 @@ rooms = ChatRooms(
     ),
 )
 ```
+
+## Clean up
+
+The widget above works until this cell: it closes the widget (its output becomes the
+rooms' transcript), stops any streaming reply, closes the rooms and deletes their
+directory. Skip it to keep chatting.
 """,
     ),
     (
@@ -318,6 +345,7 @@ rooms = ChatRooms(
         """
 import shutil
 
+widget.close()
 await rooms.aclose()
 shutil.rmtree(workdir)
 print("closed:", rooms.closed)

@@ -1,10 +1,16 @@
 """Build the tutorial notebooks 01-04 from the cell lists below (then execute them).
 
     python notebooks/build/build_tutorials.py            # writes notebooks/0[1-4]_*.ipynb
-    jupyter nbconvert --to notebook --execute --inplace notebooks/0[1-4]_*.ipynb
+    jupyter nbconvert --to notebook --execute --inplace \
+        --ExecutePreprocessor.store_widget_state=False notebooks/0[1-4]_*.ipynb
 
 The notebooks are the source of truth users edit in JupyterLab; this script is how
 they were first written, kept so a change to all four stays one edit.
+
+A cell of kind ``"widget"`` displays a widget: it is tagged ``nbval-ignore-output``,
+because what it stores (the transcript saved once the stream settled, see
+``streamnb/widget/_saved.py``) is not what nbval sees when it runs the cell (the live
+widget, just started). The facts each widget shows are printed by the cells after it.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ def nb(cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
     for kind, src in cells:
         src = src.strip("\n")
         cell = nbformat.v4.new_markdown_cell(src) if kind == "md" else nbformat.v4.new_code_cell(src)
+        if kind == "widget":
+            cell.metadata["tags"] = ["nbval-ignore-output"]
         book.cells.append(cell)
     return book
 
@@ -33,8 +41,11 @@ OUTPUT_ONLY = [
 
 An *attached stream* is long-running work in the kernel that a notebook attaches to,
 watches frame by frame, and can stop; whatever happens, it ends in **exactly one
-settlement** committed to a queryable ledger. This tutorial is the Python form of the
-seed tutorial *Output-Only Attached Stream*:
+settlement** committed to a queryable ledger. (The words are defined in
+[docs/concepts.md](../docs/concepts.md).) This tutorial is the Python form of
+*Output-Only Attached Stream*, one of the five TypeScript tutorials streamnb grew from
+(the "seed" tutorials: 000 streaming chatbot, 001 output-only stream, 002 SSE chat
+server, 003 streaming patterns, 004 chat rooms):
 
 1. define an `output_only` handler,
 2. attach to it and watch it in the widget,
@@ -52,18 +63,19 @@ runtime
 ## Define the handler
 
 A handler names a stream **kind** and says how it runs. `run` is an async generator:
-it yields frames as plain dicts, exactly as in the seed. `commit_terminal` runs once,
-when the stream ends, inside the same ledger transaction as the runtime's own record.
+it yields frames as plain dicts, exactly as in the TypeScript tutorial. `commit_terminal`
+runs once, when the stream ends, inside the same ledger transaction as the runtime's own
+record.
 
-The seed's handler emits one `"hello"`; ours streams 30 tokens at 30 tokens/s from a
-fake token source so there is something to watch (and time to press **Stop**).
+The original handler emits one `"hello"`; ours streams words from a fake token source at
+30 tokens/s so there is something to watch: 30 of them by default (one second), or as
+many as the start payload's `"tokens"` asks for. It writes them on the `stdout` channel;
+the widget shows the channels a stream writes.
 """),
     ("code", """
-source = FakeTokenSource(lorem_tokens(30), rate_tokens_per_s=30)
-
-
 async def run(start, input, ctx):
     yield {"kind": "progress", "payload": {"step": "started"}}
+    source = FakeTokenSource(lorem_tokens(start.get("tokens", 30)), rate_tokens_per_s=30)
     async for token in source.stream(start.get("message", "hello")):
         if ctx.signal.aborted:          # cooperative cancel: check the signal
             break
@@ -97,9 +109,11 @@ runtime.kinds
 `attach` opens a stream and returns a **session**, an observer of it. Displaying the
 session shows a widget: the status, the latest progress, the tokens as they arrive, and
 a **Stop** button. The cell returns at once; the stream runs as a task on the kernel's
-event loop, so the button works while the kernel is idle.
+event loop, so the button works while the kernel is idle. Once the stream has settled,
+the widget's output becomes a transcript of it, which is what this notebook shows when
+it is saved and opened again without a kernel.
 """),
-    ("code", """
+    ("widget", """
 session = await runtime.attach("tutorial.output_only", {"message": "hello"})
 session
 """),
@@ -150,17 +164,18 @@ print("the work still settled as:", terminal.kind)
 """),
     ("md", """
 An explicit `cancel()` is the intent to stop. It returns at once with `"requested"`; the
-handler sees `ctx.signal.aborted` at its next check and yields `cancelled`. Press
-**Stop** in the widget below to do the same by hand (the next cell cancels for you, so
-the notebook also runs top to bottom).
+handler sees `ctx.signal.aborted` at its next check and yields `cancelled`. The stream
+below asks for 600 tokens, 20 seconds at 30 tokens/s: press **Stop** in its widget (or
+Ctrl+. inside it) to stop it by hand. The cell after it cancels it for you, so the
+notebook also runs top to bottom: to stop it yourself, run the cells one at a time.
 """),
-    ("code", """
-stoppable = await runtime.attach("tutorial.output_only", {"message": "stop me"})
+    ("widget", """
+stoppable = await runtime.attach("tutorial.output_only", {"message": "stop me", "tokens": 600})
 stoppable
 """),
     ("code", """
 first = [await stoppable.output.__anext__() for _ in range(3)]   # opened, progress, a token
-print(await stoppable.cancel("user"))         # 'requested' (or 'already_requested' if you pressed Stop)
+print(await stoppable.cancel("user"))         # 'requested' (or 'already_requested' after Stop)
 rest = await sn.read_until_terminal(stoppable.output, timeout_s=30)
 assert_checkpoint(first + rest, "opened -> progress -> output+ -> cancelled")
 print(rest[-1].kind, rest[-1].terminal)
@@ -188,9 +203,10 @@ CHATBOT = [
 # 2 · A streaming chatbot
 
 A `bidi` (two-way) attached stream: it waits for the user's message, streams a reply
-token by token, can be stopped, and commits one settlement. This is the seed tutorial
-*Streaming Chatbot* in Python, with its fake token generator. (Replacing the fake source
-with a live provider is tutorial 6.)
+token by token, can be stopped, and commits one settlement. This is *Streaming Chatbot*,
+the first of the TypeScript tutorials streamnb grew from (the "seed" tutorials, see
+[docs/concepts.md](../docs/concepts.md)), in Python, with its fake token generator.
+(Replacing the fake source with a live provider is tutorial 6.)
 """),
     ("code", """
 import streamnb as sn
@@ -199,11 +215,11 @@ from streamnb.testing import FakeTokenSource, assert_checkpoint, checkpoint_path
 runtime = sn.StreamRuntime()
 
 
-def fake_tokens(message):            # the seed's stable token source
+def fake_tokens(message):            # the original tutorial's stable token source
     return ["streamnb ", "reply to ", message]
 """),
     ("md", """
-## The handler (seed 000, line for line)
+## The handler (tutorial 000's, line for line)
 
 `input` is an async iterator of the frames observers `send`; it ends when the stream is
 cancelled, which wakes a handler that is waiting for input.
@@ -241,9 +257,10 @@ runtime.kinds
 ## Completed path
 
 Attach, show the widget (it has a **Message** box and **Send**), and send the user's
-input: a full input frame as in the seed, or just the payload.
+input: a full input frame as in the original, or just the payload. The widget shows
+each message sent to the stream, from its box or from code, above the reply to it.
 """),
-    ("code", """
+    ("widget", """
 session = await runtime.attach("tutorial.streaming_chatbot", {})
 widget = sn.StreamWidget(session)
 widget
@@ -263,12 +280,14 @@ print([p["kind"] for p in events.payload])
     ("md", """
 ## Cancel path
 
-Now a slower reply, so there is time to stop it. The handler below is the same seed
-handler with a paced source and a check of the signal between tokens. Press **Stop** in
-the widget, or let the next cell press it for you: `sn.testing.press_stop` sends the
-widget the very message the browser sends when you click.
+Now a slower reply, 200 tokens at 20 tokens/s (10 seconds), so there is time to stop
+it. The handler below is the same handler with a paced source and a check of the signal
+between tokens. Press **Stop** in the widget (or Ctrl+. in it; Escape only leaves the
+Message box), or let the next cell press it for you: `sn.testing.press_stop` sends the
+widget the very message the browser sends when you click. The status reads
+`stopping…` until the handler has stopped.
 """),
-    ("code", """
+    ("widget", """
 slow = FakeTokenSource(lorem_tokens(200), rate_tokens_per_s=20)
 
 
@@ -305,7 +324,7 @@ assert_checkpoint(frames, "opened -> progress -> output+ -> cancelled")
 print(frames[-1].kind, frames[-1].terminal, "| reason given to cancel:", slow_widget.reason)
 """),
     ("md", """
-And the seed's cancel checkpoint, step by step, without a widget: `cancel` returns
+And the original's cancel checkpoint, step by step, without a widget: `cancel` returns
 `"requested"`, the handler observes `ctx.signal.aborted` (its input iterator ends), the
 `cancelled` terminal frame is emitted, and the ledger has the settlement.
 """),
@@ -452,20 +471,38 @@ print("frames stored:", len(again.frames()))
 again.close()
 """),
     ("md", """
-While a runtime writes a file ledger, a second `Ledger` on the same file (here, or in
-another process) opens it **read-only**; the live writer's running streams are not touched.
+While a runtime writes a file ledger, another process that opens the same file gets it
+**read-only** (and an error naming the writer's process id if it tries to write);
+`Ledger(path, read_only=True)` reads it the same way from this process. The live
+writer's running streams are not touched.
 """),
     ("code", """
 writer_rt = sn.StreamRuntime(sn.Ledger(workdir / "runs.db"))
 writer_rt.register(chatbot_handler())
 live = await writer_rt.attach("tutorial.streaming_chatbot", {})
-reader = sn.Ledger(workdir / "runs.db")
+reader = sn.Ledger(workdir / "runs.db", read_only=True)
 print("reader is read-only:", reader.read_only)
 print("running streams seen by the reader:", (reader.streams().status == "running").sum())
 await live.send("last one")
 await live.wait(timeout_s=30)
 print("running streams now:", (reader.streams().status == "running").sum())
 reader.close()
+"""),
+    ("md", """
+## Running a cell again
+
+Re-running a cell is the most common notebook habit. A cell that makes
+`sn.Ledger(path)` (or a runtime on it) again, in the same kernel, takes the file over
+from the objects it made last time: their streams still running settle `cancelled` with
+reason `"replaced"`, they close, and the new ones work. Here the cell that made
+`writer_rt` is "run again" while a stream of it waits for input:
+"""),
+    ("code", """
+waiting = await writer_rt.attach("tutorial.streaming_chatbot", {})
+writer_rt = sn.StreamRuntime(sn.Ledger(workdir / "runs.db"))   # the same cell, run again
+writer_rt.register(chatbot_handler())
+print((await waiting.wait(timeout_s=30)).reason)
+print(writer_rt.ledger.streams()[["status", "reason"]].tail(1).to_string(index=False))
 await writer_rt.aclose()
 writer_rt.ledger.close()
 """),
@@ -479,15 +516,33 @@ CHAT_WIDGET = [
 `sn.ChatWidget(runtime, kind)` keeps a transcript: each message you send attaches a new
 `bidi` stream of `kind`, the reply streams in, and **Stop** cancels the current reply.
 Every reply is a stream with its own settlement in the ledger.
+
+Each reply's handler is given the conversation so far, the new message included, in the
+OpenAI chat shape: the start payload `{"messages": [{"role": "user", "content": ...},
+{"role": "assistant", "content": ...}, ...]}`. So a handler that reads it answers with
+the whole conversation in mind.
 """),
     ("code", """
 import streamnb as sn
-from streamnb.demo import chatbot_handler
-from streamnb.testing import FakeTokenSource, lorem_tokens
+from streamnb.testing import press_send, press_stop
+
+
+async def remembering(start, input, ctx):
+    # a fake chatbot that shows what it was given: the conversation so far
+    async for frame in input:
+        messages = start["messages"]
+        earlier = len(messages) - 1
+        yield sn.output(f"I was given {earlier} earlier messages; ", channel="assistant.delta")
+        yield sn.output(f"you now say **{frame.payload}**", channel="assistant.delta")
+        yield sn.completed()
+        return
+
 
 runtime = sn.StreamRuntime()
-runtime.register(chatbot_handler(source=FakeTokenSource(lorem_tokens(12), rate_tokens_per_s=60)))
-chat = sn.ChatWidget(runtime, "tutorial.streaming_chatbot")
+runtime.register(sn.AttachedStreamHandler(kind="tutorial.remembering", mode="bidi", run=remembering))
+chat = sn.ChatWidget(runtime, "tutorial.remembering")
+"""),
+    ("widget", """
 chat
 """),
     ("md", """
@@ -496,32 +551,57 @@ top to bottom, the cells below do the same through `sn.testing.press_send`, whic
 the widget the message the browser sends.
 """),
     ("code", """
-sn.testing.press_send(chat, "hello")
-print(await chat.wait(timeout_s=30))
-sn.testing.press_send(chat, "and a second question")
-print(await chat.wait(timeout_s=30))
-for message in chat.transcript:
-    print(f"{message['role']:>9} [{message['status']}]: {message['content'][-40:]!r}")
+for text in ["hello", "a second question", "and a third"]:
+    press_send(chat, text)
+    print(await chat.wait(timeout_s=30), "|", chat.transcript[-1]["content"])
 """),
     ("md", """
-Now a long reply, stopped half way (press **Stop** or Escape yourself, or let the cell do it).
+The third reply's handler was given four earlier messages and the new one. The same
+list, `chat.conversation()`, is what the next reply will get:
 """),
     ("code", """
+for message in chat.conversation():
+    print(f"{message['role']:>9}: {message['content']}")
+"""),
+    ("md", """
+With a live model this is a chat with memory in one line: `providers.chat_handler`
+takes exactly this start payload (tutorial 6 shows how to configure it).
+
+```python
+from streamnb.providers import ProviderConfig, chat_handler
+
+runtime.register(chat_handler("tutorial.assistant", ProviderConfig.resolve()))
+sn.ChatWidget(runtime, "tutorial.assistant")
+```
+
+## Stopping a reply
+
+Now a long reply, 400 tokens at 40 tokens/s (10 seconds): press **Stop** (or Ctrl+. in
+the widget; Escape only leaves the Message box) while it streams. The status reads
+`stopping…` until the reply has settled. The cell after the widget presses Stop for you
+once a few tokens are in.
+"""),
+    ("code", """
+from streamnb.demo import chatbot_handler
+from streamnb.testing import FakeTokenSource, lorem_tokens
+
 runtime.register(chatbot_handler(
     kind="tutorial.long_reply",
     source=FakeTokenSource(lorem_tokens(400), rate_tokens_per_s=40),
 ))
 long_chat = sn.ChatWidget(runtime, "tutorial.long_reply")
+"""),
+    ("widget", """
 long_chat
 """),
     ("code", """
 import asyncio
 
-sn.testing.press_send(long_chat, "tell me everything")
+press_send(long_chat, "tell me everything")
 while len(long_chat.reply_text()) < 40:     # a few tokens in
     await asyncio.sleep(0.05)
-sn.testing.press_stop(long_chat)
-print(await long_chat.wait(timeout_s=30))
+press_stop(long_chat)
+print(await long_chat.wait(timeout_s=30), "|", long_chat.reason)
 last = long_chat.transcript[-1]
 print(last["role"], last["status"], "| partial reply kept:", len(last["content"]) > 0)
 """),
@@ -530,6 +610,19 @@ Each reply was one stream, settled once:
 """),
     ("code", """
 print(runtime.ledger.streams()[["kind", "status"]].to_string())
+"""),
+    ("md", """
+## Clean up
+
+Closing a chat turns its output into the conversation (what a saved notebook shows
+without a kernel); while a chat is open, a copy of its conversation is saved below it.
+Skip this cell to keep chatting in the widgets above.
+"""),
+    ("code", """
+chat.close()
+long_chat.close()
+await runtime.aclose()
+print("closed")
 """),
 ]
 

@@ -9,11 +9,13 @@ from typing import Any
 
 import pandas as pd
 
+from .. import _takeover
 from .._frames import Frame
 from .._sqlite import DEFAULT_BUSY_TIMEOUT_S
 from . import queries
 from .backend import LedgerBackend
 from .readers import DEFAULT_QUERY_TIMEOUT_S, check_timeout
+from .recovery import WriterLock
 from .sqlite import SQLiteBackend, check_path
 
 __all__ = ["Ledger"]
@@ -45,6 +47,12 @@ class Ledger:
     kernel's loop (and every Stop button) while they run. Cancelling the awaiting
     task stops the query.
 
+    Re-running a notebook cell: a second ``Ledger`` on the same file *in the same
+    process* (``read_only`` None or False) takes it over: the runtime writing the
+    previous one settles its running streams ``cancelled`` with reason
+    ``"replaced"`` and closes, the previous ledger closes, and the new one is the
+    file's writer. ``Ledger(path, read_only=True)`` only reads and takes nothing over.
+
     Tables (query them with :meth:`sql`): ``streams`` (the runtime's own record,
     one row per opened stream), ``events`` (what handlers commit with
     ``tx.insert_event``) and ``frames`` (every outbound frame, with
@@ -60,7 +68,9 @@ class Ledger:
     read_only : bool or None, default None
         ``None`` opens the file for writing if no other live process holds it,
         read-only otherwise; ``True`` always reads only; ``False`` raises
-        :class:`~streamnb.LedgerBusyError` when the file is held.
+        :class:`~streamnb.LedgerBusyError` when another process holds the file
+        (the error names its process id). Within one process, ``None`` and ``False``
+        take the file over from an earlier ``Ledger`` (see above).
     busy_timeout_s : float, default 5.0
         How long SQLite waits for a lock held by another connection, seconds.
     query_timeout_s : float or None, default 10.0
@@ -91,6 +101,16 @@ class Ledger:
        n
     0  0
     >>> ledger.close()
+
+    A re-run cell: the second ledger on the file takes it over from the first.
+
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "runs.db")
+    >>> first = Ledger(path)
+    >>> second = Ledger(path)
+    >>> first, second
+    (<Ledger ...runs.db writer closed>, <Ledger ...runs.db writer open>)
+    >>> second.close()
     """
 
     def __init__(
@@ -102,12 +122,20 @@ class Ledger:
         busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
         query_timeout_s: float | None = DEFAULT_QUERY_TIMEOUT_S,
     ) -> None:
+        checked = None if path is None else check_path(path)
+        query_timeout_s = check_timeout(query_timeout_s)  # checked before any takeover
+        #: the takeover key (the file's real path) while this ledger writes a file
+        self._key: str | None = None
+        adopted = None
+        if checked is not None and read_only is not True:
+            adopted = _take_over(_takeover.file_key(checked))
         self._backend = SQLiteBackend(
-            None if path is None else check_path(path),
+            checked,
             record_frames=record_frames,
             read_only=read_only,
             busy_timeout_s=busy_timeout_s,
-            query_timeout_s=check_timeout(query_timeout_s),
+            lock=adopted,
+            query_timeout_s=query_timeout_s,
         )
         # dropped without close(): stop the writer and release the file lock when collected
         # (the backend holds no reference back to this object)
@@ -119,6 +147,9 @@ class Ledger:
             raise
         #: refs of the streams a dead process left running, settled ``runtime_lost`` at open
         self.recovered: list[str] = recovered
+        if checked is not None and not self._backend.read_only:
+            self._key = _takeover.file_key(checked)
+            _takeover.register("ledger", self._key, self)
 
     # --- what it is -------------------------------------------------------------------------
 
@@ -158,6 +189,8 @@ class Ledger:
         Idempotent. Queries after ``close`` raise :class:`~streamnb.LedgerError`.
         """
         self._finalizer()
+        if self._key is not None:
+            _takeover.release("ledger", self._key, self)
 
     def __enter__(self) -> Ledger:
         return self
@@ -392,3 +425,24 @@ class Ledger:
             return None
         check_timeout(timeout_s)
         return float(timeout_s)  # inf stays inf here: the backend reads it as "no limit"
+
+
+def _take_over(key: str) -> WriterLock | None:
+    """Close what this process has open on the file ``key`` (a re-run cell): the runtime
+    writing it (its running streams settle ``cancelled``/``replaced``), then the ledger.
+
+    Returns the previous ledger's writer lock when its runtime is still settling streams
+    on the running loop (see :mod:`streamnb._takeover`): the new ledger writes with that
+    lock at once, and the previous one closes when its runtime has closed.
+    """
+    runtime = _takeover.current("runtime", key)
+    winding = None if runtime is None else runtime._replace()
+    previous: Ledger | None = _takeover.current("ledger", key)
+    if previous is None:
+        return None
+    if winding is None:
+        previous.close()
+        return None
+    lock = previous._backend.hand_over_lock()
+    winding.add_done_callback(lambda _: previous.close())
+    return lock

@@ -5,8 +5,10 @@ as it is open; the operating system drops the lock when the process dies, howeve
 it dies. So opening a file for writing *and getting the lock* proves no live
 runtime writes it: every stream still ``running`` there belonged to a dead process
 and can never settle, and is settled ``failed`` with reason ``runtime_lost``
-(terminal ``{"ok": false, "runtime_lost": true}``). A second process (or a second
-``Ledger`` on the same file) that finds the lock taken opens the file read-only.
+(terminal ``{"ok": false, "runtime_lost": true}``). A second process that finds the
+lock taken opens the file read-only; the holder wrote its process id into the lock
+file, so errors can name it. (A second ``Ledger`` on the same file *in the same
+process* takes the file over instead, see :mod:`streamnb._takeover`.)
 """
 
 from __future__ import annotations
@@ -20,16 +22,30 @@ import time
 from .._errors import LedgerBusyError, LedgerError
 from .._json import dumps
 
-__all__ = ["RUNTIME_LOST_TERMINAL", "WriterLock", "recover_lost_streams"]
+__all__ = [
+    "RUNTIME_LOST_TERMINAL",
+    "WriterLock",
+    "read_holder_pid",
+    "recover_lost_streams",
+    "write_holder_pid",
+]
 
 RUNTIME_LOST_TERMINAL = {"ok": False, "runtime_lost": True}
 
 
 class WriterLock:
-    """The exclusive lock on ``<path>.lock`` that makes one process a file's writer."""
+    """The exclusive lock on ``<path>.lock`` that makes one process a file's writer.
+
+    Attributes
+    ----------
+    holder_pid : int or None
+        After :meth:`acquire` found the lock taken: the process id the holder wrote
+        into the lock file (None if it could not be read).
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.holder_pid: int | None = None
         self._fd: int | None = None
 
     def acquire(self, required: bool) -> bool:
@@ -59,10 +75,12 @@ class WriterLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            self.holder_pid = read_holder_pid(fd)
             os.close(fd)
             if required:
-                raise LedgerBusyError(self.path) from None
+                raise LedgerBusyError(self.path, self.holder_pid) from None
             return False
+        write_holder_pid(fd)
         self._fd = fd
         return True
 
@@ -73,6 +91,22 @@ class WriterLock:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
                 os.close(self._fd)
             self._fd = None
+
+
+def write_holder_pid(fd: int) -> None:
+    """Write this process's id into a lock file it just locked (best effort)."""
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+
+
+def read_holder_pid(fd: int) -> int | None:
+    """The process id written into a lock file by its holder, or None."""
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
 
 
 def recover_lost_streams(conn: sqlite3.Connection) -> list[str]:

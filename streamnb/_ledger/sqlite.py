@@ -115,6 +115,7 @@ class SQLiteBackend:
         read_only: bool | None = None,
         busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
         query_timeout_s: float | None = DEFAULT_QUERY_TIMEOUT_S,
+        lock: WriterLock | None = None,
     ) -> None:
         self.path = path
         self.where = path or ":memory:"
@@ -122,8 +123,15 @@ class SQLiteBackend:
         self.busy_timeout_s = busy_timeout_s
         #: the time limit of a read that names none, seconds (None: no limit)
         self.query_timeout_s = query_timeout_s
-        self._lock = None if path is None else WriterLock(path)
-        self.read_only = self._take_writer_lock(read_only)
+        #: the writer lock was handed over by a ledger of this process being replaced,
+        #: whose runtime still settles its running streams: recovery leaves them alone
+        self._adopted = lock is not None
+        if lock is not None:
+            self._lock: WriterLock | None = lock
+            self.read_only = False
+        else:
+            self._lock = None if path is None else WriterLock(path)
+            self.read_only = self._take_writer_lock(read_only)
         self._scratch = None if path is not None else ScratchFile()
         #: the SQLite file every connection opens (the scratch file when in memory)
         self.file = path if self._scratch is None else self._scratch.path
@@ -147,6 +155,17 @@ class SQLiteBackend:
         if read_only:
             return True
         return not self._lock.acquire(required=read_only is False)
+
+    @property
+    def holder_pid(self) -> int | None:
+        """The id of the process found holding the file's writer lock (read-only ledgers)."""
+        return None if self._lock is None else self._lock.holder_pid
+
+    def hand_over_lock(self) -> WriterLock | None:
+        """Give the writer lock to a new ledger of this process (a takeover); this ledger
+        keeps writing until it closes, but no longer releases the lock."""
+        lock, self._lock = self._lock, None
+        return lock
 
     def _release_lock(self) -> None:
         if self._lock is not None:
@@ -188,7 +207,7 @@ class SQLiteBackend:
         )
 
     def recover(self) -> list[str]:
-        if self.read_only or self.path is None:
+        if self.read_only or self.path is None or self._adopted:
             return []
         return self.writer.call(recover_lost_streams)
 
@@ -203,13 +222,13 @@ class SQLiteBackend:
     def _check_open(self, write: bool) -> None:
         self.state.check_open(_closed_error)
         if write and self.read_only:
-            raise LedgerBusyError(self.where)
+            raise LedgerBusyError(self.where, self.holder_pid)
 
     # --- writes ---------------------------------------------------------------------------
 
     def check_writable(self) -> None:
         if self.read_only:
-            raise LedgerBusyError(self.where)
+            raise LedgerBusyError(self.where, self.holder_pid)
         self.state.check_open(_closed_error)
 
     def open_stream(

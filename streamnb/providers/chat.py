@@ -99,8 +99,11 @@ def chat_handler(
     Returns
     -------
     AttachedStreamHandler
-        Start payload: ``None``, ``{}`` or ``{"messages": [...]}`` (earlier
-        conversation in OpenAI format). Ledger event on settlement:
+        Start payload: ``None``, ``{}`` or ``{"messages": [...]}`` (the
+        conversation so far in OpenAI format). When it ends with a user message and
+        the first input carries that same text (what :class:`~streamnb.ChatWidget`
+        sends: the conversation including the new message, then the message as
+        input), the message is asked once, not twice. Ledger event on settlement:
         ``<kind>.settled`` with ``{"kind": terminal kind, "terminal": frame}``.
 
     Raises
@@ -135,6 +138,8 @@ def chat_handler(
     ) -> AsyncGenerator[Any, None]:
         history: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
         history.extend(start)
+        # a conversation ending with the user's message, which then also arrives as input
+        asked = start[-1]["content"] if start and start[-1]["role"] == "user" else None
         client = make_client(cfg)
         try:
             yield {"kind": "progress", "payload": {"phase": "waiting_for_user", "model": cfg.model}}
@@ -144,7 +149,10 @@ def chat_handler(
                     break
                 if frame.kind != "input":
                     continue
-                history.append({"role": "user", "content": _user_text(frame.payload)})
+                text = _user_text(frame.payload)
+                if text != asked:
+                    history.append({"role": "user", "content": text})
+                asked = None
                 reply = _Reply(
                     run_tool_loop(
                         cfg,

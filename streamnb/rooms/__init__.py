@@ -21,7 +21,7 @@ reply streams, its text is checkpointed into the room's file
 
 from __future__ import annotations
 
-from .errors import RoomBusyError, RoomError, RoomNameError, UnknownRoomError
+from .errors import RoomBusyError, RoomError, RoomExistsError, RoomNameError, UnknownRoomError
 from .events import RoomEvent
 from .registry import MAX_NAME_CHARS, ChatRooms
 from .reply import DEFAULT_KIND, REPLY_CHANNEL, SETTLED_EVENT, room_reply_handler
@@ -40,6 +40,7 @@ __all__ = [
     "RoomBusyError",
     "RoomError",
     "RoomEvent",
+    "RoomExistsError",
     "RoomNameError",
     "UnknownRoomError",
     "room_reply_handler",

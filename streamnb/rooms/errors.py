@@ -7,7 +7,8 @@ The tree (under the package root :class:`~streamnb.StreamnbError`)::
         ├── UnknownRoomError       no room with that id (never created, or deleted)
         ├── RoomBusyError          the room already has a reply streaming
         └── RoomNameError          a room name is empty, too long or has control characters
-                                   (also a ValueError)
+            │                      (also a ValueError)
+            └── RoomExistsError    another room already has that name
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Iterable
 
 from .._errors import StreamnbError
 
-__all__ = ["RoomBusyError", "RoomError", "RoomNameError", "UnknownRoomError"]
+__all__ = ["RoomBusyError", "RoomError", "RoomExistsError", "RoomNameError", "UnknownRoomError"]
 
 
 class RoomError(StreamnbError):
@@ -60,4 +61,18 @@ class RoomNameError(RoomError, ValueError):
         super().__init__(
             f"invalid room name {name!r}: {problem}; give a name of 1 to {max_len} characters "
             "without line breaks or control characters"
+        )
+
+
+class RoomExistsError(RoomNameError):
+    """Another room already has this name (names are unique, so a re-run cell that creates
+    a room does not make a look-alike second one)."""
+
+    def __init__(self, name: str, room_id: str) -> None:
+        self.name = name
+        self.room_id = room_id
+        RoomError.__init__(
+            self,
+            f"a room named {name!r} already exists ({room_id}); use that room "
+            f"(rooms.create_room(name, exist_ok=True) returns its id) or choose another name",
         )

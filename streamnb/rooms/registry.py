@@ -45,6 +45,7 @@ while the room keeps the finished message.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import os
@@ -60,16 +61,18 @@ from typing import Any
 
 import pandas as pd
 
+from .. import _takeover
 from .._dataframes import utc_column
 from .._frames import Frame
 from .._handler import AttachedStreamHandler
 from .._ledger import Ledger, LedgerTx
 from .._ledger.readers import DEFAULT_QUERY_TIMEOUT_S
+from .._ledger.recovery import read_holder_pid, write_holder_pid
 from .._lifecycle import Lifecycle
 from .._runtime import StreamRuntime
 from ._host import RoomHost
 from .checkpoint import CHECKPOINT_BYTES, CHECKPOINT_S
-from .errors import RoomError, RoomNameError, UnknownRoomError
+from .errors import RoomError, RoomExistsError, RoomNameError, UnknownRoomError
 from .events import RoomEvent, RoomListener
 from .query import run_query
 from .reply import DEFAULT_KIND, SettleHook, bind_reply_handler
@@ -81,6 +84,8 @@ __all__ = ["MAX_NAME_CHARS", "ChatRooms", "HandlerFactory"]
 
 #: the longest room name accepted, in characters
 MAX_NAME_CHARS = 100
+#: how long a takeover from another thread waits beyond the runtime's grace periods, seconds
+REPLACE_WAIT_S = 30.0
 #: ``handler_factory(kind)`` returns the handler that writes replies
 HandlerFactory = Callable[[str], AttachedStreamHandler]
 ROOM_COLUMNS = ["id", "name", "message_count", "created_at", "last_active_at"]
@@ -140,7 +145,10 @@ class ChatRooms:
         ``rooms/<room_id>.db`` per room and, when this registry makes its own
         runtime, ``ledger.db``. ``None`` (default) keeps everything in memory.
         Opening a directory marks replies a dead process left ``streaming`` as
-        ``interrupted`` (their ids are in :attr:`recovered`).
+        ``interrupted`` (their ids are in :attr:`recovered`). A directory another
+        ``ChatRooms`` of *this* process has open (a re-run notebook cell) is taken
+        over: that registry's streaming replies settle ``cancelled`` with reason
+        ``"replaced"`` and it closes first (with the runtime it made).
     handler_factory : callable ``kind -> AttachedStreamHandler``, optional
         Makes the handler that writes replies, e.g.
         ``lambda kind: sn.providers.chat_handler(kind, config)`` for a live
@@ -166,8 +174,8 @@ class ChatRooms:
     Raises
     ------
     RoomError
-        The directory is used by another live process, or a file in it is not
-        a rooms database.
+        The directory is used by another live process (the message names its
+        process id), or a file in it is not a rooms database.
     ValueError
         ``runtime`` trims frames (``max_retained_frames``): a reply's text is
         read from its frame log, so the whole log must be kept; or
@@ -228,7 +236,16 @@ class ChatRooms:
         self.kind = kind
         self.path = None if path is None else Path(path)
         self.recovered: list[str] = []
-        self._lock_fd: int | None = None
+        #: the directory's lock (shared with the finalizer; a takeover hands it over)
+        self._dir_lock = _DirectoryLock()
+        self._close_reason = "rooms closed"
+        self._key = None if self.path is None else _takeover.file_key(self.path)
+        handed_fd: int | None = None
+        settling: set[str] = set()
+        if self._key is not None:
+            previous = _takeover.current("rooms", self._key)
+            if previous is not None:
+                handed_fd, settling = previous._replace()
         self._rooms: dict[str, Room] = {}
         #: the room files open right now (at most DEFAULT_MAX_OPEN_ROOMS; see store.py)
         self._pool = ConnectionPool()
@@ -237,7 +254,7 @@ class ChatRooms:
         self._owns_runtime = runtime is None
         opened: list[tuple[RoomRow, RoomStore]] = []
         try:
-            self._registry = self._open_stores(opened)
+            self._registry = self._open_stores(opened, handed_fd, settling)
             if runtime is None:
                 ledger = None if self.path is None else Ledger(self.path / "ledger.db")
                 runtime = StreamRuntime(ledger)
@@ -263,8 +280,10 @@ class ChatRooms:
         # dropped without aclose(): release the directory's lock and close the files when
         # collected (a re-run notebook cell). Only what owns no way back to self is kept.
         self._finalizer = weakref.finalize(
-            self, _release, self._lock_fd, self._registry, self._stores, self._executor
+            self, _release, self._dir_lock, self._registry, self._stores, self._executor
         )
+        if self._key is not None:
+            _takeover.register("rooms", self._key, self)
 
     def _add(self, row: RoomRow, store: RoomStore) -> Room:
         room = Room(self._host, row.id, store)
@@ -273,23 +292,26 @@ class ChatRooms:
         self._host.names[row.id] = row.name
         return room
 
-    def _open_stores(self, opened: list[tuple[RoomRow, RoomStore]]) -> RegistryStore:
+    def _open_stores(
+        self,
+        opened: list[tuple[RoomRow, RoomStore]],
+        handed_fd: int | None = None,
+        settling: set[str] | None = None,
+    ) -> RegistryStore:
         """Open ``registry.db`` and every room's file (appended to ``opened``), recovering
-        replies a dead process left ``streaming``."""
+        replies a dead process left ``streaming``.
+
+        ``handed_fd``: the directory's lock, handed over by a registry of this process
+        being replaced, which is still settling the replies ``settling`` (left alone).
+        """
         if self.path is None:
             return RegistryStore(None)
         self.path.mkdir(parents=True, exist_ok=True)
         (self.path / "rooms").mkdir(exist_ok=True)
-        fd = os.open(self.path / "registry.db.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise RoomError(
-                f"the rooms directory {os.fspath(self.path)!r} is open in another live "
-                "process; close that ChatRooms (or that process) first"
-            ) from None
-        self._lock_fd = fd
+        if handed_fd is not None:
+            self._dir_lock.fd = handed_fd
+        else:
+            self._dir_lock.fd = self._lock_directory(self.path)
         registry_path = self.path / "registry.db"
         registry = RegistryStore(registry_path)
         now = time.time()
@@ -301,12 +323,35 @@ class ChatRooms:
                         "rm_ and 12 hex digits; is it a streamnb rooms registry?"
                     )
                 store = RoomStore(row.id, self._room_file(row.id), self._pool)
-                self.recovered += store.recover(now)
+                self.recovered += store.recover(now, settling or ())
                 opened.append((row, store))
         except BaseException:
             registry.close()
             raise
         return registry
+
+    @staticmethod
+    def _lock_directory(path: Path) -> int:
+        """Take the directory's ``registry.db.lock``; returns its file descriptor.
+
+        Raises
+        ------
+        RoomError
+            Another live process holds it (the message names its process id).
+        """
+        fd = os.open(path / "registry.db.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = read_holder_pid(fd)
+            os.close(fd)
+            who = "another live process" if pid is None else f"another live process (pid {pid})"
+            raise RoomError(
+                f"the rooms directory {os.fspath(path)!r} is open in {who}; "
+                "close that ChatRooms (or that process) first"
+            ) from None
+        write_holder_pid(fd)
+        return fd
 
     def _room_file(self, room_id: str) -> Path | None:
         return None if self.path is None else self.path / "rooms" / f"{room_id}.db"
@@ -348,13 +393,20 @@ class ChatRooms:
 
     # --- rooms ----------------------------------------------------------------------------
 
-    def create_room(self, name: str) -> str:
+    def create_room(self, name: str, *, exist_ok: bool = False) -> str:
         """Create an empty room (seed 004's "new room"); returns its id.
+
+        Room names are unique, so re-running a notebook cell that creates a room does
+        not make a look-alike second room: with ``exist_ok=True`` it returns the id of
+        the room that already has the name (as ``Path.mkdir(exist_ok=True)`` does),
+        else it raises :class:`RoomExistsError`.
 
         Parameters
         ----------
         name : str
             Shown in the room list; surrounding white space is stripped.
+        exist_ok : bool, default False
+            Return the existing room's id when a room already has this name.
 
         Returns
         -------
@@ -365,6 +417,8 @@ class ChatRooms:
         ------
         RoomNameError
             ``name`` is empty, longer than 100 characters or has control characters.
+        RoomExistsError
+            A room already has this name and ``exist_ok`` is False.
         RoomError
             The registry is closed, or its database could not be written.
 
@@ -374,10 +428,21 @@ class ChatRooms:
         >>> room_id = rooms.create_room(" Ideas ")
         >>> room_id in rooms, rooms.room(room_id).name
         (True, 'Ideas')
+        >>> rooms.create_room("Ideas", exist_ok=True) == room_id   # a re-run cell
+        True
+        >>> rooms.create_room("Ideas")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        streamnb.rooms.errors.RoomExistsError: a room named 'Ideas' already exists (rm_...); ...
         >>> rooms.close()
         """
         self._host.check_open()
         clean = check_room_name(name)
+        existing = self._named(clean)
+        if existing is not None:
+            if exist_ok:
+                return existing
+            raise RoomExistsError(clean, existing)
         room_id = "rm_" + secrets.token_hex(6)
         now = time.time()
         row = RoomRow(room_id, clean, now, now)
@@ -390,6 +455,13 @@ class ChatRooms:
         self._add(row, store)
         self._host.emit(RoomEvent("created", room_id))
         return room_id
+
+    def _named(self, name: str) -> str | None:
+        """The id of the room called ``name`` (already checked), or None."""
+        for room_id, room_name in self._host.names.items():
+            if room_name == name and room_id in self._rooms:
+                return room_id
+        return None
 
     def room(self, room_id: str) -> Room:
         """The :class:`Room` with this id (the same object on every call).
@@ -426,6 +498,8 @@ class ChatRooms:
             No such room.
         RoomNameError
             ``name`` is not a valid room name (see :meth:`create_room`).
+        RoomExistsError
+            Another room already has this name.
 
         Examples
         --------
@@ -438,6 +512,9 @@ class ChatRooms:
         """
         self.room(room_id)
         clean = check_room_name(name)
+        other = self._named(clean)
+        if other is not None and other != room_id:
+            raise RoomExistsError(clean, other)
         self._registry.rename(room_id, clean)
         self._host.names[room_id] = clean
         self._host.emit(RoomEvent("renamed", room_id))
@@ -669,6 +746,60 @@ class ChatRooms:
 
     # --- lifecycle ------------------------------------------------------------------------
 
+    def _replace(self) -> tuple[int | None, set[str]]:
+        """A new ``ChatRooms`` of this process opens the same directory (a re-run cell).
+
+        Every streaming reply is cancelled with reason ``"replaced"`` and this registry
+        closes (with the runtime it made). Without a running loop, or with no reply in
+        flight, that happens now. On the runtime's running loop (a notebook cell) with
+        replies in flight, a task owned by :mod:`streamnb._takeover` settles them and
+        closes; the directory's lock goes to the new registry at once.
+
+        Returns
+        -------
+        (int or None, set of str)
+            The lock's file descriptor handed over (None when released) and the ids of
+            the assistant messages still being settled here.
+        """
+        if self._host.state is not Lifecycle.OPEN:
+            return None, set()
+        self._close_reason = _takeover.REPLACED_REASON
+        runtime = self.runtime
+        loop = runtime.loop
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or loop.is_closed() or running is not loop:
+            if running is None and loop is not None and not loop.is_closed() and loop.is_running():
+                limit_s = runtime.cancel_grace_s + runtime.force_wait_s + REPLACE_WAIT_S
+                asyncio.run_coroutine_threadsafe(self.aclose(), loop).result(limit_s)
+            elif running is None:
+                self.close()
+            else:  # pragma: no cover - its loop is stopped while another one runs here
+                self._close_now()
+            return None, set()
+        replies = [r for r in (room._in_flight() for room in self._rooms.values()) if r]
+        if not replies and not (self._owns_runtime and runtime.active_refs()):
+            self._close_now()
+            return None, set()
+        fd = self._dir_lock.hand_over()
+        task = loop.create_task(self.aclose(), name="streamnb:replaced-rooms")
+        _takeover.retire(task)
+        return fd, {reply.message_id for reply in replies}
+
+    def _close_now(self) -> None:
+        """Close with nothing left to settle, without waiting on the loop."""
+        host = self._host
+        host.state = Lifecycle.CLOSING
+        try:
+            if self._owns_runtime:
+                self.runtime._replace()
+                self.runtime.ledger.close()
+        finally:
+            self._close_stores()
+            host.state = Lifecycle.CLOSED
+
     async def aclose(self) -> None:
         """Stop every streaming reply (reason ``"rooms closed"``), then close the databases.
 
@@ -686,7 +817,7 @@ class ChatRooms:
             for reply in replies:
                 if reply.stream_ref is not None:
                     with contextlib.suppress(Exception):
-                        await runtime.cancel(reply.stream_ref, "rooms closed")
+                        await runtime.cancel(reply.stream_ref, self._close_reason)
             for reply in replies:
                 await reply.done.wait()
             if self._owns_runtime:
@@ -706,15 +837,18 @@ class ChatRooms:
             self.runtime.close()
 
     def _close_stores(self) -> None:
-        finalizer = getattr(self, "_finalizer", None)
-        if finalizer is not None:
-            finalizer()
-            return
-        # __init__ failed half way: close what it opened
-        for room in self._rooms.values():
-            room._close()
-        _release(self._lock_fd, getattr(self, "_registry", None), {}, None)
-        self._lock_fd = None
+        try:
+            finalizer = getattr(self, "_finalizer", None)
+            if finalizer is not None:
+                finalizer()
+                return
+            # __init__ failed half way: close what it opened
+            for room in self._rooms.values():
+                room._close()
+            _release(self._dir_lock, getattr(self, "_registry", None), {}, None)
+        finally:
+            if self._key is not None:
+                _takeover.release("rooms", self._key, self)
 
     async def __aenter__(self) -> ChatRooms:
         return self
@@ -735,8 +869,34 @@ def _info(row: RoomRow, room: Room) -> dict[str, Any]:
     }
 
 
+class _DirectoryLock:
+    """The file descriptor of a directory's ``registry.db.lock`` while it is held.
+
+    Shared by a :class:`ChatRooms` and its finalizer, so that a lock handed over to the
+    registry replacing it (a re-run cell) is not released when the old one closes.
+    """
+
+    __slots__ = ("fd",)
+
+    def __init__(self) -> None:
+        self.fd: int | None = None
+
+    def hand_over(self) -> int | None:
+        """Give the descriptor away (a takeover); this holder no longer releases it."""
+        fd, self.fd = self.fd, None
+        return fd
+
+    def release(self) -> None:
+        """Unlock and close the descriptor, if still held. Idempotent."""
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+
+
 def _release(
-    lock_fd: int | None,
+    lock: _DirectoryLock,
     registry: RegistryStore | None,
     stores: dict[str, RoomStore],
     executor: ThreadPoolExecutor | None,
@@ -748,10 +908,7 @@ def _release(
         store.close()
     if registry is not None:
         registry.close()
-    if lock_fd is not None:
-        with contextlib.suppress(OSError):
-            fcntl.flock(lock_fd, fcntl.LOCK_UN)
-            os.close(lock_fd)
+    lock.release()
 
 
 def _weak_settle(rooms: ChatRooms) -> SettleHook:

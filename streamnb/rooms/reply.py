@@ -116,13 +116,13 @@ def room_reply_handler(
                 break
             async for token in tokens.stream(str(frame.payload)):
                 if ctx.signal.aborted:
-                    yield cancelled()
+                    yield cancelled(ctx.signal.reason or "cancelled")
                     return
                 yield {"kind": "output", "channel": REPLY_CHANNEL, "payload": token}
             yield {"kind": "output", "channel": REPLY_CHANNEL, "payload": f" (turn {turn})"}
             yield {"kind": "completed", "terminal": {"ok": True, "turn": turn}}
             return
-        yield cancelled()
+        yield cancelled(ctx.signal.reason or "cancelled")
 
     return AttachedStreamHandler(
         kind=kind,

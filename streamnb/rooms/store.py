@@ -45,7 +45,7 @@ import os
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -451,9 +451,14 @@ class RoomStore:
         self._count = 0
         return removed
 
-    def recover(self, at: float) -> list[str]:
+    def recover(self, at: float, keep: Collection[str] = ()) -> list[str]:
         """Mark replies a dead process left ``streaming`` as ``interrupted``, each with its
-        checkpointed text; returns their ids (one transaction)."""
+        checkpointed text; returns their ids (one transaction).
+
+        ``keep``: ids of replies a registry of this process is still settling (a takeover):
+        they, and their checkpoints, are left alone.
+        """
+        kept = set(keep)
 
         def fn(conn: sqlite3.Connection) -> list[str]:
             ids = [
@@ -461,6 +466,7 @@ class RoomStore:
                 for r in conn.execute(
                     "SELECT id FROM messages WHERE status='streaming' ORDER BY pos"
                 ).fetchall()
+                if r[0] not in kept
             ]
             for message_id in ids:
                 pieces = conn.execute(
@@ -472,7 +478,14 @@ class RoomStore:
                     "content = content || ? WHERE id=?",
                     (at, "".join(p[0] for p in pieces), message_id),
                 )
-            conn.execute("DELETE FROM reply_checkpoints")
+            if kept:
+                marks = ",".join("?" * len(kept))
+                conn.execute(
+                    f"DELETE FROM reply_checkpoints WHERE message_id NOT IN ({marks})",
+                    tuple(sorted(kept)),
+                )
+            else:
+                conn.execute("DELETE FROM reply_checkpoints")
             return ids
 
         return self._db.write(fn)

@@ -17,6 +17,11 @@ uvicorn's ``sys.exit`` inside the kernel's loop.
 * Shutdown first ends every live SSE/WebSocket response
   (:meth:`ServerState.begin_shutdown`); otherwise uvicorn would wait for endless
   streams to finish on their own.
+
+Re-running a notebook cell: :func:`serve_in_background` on a ``host:port`` that a
+server of this process already serves first stops that server (``await
+handle.aclose()``), so the cell can simply be run again. With ``port=0`` every call
+is a new server on a new port.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from typing import Any
 
 import uvicorn
 
+from .. import _takeover
 from .._errors import RuntimeClosedError
 from .._runtime import StreamRuntime
 from .app import create_app
@@ -166,6 +172,10 @@ class ServerHandle:
         self.url = f"http://{shown}:{port}"
         self._task = task
         self._loop = task.get_loop()
+        # The registry holds the handle weakly; this callback keeps it alive while the
+        # server runs, so a re-run cell finds it even after its variable was rebound.
+        _takeover.register("server", (host, port), self)
+        task.add_done_callback(lambda _: _takeover.release("server", (host, port), self))
 
     @property
     def running(self) -> bool:
@@ -232,7 +242,9 @@ async def serve_in_background(
         Must be unbound or bound to the running loop (in Jupyter: the kernel's).
     host : str, default "127.0.0.1"
     port : int, default 0
-        0 picks a free port; read it from ``handle.port``.
+        0 picks a free port; read it from ``handle.port``. A server this process
+        already runs on ``host:port`` is stopped first (a re-run notebook cell
+        replaces its server); another process on the port is an ``OSError``.
     log_level : str, default "warning"
         uvicorn's log level (uvicorn's logging config is left alone).
     startup_timeout_s : float, default 10.0
@@ -288,7 +300,11 @@ async def serve_in_background(
     await runtime.__aenter__()  # binds an unbound runtime to this loop now, not at first attach
     # the bound host is one of the names this server answers to (the Host allow-list)
     app_options["allowed_hosts"] = [host, *app_options.get("allowed_hosts", ())]
-    app = create_app(runtime, **app_options)
+    app = create_app(runtime, **app_options)  # bad options raise before any takeover
+    if port:
+        previous = _takeover.current("server", (host, port))
+        if previous is not None:
+            await previous.aclose()
     sock = bind_socket(host, port)
     config = uvicorn.Config(
         app,

@@ -140,25 +140,38 @@ function render({ model, el }) {
   showTranscript();
 
   // --- state ------------------------------------------------------------------------------
+  let stopPressed = false; // "stopping…" at once, before the kernel says so
   const showState = () => {
     const busy = model.get("busy");
+    if (!busy) stopPressed = false;
+    const stopping = busy && (stopPressed || model.get("stopping"));
+    const forced = !busy && model.get("forced");
     const state = busy ? model.get("status") || "running" : "ready";
     const reason = busy ? "" : model.get("reason");
     const last = busy ? "" : model.get("status");
-    statusText.textContent = last ? `ready — last reply ${last}${reason ? ` (${reason})` : ""}` : state;
-    root.dataset.status = busy ? state : "ready";
+    const lastWords = `${last}${reason ? ` (${reason})` : ""}${forced ? ", forced: the handler did not stop within its grace period" : ""}`;
+    statusText.textContent = stopping ? "stopping…" : last ? `ready — last reply ${lastWords}` : state;
+    root.dataset.status = stopping ? "stopping" : busy ? state : "ready";
+    if (forced) root.dataset.forced = "true";
+    else delete root.dataset.forced;
     kind.textContent = model.get("kind");
-    stop.disabled = !busy;
+    stop.disabled = !busy || stopping;
     send.disabled = busy;
     showText(error, model.get("error"));
   };
-  for (const name of ["busy", "status", "reason", "error", "kind"]) {
+  for (const name of ["busy", "status", "reason", "error", "kind", "stopping", "forced"]) {
     watch(`change:${name}`, showState);
   }
   showState();
 
   // --- actions ----------------------------------------------------------------------------
-  wireMessageControls(listen, { stop, input, send }, streamActions(model));
+  const onStop = () => {
+    stopPressed = true;
+    showState();
+  };
+  wireMessageControls(listen, { root, stop, input, send }, streamActions(model, onStop));
+  // the transcript copy saved below this widget (widget/_saved.py) is hidden while it lives
+  onCleanup(hideSavedCopy(model.get("_uid")));
 
   return () => {
     dispose();

@@ -67,14 +67,23 @@ function messageForm() {
   const input = element("input", "streamnb-message", {
     type: "text",
     "aria-label": "Message",
-    placeholder: "Message (Enter sends, Escape stops)",
+    placeholder: `Message (Enter sends, ${STOP_KEYS} stops)`,
     autocomplete: "off",
-    // Enter and Escape belong to this box, not to JupyterLab's notebook shortcuts.
+    // Keys typed here belong to this box, not to JupyterLab's notebook shortcuts.
     "data-lm-suppress-shortcuts": "true",
   });
   const send = button("Send", "streamnb-send");
   form.append(input, send);
   return { form, input, send };
+}
+
+// Stop's keyboard shortcut: Ctrl+. (Cmd+. on macOS), anywhere in the widget. Escape never
+// stops: JupyterLab users press it to leave edit mode; in the Message box it only leaves
+// the box.
+const STOP_KEYS = /Mac|iPhone|iPad/.test(navigator.platform || "") ? "⌘." : "Ctrl+.";
+
+function isStopShortcut(event) {
+  return (event.ctrlKey || event.metaKey) && !event.altKey && event.key === ".";
 }
 
 // One transcript message: role label, an empty body (fill it with `textSink`) and, for an
@@ -260,14 +269,22 @@ function onEnterEscape(listen, input, enter, escape, { shiftEnter = false } = {}
   });
 }
 
-// Stop button, and (when there is a Message box) Send button, Enter sends, Escape stops.
+// Stop button and its shortcut (Ctrl+. / Cmd+. anywhere in `root`), and (when there is a
+// Message box) Send button and Enter; Escape in the box only leaves it (blur).
 // `actions.send(text)` gets non-blank text, after which the box is emptied; disabled
 // buttons do nothing.
-function wireMessageControls(listen, { stop, input, send }, actions) {
+function wireMessageControls(listen, { root, stop, input, send }, actions) {
   const pressStop = () => {
     if (!stop.disabled) actions.stop();
   };
   listen(stop, "click", pressStop);
+  stop.title = `Stop (${STOP_KEYS})`;
+  listen(root, "keydown", (event) => {
+    if (!isStopShortcut(event)) return;
+    event.preventDefault();
+    event.stopPropagation();
+    pressStop();
+  });
   if (input === null) return;
   const pressSend = () => {
     if (send.disabled) return;
@@ -277,14 +294,119 @@ function wireMessageControls(listen, { stop, input, send }, actions) {
     input.value = "";
   };
   listen(send, "click", pressSend);
-  onEnterEscape(listen, input, pressSend, pressStop);
+  onEnterEscape(listen, input, pressSend, () => input.blur());
 }
 
 // What Stop and Send ask of a StreamWidget's or ChatWidget's kernel side (widget/_protocol.py).
-function streamActions(model) {
+// `onStop` runs first (a view shows "stopping…" at once, before the kernel says so).
+function streamActions(model, onStop = () => {}) {
   return {
-    stop: () => model.send({ type: "stop" }),
+    stop: () => {
+      onStop();
+      model.send({ type: "stop" });
+    },
     send: (text) => model.send({ type: "send", text }),
+  };
+}
+
+// --- progress -----------------------------------------------------------------------------
+
+// A progress payload as {fraction (0..1) or null, label}: the fraction comes from
+// `fraction` (0..1), `percent` (0..100) or `done`/`total`; the label lists the other fields
+// ("key: value"). The same rules as widget/_transcript.py's progress_parts.
+function progressParts(progress) {
+  if (progress === null || progress === undefined) return { fraction: null, label: "" };
+  if (typeof progress !== "object" || Array.isArray(progress)) {
+    return { fraction: null, label: JSON.stringify(progress) };
+  }
+  const num = (key) => (typeof progress[key] === "number" && Number.isFinite(progress[key]) ? progress[key] : null);
+  let fraction = null;
+  let used = [];
+  let head = "";
+  if (num("fraction") !== null) {
+    fraction = num("fraction");
+    used = ["fraction"];
+  } else if (num("percent") !== null) {
+    fraction = num("percent") / 100;
+    used = ["percent"];
+  } else if (num("done") !== null && num("total") !== null && num("total") > 0) {
+    fraction = num("done") / num("total");
+    used = ["done", "total"];
+    head = `${num("done")} / ${num("total")}`;
+  }
+  if (fraction !== null) {
+    fraction = Math.min(1, Math.max(0, fraction));
+    head = head || `${Math.round(fraction * 100)}%`;
+  }
+  const rest = Object.entries(progress)
+    .filter(([key]) => !used.includes(key))
+    .map(([key, value]) => `${key}: ${typeof value === "string" ? value : JSON.stringify(value)}`);
+  return { fraction, label: [head, ...rest].filter(Boolean).join(" · ") };
+}
+
+// A progress line: a bar (role="progressbar") when the payload has a fraction, and text.
+function progressBox() {
+  const box = element("div", "streamnb-progress");
+  const bar = element("div", "streamnb-progress-bar", {
+    role: "progressbar",
+    "aria-label": "Progress",
+    "aria-valuemin": "0",
+    "aria-valuemax": "100",
+  });
+  const fill = element("div", "streamnb-progress-fill");
+  bar.append(fill);
+  const label = element("div", "streamnb-progress-label");
+  box.append(bar, label);
+  return {
+    box,
+    show(progress, settled) {
+      const { fraction, label: text } = progressParts(progress);
+      box.hidden = text === "";
+      bar.hidden = fraction === null;
+      if (fraction !== null) {
+        const percent = Math.round(fraction * 100);
+        bar.setAttribute("aria-valuenow", String(percent));
+        fill.style.width = `${fraction * 100}%`;
+      }
+      // once settled the last progress is history, and says so
+      label.textContent = settled && text ? `last progress · ${text}` : text;
+    },
+  };
+}
+
+// The status words: "stopping…" after Stop until the terminal arrives; a forced stop says so.
+function statusWords(state, reason, { stopping = false, forced = false } = {}) {
+  if (stopping && state === "running") return "stopping…";
+  const words = reason && reason !== state ? `${state} — ${reason}` : state;
+  return forced ? `${words} (forced: the handler did not stop within its grace period)` : words;
+}
+
+// --- saved copies (widget/_saved.py) --------------------------------------------------------
+
+// A chat's saved transcript copy is its own output below the live widget: hide it while a
+// view of that model is on the page. One <style> per model, counted over its views.
+const SAVED_COPIES = Symbol.for("streamnb.saved.copies");
+
+function hideSavedCopy(uid) {
+  const registry = (globalThis[SAVED_COPIES] ??= new Map());
+  let entry = registry.get(uid);
+  if (entry === undefined) {
+    const style = document.createElement("style");
+    const selector = `[data-streamnb-saved="${CSS.escape(uid)}"]`;
+    style.textContent =
+      `${selector} { display: none !important; }\n` +
+      `.jp-OutputArea-child:has(${selector}) { display: none !important; }`;
+    document.head.append(style);
+    entry = { style, views: 0 };
+    registry.set(uid, entry);
+  }
+  entry.views += 1;
+  return () => {
+    entry.views -= 1;
+    if (entry.views === 0) {
+      entry.style.remove();
+      registry.delete(uid);
+    }
   };
 }
 

@@ -34,7 +34,7 @@ function countLabel(count) {
 
 function render({ model, el }) {
   const view = newViewId();
-  const { listen, watch, dispose } = lifecycle(model);
+  const { listen, watch, onCleanup, dispose } = lifecycle(model);
 
   // --- this view's state ------------------------------------------------------------------
   let selected = null; // id of the room shown
@@ -159,9 +159,11 @@ function render({ model, el }) {
   });
 
   // --- header and state -------------------------------------------------------------------
+  let stopping = null; // id of the room whose reply this view asked to stop ("stopping…")
   const renderHeader = () => {
     const room = current();
     const busy = room !== null && room.busy;
+    if (room !== null && room.id === stopping && !busy) stopping = null; // it settled
     title.textContent = room ? room.name : "No room selected";
     const replies = messages.filter((m) => m.role === "assistant");
     const last = replies.length > 0 ? replies[replies.length - 1].status : "";
@@ -169,6 +171,9 @@ function render({ model, el }) {
     if (room === null) {
       statusText.textContent = rooms().length ? "choose a room" : "no rooms yet — press New room";
       state = "idle";
+    } else if (busy && stopping === room.id) {
+      statusText.textContent = "stopping…";
+      state = "stopping";
     } else if (busy) {
       statusText.textContent = "streaming";
       state = "running";
@@ -179,7 +184,7 @@ function render({ model, el }) {
     rename.disabled = room === null;
     clear.disabled = room === null || busy;
     remove.disabled = room === null;
-    stop.disabled = !busy;
+    stop.disabled = !busy || stopping === room.id;
     send.disabled = room === null || busy;
     input.disabled = room === null;
   };
@@ -315,13 +320,21 @@ function render({ model, el }) {
   listen(remove, "click", () => {
     if (!remove.disabled) request("delete");
   });
-  wireMessageControls(listen, { stop, input, send }, {
-    stop: () => request("stop"),
+  wireMessageControls(listen, { root, stop, input, send }, {
+    stop: () => {
+      const room = current();
+      if (room !== null) stopping = room.id;
+      renderHeader();
+      request("stop");
+    },
     send: (text) => {
       showError("");
       request("send", { text });
     },
   });
+
+  // the transcript copy saved below this widget (widget/_saved.py) is hidden while it lives
+  onCleanup(hideSavedCopy(model.get("_uid")));
 
   // --- start: show the most recently active room ------------------------------------------
   showError("");

@@ -9,6 +9,11 @@
 // only ever enters the DOM as text nodes (textContent / appendData), never as HTML: as text
 // (render="text", and channels that are not the assistant's), or as Markdown turned into
 // DOM nodes by the renderer loaded once per page (markdownSupport, markdown.bundle.js).
+// The main text is the main channel's (main_channel, else the first assistant channel,
+// else the first channel written); each message sent to a bidi stream (the `sent` trait)
+// is shown above the text that followed it. Stop: the button or Ctrl+. / Cmd+.; the
+// status reads "stopping…" until the terminal arrives. Once the stream settles the kernel
+// replaces this view's output with a static transcript (widget/_saved.py).
 // Helpers (element, lifecycle, textStores, applyDelta, ...) come from common.js, joined in
 // front of this file (widget/_assets.py).
 
@@ -78,12 +83,43 @@ async function initialize({ model }) {
   };
 }
 
-function describeProgress(progress) {
-  if (progress === null || progress === undefined) return "";
-  if (typeof progress !== "object" || Array.isArray(progress)) return JSON.stringify(progress);
-  return Object.entries(progress)
-    .map(([key, value]) => `${key}: ${typeof value === "string" ? value : JSON.stringify(value)}`)
-    .join(" · ");
+// The channel shown as the main text: `main_channel` when set, else the first assistant
+// channel, else the first channel the stream wrote (widget/_transcript.py main_channel).
+function mainChannelOf(model, texts) {
+  const preferred = model.get("main_channel");
+  if (preferred) return preferred;
+  let first = null;
+  for (const channel of texts.keys()) {
+    if (isAssistantChannel(channel)) return channel;
+    if (first === null) first = channel;
+  }
+  return first;
+}
+
+// Code points in `text` (a sent message's place is counted in code points, as in Python).
+function codePoints(text) {
+  let n = text.length;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
+      const d = text.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        n -= 1;
+        i += 1;
+      }
+    }
+  }
+  return n;
+}
+
+// The UTF-16 index after `count` code points of `text`.
+function codeUnitIndex(text, count) {
+  let i = 0;
+  for (let k = 0; k < count && i < text.length; k++) {
+    const c = text.charCodeAt(i);
+    i += c >= 0xd800 && c <= 0xdbff && i + 1 < text.length ? 2 : 1;
+  }
+  return i;
 }
 
 function render({ model, el }) {
@@ -92,13 +128,13 @@ function render({ model, el }) {
 
   const root = element("div", "streamnb");
   const { header, statusText, kind, stop } = streamHeader();
-  const progress = element("div", "streamnb-progress");
+  const progress = progressBox();
   const log = logBox("streamnb-log", "Stream output");
   const main = element("div", "streamnb-main");
   const channels = element("div", "streamnb-channels");
   log.append(main, channels);
   const error = errorBox();
-  root.append(header, progress, log, error);
+  root.append(header, progress.box, log, error);
   // only a bidi stream takes messages
   const { form, input, send } =
     model.get("mode") === "bidi" ? messageForm() : { form: null, input: null, send: null };
@@ -112,7 +148,12 @@ function render({ model, el }) {
   // writes are batched to one per animation frame, however many deltas arrived meanwhile.
   // Markdown channels get a MarkdownView (markdown.bundle.js), which batches its own
   // renders per frame and re-renders only the open last block.
-  const sinks = new Map(); // channel -> text sink
+  //
+  // The main channel is split into segments at the messages sent to the stream (the
+  // `sent` trait: each with the code points every channel held when it arrived): each
+  // sent message is shown ("You") above the text that followed it, and each segment has
+  // a sink of its own.
+  const sinks = new Map(); // channel -> text sink (for the main channel: its last segment)
   const follow = (write) => keepAtBottom(log, write);
   const makeSink = (container) => {
     let live = null;
@@ -122,10 +163,6 @@ function render({ model, el }) {
       live = null;
     };
     return {
-      clear() {
-        container.replaceChildren();
-        live = null;
-      },
       append(text) {
         while (text.length > 0) {
           if (live === null) {
@@ -164,39 +201,110 @@ function render({ model, el }) {
     const view = new module.MarkdownView(container, { around: follow });
     return {
       markdown: true,
-      clear: () => view.reset(""),
       append: (text) => view.append(text),
       finish: () => view.finish(),
       dispose: () => view.dispose(),
     };
   };
+  const newSink = (channel, container) => {
+    const module = store.markdown ? store.markdown.module : null;
+    return module !== null && isAssistantChannel(channel)
+      ? makeMarkdownSink(container, module)
+      : makeSink(container);
+  };
+  let mainChannel = null; // the channel rendered in `main`
+  let segments = []; // the main channel's sinks, one per segment (the last one is live)
+  let mainPoints = 0; // code points of the main channel rendered so far
+  let shownSent = 0; // sent messages shown so far
+  const sentList = () => model.get("sent") || [];
+  const sentAt = (message) => (message.offsets && message.offsets[mainChannel]) || 0;
+  const showSent = (message) => {
+    const { item, body } = messageItem({ role: "user", status: "sent" }, true);
+    item.classList.add("streamnb-sent");
+    body.textContent = message.text;
+    main.append(item);
+  };
+  const newSegment = () => {
+    const container = element("div", "streamnb-segment");
+    main.append(container);
+    const sink = newSink(mainChannel, container);
+    segments.push(sink);
+    sinks.set(mainChannel, sink);
+    return sink;
+  };
+  // Append main-channel text, showing each sent message where it arrived.
+  const appendMain = (text) => {
+    const sent = sentList();
+    if (shownSent >= sent.length) {
+      if (text) sinks.get(mainChannel).append(text);
+      return;
+    }
+    for (;;) {
+      while (shownSent < sent.length && sentAt(sent[shownSent]) <= mainPoints) {
+        showSent(sent[shownSent]);
+        shownSent += 1;
+        newSegment();
+      }
+      if (!text) return;
+      const limit = shownSent < sent.length ? sentAt(sent[shownSent]) : Infinity;
+      const points = codePoints(text);
+      const take = Math.min(points, limit - mainPoints);
+      const cut = take === points ? text.length : codeUnitIndex(text, take);
+      if (cut > 0) sinks.get(mainChannel).append(text.slice(0, cut));
+      mainPoints += take;
+      text = text.slice(cut);
+    }
+  };
   const sinkFor = (channel) => {
     let sink = sinks.get(channel);
     if (sink === undefined) {
-      let container = main;
-      if (channel !== model.get("main_channel")) {
-        const section = element("section", "streamnb-channel");
-        const label = element("div", "streamnb-channel-label");
-        label.textContent = channel;
-        container = element("div", "streamnb-channel-text");
-        section.append(label, container);
-        section.setAttribute("aria-label", channel);
-        channels.append(section);
-      }
-      const module = store.markdown ? store.markdown.module : null;
-      sink =
-        module !== null && isAssistantChannel(channel)
-          ? makeMarkdownSink(container, module)
-          : makeSink(container);
+      const section = element("section", "streamnb-channel");
+      const label = element("div", "streamnb-channel-label");
+      label.textContent = channel;
+      const container = element("div", "streamnb-channel-text");
+      section.append(label, container);
+      section.setAttribute("aria-label", channel);
+      channels.append(section);
+      sink = newSink(channel, container);
       sinks.set(channel, sink);
     }
     return sink;
   };
+  const appendTo = (channel, text) => {
+    if (channel === mainChannel) appendMain(text);
+    else sinkFor(channel).append(text);
+  };
   const dropSinks = () => {
     for (const sink of sinks.values()) sink.dispose();
+    for (const sink of segments) sink.dispose();
     sinks.clear();
+    segments = [];
     main.replaceChildren();
     channels.replaceChildren();
+  };
+  const showEmpty = () => {
+    root.classList.toggle("streamnb-empty", store.texts.size === 0 && sentList().length === 0);
+  };
+  // Rebuild everything from the store: on reset, a render-mode change, a new main channel
+  // or a new sent message.
+  const rebuild = () => {
+    dropSinks();
+    mainChannel = mainChannelOf(model, store.texts);
+    mainPoints = 0;
+    shownSent = 0;
+    if (mainChannel !== null || sentList().length > 0) {
+      if (mainChannel === null) mainChannel = model.get("main_channel") || "assistant";
+      newSegment();
+      appendMain(store.texts.get(mainChannel) || "");
+    }
+    for (const [channel, text] of store.texts) {
+      if (channel !== mainChannel) sinkFor(channel).append(text);
+    }
+    if (model.get("settled")) {
+      for (const sink of segments) sink.finish();
+      for (const sink of sinks.values()) sink.finish();
+    }
+    showEmpty();
   };
   let pending = null; // null: nothing to write; "reset"; or Map channel -> [text]
   let frame = null;
@@ -207,30 +315,33 @@ function render({ model, el }) {
     if (work === null) return;
     follow(() => {
       if (work === "reset") {
-        dropSinks(); // the render mode may have changed: new sinks
-        for (const [channel, text] of store.texts) sinkFor(channel).append(text);
-        if (model.get("settled")) for (const sink of sinks.values()) sink.finish();
-      } else {
-        for (const [channel, parts] of work) sinkFor(channel).append(parts.join(""));
+        rebuild();
+        return;
       }
+      for (const [channel, parts] of work) appendTo(channel, parts.join(""));
+      showEmpty();
     });
   };
   const onStore = (event) => {
     if (event.type === "reset" || event.type === "render") {
       pending = "reset";
     } else if (pending !== "reset") {
-      for (const [channel, text] of Object.entries(event.chunks)) {
-        const sink = sinks.get(channel);
-        if (sink !== undefined && sink.markdown) {
-          sink.append(text); // a MarkdownView schedules its own render
-          continue;
+      if (mainChannelOf(model, store.texts) !== mainChannel) {
+        pending = "reset"; // the first text, or an assistant channel appeared: a new main
+      } else {
+        for (const [channel, text] of Object.entries(event.chunks)) {
+          const sink = sinks.get(channel);
+          if (sink !== undefined && sink.markdown && (channel !== mainChannel || shownSent >= sentList().length)) {
+            sink.append(text); // a MarkdownView schedules its own render
+            continue;
+          }
+          if (pending === null) pending = new Map();
+          const parts = pending.get(channel);
+          if (parts === undefined) pending.set(channel, [text]);
+          else parts.push(text);
         }
-        if (pending === null) pending = new Map();
-        const parts = pending.get(channel);
-        if (parts === undefined) pending.set(channel, [text]);
-        else parts.push(text);
+        if (pending === null) return;
       }
-      if (pending === null) return;
     }
     if (frame === null) frame = requestAnimationFrame(writeDom);
   };
@@ -238,42 +349,51 @@ function render({ model, el }) {
   onCleanup(() => {
     if (frame !== null) cancelAnimationFrame(frame);
     for (const sink of sinks.values()) sink.dispose();
+    for (const sink of segments) sink.dispose();
   });
   onStore({ type: "reset" });
+  watch("change:sent", () => onStore({ type: "reset" }));
+  watch("change:main_channel", () => onStore({ type: "reset" }));
   // Settled: render what is left at once (a Markdown view may be pacing a huge block).
   watch("change:settled", () => {
     if (!model.get("settled")) return;
     follow(() => {
-      for (const sink of sinks.values()) sink.finish(); // text sinks: nothing to do
+      for (const sink of segments) sink.finish(); // text sinks: nothing to do
+      for (const sink of sinks.values()) sink.finish();
     });
   });
 
   // --- state --------------------------------------------------------------------------
+  let stopPressed = false; // "stopping…" at once, before the kernel says so
   const showState = () => {
     const state = model.get("status") || "running";
-    const reason = model.get("reason");
-    statusText.textContent = reason && reason !== state ? `${state} — ${reason}` : state;
-    root.dataset.status = state;
-    kind.textContent = model.get("kind");
     const settled = model.get("settled");
-    stop.disabled = settled;
+    const stopping = !settled && (stopPressed || model.get("stopping"));
+    const forced = model.get("forced");
+    statusText.textContent = statusWords(state, model.get("reason"), { stopping, forced });
+    root.dataset.status = stopping ? "stopping" : state;
+    if (forced) root.dataset.forced = "true";
+    else delete root.dataset.forced;
+    kind.textContent = model.get("kind");
+    stop.disabled = settled || stopping;
     if (input !== null) {
       input.disabled = settled;
-      send.disabled = settled;
+      send.disabled = settled || stopping;
     }
-    const progressText = describeProgress(model.get("progress"));
-    // once settled the last progress is history, and says so
-    progress.textContent = settled && progressText ? `last progress · ${progressText}` : progressText;
-    progress.hidden = progressText === "";
+    progress.show(model.get("progress"), settled);
     showText(error, model.get("error"));
   };
-  for (const name of ["status", "reason", "settled", "progress", "error", "kind"]) {
+  for (const name of ["status", "reason", "settled", "progress", "error", "kind", "stopping", "forced"]) {
     watch(`change:${name}`, showState);
   }
   showState();
 
   // --- actions ------------------------------------------------------------------------
-  wireMessageControls(listen, { stop, input, send }, streamActions(model));
+  const onStop = () => {
+    stopPressed = true;
+    showState();
+  };
+  wireMessageControls(listen, { root, stop, input, send }, streamActions(model, onStop));
 
   return () => {
     dispose();

@@ -9,7 +9,7 @@ The one public face of the private modules beside it, as ``trio.testing`` is:
 * fake tokens, re-exported from the fake provider (:mod:`streamnb.providers.fake`):
   :class:`FakeTokenSource`, :func:`fake_tokens`, :func:`lorem_tokens`;
 * widget presses (``streamnb/testing/_widgets.py``): :func:`press_stop`,
-  :func:`press_send`, :func:`press_enter`, :func:`press_escape`,
+  :func:`press_send`, :func:`press_enter`, :func:`press_stop_shortcut`,
   :func:`press_hello`, :func:`recorded_messages`; they drive
   a :class:`~streamnb.StreamWidget` or :class:`~streamnb.ChatWidget` through the
   custom-message path the browser uses, so notebooks run under nbval show the
@@ -38,10 +38,10 @@ from ._checkpoints import (
 from ._widgets import (
     WidgetLike,
     press_enter,
-    press_escape,
     press_hello,
     press_send,
     press_stop,
+    press_stop_shortcut,
     recorded_messages,
 )
 
@@ -55,9 +55,9 @@ __all__ = [
     "fake_tokens",
     "lorem_tokens",
     "press_enter",
-    "press_escape",
     "press_hello",
     "press_send",
     "press_stop",
+    "press_stop_shortcut",
     "recorded_messages",
 ]

@@ -1,6 +1,7 @@
 """Press the widgets' buttons from Python, through the message path the browser uses.
 
-The front end turns a click on **Stop** (or Escape) into the custom message
+The front end turns a click on **Stop** (or its shortcut, Ctrl+. / Cmd+.) into the
+custom message
 ``{"type": "stop"}`` and a **Send** (or Enter) into ``{"type": "send", "text": ...}``.
 These helpers hand the same dicts to the widget's registered custom-message
 handler, exactly as ipywidgets does when the message arrives from the browser,
@@ -29,10 +30,10 @@ from typing import Any, Protocol
 __all__ = [
     "WidgetLike",
     "press_enter",
-    "press_escape",
     "press_hello",
     "press_send",
     "press_stop",
+    "press_stop_shortcut",
     "recorded_messages",
 ]
 
@@ -134,8 +135,10 @@ def press_enter(widget: WidgetLike, text: str) -> None:
     press_send(widget, text)
 
 
-def press_escape(widget: WidgetLike) -> None:
-    """Press Escape in **Message** (same message as :func:`press_stop`)."""
+def press_stop_shortcut(widget: WidgetLike) -> None:
+    """Press Ctrl+. (Cmd+. on macOS) in the widget: Stop's shortcut, the same message as
+    :func:`press_stop`. (Escape sends nothing: in the Message box it only leaves the box,
+    as JupyterLab users expect.)"""
     press_stop(widget)
 
 

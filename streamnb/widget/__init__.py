@@ -6,7 +6,10 @@ Jupyter packages. All three subclass :class:`~streamnb.widget._base.LoopWidget`
 ``chat.js``, ``rooms.js``, ``widget.css``, ``rooms.css``, each module joined
 behind the shared ``common.js`` by ``_assets.py``); the message protocol is in
 ``_protocol.py``. Assistant text renders as Markdown through ``markdown.bundle.js``,
-sent once per kernel (``_markdown.py``).
+sent once per kernel (``_markdown.py``). Each widget is displayed under a display id
+of its own so that a saved notebook shows its transcript without a kernel: a settled
+stream's output becomes a static transcript, an open chat keeps a saved copy of its
+conversation (``_saved.py``, rendered by ``_transcript.py``).
 
 Departure from the seeds: the seeds' browser UIs receive every token as its
 own message; here tokens are batched into deltas of at most one message per

@@ -27,13 +27,14 @@ from typing import Any
 from .._errors import UnknownStreamError
 from .._frames import TERMINAL_KINDS, Frame
 from .._runtime import StreamRuntime
-from ._protocol import DeltaMsg, SnapshotMsg
+from ._protocol import DeltaMsg, SentMsg, SnapshotMsg
 
 __all__ = [
     "DEFAULT_FLUSH_INTERVAL_S",
     "Follower",
     "LoopBridge",
     "check_flush_interval",
+    "input_text",
     "output_text",
     "spawn",
 ]
@@ -57,6 +58,15 @@ def output_text(frame: Frame) -> str:
     payload = frame.payload
     if isinstance(payload, str):
         return payload
+    return json.dumps(payload, ensure_ascii=False)
+
+
+def input_text(payload: Any) -> str:
+    """What a widget shows for a sent input: the text, a message's ``content``, else JSON."""
+    if isinstance(payload, str):
+        return payload
+    if isinstance(payload, dict) and isinstance(payload.get("content"), str):
+        return str(payload["content"])
     return json.dumps(payload, ensure_ascii=False)
 
 
@@ -122,8 +132,13 @@ class Follower:
 
     Must be used on the runtime's loop thread. ``emit(delta, settled)`` is called
     once per flush with the delta and whether the terminal frame was in it;
-    after that the follower's ``status``, ``progress``, ``terminal`` and
+    after that the follower's ``status``, ``progress``, ``terminal``, ``sent`` and
     :meth:`texts` describe everything flushed.
+
+    ``sent`` lists the inputs the stream accepted (``runtime.input_log``) whose place
+    among the flushed frames is known, each with ``offsets``: how many characters
+    (code points) each channel had when it arrived, so a view shows it above the text
+    that followed it.
 
     Parameters
     ----------
@@ -156,6 +171,10 @@ class Follower:
         self._last_flush = -math.inf
         self._task: asyncio.Task[None] | None = None
         self._waiters: list[asyncio.Future[None]] = []
+        self.sent: list[SentMsg] = []
+        self._lengths: dict[str, int] = {}  # flushed characters per channel
+        self._inputs_read = 0
+        self._unplaced: list[tuple[int, str]] = []  # (position, text) of inputs not placed yet
 
     # --- state ------------------------------------------------------------------------
 
@@ -203,6 +222,34 @@ class Follower:
                 pass
         return reason
 
+    def place_inputs(self) -> bool:
+        """Read newly accepted inputs and place those that came after everything flushed;
+        True if ``sent`` grew."""
+        before = len(self.sent)
+        self._read_inputs()
+        self._place(self.upto_seq + 1, {})
+        return len(self.sent) > before
+
+    def _read_inputs(self) -> None:
+        try:
+            log = self.runtime.input_log(self.stream_ref)
+        except UnknownStreamError:  # evicted: what was read is all there is
+            return
+        for position, frame in log[self._inputs_read :]:
+            self._unplaced.append((position, input_text(frame.payload)))
+        self._inputs_read = len(log)
+
+    def _place(self, limit: int, chunks: dict[str, list[str]]) -> None:
+        """Place the inputs that arrived before outbound frame ``limit`` (the frames
+        before it are flushed, or folded into ``chunks``)."""
+        unplaced = self._unplaced
+        while unplaced and unplaced[0][0] <= limit:
+            _, text = unplaced.pop(0)
+            offsets = dict(self._lengths)
+            for channel, parts in chunks.items():
+                offsets[channel] = offsets.get(channel, 0) + sum(len(part) for part in parts)
+            self.sent.append({"text": text, "offsets": offsets})
+
     def snapshot(self) -> SnapshotMsg:
         """Everything flushed so far, for a view that asked with ``hello``."""
         return {
@@ -228,6 +275,24 @@ class Follower:
         if self._task is not None and not self._task.done():
             self._task.cancel()
         self._wake(None)
+
+    def catch_up(self) -> bool:
+        """If the stream has already ended, fold its whole log now, without waiting for the
+        reading task, and stop that task; True when the terminal is flushed."""
+        if self.settled:
+            return True
+        try:
+            ended = self.runtime.info(self.stream_ref).terminal is not None
+            frames = self.runtime.frame_log(self.stream_ref, self.upto_seq) if ended else []
+        except UnknownStreamError:
+            return False
+        if not frames or frames[-1].kind not in TERMINAL_KINDS:
+            return False
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self._pending = frames  # everything after what was flushed, read or not
+        self.flush()
+        return True
 
     @property
     def done(self) -> bool:
@@ -308,7 +373,11 @@ class Follower:
             return
         self._pending = []
         chunks: dict[str, list[str]] = {}
+        self._read_inputs()
+        unplaced = self._unplaced
         for frame in frames:
+            if unplaced and unplaced[0][0] <= frame.seq:
+                self._place(frame.seq, chunks)
             kind = frame.kind
             if kind == "output":
                 chunks.setdefault(frame.channel or "output", []).append(output_text(frame))
@@ -319,9 +388,13 @@ class Follower:
         last = frames[-1]
         if self.terminal is not None:
             self.status = self.terminal.kind
+        if unplaced:
+            self._place(last.seq + 1, chunks)
         joined = {channel: "".join(parts) for channel, parts in chunks.items()}
+        lengths = self._lengths
         for channel, text in joined.items():
             self._parts.setdefault(channel, []).append(text)
+            lengths[channel] = lengths.get(channel, 0) + len(text)
         delta: DeltaMsg = {
             "type": "delta",
             "from_seq": self.upto_seq + 1,

@@ -18,23 +18,36 @@ from ._base import STOP_REASON, LoopWidget, error_text
 from ._batcher import DEFAULT_FLUSH_INTERVAL_S, Follower, check_flush_interval
 from ._markdown import MarkdownRendering, render_traits
 from ._protocol import ChatDeltaMsg, ChatSnapshotMsg, DeltaMsg, InboundMsg
+from ._saved import LiveWithSavedCopy
+from ._transcript import Bundle, chat_bundle
 
 __all__ = ["ChatWidget"]
 
 StartPayload = Callable[[list[dict[str, Any]]], Any]
 
 
-class ChatWidget(LoopWidget, MarkdownRendering):
+class ChatWidget(LoopWidget, MarkdownRendering, LiveWithSavedCopy):
     """A chat in one widget: each message attaches a new ``bidi`` stream of ``kind``.
 
     Sending a message (Send button, Enter, or :func:`streamnb.testing.press_send`)
     attaches a stream of ``kind`` with the start payload, sends the message to
-    it and streams the reply into the transcript. Send is refused while a reply
-    is streaming; **Stop** (or Escape) cancels the current reply with reason
-    ``"user pressed stop"``. Each finished reply's stream is detached; every
-    stream settles in ``runtime.ledger`` as usual. The reply text travels in
-    batched deltas like :class:`StreamWidget`'s; the finished transcript is a
-    synced trait, so a saved notebook shows the conversation without a kernel.
+    it and streams the reply into the transcript. The default start payload is the
+    conversation so far in the OpenAI chat shape, the new message included:
+    ``{"messages": [{"role": "user"|"assistant", "content": str}, ...]}`` (assistant
+    replies with no text left out), so a handler such as
+    :func:`streamnb.providers.chat_handler` answers with the whole conversation in
+    mind: a chat with memory in one line. Send is refused while a reply is
+    streaming; **Stop** (or Ctrl+. / Cmd+.) cancels the current reply with reason
+    ``"user pressed stop"``, the status reads ``stopping…`` until it settled, and a
+    forced stop says so. Each finished reply's stream is detached; every stream
+    settles in ``runtime.ledger`` as usual. The reply text travels in batched deltas
+    like :class:`StreamWidget`'s.
+
+    Saved notebooks: the chat stays live while it is open, so it is displayed as two
+    outputs, the widget and a copy of its conversation (``text/html``,
+    ``text/plain``) updated after every settled reply; the live view hides the copy
+    while it is on the page. A notebook saved meanwhile shows that copy without a
+    kernel. :meth:`close` turns the widget's own output into the conversation too.
 
     Parameters
     ----------
@@ -43,10 +56,11 @@ class ChatWidget(LoopWidget, MarkdownRendering):
         or used in the kernel) and have ``kind`` registered.
     kind : str
         A registered handler kind with ``mode="bidi"``.
-    start : JSON value or callable, default ``{}``
-        The start payload of each stream, or a function of the transcript so
-        far (list of ``{"role", "content"}`` dicts) that returns it, so a
-        handler can see the history.
+    start : JSON value or callable, optional
+        Overrides the start payload of each stream: a fixed JSON value, or a
+        function of the conversation (the list of ``{"role", "content"}`` dicts
+        above, ending with the new user message) that returns it. Default:
+        ``{"messages": conversation}``.
     render : {"markdown", "text"}, default "markdown"
         ``"markdown"``: the assistant's replies render as CommonMark + GFM (tables,
         strikethrough, autolinks, code blocks with a Copy button), streamed block by
@@ -64,6 +78,9 @@ class ChatWidget(LoopWidget, MarkdownRendering):
         it settles (``completed``, ``cancelled`` or ``failed``).
     busy : bool
         True while a reply streams (Send is disabled).
+    stopping, forced : bool
+        Stop was pressed and the reply has not settled yet; the last reply was
+        stopped by force.
     status, reason, error : str
         The current (or last) reply's status and terminal reason; the last
         error (empty when none).
@@ -93,6 +110,8 @@ class ChatWidget(LoopWidget, MarkdownRendering):
     >>> chat, status = runtime.run(chat_once("hello"))
     >>> status, [(m["role"], m["content"]) for m in chat.transcript]
     ('completed', [('user', 'hello'), ('assistant', 'streamnb reply to hello')])
+    >>> [m["role"] for m in chat.conversation()]   # the next reply's start payload
+    ['user', 'assistant']
     >>> chat.close()
     >>> runtime.close()
     """
@@ -104,6 +123,8 @@ class ChatWidget(LoopWidget, MarkdownRendering):
     kind = traitlets.Unicode("").tag(sync=True)
     transcript = traitlets.List(traitlets.Dict()).tag(sync=True)
     busy = traitlets.Bool(False).tag(sync=True)
+    stopping = traitlets.Bool(False).tag(sync=True)
+    forced = traitlets.Bool(False).tag(sync=True)
     status = traitlets.Unicode("").tag(sync=True)
     reason = traitlets.Unicode("").tag(sync=True)
     progress = traitlets.Any(None, allow_none=True).tag(sync=True)
@@ -131,7 +152,7 @@ class ChatWidget(LoopWidget, MarkdownRendering):
         interval_s = check_flush_interval(flush_interval_s)
         super().__init__(kind=kind, _uid=uuid.uuid4().hex, **render_traits(render), **kwargs)
         self._runtime = runtime
-        self._start = {} if start is None else start
+        self._start = start
         self._interval = interval_s
         self._session: Session | None = None
         self._follower: Follower | None = None
@@ -151,6 +172,17 @@ class ChatWidget(LoopWidget, MarkdownRendering):
     def session(self) -> Session | None:
         """The session of the reply being streamed, or None."""
         return self._session
+
+    def conversation(self) -> list[dict[str, str]]:
+        """The transcript in the OpenAI chat shape: ``[{"role", "content"}, ...]``.
+
+        A reply still streaming, or one that ended with no text, is left out.
+        """
+        return [
+            {"role": m["role"], "content": m["content"]}
+            for m in self.transcript
+            if m["role"] != "assistant" or (m["content"] and m["status"] != "running")
+        ]
 
     def reply_text(self) -> str:
         """The text of the reply being streamed (or the last reply), so far."""
@@ -178,6 +210,24 @@ class ChatWidget(LoopWidget, MarkdownRendering):
     def __repr__(self) -> str:
         return f"<ChatWidget kind={self.kind!r} messages={len(self.transcript)} busy={self.busy}>"
 
+    # --- display (see _saved.py): the live chat, and a saved copy of its conversation ---
+
+    def transcript_bundle(self, saved: bool = False) -> Bundle:
+        """The conversation as ``text/html`` and ``text/plain`` (what a saved notebook shows).
+
+        ``saved``: the copy shown below the live chat, which its live view hides.
+        """
+        return chat_bundle(
+            kind=self.kind,
+            transcript=[m for m in self.transcript if m.get("status") != "running"],
+            render=self.render,
+            saved_for=self._uid if saved else None,
+        )
+
+    @traitlets.observe("render")
+    def _rerender_transcript(self, change: Any) -> None:
+        self._save_copy()
+
     # --- kernel side of the buttons ------------------------------------------------
 
     def _handle(self, msg: InboundMsg) -> None:
@@ -187,6 +237,8 @@ class ChatWidget(LoopWidget, MarkdownRendering):
             self._hello()
         elif msg["type"] == "stop":
             self._stop_requested = self.busy
+            if self.busy:
+                self.stopping = True
             if self._session is not None and self.busy:
                 self._spawn(self._session.cancel(STOP_REASON), "stop")
         elif msg["type"] == "ack":
@@ -203,6 +255,8 @@ class ChatWidget(LoopWidget, MarkdownRendering):
                 self.status = "running"
                 self.reason = ""
                 self.error = ""
+                self.stopping = False
+                self.forced = False
             self._stop_requested = False
             self._spawn(self._turn_task(msg["text"]), "turn")
 
@@ -214,8 +268,13 @@ class ChatWidget(LoopWidget, MarkdownRendering):
 
     async def _turn_task(self, text: str) -> None:
         try:
-            history = [{"role": m["role"], "content": m["content"]} for m in self.transcript]
-            start = self._start(history) if callable(self._start) else self._start
+            conversation = [*self.conversation(), {"role": "user", "content": text}]
+            if self._start is None:
+                start: Any = {"messages": conversation}
+            elif callable(self._start):
+                start = self._start(conversation)
+            else:
+                start = self._start
             session = await self._runtime.attach(self.kind, start)
             self._session = session
             ref = session.stream_ref
@@ -246,6 +305,7 @@ class ChatWidget(LoopWidget, MarkdownRendering):
             await session.detach()
         finally:
             self._session = None
+            self.stopping = False
             self.busy = False
             idle, self._idle = self._idle, []
             for fut in idle:
@@ -272,8 +332,21 @@ class ChatWidget(LoopWidget, MarkdownRendering):
                 }
                 self.transcript = entries
                 self.reason = follower.reason()
+                self.forced = isinstance(terminal.terminal, dict) and bool(
+                    terminal.terminal.get("forced")
+                )
                 if terminal.error:
                     self.error = terminal.error
+        if settled:
+            self._save_copy()
+
+    def close(self) -> None:
+        """Cancel a streaming reply, close the views; the output becomes the conversation
+        and the saved copy below it empties (see "Saved notebooks"). Idempotent."""
+        was_closed = self._closed
+        super().close()
+        if not was_closed:
+            self._show_closed()
 
     def _shutdown(self) -> None:
         """Cancel the reply being streamed (if any) and detach it; runs on the loop."""

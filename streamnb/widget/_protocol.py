@@ -20,9 +20,9 @@ Outbound (kernel -> browser):
     ``hello``. A view takes it only if ``upto_seq`` is past what it has.
 
 Inbound (browser -> kernel): ``hello`` (a view or page that missed the start
-asks for a snapshot), ``stop`` (the Stop button or Escape), ``send`` (the
-Send button or Enter, with the text box's ``text``) and ``ack`` (the view holds
-the whole text).
+asks for a snapshot), ``stop`` (the Stop button, or Ctrl+. / Cmd+. in the widget),
+``send`` (the Send button or Enter, with the text box's ``text``) and ``ack`` (the
+view holds the whole text).
 
 :class:`~streamnb.ChatWidget` adds ``turn`` (the transcript index of the reply
 being streamed) to ``delta`` and ``snapshot``.
@@ -74,6 +74,7 @@ __all__ = [
     "RoomDeltaMsg",
     "RoomRequest",
     "SendMsg",
+    "SentMsg",
     "SnapshotMsg",
     "StopMsg",
     "parse_inbound",
@@ -112,6 +113,15 @@ class ChatSnapshotMsg(SnapshotMsg):
     turn: int
 
 
+class SentMsg(TypedDict):
+    """A message sent to a bidi stream, as :class:`~streamnb.StreamWidget` shows it (its
+    ``sent`` trait): the ``text`` and, per channel, how many characters (code points) the
+    channel held when it arrived (``offsets``; a channel not listed held none)."""
+
+    text: str
+    offsets: dict[str, int]
+
+
 class HelloMsg(TypedDict):
     """A view that missed deltas asks for a snapshot."""
 
@@ -119,7 +129,7 @@ class HelloMsg(TypedDict):
 
 
 class StopMsg(TypedDict):
-    """The user pressed Stop (or Escape in the message box)."""
+    """The user pressed Stop (or its shortcut, Ctrl+. / Cmd+.)."""
 
     type: Literal["stop"]
 

@@ -16,6 +16,12 @@ never the whole text again. Like the other widgets it is a
 :class:`~streamnb.widget._base.LoopWidget`: requests are checked where they
 arrive and acted on on the runtime's loop. The widget only observes: closing it
 neither stops replies nor closes the rooms.
+
+Saved notebooks (see ``_saved.py``): like :class:`~streamnb.ChatWidget` it is shown as
+the live widget plus a copy of every room's transcript, refreshed (at most every
+``SAVE_INTERVAL_S``) when a reply settles or a room changes; the live view hides the
+copy, which is what a notebook saved meanwhile shows without a kernel. ``close()``
+turns the live output into that transcript.
 """
 
 from __future__ import annotations
@@ -43,11 +49,16 @@ from ._protocol import (
     RoomRequest,
     parse_room_request,
 )
+from ._saved import LiveWithSavedCopy
+from ._transcript import Bundle, rooms_bundle
 
-__all__ = ["ChatRoomsWidget"]
+__all__ = ["SAVE_INTERVAL_S", "ChatRoomsWidget"]
+
+#: seconds between two refreshes of the saved transcript copy
+SAVE_INTERVAL_S = 0.5
 
 
-class ChatRoomsWidget(LoopWidget, MarkdownRendering):
+class ChatRoomsWidget(LoopWidget, MarkdownRendering, LiveWithSavedCopy):
     """Chat rooms in JupyterLab: switch, create, rename, clear, delete; send and stop.
 
     Parameters
@@ -160,10 +171,55 @@ class ChatRoomsWidget(LoopWidget, MarkdownRendering):
         return "idle"
 
     def close(self) -> None:
-        """Stop following replies and close the widget's views (the rooms keep running)."""
+        """Stop following replies and close the widget's views (the rooms keep running);
+        a displayed widget's output becomes the rooms' transcript."""
+        was_closed = self._closed
         if not self._closed and hasattr(self, "_unsubscribe"):
             self._unsubscribe()
         super().close()
+        rooms = getattr(self, "_rooms", None)  # None when __init__ failed half way
+        if not was_closed and rooms is not None and not rooms.closed:
+            self._show_closed()
+
+    # --- display (see _saved.py): the live widget, and a saved copy of every room ------
+
+    _save_timer: asyncio.TimerHandle | None = None
+
+    def transcript_bundle(self, saved: bool = False) -> Bundle:
+        """Every room and its settled messages as ``text/html`` and ``text/plain``.
+
+        ``saved``: the copy shown below the live widget, which its live view hides.
+        """
+        rooms = self._rooms
+        listing = [] if rooms.closed else rooms.room_infos()
+        return rooms_bundle(
+            [
+                (
+                    info["name"],
+                    [
+                        m.to_dict()
+                        for m in rooms.room(info["id"]).message_list()
+                        if m.status != "streaming"
+                    ],
+                )
+                for info in listing
+            ],
+            render=self.render,
+            saved_for=self._uid if saved else None,
+        )
+
+    def _schedule_save(self) -> None:
+        if not self._displayed or self._closed or self._save_timer is not None:
+            return
+        loop = self._bridge.loop
+        if loop is None:
+            return
+        self._save_timer = loop.call_later(SAVE_INTERVAL_S, self._save_transcript)
+
+    def _save_transcript(self) -> None:
+        self._save_timer = None
+        if not self._rooms.closed:
+            self._save_copy()
 
     def __repr__(self) -> str:
         return f"<ChatRoomsWidget rooms={len(self.room_list)}>"
@@ -177,6 +233,8 @@ class ChatRoomsWidget(LoopWidget, MarkdownRendering):
         if self._closed or self._rooms.closed:
             return
         self._refresh_list()
+        if event.kind != "reply_started":
+            self._schedule_save()
         room_id = event.room_id
         if event.kind == "reply_started":
             assert event.message_id is not None and event.stream_ref is not None
@@ -308,6 +366,9 @@ class ChatRoomsWidget(LoopWidget, MarkdownRendering):
             self.error = text
 
     def _shutdown(self) -> None:
+        if self._save_timer is not None:
+            self._save_timer.cancel()
+            self._save_timer = None
         for _, follower in self._followers.values():
             follower.stop()
         self._followers.clear()

@@ -7,6 +7,7 @@ from typing import Any
 
 import traitlets
 
+from .._errors import UnknownStreamError
 from .._runtime import Session, StreamRuntime
 from ._assets import STATIC, esm
 from ._base import STOP_REASON, LoopWidget
@@ -17,11 +18,13 @@ from ._batcher import (
 )
 from ._markdown import MarkdownRendering, render_traits
 from ._protocol import DeltaMsg, InboundMsg, SnapshotMsg
+from ._saved import SavedDisplay, display_bundle, live_bundle, update_bundle
+from ._transcript import Bundle, main_channel, stream_bundle
 
 __all__ = ["StreamWidget"]
 
 
-class StreamWidget(LoopWidget, MarkdownRendering):
+class StreamWidget(LoopWidget, MarkdownRendering, SavedDisplay):
     """Watch an attached stream in Jupyter: status, progress, text as it arrives, Stop, Send.
 
     ``display(session)`` shows one of these. Creating it returns at once: a task
@@ -31,12 +34,28 @@ class StreamWidget(LoopWidget, MarkdownRendering):
     never consumes ``session.output``: a cell may still ``await session.wait()``
     or ``read_until_terminal(session.output)``.
 
-    The **Stop** button calls ``session.cancel("user pressed stop")``; for
-    ``bidi`` streams the **Message** box and **Send** button (Enter sends,
-    Escape stops) call ``session.send(text)``. Both work while the kernel is
-    idle and from a kernel subshell thread. Errors of those calls (for example
-    :class:`~streamnb.StreamSettledError`) go to the ``error`` trait, which the
-    widget shows.
+    The **Stop** button (or Ctrl+. / Cmd+. anywhere in the widget) calls
+    ``session.cancel("user pressed stop")``; the status then reads ``stopping…``
+    until the terminal frame arrives, and a stop the runtime had to force (the
+    handler ignored the cancel for ``cancel_grace_s``) says so. For ``bidi``
+    streams the **Message** box and **Send** button (Enter sends; Escape only leaves
+    the box) call ``session.send(text)``, and each message sent to the stream, from
+    the widget or from code, is shown above the reply that followed it. Both work
+    while the kernel is idle and from a kernel subshell thread. Errors of those calls
+    (for example :class:`~streamnb.StreamSettledError`) go to the ``error`` trait,
+    which the widget shows. A progress payload with ``fraction`` (0 to 1),
+    ``percent`` or ``done``/``total`` is drawn as a progress bar.
+
+    The main text is the ``main_channel``'s; by default the stream's first assistant
+    channel (``assistant``, ``assistant.*``), else the first channel it writes (an
+    output-only stream writing ``stdout`` shows it). Other channels get a labelled
+    section each.
+
+    Saved notebooks: the widget is displayed under a display id of its own; once the
+    stream settles (or the widget is closed) its output becomes a static transcript
+    (``text/html`` and ``text/plain``: status, messages, text rendered as Markdown
+    server-side), which is what a notebook saved afterwards shows without a kernel,
+    in ``jupyter nbconvert --to html`` and on GitHub.
 
     Parameters
     ----------
@@ -52,6 +71,8 @@ class StreamWidget(LoopWidget, MarkdownRendering):
         targets. Can be changed later (``widget.render = "text"``).
     flush_interval_s : float, default 0.033
         Seconds between two deltas (0.001 to 5).
+    main_channel : str, default ""
+        The channel shown as the main text; ``""`` picks it as described above.
 
     Attributes
     ----------
@@ -71,6 +92,13 @@ class StreamWidget(LoopWidget, MarkdownRendering):
         notebook shows the result without a kernel.
     settled : bool
         True once the terminal frame reached the widget.
+    stopping : bool
+        True from a Stop press (or any cancel) until the stream settled.
+    forced : bool
+        True when the stream was cancelled by force (``terminal["forced"]``).
+    sent : list of dict
+        The messages sent to the stream: ``{"text", "offsets"}`` (``offsets``: the
+        characters each channel held when it arrived).
 
     Raises
     ------
@@ -114,7 +142,11 @@ class StreamWidget(LoopWidget, MarkdownRendering):
     progress = traitlets.Any(None, allow_none=True).tag(sync=True)
     final_texts = traitlets.Dict(value_trait=traitlets.Unicode()).tag(sync=True)
     settled = traitlets.Bool(False).tag(sync=True)
-    main_channel = traitlets.Unicode("assistant.delta").tag(sync=True)
+    stopping = traitlets.Bool(False).tag(sync=True)
+    forced = traitlets.Bool(False).tag(sync=True)
+    sent = traitlets.List(traitlets.Dict()).tag(sync=True)
+    #: the channel shown as the main text ("": the first assistant channel, else the first)
+    main_channel = traitlets.Unicode("").tag(sync=True)
     #: ties the browser's per-model text store to its views
     _uid = traitlets.Unicode("").tag(sync=True)
     #: a delta was sent: a model created from now on (page reload) must ask for a snapshot
@@ -148,6 +180,7 @@ class StreamWidget(LoopWidget, MarkdownRendering):
         self._task_prefix = f"streamnb:widget:{session.stream_ref}"
         self._attach_loop(runtime)
         self._frontend_has_text = False
+        self._displayed = False
         self._follower = Follower(runtime, session.stream_ref, self._on_flush, interval_s)
         if not self._bridge.call(self._follower.start):
             self.error = "the runtime's event loop is closed; this widget cannot follow the stream"
@@ -169,9 +202,13 @@ class StreamWidget(LoopWidget, MarkdownRendering):
         """Seconds between two deltas."""
         return self._follower.flush_interval_s
 
-    def text(self, channel: str = "assistant.delta") -> str:
-        """The stream's text on ``channel`` so far, including frames not flushed yet."""
-        return self._follower.live_texts().get(channel, "")
+    def text(self, channel: str | None = None) -> str:
+        """The stream's text on ``channel`` (default: the main channel) so far, including
+        frames not flushed yet."""
+        texts = self._follower.live_texts()
+        if channel is None:
+            channel = main_channel(texts, self.main_channel)
+        return texts.get(channel, "") if channel is not None else ""
 
     def texts(self) -> dict[str, str]:
         """Text per channel so far (see :meth:`text`)."""
@@ -191,6 +228,41 @@ class StreamWidget(LoopWidget, MarkdownRendering):
     def __repr__(self) -> str:
         return f"<StreamWidget {self.stream_ref} kind={self.kind!r} status={self.status}>"
 
+    # --- display (see _saved.py) ----------------------------------------------------
+
+    def _ipython_display_(self) -> None:
+        """Live while the stream runs; the static transcript once it settled or closed."""
+        self._displayed = True
+        if not self.settled and not self._closed and self._bridge.on_loop_thread():
+            self._follower.catch_up()  # a stream that already ended shows its transcript now
+        final = self.settled or self._closed
+        display_bundle(self.transcript_bundle() if final else live_bundle(self), self._display_id)
+
+    def transcript_bundle(self, saved: bool = False) -> Bundle:
+        """The static transcript (``text/html``, ``text/plain``) a saved notebook shows."""
+        texts = self.final_texts if self.settled else self.texts()
+        return stream_bundle(
+            kind=self.kind,
+            status=self.status,
+            reason=self.reason,
+            forced=self.forced,
+            error=self.error,
+            progress=self.progress,
+            texts=texts,
+            sent=self.sent,
+            render=self.render,
+            preferred_channel=self.main_channel,
+        )
+
+    def _show_transcript(self) -> None:
+        if self._displayed:
+            update_bundle(self.transcript_bundle(), self._display_id)
+
+    @traitlets.observe("render")
+    def _rerender_transcript(self, change: Any) -> None:
+        if self.settled:
+            self._show_transcript()
+
     # --- kernel side of the buttons ------------------------------------------------
 
     def _handle(self, msg: InboundMsg) -> None:
@@ -201,9 +273,13 @@ class StreamWidget(LoopWidget, MarkdownRendering):
         elif msg["type"] == "ack":
             self._frontend_has_text = True
         elif msg["type"] == "stop":
-            self._spawn(self._session.cancel(STOP_REASON), "stop")
+            self._spawn(self._stop(), "stop")
         else:
             self._spawn(self._send_text(msg["text"]), "send")
+
+    async def _stop(self) -> None:
+        if await self._session.cancel(STOP_REASON) != "already_settled" and not self.settled:
+            self.stopping = True
 
     def _snapshot(self) -> SnapshotMsg:
         return self._follower.snapshot()
@@ -212,19 +288,29 @@ class StreamWidget(LoopWidget, MarkdownRendering):
         await self._session.send(text)
         if self.error:
             self.error = ""
+        if self._follower.place_inputs():
+            self.sent = [dict(m) for m in self._follower.sent]
 
     def _on_flush(self, delta: DeltaMsg, settled: bool) -> None:
         if self._closed:
             return
-        self._send_delta(delta)
         follower = self._follower
+        if len(follower.sent) != len(self.sent):  # before the text that followed them
+            self.sent = [dict(m) for m in follower.sent]
+        self._send_delta(delta)
         with self.hold_sync():
             self._flushed = True
             self.status = follower.status
             self.progress = follower.progress
             terminal = follower.terminal
+            if not settled and not self.stopping and self._cancel_requested():
+                self.stopping = True
             if settled and terminal is not None:
                 self.reason = follower.reason()
+                self.forced = isinstance(terminal.terminal, dict) and bool(
+                    terminal.terminal.get("forced")
+                )
+                self.stopping = False
                 if terminal.error:
                     self.error = terminal.error
                 texts = follower.texts()
@@ -236,6 +322,22 @@ class StreamWidget(LoopWidget, MarkdownRendering):
                 else:
                     self.final_texts = texts
                 self.settled = True
+        if settled:
+            self._show_transcript()
+
+    def _cancel_requested(self) -> bool:
+        try:
+            return self._runtime.info(self.stream_ref).cancel_requested
+        except UnknownStreamError:
+            return False
+
+    def close(self) -> None:
+        """Stop following, detach the session and close the views; an output still live
+        becomes the transcript so far (see "Saved notebooks"). Idempotent."""
+        was_closed = self._closed
+        super().close()
+        if not was_closed and not self.settled and hasattr(self, "_follower"):
+            self._show_transcript()
 
     def _shutdown(self) -> None:
         """Stop following, cancel the widget's tasks and detach its session (on the loop)."""

@@ -18,6 +18,8 @@ Fixtures
     The same for Jupyter Notebook 7 (the ``notebook`` package): ``notebook7.open(name)``
     opens ``/notebooks/<name>``; the other helpers work unchanged (Notebook 7 is built
     from JupyterLab's components and exposes ``window.jupyterapp`` the same way).
+``nb`` (function, parametrized)
+    ``lab``, then ``notebook7``: a test taking ``nb`` runs in both front ends.
 
 A widget test in a few lines::
 
@@ -708,3 +710,11 @@ def notebook7(
 ) -> Lab:
     """The ``lab`` helpers on Jupyter Notebook 7."""
     return Lab(notebook7_page, notebook7_server, artifacts_dir(request.config))
+
+
+@pytest.fixture(params=["lab", "notebook7"])
+def nb(request: pytest.FixtureRequest) -> Lab:
+    """The ``lab`` helpers, once in JupyterLab and once in Jupyter Notebook 7 (a test taking
+    ``nb`` runs in both)."""
+    lab: Lab = request.getfixturevalue(request.param)
+    return lab

@@ -1,13 +1,17 @@
 """Markdown replies in real widgets: StreamWidget, ChatWidget and ChatRoomsWidget in JupyterLab.
 
 Fixture: ``fixtures/markdown_widget.ipynb`` (its setup cell defines ``REPLY`` and
-``HOSTILE``, read back here so the test and the notebook cannot drift apart).
+``HOSTILE``, read back here so the test and the notebook cannot drift apart). A settled
+StreamWidget's output becomes its saved transcript (``widget/_saved.py``), so the live
+renderer is checked on ``md.hold`` streams, which stream the whole reply and then wait for
+"finish"; the transcript a settled reply leaves is checked too.
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import re
 from typing import Any
 
 import pytest
@@ -19,7 +23,9 @@ pytestmark = pytest.mark.browser
 
 NOTEBOOK = "markdown_widget.ipynb"
 # Cells of fixtures/markdown_widget.ipynb (0 is markdown).
-SETUP, MARKDOWN, TEXT, HOSTILE, HOSTILE_FACTS, CHAT, ROOMS, TO_TEXT, TO_MARKDOWN = range(1, 10)
+SETUP, MARKDOWN, TEXT, HOSTILE, HOSTILE_FACTS, CHAT, ROOMS, TO_TEXT, TO_MARKDOWN, FINISH = range(
+    1, 11
+)
 
 
 def _setup_constants() -> dict[str, Any]:
@@ -86,14 +92,22 @@ def completed(widget: Locator) -> None:
     expect(widget.get_by_role("status")).to_contain_text("completed", timeout=30_000)
 
 
+def streamed(widget: Locator) -> None:
+    """The whole reply is in the live view (an md.hold stream, still running)."""
+    expect(main(widget)).to_contain_text("for more.", timeout=30_000)
+    expect(widget.get_by_role("status")).to_have_text("running")
+
+
 def main(widget: Locator) -> Locator:
-    return widget.locator(".streamnb-main")
+    """The reply: the live view's last text segment (after the message sent), or the saved
+    transcript's main text once settled."""
+    return widget.locator(".streamnb-main .streamnb-segment, .streamnb-saved-main").last
 
 
 def test_markdown_reply_renders_lists_tables_code_and_emphasis(lab: Lab) -> None:
     start(lab, MARKDOWN)
     widget = lab.output(MARKDOWN)
-    completed(widget)
+    streamed(widget)
     body = main(widget)
     expect(body.locator("h1")).to_have_text("Plan")
     expect(body.locator("strong")).to_have_text("bold")
@@ -126,10 +140,37 @@ def test_markdown_reply_renders_lists_tables_code_and_emphasis(lab: Lab) -> None
     assert lab.page.evaluate("() => navigator.clipboard.readText()") == 'print("copy me")\n'
 
 
+def test_a_settled_markdown_reply_leaves_its_rendered_transcript(lab: Lab) -> None:
+    start(lab, MARKDOWN)
+    widget = lab.output(MARKDOWN)
+    streamed(widget)
+    lab.run_cell(FINISH)
+    expect(lab.output(FINISH)).to_have_text("completed")
+    completed(widget)
+    body = widget.locator(".streamnb-saved-main")  # rendered in the kernel (markdown-it-py)
+    expect(body.locator("h1")).to_have_text("Plan")
+    expect(body.locator("strong")).to_have_text("bold")
+    expect(body.locator("s")).to_have_text("old")
+    expect(body.locator("td")).to_have_text(["alpha", "1", "beta", "2"])
+    expect(body.locator("pre > code")).to_have_text('print("copy me")\n')
+    link = body.get_by_role("link", name="https://example.com")
+    expect(link).to_have_attribute("href", "https://example.com")
+    # the transcript says rel="noopener noreferrer"; JupyterLab's HTML renderer sets its own
+    # rel="noopener" on every external link of an output
+    expect(link).to_have_attribute("rel", re.compile("noopener"))
+    expect(link).to_have_attribute("target", "_blank")
+    assert "**" not in body.inner_text()
+    lab.page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=lab.server.url)
+    copy = widget.get_by_role("button", name="Copy code")  # the transcript's own script
+    copy.click()
+    expect(copy).to_have_text("Copied")
+    assert lab.page.evaluate("() => navigator.clipboard.readText()") == 'print("copy me")\n'
+
+
 def test_render_text_shows_the_raw_characters(lab: Lab) -> None:
     start(lab, TEXT)
     widget = lab.output(TEXT)
-    completed(widget)
+    expect(main(widget)).to_contain_text("for more.", timeout=30_000)
     body = main(widget)
     assert body.evaluate("(el) => el.textContent") == REPLY
     for tag in ("strong", "table", "pre", "a", "h1"):
@@ -202,7 +243,7 @@ def test_chat_and_rooms_render_replies_as_markdown_and_user_text_as_text(lab: La
 def test_switching_render_mode_rerenders_the_text(lab: Lab) -> None:
     start(lab, MARKDOWN)
     widget = lab.output(MARKDOWN)
-    completed(widget)
+    streamed(widget)
     body = main(widget)
     expect(body.locator("table")).to_have_count(1)
     lab.run_cell(TO_TEXT)
@@ -217,7 +258,7 @@ def test_switching_render_mode_rerenders_the_text(lab: Lab) -> None:
 def test_markdown_is_readable_in_light_and_dark_themes(lab: Lab, theme: str) -> None:
     start(lab, MARKDOWN)
     widget = lab.output(MARKDOWN)
-    completed(widget)
+    streamed(widget)
     lab.set_theme(theme)
     body = main(widget)
     for part in ("p", "pre > code", "td", "th", "blockquote", "a", "li", "p > code"):
@@ -230,7 +271,7 @@ def test_markdown_reply_renders_in_notebook7(notebook7: Lab) -> None:
     start(notebook7, MARKDOWN, CHAT)
     assert notebook7.page.evaluate("() => window.jupyterapp.name") == "Jupyter Notebook"
     widget = notebook7.output(MARKDOWN)
-    completed(widget)
+    streamed(widget)
     body = main(widget)
     expect(body.locator("h1")).to_have_text("Plan")
     expect(body.locator("td")).to_have_text(["alpha", "1", "beta", "2"])

@@ -1,4 +1,9 @@
-"""StreamWidget and ChatWidget in a real JupyterLab, found by role and accessible name."""
+"""StreamWidget and ChatWidget in a real JupyterLab and Notebook 7, found by role and name.
+
+A StreamWidget is live while its stream runs; once it settles its output becomes the
+transcript a saved notebook keeps (``widget/_saved.py``): status, sent messages and text,
+without the buttons.
+"""
 
 from __future__ import annotations
 
@@ -26,8 +31,19 @@ def start(lab: Lab, *cells: int) -> None:
         lab.run_cell(index)
 
 
+# The reply text of a stream's main channel: the sent messages ("You" + text) left out,
+# and the line break ending the transcript's last paragraph
+REPLY_TEXT = """(el) => {
+  const copy = el.cloneNode(true);
+  copy.querySelectorAll(".streamnb-sent, .streamnb-saved-sent").forEach((n) => n.remove());
+  return copy.textContent.replace(/\\n$/, "");
+}"""
+
+
 def main_text(widget: Locator) -> str:
-    return widget.locator(".streamnb-main").evaluate("(el) => el.textContent")
+    """The main text of the live view, or of the transcript once the stream settled."""
+    main = widget.locator(".streamnb-main, .streamnb-saved-main").first
+    return main.evaluate(REPLY_TEXT)
 
 
 def send_message(widget: Locator, text: str, *, enter: bool = False) -> None:
@@ -49,7 +65,8 @@ def wait_for_text(widget: Locator, min_chars: int, timeout_s: float = 20.0) -> s
         time.sleep(0.05)  # polling the DOM: there is no event to wait on from here
 
 
-def test_tokens_stream_and_stop_cancels(lab: Lab) -> None:
+def test_tokens_stream_and_stop_cancels(nb: Lab) -> None:
+    lab = nb
     start(lab, SLOW)
     widget = lab.output(SLOW)
     status = widget.get_by_role("status")
@@ -67,26 +84,30 @@ def test_tokens_stream_and_stop_cancels(lab: Lab) -> None:
     widget.get_by_role("button", name="Stop").click()
     expect(status).to_contain_text("cancelled")
     expect(status).to_contain_text("user pressed stop")
-    expect(widget.get_by_role("button", name="Stop")).to_be_disabled()
-    expect(widget.get_by_role("button", name="Send")).to_be_disabled()
+    # settled: the output is the saved transcript, the sent message above the reply
+    expect(widget.get_by_role("button", name="Stop")).to_have_count(0)
+    expect(widget.get_by_role("textbox", name="Message")).to_have_count(0)
+    expect(widget.locator(".streamnb-saved-sent")).to_have_text("Youhello")  # above the reply
     stopped = main_text(widget)
     assert 0 < len(stopped) < 1_000  # 200 tokens were never all sent
 
     lab.run_cell(LEDGER)
     expect(lab.output(LEDGER)).to_have_text("['cancelled']")
 
-    lab.screenshot(widget, "widget-light.png")
-    lab.set_theme("dark")
-    lab.screenshot(widget, "widget-dark.png")
+    lab.screenshot(widget, f"widget-light-{lab.server.app}.png")
+    if lab.server.app == "lab":
+        lab.set_theme("dark")
+        lab.screenshot(widget, "widget-dark.png")
 
 
-def test_message_and_enter_stream_a_reply(lab: Lab) -> None:
+def test_message_and_enter_stream_a_reply(nb: Lab) -> None:
+    lab = nb
     start(lab, SLOW)
     widget = lab.output(SLOW)
     send_message(widget, "ping from the browser", enter=True)
     expect(widget.get_by_role("status")).to_contain_text("completed", timeout=20_000)
     assert main_text(widget).endswith("streamnb reply to ping from the browser")
-    expect(widget.get_by_role("textbox", name="Message")).to_be_disabled()
+    expect(widget.get_by_role("textbox", name="Message")).to_have_count(0)  # the transcript
     lab.run_cell(LEDGER)
     expect(lab.output(LEDGER)).to_have_text("['completed']")
 
@@ -108,7 +129,8 @@ def test_widget_streams_while_its_cell_awaits_the_end(lab: Lab) -> None:
     assert main_text(widget).endswith("streamnb reply to while the cell awaits")
 
 
-def test_reload_mid_stream_brings_the_text_back(lab: Lab) -> None:
+def test_reload_mid_stream_brings_the_text_back(nb: Lab) -> None:
+    lab = nb
     start(lab, SLOW)
     widget = lab.output(SLOW)
     send_message(widget, "survive a reload")
@@ -131,7 +153,7 @@ def test_flood_renders_completely_and_in_order(lab: Lab) -> None:
     # one Markdown paragraph (the default render): CommonMark drops its trailing space
     assert len(text) == len(FLOOD_TEXT.rstrip())
     assert text == FLOOD_TEXT.rstrip()
-    expect(widget.locator(".streamnb-main p")).to_have_count(1)
+    expect(widget.locator(".streamnb-saved-main p")).to_have_count(1)  # the transcript
 
 
 def test_markup_in_tokens_is_shown_as_text(lab: Lab) -> None:
@@ -144,7 +166,8 @@ def test_markup_in_tokens_is_shown_as_text(lab: Lab) -> None:
     expect(log.locator("b")).to_have_count(0)
 
 
-def test_chat_widget_turn_and_stop(lab: Lab) -> None:
+def test_chat_widget_turn_and_stop(nb: Lab) -> None:
+    lab = nb
     start(lab, CHAT)
     chat = lab.output(CHAT)
     send_message(chat, "first question")
@@ -158,8 +181,15 @@ def test_chat_widget_turn_and_stop(lab: Lab) -> None:
     send_message(chat, "second", enter=True)
     expect(log).to_contain_text("second")
     expect(chat.get_by_role("button", name="Stop")).to_be_enabled()
-    lab.screenshot(chat, "chat-light.png")
-    chat.get_by_role("textbox", name="Message").press("Escape")  # Escape stops
+    lab.screenshot(chat, f"chat-light-{lab.server.app}.png")
+    box = chat.get_by_role("textbox", name="Message")
+    box.focus()
+    box.press("Escape")  # leaves the box; does not stop the reply
+    lab.page.wait_for_timeout(500)
+    expect(chat.get_by_role("button", name="Stop")).to_be_enabled()
+    expect(chat.get_by_role("status")).not_to_contain_text("cancelled")
+    box.press("Control+Period")  # Stop's shortcut
     expect(chat.get_by_role("status")).to_contain_text("cancelled")
-    lab.set_theme("dark")
-    lab.screenshot(chat, "chat-dark.png")
+    if lab.server.app == "lab":
+        lab.set_theme("dark")
+        lab.screenshot(chat, "chat-dark.png")
