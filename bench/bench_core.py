@@ -3,10 +3,14 @@
     python -m bench.bench_core [--quick]
 
 Figures, each against a baseline measured in the same process:
-* core.throughput      frames/s, one stream -> one reader, vs a bare asyncio.Queue of dicts
+* core.throughput      frames/s, one stream -> one batch-draining reader, vs a bare
+                       asyncio.Queue of dicts (and vs the queue drained in batches too;
+                       core.throughput_per_frame: a reader taking one frame per step)
 * core.memory_per_bidi bytes per open bidi stream waiting for input (tracemalloc)
 * core.cancel_latency  median ms from cancel() to the terminal frame, 1,000 other streams active
 * core.file_ledger     settlements/s on a file ledger, vs raw sqlite3 rows with one commit each
+                       (and core.file_ledger_vs_group_commit: vs raw sqlite3 with the same
+                       group commit by hand)
 * core.projection      project_attached_stream time vs pd.DataFrame.from_records, same records
 """
 
@@ -59,6 +63,54 @@ async def queue_baseline(n: int) -> float:
     return n / (CLOCK() - t)
 
 
+async def queue_batched_baseline(n: int) -> float:
+    """The queue with the batching the streamnb reader gets: the consumer waits for one
+    item, then drains every item available in one step."""
+    q: asyncio.Queue[dict | None] = asyncio.Queue()
+
+    async def produce():
+        for _ in range(n):
+            await q.put({"kind": "output", "channel": "c", "payload": "tok"})
+        await q.put(None)
+
+    async def consume():
+        count = 0
+        while True:
+            batch = [await q.get()]
+            while not q.empty():
+                batch.append(q.get_nowait())
+            if batch[-1] is None:
+                return count + len(batch) - 1
+            count += len(batch)
+
+    t = CLOCK()
+    _, count = await asyncio.gather(produce(), consume())
+    assert count == n
+    return n / (CLOCK() - t)
+
+
+async def streamnb_batched_throughput(n: int) -> float:
+    """streamnb with a batch-draining reader: ``session.output.batches()``."""
+
+    async def run(start, _input, ctx):
+        for _ in range(n):
+            yield {"kind": "output", "channel": "c", "payload": "tok"}
+        yield {"kind": "completed", "terminal": {"ok": True}}
+
+    async with sn.StreamRuntime() as rt:
+        rt.register(handler("flood", run))
+        t = CLOCK()
+        session = await rt.attach("flood")
+        count = 0
+        async for batch in session.output.batches():
+            count += len(batch)
+        dt = CLOCK() - t
+        assert batch.terminal is not None
+    rt.ledger.close()
+    assert count == n + 2
+    return n / dt
+
+
 async def streamnb_throughput(n: int) -> float:
     async def run(start, _input, ctx):
         for _ in range(n):
@@ -81,10 +133,12 @@ async def streamnb_throughput(n: int) -> float:
 
 
 async def bench_throughput(n: int, out: list) -> None:
-    base, value = 0.0, 0.0
+    base = batched_base = value = per_frame = 0.0
     for _ in range(3):  # interleaved, best of three: the machine is shared and noisy
         base = max(base, await queue_baseline(n))
-        value = max(value, await streamnb_throughput(n))
+        batched_base = max(batched_base, await queue_batched_baseline(n))
+        value = max(value, await streamnb_batched_throughput(n))
+        per_frame = max(per_frame, await streamnb_throughput(n))
     ratio = value / base
     emit(
         Figure(
@@ -93,9 +147,38 @@ async def bench_throughput(n: int, out: list) -> None:
             "frames/s",
             round(base),
             round(ratio, 3),
-            ">= 0.5x asyncio.Queue",
-            ratio >= 0.5,
-            f"{n} output frames, one reader",
+            ">= 1.0x asyncio.Queue",
+            ratio >= 1.0,
+            f"{n} output frames, one reader taking batches (session.output.batches()); "
+            "baseline: a bare asyncio.Queue, put and get one by one",
+        ),
+        out,
+    )
+    emit(
+        Figure(
+            "core.throughput_vs_batched_queue",
+            round(value),
+            "frames/s",
+            round(batched_base),
+            round(value / batched_base, 3),
+            "(reported)",
+            True,
+            "the same run; baseline: the queue drained in batches too (get, then "
+            "get_nowait while not empty)",
+        ),
+        out,
+    )
+    emit(
+        Figure(
+            "core.throughput_per_frame",
+            round(per_frame),
+            "frames/s",
+            round(base),
+            round(per_frame / base, 3),
+            "(reported)",
+            True,
+            "the same run; one reader taking one frame per step (async for frame in "
+            "session.output); baseline: the bare asyncio.Queue one by one",
         ),
         out,
     )
@@ -123,6 +206,10 @@ async def bench_memory(n: int, out: list) -> None:
         for s in sessions:  # every stream has emitted its progress and waits for input
             assert (await s.output.__anext__()).kind == "opened"
             assert (await s.output.__anext__()).kind == "progress"
+        # one turn of the loop: the handle that resumed this task after gather() still
+        # holds gather's result (every attach task, ~650 bytes a stream) until the loop
+        # runs its next callback; that is the benchmark's garbage, not the streams'
+        await asyncio.sleep(0)
         gc.collect()
         after = tracemalloc.get_traced_memory()[0]
         tracemalloc.stop()
@@ -136,8 +223,8 @@ async def bench_memory(n: int, out: list) -> None:
             "bytes",
             None,
             None,
-            "< 20 KB",
-            per < 20_000,
+            "< 4 KB",
+            per < 4_096,
             f"{n} bidi streams waiting for input, tracemalloc",
         ),
         out,
@@ -204,12 +291,18 @@ async def bench_cancel(n_other: int, samples: int, out: list) -> None:
 # --- 4. file ledger ----------------------------------------------------------------------
 
 
-def sqlite_baseline(path: str, n: int) -> float:
+def _raw_db(path: str) -> sqlite3.Connection:
+    # the ledger's own settings (streamnb/_sqlite.py): WAL, synchronous=NORMAL
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("CREATE TABLE s (ref TEXT PRIMARY KEY, status TEXT, t REAL)")
     conn.execute("CREATE TABLE e (id INTEGER PRIMARY KEY, ref TEXT, payload TEXT)")
+    return conn
+
+
+def sqlite_baseline(path: str, n: int) -> float:
+    conn = _raw_db(path)
     t = time.perf_counter()
     for i in range(n):  # one transaction per settlement: what the runtime must beat
         conn.execute("BEGIN")
@@ -218,6 +311,28 @@ def sqlite_baseline(path: str, n: int) -> float:
         conn.execute("BEGIN")
         conn.execute("UPDATE s SET status='completed' WHERE ref=?", (f"r{i}",))
         conn.execute("INSERT INTO e (ref, payload) VALUES (?, '{}')", (f"r{i}",))
+        conn.execute("COMMIT")
+    rate = n / (time.perf_counter() - t)
+    conn.close()
+    return rate
+
+
+def sqlite_group_baseline(path: str, n: int, group: int) -> float:
+    """Raw sqlite3 with the runtime's group commit done by hand: the ``group`` streams
+    of a round opened in one transaction, then settled in one (the floor of the ledger
+    figure: the same rows and commits, none of the runtime's work)."""
+    conn = _raw_db(path)
+    t = time.perf_counter()
+    for lo in range(0, n, group):
+        refs = [f"r{i}" for i in range(lo, min(n, lo + group))]
+        conn.execute("BEGIN")
+        for ref in refs:
+            conn.execute("INSERT INTO s VALUES (?, 'running', ?)", (ref, time.time()))
+        conn.execute("COMMIT")
+        conn.execute("BEGIN")
+        for ref in refs:
+            conn.execute("UPDATE s SET status='completed' WHERE ref=?", (ref,))
+            conn.execute("INSERT INTO e (ref, payload) VALUES (?, '{}')", (ref,))
         conn.execute("COMMIT")
     rate = n / (time.perf_counter() - t)
     conn.close()
@@ -249,9 +364,13 @@ async def file_ledger_rate(path: str, n: int, concurrency: int) -> float:
 
 
 async def bench_ledger(n: int, out: list) -> None:
+    concurrency = 200
+    base = group = value = 0.0
     with tempfile.TemporaryDirectory() as d:
-        base = sqlite_baseline(os.path.join(d, "raw.db"), n)
-        value = await file_ledger_rate(os.path.join(d, "ledger.db"), n, 200)
+        for i in range(3):  # interleaved, best of three: the machine is shared and noisy
+            base = max(base, sqlite_baseline(os.path.join(d, f"raw{i}.db"), n))
+            group = max(group, sqlite_group_baseline(os.path.join(d, f"grp{i}.db"), n, concurrency))
+            value = max(value, await file_ledger_rate(os.path.join(d, f"l{i}.db"), n, concurrency))
     emit(
         Figure(
             "core.file_ledger",
@@ -259,9 +378,25 @@ async def bench_ledger(n: int, out: list) -> None:
             "settlements/s",
             round(base),
             round(value / base, 2),
-            ">= 2000/s",
-            value >= 2000,
-            f"{n} streams, 200 concurrent; baseline: raw sqlite3, a transaction per write",
+            ">= 10000/s",
+            value >= 10_000,
+            f"{n} streams, {concurrency} concurrent, WAL + synchronous=NORMAL (durable "
+            "against a process crash, not a power loss); baseline: raw sqlite3, a "
+            "transaction per write",
+        ),
+        out,
+    )
+    emit(
+        Figure(
+            "core.file_ledger_vs_group_commit",
+            round(value),
+            "settlements/s",
+            round(group),
+            round(value / group, 2),
+            "(reported)",
+            True,
+            f"the same run; baseline: raw sqlite3 with the same group commit by hand "
+            f"({concurrency} opens in one transaction, then {concurrency} settlements in one)",
         ),
         out,
     )
@@ -302,8 +437,8 @@ def bench_projection(n: int, out: list) -> None:
             "s",
             round(base, 3),
             round(ratio, 2),
-            "<= 2x from_records",
-            ratio <= 2,
+            "<= 1.0x from_records",
+            ratio <= 1.0,
             f"{n} frames",
         ),
         out,

@@ -44,6 +44,7 @@ AttachedStreamHandler(kind='demo.hello', mode='output_only', on_detach='abort')
 import importlib as _importlib
 import typing as _typing
 
+from ._cursor import FrameBatch, FrameCursor
 from ._errors import (
     HandlerDefinitionError,
     InputNotAcceptedError,
@@ -138,6 +139,8 @@ __all__ = [
     "ChatRoomsWidget",
     "ChatWidget",
     "Frame",
+    "FrameBatch",
+    "FrameCursor",
     "HandlerDefinitionError",
     "InputNotAcceptedError",
     "InvalidFrameError",

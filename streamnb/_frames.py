@@ -25,6 +25,10 @@ from typing import Any, Literal, NamedTuple, TypedDict
 from ._errors import InvalidFrameError
 from ._text import SurrogateMender, has_surrogates, mend, mend_json
 
+#: one encoder for every JSON check: ``json.dumps`` with options builds a new
+#: JSONEncoder per call, which cost more than the encoding of a small terminal
+_CHECK_ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False)
+
 __all__ = [
     "OUTBOUND_KINDS",
     "TERMINAL_KINDS",
@@ -201,7 +205,7 @@ def check_json(value: Any, what: str, frame: object = None) -> None:
             return
         raise InvalidFrameError(f"{what} is {value!r}, which JSON cannot carry", frame)
     try:
-        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+        text = _CHECK_ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise InvalidFrameError(f"{what} is not JSON-serializable ({exc})", frame) from exc
     if not text.isascii():
@@ -228,11 +232,35 @@ def outbound_json(value: Any, what: str, frame: object = None) -> Any:
         if math.isfinite(value):
             return value
         raise InvalidFrameError(f"{what} is {value!r}, which JSON cannot carry", frame)
+    if type(value) is dict and _plain_flat(value):
+        return value  # what encoding it would have said, without encoding it
     try:
-        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+        text = _CHECK_ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise InvalidFrameError(f"{what} is not JSON-serializable ({exc})", frame) from exc
     return mend_json(value) if has_surrogates(text) else value
+
+
+def _plain_flat(value: dict[Any, Any]) -> bool:
+    """A small dict of str keys and JSON scalars with no lone surrogate (a terminal such
+    as ``{"ok": True}``): valid outbound JSON as it is. Encoding it to find that out cost
+    more than the rest of building the frame (bench/bench_core.py core.file_ledger)."""
+    if len(value) > 8:
+        return False
+    for key, item in value.items():
+        if type(key) is not str or not (key.isascii() or not has_surrogates(key)):
+            return False
+        kind = type(item)
+        if item is None or kind is bool or kind is int:
+            continue
+        if kind is str:
+            if item.isascii() or not has_surrogates(item):
+                continue
+            return False
+        if kind is float and math.isfinite(item):
+            continue
+        return False
+    return True
 
 
 def _check_utf8(text: str, what: str, frame: object) -> None:

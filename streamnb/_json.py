@@ -26,6 +26,10 @@ __all__ = ["dumps", "loads", "to_jsonable"]
 
 _COMPACT = (",", ":")
 _READABLE = (", ", ": ")
+# built once: json.dumps with options builds a new encoder per call (it cost more than
+# encoding a settlement's small terminal, bench/bench_core.py core.file_ledger)
+_COMPACT_ENCODER = json.JSONEncoder(separators=_COMPACT, ensure_ascii=False, allow_nan=False)
+_READABLE_ENCODER = json.JSONEncoder(separators=_READABLE, ensure_ascii=False, allow_nan=False)
 
 
 def to_jsonable(value: Any) -> Any:
@@ -54,12 +58,7 @@ def dumps(value: Any, *, readable: bool = False) -> str:
     """
     if not isinstance(value, (str, int, float, bool)):
         value = to_jsonable(value)
-    return json.dumps(
-        value,
-        separators=_READABLE if readable else _COMPACT,
-        ensure_ascii=False,
-        allow_nan=False,
-    )
+    return (_READABLE_ENCODER if readable else _COMPACT_ENCODER).encode(value)
 
 
 def loads(text: Any) -> Any:

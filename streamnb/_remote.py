@@ -82,7 +82,6 @@ class Mirror(_Stream):
             handler,
             rec.stream_ref,
             rec.opened_at,
-            loop.create_future(),
             cap=rt.max_retained_frames,
         )
         self.remote = remote
@@ -361,7 +360,7 @@ class RemoteStreams:
         try:
             if not await asyncio.wrap_future(written):
                 return {"gone": True}  # the owner holds no lease: it is being settled
-            settled = asyncio.shield(mirror.settled)
+            settled = asyncio.shield(mirror.settled_future())
             done, _ = await asyncio.wait(
                 {reply, settled}, timeout=REPLY_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
             )

@@ -3,11 +3,10 @@
 Inside (see ARCHITECTURE.md): each stream has one append-only frame log; every
 session is a cursor into it, so replay, ``reattach`` and late widgets read the
 same list and a slow reader never stalls the handler (it only falls behind in
-the log). Each stream is owned by one *driver* task, created by the runtime,
-which owns one *pump* task that iterates the handler's ``run`` generator. The
-driver waits for the pump to finish (or for a forced cancel to give up on it),
-decides the terminal, commits the settlement to the ledger and only then
-appends the terminal frame to the log (settle, then announce). The runtime keeps
+the log). Each stream is owned by one task, created by the runtime, which
+first *pumps* the handler's ``run`` generator into the log, then decides the
+terminal, commits the settlement to the ledger and only then appends the
+terminal frame to the log (settle, then announce). The runtime keeps
 attach, those tasks and the settlement; every change to a stream's state
 (appending a frame, accepting input, requesting cancel, announcing the end) is a
 method of the stream itself (``_stream.py``), which sessions call directly.
@@ -15,13 +14,14 @@ method of the stream itself (``_stream.py``), which sessions call directly.
 Cancellation follows the seeds' cooperative model (seed 000/001): ``cancel``
 sets ``ctx.signal.aborted``, ends the handler's ``input`` iterator and returns
 ``"requested"`` at once. A handler still running ``cancel_grace_s`` seconds
-later has its pump task cancelled; if even that does not end it within
-``force_wait_s``, the stream is settled anyway and the pump is kept aside and
-cancelled again at :meth:`StreamRuntime.aclose`. Either way the stream settles
-``cancelled`` with ``terminal["forced"] = True``. Departure from the seeds: when
-the input iterator ends because of a cancel, a seed handler never reaches its
-``if (ctx.signal.aborted)`` check; the runtime settles such a return as
-``cancelled`` with the cancel's reason, which is the same outcome.
+later has its task cancelled; if even that does not end it within
+``force_wait_s``, the stream is settled anyway from a task of its own, and the
+stubborn task is kept aside and cancelled again at :meth:`StreamRuntime.aclose`.
+Either way the stream settles ``cancelled`` with ``terminal["forced"] = True``.
+Departure from the seeds: when the input iterator ends because of a cancel, a
+seed handler never reaches its ``if (ctx.signal.aborted)`` check; the runtime
+settles such a return as ``cancelled`` with the cancel's reason, which is the
+same outcome.
 """
 
 from __future__ import annotations
@@ -32,10 +32,11 @@ import inspect
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Generator
 from typing import Any, Literal, TypeVar
 
 from . import _takeover
+from ._cursor import FrameCursor
 from ._errors import (
     HandlerDefinitionError,
     InvalidFrameError,
@@ -63,7 +64,6 @@ from ._stream import (
     StreamInfo,
     _check_reason,
     _Input,
-    _Output,
     _State,
     _Stream,
 )
@@ -254,6 +254,8 @@ class StreamRuntime:
         # the terminal frames of evicted streams, newest last (wait/cancel/send by ref)
         self._evicted: OrderedDict[str, Frame] = OrderedDict()
         self._drivers: set[asyncio.Task[None]] = set()
+        self._driver_done = self._driver_finished  # one bound method, not one per stream
+        self._drivers_idle: asyncio.Future[None] | None = None  # see aclose()
         self._zombies: set[asyncio.Task[Any]] = set()
         self._helpers: set[asyncio.Task[Any]] = set()  # small owned tasks (_own)
         # streams of other processes, through a shared ledger (None: SQLite, one process)
@@ -506,7 +508,6 @@ class StreamRuntime:
             handler,
             ref,
             opened_at,
-            loop.create_future(),
             cap=self.max_retained_frames,
             # a shared ledger takes every frame: other processes read streams from it
             record=store.record_frame
@@ -519,9 +520,10 @@ class StreamRuntime:
             "opened", ref, 0, opened_at, payload={"kind": handler.kind, "mode": handler.mode}
         )
         st.append(tuple(opened))
-        driver = loop.create_task(self._drive(st, start), name=f"streamnb:{ref}")
+        driver = loop.create_task(self._drive(st, start), name=f"streamnb:{ref}:run")
+        st.task = driver
         self._drivers.add(driver)
-        driver.add_done_callback(self._drivers.discard)
+        driver.add_done_callback(self._driver_done)
         return st
 
     async def reattach(self, stream_ref: str, after_seq: int | None = None) -> Session:
@@ -628,7 +630,7 @@ class StreamRuntime:
         [(2, 'hello')]
         >>> runtime.close()
         """
-        return list(self._get(stream_ref).inputs)
+        return list(self._get(stream_ref).inputs or ())
 
     async def ainfo(self, stream_ref: str) -> StreamInfo:
         """:meth:`info`, also for a stream another process runs (a shared ledger).
@@ -710,13 +712,18 @@ class StreamRuntime:
         """
         return self._get(stream_ref).output_text(channel, _after_seq(after_seq))
 
-    def follow(self, stream_ref: str, after_seq: int = -1) -> AsyncIterator[Frame]:
+    def follow(self, stream_ref: str, after_seq: int = -1) -> FrameCursor:
         """A read-only cursor over a stream's frames with ``seq > after_seq``.
 
         Like ``(await reattach(ref, after_seq)).output`` but not an observer: it
         does not count for ``on_detach`` and has nothing to detach. It ends after
         the terminal frame; stop reading it early by cancelling the reading task.
         Widgets use it so they never consume the ``output`` of the user's session.
+
+        A :class:`~streamnb.FrameCursor`: iterate it for one frame per step, or
+        take every available frame in one step with ``cursor.batches()`` (an async
+        iterator of :class:`~streamnb.FrameBatch`) or ``cursor.read_available()``
+        (never waits); a reader forwarding a flood of tokens should.
 
         Raises
         ------
@@ -737,7 +744,7 @@ class StreamRuntime:
         1
         >>> runtime.close()
         """
-        return _Output(self._get(stream_ref), _after_seq(after_seq) + 1)
+        return FrameCursor(self._get(stream_ref), _after_seq(after_seq) + 1)
 
     def active_refs(self) -> list[str]:
         """Refs of streams that have not settled yet, oldest first."""
@@ -776,7 +783,9 @@ class StreamRuntime:
         >>> runtime = sn.StreamRuntime()
         >>> handler = runtime.register(chatbot_handler())
         >>> ref = runtime.run(runtime.attach("tutorial.streaming_chatbot", {})).stream_ref
-        >>> runtime.run(runtime.cancel(ref, "stop")), runtime.run(runtime.cancel(ref, "again"))
+        >>> async def stop_twice():  # the second cancel before the handler reacted
+        ...     return await runtime.cancel(ref, "stop"), await runtime.cancel(ref, "again")
+        >>> runtime.run(stop_twice())
         ('requested', 'already_requested')
         >>> terminal = runtime.run(runtime.wait(ref, timeout_s=10))
         >>> terminal.kind, terminal.reason, runtime.info(ref).status
@@ -802,134 +811,149 @@ class StreamRuntime:
 
     # --- frames out -------------------------------------------------------------------
 
-    async def _pump(self, st: _Stream, start: Any) -> Frame | None:
-        """Iterate the handler; publish non-terminal frames; return its terminal, if any."""
-        h = st.handler
-        ctx = StreamContext(st.ref, h.kind, h.mode, st.signal)
-        agen = h.run(start, _Input(st), ctx)
-        if not hasattr(agen, "__anext__"):
-            raise InvalidFrameError(
-                f"run() of {h.kind!r} returned {type(agen).__name__}, not an async generator; "
-                "define run with 'async def' and 'yield'"
-            )
-        ref = st.ref
-        append = st.append
-        # _Stream.append inlined when it has nothing to trim or record (the common case):
-        # the method call alone costs ~5% of core.throughput (bench/bench_core.py)
-        log = st.log if st.cap is None and st.record is None else None
-        seq = st.next_seq  # the pump is the only writer until settling: count locally
-        text_bytes = 0  # payload characters published (the retention bound's estimate)
-        now = time.time
-        budget = _FAIRNESS_BATCH
-        # lone surrogates are mended here, once for every reader (streamnb/_text.py);
-        # ``holding`` is non-empty only while a token's trailing half waits for its pair
-        mender = SurrogateMender()
-        holding = mender.holding
-        try:
-            async for spec in agen:
-                if st.halt:
-                    return None
-                if (
-                    type(spec) is dict
-                    and len(spec) == 3
-                    and spec.get("kind") == "output"
-                    and type(channel := spec.get("channel")) is str
-                    and type(payload := spec.get("payload")) is str
-                    and channel
-                    and not holding
-                    and (payload.isascii() or not has_surrogates(payload))
-                ):  # build_frame's fast path, inlined: the common token frame
-                    raw: tuple[Any, ...] = (
-                        "output",
-                        ref,
-                        seq,
-                        now(),
-                        channel,
-                        payload,
-                        None,
-                        None,
-                        None,
-                    )
-                    text_bytes += len(payload)
-                else:
-                    frame = build_frame(spec, ref, seq, now(), mender)
-                    if frame.kind in TERMINAL_KINDS:
-                        return frame
-                    raw = tuple(frame)
-                    payload = frame.payload
-                    text_bytes += len(payload) if type(payload) is str else 256
-                if log is not None:
-                    log.append(raw)
-                    if st.waiters:
-                        st.wake_readers()
-                else:
-                    append(raw)
-                seq += 1
-                budget -= 1
-                if not budget:
-                    budget = _FAIRNESS_BATCH
-                    await asyncio.sleep(0)
-            return None
-        finally:
-            if holding and not st.halt:  # half a pair never completed: U+FFFD, before the end
-                for channel, text in mender.flush():
-                    st.append(("output", ref, st.next_seq, now(), channel, text, None, None, None))
-            st.text_bytes += text_bytes
-            aclose = getattr(agen, "aclose", None)
-            if aclose is not None:
-                # bounded: a handler's cleanup must not hold the settlement hostage
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(aclose(), self.cancel_grace_s + self.force_wait_s)
-
     async def _drive(self, st: _Stream, start: Any) -> None:
-        loop = asyncio.get_running_loop()
-        pump = loop.create_task(self._pump(st, start), name=f"streamnb:{st.ref}:run")
-        st.pump = pump
-        outcome: asyncio.Future[None] = loop.create_future()
-        st.outcome = outcome
+        """The stream's one task: pump the handler's frames into the log, then settle.
 
-        def _pump_done(_: asyncio.Task[Frame | None]) -> None:
-            if not outcome.done():
-                outcome.set_result(None)
-
-        pump.add_done_callback(_pump_done)
+        One task and one coroutine per stream (not a driver task waiting on a
+        separate pump task): an idle stream holds no futures of its own
+        (bench/bench_core.py core.memory_per_bidi). A forced stop cancels this
+        task; a handler that ignores even that is given up on by :meth:`_give_up`,
+        which settles the stream from a task of its own and keeps this one aside.
+        """
+        result: Frame | None = None  # the handler's own terminal frame, if any
+        error: Exception | None = None
+        cancelled = False
         interrupted: asyncio.CancelledError | None = None
         try:
-            await outcome
-        except asyncio.CancelledError as exc:  # the loop is shutting down under us
-            interrupted = exc
-            st.mark_forced("runtime_closed")
-            pump.cancel()
-        try:
-            terminal = self._decide(st, pump)
-        except Exception as exc:  # a bug here must still end in exactly one settlement
-            terminal = _ending(st, "runtime_error", f"{type(exc).__name__}: {exc}")
-        if not pump.done():
-            pump.cancel()
-            self._zombies.add(pump)
-            pump.add_done_callback(self._zombies.discard)
-        cancelled_during_settle = await self._settle(st, terminal)
-        interrupted = interrupted or cancelled_during_settle
+            # --- the pump: iterate the handler, publish its non-terminal frames ---
+            h = st.handler
+            agen = h.run(start, _Input(st), StreamContext(st.ref, h.kind, h.mode, st.signal))
+            if not hasattr(agen, "__anext__"):
+                raise InvalidFrameError(
+                    f"run() of {h.kind!r} returned {type(agen).__name__}, not an async "
+                    "generator; define run with 'async def' and 'yield'"
+                )
+            ref = st.ref
+            # _Stream.append inlined when it has nothing to trim or record (the common
+            # case): the method call alone costs ~5% of core.throughput
+            log = st.log if st.cap is None and st.record is None else None
+            seq = st.next_seq  # the pump is the only writer until settling: count locally
+            text_bytes = 0  # payload characters published (the retention bound's estimate)
+            now = time.time
+            budget = _FAIRNESS_BATCH
+            # lone surrogates are mended here, once for every reader (streamnb/_text.py);
+            # ``holding`` is non-empty only while a token's trailing half waits for its
+            # pair. The mender is made by the first frame off the fast path.
+            mender: SurrogateMender | None = None
+            holding: dict[str, str] | tuple[()] = ()
+            try:
+                async for spec in agen:
+                    if st.halt:
+                        break
+                    if (
+                        type(spec) is dict
+                        and len(spec) == 3
+                        and spec.get("kind") == "output"
+                        and type(channel := spec.get("channel")) is str
+                        and type(payload := spec.get("payload")) is str
+                        and channel
+                        and not holding
+                        and (payload.isascii() or not has_surrogates(payload))
+                    ):  # build_frame's fast path, inlined: the common token frame
+                        raw: tuple[Any, ...] = (
+                            "output",
+                            ref,
+                            seq,
+                            now(),
+                            channel,
+                            payload,
+                            None,
+                            None,
+                            None,
+                        )
+                        text_bytes += len(payload)
+                    else:
+                        if mender is None:
+                            mender = SurrogateMender()
+                            holding = mender.holding
+                        frame = build_frame(spec, ref, seq, now(), mender)
+                        if frame.kind in TERMINAL_KINDS:
+                            result = frame
+                            break
+                        raw = tuple(frame)
+                        payload = frame.payload
+                        text_bytes += len(payload) if type(payload) is str else 256
+                        # an idle stream keeps no garbage alive while it waits
+                        del spec, frame
+                    if log is not None:
+                        log.append(raw)
+                        if st.waiters:
+                            st.wake_readers()
+                    else:
+                        st.append(raw)
+                    seq += 1
+                    budget -= 1
+                    if not budget:
+                        budget = _FAIRNESS_BATCH
+                        await asyncio.sleep(0)
+            finally:
+                if mender is not None and mender.holding and not st.halt:
+                    # half a pair never completed: U+FFFD, before the end
+                    for channel, text in mender.flush():
+                        st.append(
+                            ("output", ref, st.next_seq, now(), channel, text, None, None, None)
+                        )
+                st.text_bytes += text_bytes
+                aclose = getattr(agen, "aclose", None)
+                if aclose is not None:
+                    # bounded: a handler's cleanup must not hold the settlement hostage
+                    with contextlib.suppress(Exception):
+                        await _close_bounded(aclose(), self.cancel_grace_s + self.force_wait_s)
+        except asyncio.CancelledError as exc:
+            cancelled = True
+            task = asyncio.current_task()
+            if st.forced:  # our own forced stop (_force): it did its job, settle now
+                if task is not None and hasattr(task, "uncancel"):
+                    task.uncancel()
+            elif task is not None and getattr(task, "cancelling", lambda: 1)():
+                # cancelled from outside: the loop is shutting down under us
+                interrupted = exc
+                st.mark_forced("runtime_closed")
+            # else the handler raised CancelledError itself: settled as a forced stop
+        except Exception as exc:
+            error = exc
+        if st.state is _State.RUNNING:  # else _give_up settled it: this task was a zombie
+            try:
+                terminal = self._decide(st, result, error, cancelled)
+            except Exception as exc:  # a bug here must still end in exactly one settlement
+                terminal = _ending(st, "runtime_error", f"{type(exc).__name__}: {exc}")
+            interrupted = await self._settle(st, terminal) or interrupted
         if interrupted is not None:
             raise interrupted
 
-    def _decide(self, st: _Stream, pump: asyncio.Task[Frame | None]) -> Frame:
+    async def _settle_given_up(self, st: _Stream) -> None:
+        """Settle a stream whose handler ignored its forced stop (see :meth:`_give_up`)."""
+        interrupted = await self._settle(st, _ending(st, "forced"))
+        if interrupted is not None:
+            raise interrupted
+
+    def _decide(
+        self, st: _Stream, result: Frame | None, error: Exception | None, cancelled: bool
+    ) -> Frame:
         """The terminal frame from how the pump ended (its own, or one from ``_ENDINGS``)."""
-        if not pump.done() or pump.cancelled() or st.forced:
+        if cancelled or st.forced:
             return _ending(st, "forced")
-        exc = pump.exception()
-        if exc is None:
-            result = pump.result()
+        if error is None:
             if result is not None:
                 return result._replace(seq=st.next_seq, at=time.time())
             if st.signal.aborted:
                 return _ending(st, "cancelled")
             kind = st.handler.kind
             return _ending(st, "no_terminal", f"handler {kind!r} returned without a terminal frame")
-        if isinstance(exc, InvalidFrameError):
-            return _ending(st, "invalid_frame", str(exc))
-        error = f"{type(exc).__name__}: {exc}"
-        return _ending(st, "cancelled" if st.signal.aborted else "handler_error", error)
+        if isinstance(error, InvalidFrameError):
+            return _ending(st, "invalid_frame", str(error))
+        message = f"{type(error).__name__}: {error}"
+        return _ending(st, "cancelled" if st.signal.aborted else "handler_error", message)
 
     async def _settle(self, st: _Stream, frame: Frame) -> asyncio.CancelledError | None:
         """Commit the settlement, then announce the terminal frame (exactly once).
@@ -1011,6 +1035,15 @@ class StreamRuntime:
 
     # --- frames in, cancel ----------------------------------------------------------
 
+    def _driver_finished(self, task: asyncio.Task[None]) -> None:
+        """A stream task (or settler) ended: forget it; wake aclose() once none is left."""
+        self._drivers.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: it is a CancelledError re-raised, or None
+        idle = self._drivers_idle
+        if not self._drivers and idle is not None and not idle.done():
+            idle.set_result(None)
+
     def _arm_force(self, st: _Stream) -> None:
         """A cancel was requested: stop the handler by force after ``cancel_grace_s``."""
         loop = self._loop
@@ -1019,18 +1052,27 @@ class StreamRuntime:
 
     def _force(self, st: _Stream) -> None:
         st.timer = None
-        pump = st.pump
-        if st.state is not _State.RUNNING or pump is None or pump.done():
+        task = st.task
+        if st.state is not _State.RUNNING or task is None or task.done():
             return
         st.mark_forced("cancelled")  # the signal is already set: the reason stays
-        pump.cancel()
+        task.cancel()
         assert self._loop is not None
         st.timer = self._loop.call_later(self.force_wait_s, self._give_up, st)
 
     def _give_up(self, st: _Stream) -> None:
+        """The handler ignored its forced stop: settle without it, keep its task aside."""
         st.timer = None
-        if st.outcome is not None and not st.outcome.done():
-            st.outcome.set_result(None)
+        task = st.task
+        loop = self._loop
+        if st.state is not _State.RUNNING or task is None or task.done() or loop is None:
+            return
+        settler = loop.create_task(self._settle_given_up(st), name=f"streamnb:{st.ref}:settle")
+        self._drivers.add(settler)
+        self._drivers.discard(task)  # aclose() must not wait for it: cancelled again there
+        self._zombies.add(task)
+        task.add_done_callback(self._zombies.discard)
+        settler.add_done_callback(self._driver_done)
 
     # --- a shared ledger ---------------------------------------------------------------
 
@@ -1074,7 +1116,15 @@ class StreamRuntime:
             if st.state is _State.RUNNING:
                 st.request_cancel(self._close_reason)
         if self._drivers:
-            await asyncio.gather(*list(self._drivers), return_exceptions=True)
+            # until the set is empty, not a snapshot of it: a stream whose handler
+            # ignores its forced stop moves from _drivers to _zombies and gets a
+            # settler task in _drivers (_give_up)
+            idle: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._drivers_idle = idle
+            try:
+                await idle
+            finally:
+                self._drivers_idle = None
         for task in list(self._zombies):
             task.cancel()
         if self._zombies:
@@ -1172,6 +1222,48 @@ def _after_seq(after_seq: Any) -> int:
     return after_seq
 
 
+async def _close_bounded(closer: Awaitable[Any], timeout_s: float) -> None:
+    """Await a generator's ``aclose()``, for at most ``timeout_s`` seconds.
+
+    The first step runs here, synchronously: a generator whose cleanup awaits
+    nothing (almost all) closes without the task ``wait_for`` would need.
+    """
+    if not isinstance(closer, Coroutine):
+        await asyncio.wait_for(closer, timeout_s)
+        return
+    try:
+        first = closer.send(None)
+    except StopIteration:
+        return  # closed at once
+    await asyncio.wait_for(_Resumed(closer, first), timeout_s)
+
+
+class _Resumed:
+    """A coroutine that already took its first step, awaitable for the rest of it."""
+
+    __slots__ = ("_coro", "_first")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
+        self._coro = coro
+        self._first = first
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, value = self._coro, self._first
+        while True:
+            try:
+                sent = yield value
+            except BaseException as exc:  # a cancellation: hand it to the coroutine
+                try:
+                    value = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+
 async def _await(aw: Awaitable[T]) -> T:
     return await aw
 
@@ -1236,7 +1328,7 @@ async def read_until_terminal(
     except asyncio.CancelledError:
         # A notebook cell interrupted while waiting (the cursor itself converts this when
         # it is awaited in the cell's own task; with timeout_s it runs in a task of its own)
-        interrupted = output.interrupted() if isinstance(output, _Output) else None
+        interrupted = output.interrupted() if isinstance(output, FrameCursor) else None
         if interrupted is None:
             raise
         raise interrupted from None

@@ -6,11 +6,12 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ._cursor import FrameCursor
 from ._errors import OutputConsumedError, SessionDetachedError, WaitInterruptedError
 from ._frames import Frame
 from ._interrupt import cell_interrupted
 from ._lifecycle import Lifecycle
-from ._stream import CancelResult, SendResult, StreamInfo, _Output, _Stream
+from ._stream import CancelResult, SendResult, StreamInfo, _Stream
 
 if TYPE_CHECKING:  # annotation only: the runtime imports this module, not the reverse
     from ._runtime import StreamRuntime
@@ -67,7 +68,7 @@ class Session:
         self.stream_ref = st.ref
         self.kind = st.handler.kind
         self.mode = st.handler.mode
-        self._output = _Output(st, start_seq)
+        self._output = FrameCursor(st, start_seq)
         self._output.on_interrupt = self._interrupted
         self._state = Lifecycle.OPEN  # CLOSED once detached
         st.add_observer()
@@ -78,13 +79,15 @@ class Session:
         return self._rt
 
     @property
-    def output(self) -> _Output:
+    def output(self) -> FrameCursor:
         """Outbound frames as one async iterator, consumed as it is read.
 
         It yields :class:`~streamnb.Frame` objects in ``seq`` order, starting
         with ``opened`` (seq 0) for a fresh attach, and stops after the
         terminal frame or when this session detaches (a reader already
-        iterating it then sees it end).
+        iterating it then sees it end). It is a :class:`~streamnb.FrameCursor`:
+        ``output.batches()`` and ``output.read_available()`` take every
+        available frame in one step instead.
 
         In a notebook, interrupting a cell that waits on it (Kernel -> Interrupt)
         detaches this session, so the handler's ``on_detach`` decides what happens

@@ -4,12 +4,12 @@ A :class:`_Stream` holds the frame log, the input inbox, the cancel signal and t
 settled future of one stream, and is the only code that changes them: appending
 a frame (with retention trim, recording and waking readers), accepting input,
 requesting cancel, the start of settling and the announcement of the terminal
-frame. The runtime that owns the stream keeps attach, the tasks (driver and
-pump) and the settlement; sessions talk to their stream, and to the runtime
-only through the small :class:`StreamOwner` interface (the loop check, and
-"a cancel was requested, start the grace timer").
+frame. The runtime that owns the stream keeps attach, the stream's task (it
+pumps the handler, then settles) and the settlement; sessions talk to their
+stream, and to the runtime only through the small :class:`StreamOwner`
+interface (the loop check, and "a cancel was requested, start the grace timer").
 
-A session's ``output`` is an :class:`_Output` cursor into ``_Stream.log``; a bidi
+A session's ``output`` is a :class:`~streamnb.FrameCursor` into ``_Stream.log``; a bidi
 handler's ``input`` is an :class:`_Input` reading ``_Stream.inbox``.
 """
 
@@ -26,13 +26,11 @@ from typing import Any, Literal, Protocol
 from ._errors import (
     InputNotAcceptedError,
     InvalidFrameError,
-    StreamnbError,
     StreamSettledError,
     StreamTimeoutError,
 )
 from ._frames import Frame, check_json, tuple_new
 from ._handler import AbortSignal, AttachedStreamHandler
-from ._interrupt import cell_interrupted
 
 __all__ = [
     "MAX_INBOX",
@@ -131,14 +129,13 @@ class _Stream:
         "next_input_seq",
         "observers",
         "opened_at",
-        "outcome",
         "owner",
-        "pump",
         "record",
         "ref",
         "settled",
         "signal",
         "state",
+        "task",
         "terminal",
         "text_bytes",
         "timer",
@@ -151,7 +148,6 @@ class _Stream:
         handler: AttachedStreamHandler,
         ref: str,
         opened_at: float,
-        settled: asyncio.Future[Frame],
         *,
         cap: int | None = None,
         record: Callable[[Frame], None] | None = None,
@@ -172,23 +168,26 @@ class _Stream:
         self.record = record  # where every non-terminal frame is recorded (None: nowhere)
         self.state = _State.RUNNING
         self.signal = AbortSignal()
-        self.inbox: deque[Frame] = deque()
+        # An idle stream holds nothing it does not need (bench/bench_core.py
+        # core.memory_per_bidi): the inbox, the seen input seqs and the settled future
+        # are created on first use.
+        self.inbox: deque[Frame] | None = None
         self.inbox_waiter: asyncio.Future[None] | None = None
-        self.input_seqs: set[int] = set()
+        self.input_seqs: set[int] | None = None
         self.next_input_seq = 0
         #: every accepted input with the outbound seq published next when it arrived
-        self.inputs: list[tuple[int, Frame]] = []
-        self.waiters: list[asyncio.Future[None]] = []
+        #: (made by the first input: an idle stream has none)
+        self.inputs: list[tuple[int, Frame]] | None = None
+        self.waiters: list[asyncio.Future[None]] | None = None  # readers waiting for a frame
         self.observers = 0
         self.terminal: Frame | None = None
-        self.settled = settled
+        self.settled: asyncio.Future[Frame] | None = None  # made by the first wait()
         self.forced = False  # stopped by force (mark_forced)
         self.halt = False  # the pump must stop publishing (forced, or settling began)
-        # the runtime's handles on this stream's work: the grace timer, the pump task and
-        # the future the driver waits on (set and cleared by the runtime only)
+        # the runtime's handles on this stream's work: the grace timer and the stream's
+        # task (set and cleared by the runtime only)
         self.timer: asyncio.TimerHandle | None = None
-        self.pump: asyncio.Task[Frame | None] | None = None
-        self.outcome: asyncio.Future[None] | None = None
+        self.task: asyncio.Task[None] | None = None
         #: approximate bytes of the log's payloads, kept by the pump (retention bound)
         self.text_bytes = 0
         # the idle limit: waiting for input with no observer for idle_s seconds cancels
@@ -254,14 +253,24 @@ class _Stream:
         """The runtime running the handler (a shared ledger's lease), or None."""
         return self.owner.runtime_id
 
+    def settled_future(self) -> asyncio.Future[Frame]:
+        """The future of the terminal frame, made on first use (resolved if already settled)."""
+        settled = self.settled
+        if settled is None:
+            settled = self.settled = asyncio.get_running_loop().create_future()
+            if self.terminal is not None:
+                settled.set_result(self.terminal)
+        return settled
+
     async def wait(self, timeout_s: float | None = None) -> Frame:
         """The terminal frame, once announced (shielded: a timeout leaves the stream be)."""
         if self.terminal is not None:
             return self.terminal
+        settled = self.settled_future()
         if timeout_s is None:
-            return await asyncio.shield(self.settled)
+            return await asyncio.shield(settled)
         try:
-            return await asyncio.wait_for(asyncio.shield(self.settled), timeout_s)
+            return await asyncio.wait_for(asyncio.shield(settled), timeout_s)
         except asyncio.TimeoutError:
             raise StreamTimeoutError(float(timeout_s), 0) from None
 
@@ -307,13 +316,14 @@ class _Stream:
         self.state = _State.SETTLED
         self.log.append(tuple(terminal))
         self.wake_readers()
-        if not self.settled.done():
-            self.settled.set_result(terminal)
+        settled = self.settled
+        if settled is not None and not settled.done():
+            settled.set_result(terminal)
 
     def wake_readers(self) -> None:
         waiters = self.waiters
         if waiters:
-            self.waiters = []
+            self.waiters = None
             for w in waiters:
                 if not w.done():
                     w.set_result(None)
@@ -349,19 +359,29 @@ class _Stream:
                 ref, f"the stream is being cancelled ({self.signal.reason}); attach a new one"
             )
         seq, payload = _parse_input(frame, ref)
+        seen = self.input_seqs
+        if seen is None:
+            seen = self.input_seqs = set()
+        inbox = self.inbox
+        if inbox is None:
+            inbox = self.inbox = deque()
         if seq is None:
             seq = self.next_input_seq
-        elif seq in self.input_seqs:
+        elif seq in seen:
             return "duplicate"
-        if len(self.inbox) >= MAX_INBOX:
+        if len(inbox) >= MAX_INBOX:
             raise InputNotAcceptedError(
                 ref, f"{MAX_INBOX} inputs are already waiting; the handler is not reading input"
             )
-        self.input_seqs.add(seq)
+        seen.add(seq)
         self.next_input_seq = max(self.next_input_seq, seq + 1)
         frame = Frame("input", ref, seq, time.time(), payload=payload)
-        self.inputs.append((self.next_seq, frame))
-        self.inbox.append(frame)
+        inputs = self.inputs
+        if inputs is None:
+            self.inputs = [(self.next_seq, frame)]
+        else:
+            inputs.append((self.next_seq, frame))
+        inbox.append(frame)
         self.wake_input()
         return "accepted"
 
@@ -498,8 +518,9 @@ class _Input:
         while True:
             if st.signal.aborted or st.state is not _State.RUNNING:
                 raise StopAsyncIteration
-            if st.inbox:
-                return st.inbox.popleft()
+            inbox = st.inbox
+            if inbox:
+                return inbox.popleft()
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             st.inbox_waiter = fut
             st.check_idle()
@@ -508,77 +529,3 @@ class _Input:
             finally:
                 st.inbox_waiter = None
                 st.check_idle()
-
-
-class _Output:
-    """``session.output``: a cursor into the stream's frame log (one iterator per session).
-
-    ``on_interrupt`` (set by the session) detaches it when a notebook cell waiting on
-    this cursor is interrupted, and returns the error the cell raises instead of a bare
-    ``CancelledError`` (see :mod:`streamnb._interrupt`).
-    """
-
-    __slots__ = ("_detached", "_next", "_st", "_waiter", "on_interrupt")
-
-    def __init__(self, st: _Stream, start_seq: int) -> None:
-        self._st = st
-        self._next = start_seq
-        self._detached = False
-        self._waiter: asyncio.Future[None] | None = None
-        self.on_interrupt: Callable[[], StreamnbError] | None = None
-
-    def __aiter__(self) -> _Output:
-        return self
-
-    async def __anext__(self) -> Frame:
-        st = self._st
-        while True:
-            if self._detached:
-                raise StopAsyncIteration
-            i = self._next - st.base
-            if i < 0:  # trimmed by retention: skip ahead; the seq gap shows it
-                self._next = st.base
-                i = 0
-            log = st.log
-            if i < len(log):
-                self._next += 1
-                return tuple_new(Frame, log[i])
-            if st.terminal is not None:
-                raise StopAsyncIteration
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiter = fut
-            st.waiters.append(fut)
-            try:
-                await fut
-            except asyncio.CancelledError:
-                interrupted = self.interrupted()
-                if interrupted is None:
-                    raise
-                raise interrupted from None
-            finally:
-                self._waiter = None
-
-    def interrupted(self) -> StreamnbError | None:
-        """Inside ``except CancelledError``: the error to raise instead when a notebook
-        cell waiting on this cursor was interrupted (this detaches the session), else None.
-        """
-        if self.on_interrupt is None or not cell_interrupted():
-            return None
-        return self.on_interrupt()
-
-    @property
-    def consumed(self) -> bool:
-        """True once this cursor has returned the stream's terminal frame."""
-        terminal = self._st.terminal
-        return terminal is not None and self._next > terminal.seq
-
-    @property
-    def next_seq(self) -> int:
-        """The seq this cursor will read next."""
-        return self._next
-
-    def _close(self) -> None:
-        self._detached = True
-        w = self._waiter
-        if w is not None and not w.done():
-            w.set_result(None)

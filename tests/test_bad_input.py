@@ -139,8 +139,8 @@ def snapshot(rt: sn.StreamRuntime) -> Any:
             info.cancel_requested,
             info.cancel_reason,
             rt.frame_log(ref),
-            list(st.inbox),
-            sorted(st.input_seqs),
+            list(st.inbox or ()),
+            sorted(st.input_seqs or ()),
             st.next_input_seq,
         )
     return streams, events, memory, rt.kinds

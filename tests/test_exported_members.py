@@ -43,6 +43,8 @@ DOCUMENTED = {
     "LedgerTx",
     "StreamProjection",
     "StreamInfo",
+    "FrameCursor",
+    "FrameBatch",
     "project_streams",
     # streamnb.rooms (seed 004's multi-room chat)
     "ChatRooms",

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from httpx_sse import aconnect_sse
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
@@ -265,3 +265,32 @@ async def test_widget_keeps_sending_text_after_lone_surrogates() -> None:
         deltas = [m for m in sent if m.get("type") == "delta"]
         assert "".join(d["chunks"].get("assistant.delta", "") for d in deltas) == TEXT
         widget.close()
+
+
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(["\ud800", "a\udfff", "\ud83d\ude00", "é"]),  # lone halves, a pair
+    st.text(max_size=3),
+)
+_keys = st.one_of(st.text(max_size=3), st.sampled_from(["\udc00", "k\ud800"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.dictionaries(_keys, _scalars, max_size=10))
+def test_small_flat_terminals_skip_encoding_with_the_same_answer(value) -> None:
+    # outbound_json skips encoding a small dict of scalars; it must answer exactly what
+    # encoding it would have: refuse NaN/infinity, mend lone surrogates, else keep it
+    from streamnb._frames import outbound_json
+    from streamnb._text import has_surrogates, mend_json
+
+    try:
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+    except ValueError:
+        with pytest.raises(sn.InvalidFrameError):
+            outbound_json(value, "'terminal'")
+        return
+    expected = mend_json(value) if has_surrogates(text) else value
+    assert outbound_json(value, "'terminal'") == expected

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 
+import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -102,3 +105,78 @@ def test_project_streams_one_row_per_stream():
     assert math.isnan(df.ttfo_s[0]) and math.isclose(df.ttfo_s[1], 0.2, abs_tol=1e-6)
     assert df.n_omitted.tolist() == [0, 0]
     assert str(df.opened_at.dtype) == "datetime64[ns, UTC]"
+
+
+def reference_outputs(frames: list[sn.Frame]) -> tuple[list[tuple], dict[str, str]]:
+    """The outputs table folded one frame at a time (what the projection must equal)."""
+    rows: dict[str, list] = {}
+    for f in frames:
+        if f.kind != "output" or f.channel is None:
+            continue
+        text = f.payload if type(f.payload) is str else json.dumps(f.payload, ensure_ascii=False)
+        row = rows.setdefault(f.channel, [f.channel, [], 0, f.at, f.at])
+        row[1].append(text)
+        row[2] += 1
+        row[4] = f.at
+    table = [(ch, "".join(t), n, a, b) for ch, t, n, a, b in rows.values()]
+    return table, {ch: text for ch, text, *_ in table}
+
+
+frame_specs = st.lists(
+    st.tuples(
+        st.sampled_from(["output", "output", "output", "progress", "input"]),
+        st.sampled_from(["a", "b", None]),
+        st.one_of(
+            st.text(max_size=3), st.none(), st.dictionaries(st.text(max_size=2), st.integers())
+        ),
+        st.booleans(),  # skip this seq (a gap)
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(specs=frame_specs, terminal=st.sampled_from([None, "completed", "failed"]))
+def test_vectorised_fold_equals_a_frame_by_frame_fold(specs, terminal) -> None:
+    # the projection takes a fast path for one stream in seq order; a foreign frame or
+    # a shuffled list takes the general one: both must give the frame-by-frame answer
+    frames = [sn.Frame("opened", "st_v", 0, 50.0)]
+    seq = 1
+    for i, (kind, channel, payload, gap) in enumerate(specs):
+        seq += 1 + gap
+        frames.append(sn.Frame(kind, "st_v", seq, 50.0 + i, channel, payload))
+    if terminal:
+        frames.append(sn.Frame(terminal, "st_v", seq + 1, 99.0, terminal={"ok": True}))
+    outbound = [f for f in frames if f.kind != "input"]
+    table, texts = reference_outputs(outbound)
+    fast = sn.project_attached_stream(frames, "st_v")
+    general = sn.project_attached_stream(
+        [*reversed(frames), sn.Frame("output", "other", 0, 0.0, "a", "x")], "st_v"
+    )
+    for proj in (fast, general):
+        got = list(proj.outputs.itertuples(index=False, name=None))
+        assert [r[:3] for r in got] == [r[:3] for r in table]
+        assert [(a.timestamp(), b.timestamp()) for *_, a, b in got] == pytest.approx(
+            [(a, b) for *_, a, b in table]
+        )
+        assert {ch: proj.text(ch) for ch in texts} == texts
+        assert proj.frames.seq.tolist() == [f.seq for f in outbound]
+        assert proj.frames.payload.tolist() == [f.payload for f in outbound]
+        present = {f.seq for f in outbound}
+        assert proj.omitted == tuple(s for s in range(max(present) + 1) if s not in present)
+        assert proj.status == (terminal or "running")
+    pd.testing.assert_frame_equal(fast.frames, general.frames)
+    pd.testing.assert_frame_equal(fast.outputs, general.outputs)
+
+
+def test_numpy_integer_seqs_fold_like_ints() -> None:
+    # frames rebuilt from a DataFrame carry numpy integers as seqs
+    frames = [
+        sn.Frame("opened", "st_n", np.int64(0), 1.0),
+        sn.Frame("output", "st_n", np.int64(2), 2.0, "c", "x"),
+        sn.Frame("output", "st_n", np.int64(3), 3.0, "c", "y"),
+    ]
+    proj = sn.project_attached_stream(frames, "st_n")
+    assert proj.frames.seq.tolist() == [0, 2, 3]
+    assert proj.omitted == (1,)
+    assert proj.text("c") == "xy"

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol, TypeVar
 
 from .._errors import LedgerError
@@ -195,7 +195,7 @@ class LedgerBackend(Protocol):
         """Raise :class:`~streamnb.LedgerBusyError` (read-only) or ``LedgerError`` (closed)."""
         ...
 
-    async def open_stream(
+    def open_stream(
         self,
         stream_ref: str,
         kind: str,
@@ -204,11 +204,13 @@ class LedgerBackend(Protocol):
         *,
         on_detach: str = "abort",
         owner: str | None = None,
-    ) -> None:
-        """Insert the ``streams`` row (status ``running``); return once it is committed.
+    ) -> Awaitable[None]:
+        """Insert the ``streams`` row (status ``running``); resolve once it is committed.
 
         ``owner`` is the runtime (lease) running it, for a backend with an
         :attr:`exchange` (which may need it); ``on_detach`` is its handler's.
+        Called on the event loop; an ``async def`` does, or a method returning an
+        ``asyncio.Future`` of that loop (the SQLite backend: no task per stream).
         """
         ...
 
@@ -220,8 +222,10 @@ class LedgerBackend(Protocol):
         """
         ...
 
-    async def settle(self, settlement: Settlement) -> Settlement:
+    def settle(self, settlement: Settlement) -> Awaitable[Settlement]:
         """Commit the settlement and the handler's ``tx`` in one transaction.
+
+        Awaitable like :meth:`open_stream` (an ``async def`` or a future).
 
         If the handler's writes fail they are rolled back and a ``failed`` record
         (reason ``settlement_error``) is committed instead; ``fallback_error`` and

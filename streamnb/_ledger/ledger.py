@@ -502,6 +502,8 @@ def _take_over(key: str) -> WriterLock | None:
     if winding is None:
         previous.close()
         return None
-    lock = previous._backend.hand_over_lock()
+    backend = previous._backend
+    assert isinstance(backend, SQLiteBackend)  # only file ledgers are registered
+    lock = backend.hand_over_lock()
     winding.add_done_callback(lambda _: previous.close())
     return lock

@@ -13,6 +13,7 @@ writer: they run on read-only connections of their own with a time limit
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 from collections import deque
@@ -232,7 +233,7 @@ class SQLiteBackend:
             raise LedgerBusyError(self.where, self.holder_pid)
         self.state.check_open(_closed_error)
 
-    async def open_stream(
+    def open_stream(
         self,
         stream_ref: str,
         kind: str,
@@ -241,17 +242,15 @@ class SQLiteBackend:
         *,
         on_detach: str = "abort",
         owner: str | None = None,
-    ) -> None:
-        self._check_open(True)
+    ) -> asyncio.Future[None]:
+        # a future of the writer's, not a coroutine: no task per stream (see Writer.write)
+        try:
+            self._check_open(True)
+        except LedgerError as exc:
+            return _failed(exc)
 
-        def insert(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO streams (stream_ref, kind, mode, status, opened_at) "
-                "VALUES (?,?,?,'running',?)",
-                (stream_ref, kind, mode, opened_at),
-            )
-
-        await self.writer.write(insert)
+        row = (stream_ref, kind, mode, opened_at)
+        return self.writer.write(_OpenRow(row), atomic=True)  # one statement
 
     def record_frame(self, frame: Frame) -> None:
         if not self.record_frames or self.state is not Lifecycle.OPEN:
@@ -279,57 +278,13 @@ class SQLiteBackend:
             for row in rows:
                 conn.execute(_INSERT_FRAME, tuple(_utf8_safe(v) for v in row))
 
-    async def settle(self, settlement: Settlement) -> Settlement:
-        self._check_open(True)
-        s = settlement
-        record = self.record_frames
-
-        def apply(conn: sqlite3.Connection, status: str, reason: str | None, terminal: Any) -> None:
-            cur = conn.execute(
-                "UPDATE streams SET status=?, reason=?, settled_at=?, terminal=? "
-                "WHERE stream_ref=? AND status='running'",
-                (status, reason, s.settled_at, dumps(terminal), s.stream_ref),
-            )
-            if cur.rowcount != 1:
-                raise LedgerError(f"stream {s.stream_ref!r} is not running in the ledger")
-            if record and s.terminal_frame is not None:
-                conn.execute(_INSERT_FRAME, _frame_row(s.terminal_frame))
-
-        def commit(conn: sqlite3.Connection) -> Settlement:
-            conn.execute("SAVEPOINT settle")
-            try:
-                apply(conn, s.status, s.reason, s.terminal)
-                if s.tx is not None:
-                    for kind, payload in s.tx._events:
-                        conn.execute(
-                            "INSERT INTO events (stream_ref, kind, payload, created_at) "
-                            "VALUES (?,?,?,?)",
-                            (s.stream_ref, kind, payload, s.settled_at),
-                        )
-                    if s.tx._statements:
-                        # the handler's own SQL may not touch the runtime's tables or the
-                        # transaction (a COMMIT or ROLLBACK here would end the group commit)
-                        conn.set_authorizer(_handler_authorizer)
-                        try:
-                            for sql, params in s.tx._statements:
-                                conn.execute(sql, params)
-                        finally:
-                            conn.set_authorizer(None)
-            except Exception as exc:  # sqlite3.Error, or a value sqlite cannot bind
-                if not conn.in_transaction:  # the whole transaction is gone (disk full)
-                    raise
-                conn.execute("ROLLBACK TO settle")
-                conn.execute("RELEASE settle")
-                s.fallback_error = f"commit_terminal's writes failed: {exc}"
-                terminal = {"ok": False, "settlement_error": s.fallback_error}
-                apply(conn, "failed", "settlement_error", terminal)
-                s.committed = ("failed", "settlement_error", terminal)
-                return s
-            conn.execute("RELEASE settle")
-            s.committed = (s.status, s.reason, s.terminal)
-            return s
-
-        return await self.writer.write(commit)
+    def settle(self, settlement: Settlement) -> asyncio.Future[Settlement]:
+        try:
+            self._check_open(True)
+        except LedgerError as exc:
+            return _failed(exc)
+        # one small object, not three closures and their cells: every stream settles here
+        return self.writer.write(_SettleRows(settlement, self.record_frames), atomic=True)
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -396,6 +351,103 @@ class SQLiteBackend:
     async def run_read(self, fn: Callable[[], T]) -> T:
         self._check_open(False)
         return await self.readers.run_async(fn)
+
+
+class _OpenRow:
+    """The writer-thread half of ``open_stream``: insert the ``running`` row."""
+
+    __slots__ = ("row",)
+
+    def __init__(self, row: tuple[str, str, str, float]) -> None:
+        self.row = row
+
+    def __call__(self, conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "INSERT INTO streams (stream_ref, kind, mode, status, opened_at) "
+            "VALUES (?,?,?,'running',?)",
+            self.row,
+        )
+
+
+class _SettleRows:
+    """The writer-thread half of ``settle``: one atomic write (see ``Writer.write``).
+
+    Updates the ``streams`` row and writes the handler's ``tx`` inside a savepoint;
+    if the handler's writes fail they are rolled back and a ``failed`` record
+    (``settlement_error``) is written instead; if even that fails, nothing of the
+    settlement stays and the error propagates.
+    """
+
+    __slots__ = ("record", "s")
+
+    def __init__(self, settlement: Settlement, record: bool) -> None:
+        self.s = settlement
+        self.record = record
+
+    def __call__(self, conn: sqlite3.Connection) -> Settlement:
+        conn.execute("SAVEPOINT settle")
+        try:
+            settled = self._write_all(conn)
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK TO settle")
+                conn.execute("RELEASE settle")
+            raise
+        conn.execute("RELEASE settle")
+        return settled
+
+    def _apply(
+        self, conn: sqlite3.Connection, status: str, reason: str | None, terminal: Any
+    ) -> None:
+        s = self.s
+        cur = conn.execute(
+            "UPDATE streams SET status=?, reason=?, settled_at=?, terminal=? "
+            "WHERE stream_ref=? AND status='running'",
+            (status, reason, s.settled_at, dumps(terminal), s.stream_ref),
+        )
+        if cur.rowcount != 1:
+            raise LedgerError(f"stream {s.stream_ref!r} is not running in the ledger")
+        if self.record and s.terminal_frame is not None:
+            conn.execute(_INSERT_FRAME, _frame_row(s.terminal_frame))
+
+    def _write_all(self, conn: sqlite3.Connection) -> Settlement:
+        s = self.s
+        try:
+            self._apply(conn, s.status, s.reason, s.terminal)
+            if s.tx is not None:
+                for kind, payload in s.tx._events:
+                    conn.execute(
+                        "INSERT INTO events (stream_ref, kind, payload, created_at) "
+                        "VALUES (?,?,?,?)",
+                        (s.stream_ref, kind, payload, s.settled_at),
+                    )
+                if s.tx._statements:
+                    # the handler's own SQL may not touch the runtime's tables or the
+                    # transaction (a COMMIT or ROLLBACK here would end the group commit)
+                    conn.set_authorizer(_handler_authorizer)
+                    try:
+                        for sql, params in s.tx._statements:
+                            conn.execute(sql, params)
+                    finally:
+                        conn.set_authorizer(None)
+        except Exception as exc:  # sqlite3.Error, or a value sqlite cannot bind
+            if not conn.in_transaction:  # the whole transaction is gone (disk full)
+                raise
+            conn.execute("ROLLBACK TO settle")  # the savepoint stays open
+            s.fallback_error = f"commit_terminal's writes failed: {exc}"
+            terminal = {"ok": False, "settlement_error": s.fallback_error}
+            self._apply(conn, "failed", "settlement_error", terminal)
+            s.committed = ("failed", "settlement_error", terminal)
+            return s
+        s.committed = (s.status, s.reason, s.terminal)
+        return s
+
+
+def _failed(exc: LedgerError) -> asyncio.Future[Any]:
+    """A future already failed with ``exc`` (a write refused before it was queued)."""
+    fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    fut.set_exception(exc)
+    return fut
 
 
 def _closed_error() -> LedgerError:
