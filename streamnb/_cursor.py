@@ -161,16 +161,79 @@ class FrameCursor:
                 raise StopAsyncIteration
             await self._wait()
 
-    async def _wait(self) -> None:
-        """Until the log grows, the stream ends or this cursor is closed."""
+    async def next_within(self, timeout_s: float) -> Frame | None:
+        """The next frame, or None when none came within ``timeout_s`` seconds.
+
+        What ``asyncio.wait_for(anext(cursor), timeout_s)`` is meant to do, without
+        its flaw before Python 3.12: when the frame and a cancellation of the calling
+        task arrive in the same loop iteration, ``wait_for`` returns the frame and the
+        cancellation is lost (the task then waits on, and whoever cancelled it waits
+        for it). Here a cancellation always raises ``CancelledError``, and no task is
+        made: the wait itself has the deadline.
+
+        Parameters
+        ----------
+        timeout_s : float
+            How long to wait for a frame, seconds (0 or less: only what is there).
+
+        Returns
+        -------
+        Frame or None
+            The next frame (in ``seq`` order, as iteration gives it), or None at the
+            deadline.
+
+        Raises
+        ------
+        StopAsyncIteration
+            The stream ended (after its terminal frame) or the session detached.
+
+        Examples
+        --------
+        >>> from streamnb.demo import chatbot_handler
+        >>> runtime = sn.StreamRuntime()
+        >>> handler = runtime.register(chatbot_handler())
+        >>> session = runtime.run(runtime.attach("tutorial.streaming_chatbot", {}))
+        >>> runtime.run(session.output.next_within(1.0)).kind
+        'opened'
+        >>> runtime.run(session.output.next_within(1.0)).kind
+        'progress'
+        >>> runtime.run(session.output.next_within(0.05)) is None  # it waits for input
+        True
+        >>> runtime.close()
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
         st = self._st
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        while True:
+            if self._detached:
+                raise StopAsyncIteration
+            i = self._next - st.base
+            if i < 0:  # trimmed by retention: skip ahead; the seq gap shows it
+                self._next = st.base
+                i = 0
+            log = st.log
+            if i < len(log):
+                self._next += 1
+                return tuple_new(Frame, log[i])
+            if st.terminal is not None:
+                raise StopAsyncIteration
+            if loop.time() >= deadline:
+                return None
+            await self._wait(deadline)
+
+    async def _wait(self, deadline: float | None = None) -> None:
+        """Until the log grows, the stream ends, this cursor is closed or (loop time)
+        ``deadline`` passes."""
+        st = self._st
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
         self._waiter = fut
         waiters = st.waiters
         if waiters is None:
             st.waiters = [fut]
         else:
             waiters.append(fut)
+        timer = None if deadline is None else loop.call_at(deadline, _wake, fut)
         try:
             await fut
         except asyncio.CancelledError:
@@ -180,6 +243,8 @@ class FrameCursor:
             raise interrupted from None
         finally:
             self._waiter = None
+            if timer is not None:
+                timer.cancel()
 
     def interrupted(self) -> StreamnbError | None:
         """Inside ``except CancelledError``: the error to raise instead when a notebook
@@ -296,3 +361,8 @@ class _Batches:
             if cursor.done:
                 raise StopAsyncIteration
             await cursor._wait()
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)

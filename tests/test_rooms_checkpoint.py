@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -258,6 +259,49 @@ async def test_checkpoint_reply_writes_by_size_and_by_time() -> None:
         # arrived, not held until a size is reached (the last tokens may be left to
         # the settlement)
         assert len(pieces["time.reply"]) >= 2
+    finally:
+        await runtime.aclose()
+        runtime.ledger.close()
+
+
+async def test_checkpoint_task_cancelled_as_a_frame_arrives_stops_instead_of_waiting_on() -> None:
+    # The rooms' settlement cancels the checkpoint task and awaits it. A cancel that
+    # arrived in the same loop iteration as a frame was lost by asyncio.wait_for before
+    # Python 3.12 (it returned the frame): the task waited on for frames that could only
+    # come after the settlement, which then hung until its own time limit (3 s per
+    # reply; a paced room reply ran at a quarter of its pace, bench rooms).
+    checkpoint: asyncio.Task[int] | None = None
+
+    async def run(start: Any, input: Any, ctx: Any) -> Any:
+        async for _ in input:
+            yield {"kind": "output", "channel": "assistant.delta", "payload": "a"}
+            await asyncio.sleep(0.05)  # the checkpoint holds "a" and waits until it is due
+            # no await in between: frame c wakes the checkpoint's wait, then the cancel
+            # comes, both before the checkpoint task runs again
+            yield {"kind": "output", "channel": "assistant.delta", "payload": "c"}
+            assert checkpoint is not None
+            checkpoint.cancel()
+            yield {"kind": "output", "channel": "assistant.delta", "payload": "d"}
+            await asyncio.Event().wait()  # the reply goes on until cancelled
+
+    runtime = sn.StreamRuntime()
+    runtime.register(sn.AttachedStreamHandler(kind="race.reply", run=run, mode="bidi"))
+    try:
+        session = await runtime.attach("race.reply", {})
+        pieces: list[str] = []
+
+        async def write(pos: int, text: str) -> None:
+            pieces.append(text)
+
+        checkpoint = asyncio.create_task(
+            checkpoint_reply(runtime, session.stream_ref, write, interval_s=3600.0, max_bytes=10**9)
+        )
+        await asyncio.sleep(0.05)  # the checkpoint task waits for the first frame
+        await session.send("go")
+        done, _ = await asyncio.wait({checkpoint}, timeout=10)
+        assert checkpoint in done, "the cancelled checkpoint task is still waiting for frames"
+        assert checkpoint.cancelled()
+        assert pieces == []  # nothing was due: the settlement writes the text
     finally:
         await runtime.aclose()
         runtime.ledger.close()

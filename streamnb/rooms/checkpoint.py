@@ -114,11 +114,14 @@ async def checkpoint_reply(
         cursor = runtime.follow(stream_ref, seen)
         try:
             if pending:
-                frame = await asyncio.wait_for(anext(cursor), max(0.0, due - loop.time()))
+                # not asyncio.wait_for: before Python 3.12 it can lose the cancellation
+                # that stops this task (the room's settlement awaits that stop)
+                next_frame = await cursor.next_within(due - loop.time())
+                if next_frame is None:
+                    continue  # the pending text is due
+                frame = next_frame
             else:
                 frame = await anext(cursor)
-        except asyncio.TimeoutError:
-            continue  # the pending text is due
         except StopAsyncIteration:
             return written
         if frame.kind in TERMINAL_KINDS:

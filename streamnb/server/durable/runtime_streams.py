@@ -26,7 +26,6 @@ routes (403, ``read_only_stream``): input and cancel go through
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -182,9 +181,9 @@ class RuntimeStreams:
         info = await self._info(key)
         if info is None or info.terminal is not None or info.next_seq > after.position:
             return
-        cursor = self._follow(key, after.position - 1)
-        with contextlib.suppress(asyncio.TimeoutError, StopAsyncIteration):
-            await asyncio.wait_for(anext(cursor), timeout_s)
+        cursor = self._runtime.follow(key, after.position - 1)
+        with contextlib.suppress(StopAsyncIteration):
+            await cursor.next_within(timeout_s)  # not wait_for: it can lose a cancellation
 
 
 def _trimmed(ref: str, first_retained: int) -> ProtocolError:
