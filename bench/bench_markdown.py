@@ -427,7 +427,9 @@ def in_jupyterlab(quick: bool, out: list[Figure], tokens: int = TOKENS) -> None:
                     open_notebook(page, server, name)
                     run_cell(page, SETUP)
                     run_cell(page, WARM_CELL)  # a first Markdown widget loads the renderer
-                    cell_output(page, WARM_CELL).locator(".streamnb-md").wait_for()
+                    # the live widget, or the saved transcript it becomes once settled
+                    warm = cell_output(page, WARM_CELL)
+                    warm.locator(".streamnb-md, .streamnb-saved").first.wait_for()
                     markdown_length = page.evaluate(RENDERED_LENGTH_JS, text)
                     lengths = {"markdown": markdown_length, "text": len(text)}
                     for _ in range(1 if quick else ROUNDS):
