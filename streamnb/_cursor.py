@@ -203,19 +203,11 @@ class FrameCursor:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        st = self._st
         while True:
-            if self._detached:
-                raise StopAsyncIteration
-            i = self._next - st.base
-            if i < 0:  # trimmed by retention: skip ahead; the seq gap shows it
-                self._next = st.base
-                i = 0
-            log = st.log
-            if i < len(log):
-                self._next += 1
-                return tuple_new(Frame, log[i])
-            if st.terminal is not None:
+            batch = self.read_available(1)
+            if batch:
+                return batch[0]
+            if self.done:
                 raise StopAsyncIteration
             if loop.time() >= deadline:
                 return None
