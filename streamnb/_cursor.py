@@ -13,6 +13,7 @@ retention gaps.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
@@ -106,6 +107,53 @@ class FrameBatch(Sequence[Frame]):
         return "".join(
             [r[5] for r in self._raw if r[0] == "output" and r[4] == channel and type(r[5]) is str]
         )
+
+    def texts(self) -> dict[str, str]:
+        """The text each channel's ``output`` frames add, joined per channel.
+
+        What a viewer shows for this batch: string payloads as they are, any other
+        payload as JSON (``json.dumps(payload, ensure_ascii=False)``), in ``seq`` order within each
+        channel; channels in the order they first appear. One pass over the batch,
+        no :class:`Frame` built: a widget folds a flood of tokens this way.
+
+        Returns
+        -------
+        dict of str to str
+            ``{channel: text}``; empty when the batch has no ``output`` frame.
+
+        Examples
+        --------
+        >>> import streamnb as sn
+        >>> from streamnb.demo import output_only_handler
+        >>> runtime = sn.StreamRuntime()
+        >>> handler = runtime.register(output_only_handler())
+        >>> session = runtime.run(runtime.attach("tutorial.output_only", {}))
+        >>> _ = runtime.run(session.wait())
+        >>> session.output.read_available().texts()
+        {'stdout': 'hello'}
+        >>> runtime.close()
+        """
+        parts: dict[str, list[str]] = {}
+        # raw tuples: 0 kind, 4 channel, 5 payload (Frame's field order)
+        for r in self._raw:
+            if r[0] == "output":
+                payload = r[5]
+                if type(payload) is not str:
+                    payload = json.dumps(payload, ensure_ascii=False)
+                channel = r[4]
+                chunk = parts.get(channel)
+                if chunk is None:
+                    parts[channel] = [payload]
+                else:
+                    chunk.append(payload)
+        return {channel: "".join(chunk) for channel, chunk in parts.items()}
+
+    def last(self, kind: str) -> Frame | None:
+        """The last frame of ``kind`` in this batch (e.g. the latest ``"progress"``), or None."""
+        for r in reversed(self._raw):
+            if r[0] == kind:
+                return tuple_new(Frame, r)
+        return None
 
     def __repr__(self) -> str:
         if not self._raw:

@@ -8,6 +8,7 @@ the handler's pace and the batch bound.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -168,6 +169,40 @@ async def test_frame_batch_is_a_sequence_whose_text_matches_output_text() -> Non
         for channel in ("a", "b"):
             assert batch.text(channel) == rt.output_text(session.stream_ref, channel, 3)[0]
         assert "31" in repr(batch)
+
+
+async def test_frame_batch_texts_and_last_fold_like_a_frame_by_frame_reader() -> None:
+    async def run(start: Any, _input: Any, ctx: sn.StreamContext) -> Any:
+        yield sn.output("x ", "b")
+        yield sn.progress({"step": 1})
+        yield sn.output({"k": "é"}, "a")  # a non-string payload shows as JSON
+        yield sn.output("y", "b")
+        yield sn.progress({"step": 2})
+        yield sn.output(" z", "a")
+        yield sn.completed()
+
+    async with sn.StreamRuntime() as rt:
+        rt.register(sn.AttachedStreamHandler(kind="mixed", run=run))
+        session = await rt.attach("mixed", {})
+        await session.wait()
+        batch = rt.follow(session.stream_ref).read_available()
+        folded: dict[str, str] = {}
+        for frame in session.frame_log():
+            if frame.kind == "output":
+                text = (
+                    frame.payload
+                    if isinstance(frame.payload, str)
+                    else json.dumps(frame.payload, ensure_ascii=False)
+                )
+                folded[frame.channel] = folded.get(frame.channel, "") + text
+        assert batch.texts() == folded == {"b": "x y", "a": '{"k": "é"} z'}
+        assert list(batch.texts()) == ["b", "a"]  # channels in order of first appearance
+        assert batch.last("progress").payload == {"step": 2}
+        assert batch.last("completed") == batch.terminal
+        assert batch.last("failed") is None
+        assert batch[:2].texts() == {
+            "b": "x "
+        }  # "opened", then the first token and sn.FrameBatch([]).texts() == {}
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, "3", True])

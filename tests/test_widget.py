@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
 import threading
 import time
@@ -24,6 +25,7 @@ from streamnb.testing import (
     recorded_messages,
 )
 from streamnb.widget import ChatWidget, StreamWidget
+from streamnb.widget._batcher import Follower
 
 STATIC = Path(sn.__file__).parent / "static"
 CHAT = "tutorial.streaming_chatbot"
@@ -753,3 +755,39 @@ async def test_the_follower_wakes_once_per_delta_not_once_per_frame() -> None:
     finally:
         await rt.aclose()
         rt.ledger.close()
+
+
+async def test_folding_a_flood_of_tokens_builds_no_frame_per_token() -> None:
+    """A 50,000-token flood made the widget's follower build a ``Frame`` per token at each
+    flush (``runtime.frame_log``); those allocations ran the cyclic garbage collector's
+    young generation once per ~700 tokens and pushed a full collection into the flood.
+    The flush folds one slice of the log instead: no collection runs while it folds."""
+    n = 20_000
+
+    async def run(start: Any, _input: Any, ctx: sn.StreamContext) -> Any:
+        for i in range(n):
+            yield sn.output(f" t{i}")
+        yield sn.completed()
+
+    async with sn.StreamRuntime() as rt:
+        rt.register(sn.AttachedStreamHandler(kind="flood", run=run))
+        session = await rt.attach("flood", {})
+        await session.wait()
+        sent: list[Any] = []
+        follower = Follower(rt, session.stream_ref, lambda delta, settled: sent.append(delta))
+        collections: list[int] = []
+
+        def count(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                collections.append(info["generation"])
+
+        gc.collect()
+        gc.callbacks.append(count)
+        try:
+            follower.flush()
+        finally:
+            gc.callbacks.remove(count)
+        assert len(sent) == 1 and sent[0]["to_seq"] == n + 1
+        assert sent[0]["chunks"] == {"assistant.delta": "".join(f" t{i}" for i in range(n))}
+        assert follower.status == "completed"
+        assert collections == []  # a Frame per token ran ~28 young collections here

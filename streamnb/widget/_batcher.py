@@ -4,11 +4,11 @@ A :class:`Follower` reads one stream's frame log through ``runtime.follow`` (a
 cursor that is not an observer, so the user's ``session.output`` is never
 consumed) and folds the frames into text per channel. It wakes once per flush, not
 once per frame: a frame after what was flushed asks for a flush, and the flush takes
-every frame the log then holds in one slice (``runtime.frame_log``); the terminal is
-watched apart (``runtime.wait``). It does not send one message per frame either: the
-first frame after a quiet spell is flushed on the next
-loop turn, later ones at most every ``flush_interval_s``, and the terminal frame
-as soon as possible. So a widget sends at most ``1 / flush_interval_s`` deltas per
+every frame the log then holds in one slice (a :class:`~streamnb.FrameBatch`, folded
+with no object per frame); the terminal is watched apart (``runtime.wait``). It does
+not send one message per frame either: the first frame after a quiet spell is flushed
+on the next loop turn, later ones at most every ``flush_interval_s``, and the terminal
+frame as soon as possible. So a widget sends at most ``1 / flush_interval_s`` deltas per
 second whatever the token rate, and each delta carries only the new text. A flush
 that is due waits for its turn in the kernel-wide :class:`~streamnb.widget._budget.MessageBudget`
 (jupyter_server drops iopub messages above 1000/s, counted for all widgets together):
@@ -30,8 +30,9 @@ import math
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from .._cursor import FrameBatch
 from .._errors import UnknownStreamError
-from .._frames import TERMINAL_KINDS, Frame
+from .._frames import Frame
 from .._runtime import StreamRuntime
 from ._budget import MessageBudget, budget_for
 from ._protocol import DeltaMsg, SentMsg, SnapshotMsg
@@ -46,6 +47,8 @@ __all__ = [
     "spawn",
 ]
 
+#: an empty batch: nothing read ahead
+_EMPTY = FrameBatch([])
 #: seconds between two deltas of one widget (about 30 messages per second)
 DEFAULT_FLUSH_INTERVAL_S = 0.033
 
@@ -179,7 +182,7 @@ class Follower:
         self.deltas_sent = 0
         self._emit = emit
         self._parts: dict[str, list[str]] = {}
-        self._pending: list[Frame] = []
+        self._pending = _EMPTY  # frames read ahead of a flush (catch_up)
         self._timer: asyncio.TimerHandle | None = None
         self._queued = False  # waiting for a turn in the budget
         self._last_flush = -math.inf
@@ -213,14 +216,12 @@ class Follower:
     def live_texts(self) -> dict[str, str]:
         """Text per channel including frames not flushed (or not read) yet."""
         texts = self.texts()
-        after = self.upto_seq
         try:
-            unread = self.runtime.frame_log(self.stream_ref, after)
+            unread = self.runtime.follow(self.stream_ref, self.upto_seq).read_available()
         except UnknownStreamError:  # evicted from memory: what was read is all there is
             unread = self._pending
-        for frame in unread:
-            if frame.kind == "output" and frame.channel is not None:
-                texts[frame.channel] = texts.get(frame.channel, "") + output_text(frame)
+        for channel, text in unread.texts().items():
+            texts[channel] = texts.get(channel, "") + text
         return texts
 
     def texts_through(self, seq: int) -> dict[str, str]:
@@ -339,10 +340,11 @@ class Follower:
             return True
         try:
             ended = self.runtime.info(self.stream_ref).terminal is not None
-            frames = self.runtime.frame_log(self.stream_ref, self.upto_seq) if ended else []
+            cursor = self.runtime.follow(self.stream_ref, self.upto_seq)
         except UnknownStreamError:
             return False
-        if not frames or frames[-1].kind not in TERMINAL_KINDS:
+        frames = cursor.read_available() if ended else _EMPTY
+        if frames.terminal is None:
             return False
         if self._task is not None and not self._task.done():
             self._task.cancel()
@@ -425,39 +427,56 @@ class Follower:
     # --- flushing ---------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Fold the pending frames and emit them as one delta (no-op when none)."""
+        """Fold the pending frames and emit them as one delta (no-op when none).
+
+        The frames are one :class:`~streamnb.FrameBatch` (a slice of the log): the text
+        is folded per channel in one pass (``FrameBatch.texts``) with no object per
+        frame, so a flood of tokens allocates nothing per token here (a ``Frame`` per
+        token made the kernel's cyclic garbage collector run a full collection during
+        a 50,000-token flood: ``widget.kernel.follower_us_per_token``).
+        """
         self._cancel_flush()
-        frames = self._pending
-        self._pending = []
-        if not frames:
+        batch = self._pending
+        self._pending = _EMPTY
+        if not batch:
             try:
-                frames = self.runtime.frame_log(self.stream_ref, self.upto_seq)
+                batch = self.runtime.follow(self.stream_ref, self.upto_seq).read_available()
             except UnknownStreamError:  # evicted: what was flushed is all there is
-                frames = []
+                batch = _EMPTY
         flushed, self._flushed = self._flushed, []
         for fut in flushed:
             if not fut.done():
                 fut.set_result(None)
-        if not frames:
+        last_seq = batch.last_seq
+        if last_seq is None:
             return
-        chunks: dict[str, list[str]] = {}
         self._read_inputs()
+        chunks: dict[str, list[str]] = {}
         unplaced = self._unplaced
-        for frame in frames:
-            if unplaced and unplaced[0][0] <= frame.seq:
-                self._place(frame.seq, chunks)
-            kind = frame.kind
-            if kind == "output":
-                chunks.setdefault(frame.channel or "output", []).append(output_text(frame))
-            elif kind == "progress":
-                self.progress = frame.payload
-            elif kind in TERMINAL_KINDS:
-                self.terminal = frame
-        last = frames[-1]
-        if self.terminal is not None:
-            self.status = self.terminal.kind
+        rest = batch
+        while unplaced and rest:
+            # an input accepted before frame ``position`` goes between the text before
+            # it and the text after it: fold up to there, then place it
+            first = rest.first_seq
+            assert first is not None
+            cut = max(0, unplaced[0][0] - first)
+            for channel, text in rest[:cut].texts().items():
+                chunks.setdefault(channel, []).append(text)
+            rest = rest[cut:]
+            if not rest:
+                break
+            self._place(first + cut, chunks)
+        for channel, text in rest.texts().items():
+            chunks.setdefault(channel, []).append(text)
+        progress = batch.last("progress")
+        if progress is not None:
+            self.progress = progress.payload
+        terminal = batch.terminal
+        if terminal is not None:
+            self.terminal = terminal
+            self.status = terminal.kind
         if unplaced:
-            self._place(last.seq + 1, chunks)
+            self._place(last_seq + 1, chunks)
         joined = {channel: "".join(parts) for channel, parts in chunks.items()}
         lengths = self._lengths
         for channel, text in joined.items():
@@ -466,12 +485,12 @@ class Follower:
         delta: DeltaMsg = {
             "type": "delta",
             "from_seq": self.upto_seq + 1,
-            "to_seq": last.seq,
+            "to_seq": last_seq,
             "chunks": joined,
             "status": self.status,
         }
-        self.upto_seq = last.seq
-        self._marks_seq.append(last.seq)
+        self.upto_seq = last_seq
+        self._marks_seq.append(last_seq)
         self._marks.append(dict(lengths))
         self._last_flush = asyncio.get_running_loop().time()
         self.deltas_sent += 1
