@@ -317,8 +317,12 @@ class _Stream:
         self.log.append(tuple(terminal))
         self.wake_readers()
         settled = self.settled
-        if settled is not None and not settled.done():
-            settled.set_result(terminal)
+        if settled is not None:
+            # resolved, then let go: a retained settled stream keeps no future alive
+            # (settled_future() makes a resolved one if asked again)
+            self.settled = None
+            if not settled.done():
+                settled.set_result(terminal)
 
     def wake_readers(self) -> None:
         waiters = self.waiters

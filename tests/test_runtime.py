@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
+import weakref
 
 import pytest
 
 import streamnb as sn
+from streamnb.demo import output_only_handler
 from streamnb.testing import assert_checkpoint, checkpoint_path
 
 
@@ -824,3 +827,25 @@ async def test_settled_streams_in_memory_are_bounded_by_bytes_too():
     assert (await rt.wait(huge.stream_ref)).kind == "completed"
     await rt.aclose()
     rt.ledger.close()
+
+
+async def test_a_retained_settled_stream_lets_go_of_its_finished_task() -> None:
+    """A settled stream stays in memory (``retain_settled``) for readers by ref; it kept its
+    finished task (with its coroutine and context) and its resolved settled future, objects
+    the cyclic GC walked for every retained stream (bench_core core.file_ledger)."""
+    async with sn.StreamRuntime() as rt:
+        rt.register(output_only_handler())
+        session = await rt.attach("tutorial.output_only", {})
+        ref = session.stream_ref
+        (driver,) = [t for t in asyncio.all_tasks() if t.get_name() == f"streamnb:{ref}:run"]
+        gone_task = weakref.ref(driver)
+        waiting = asyncio.ensure_future(session.wait())
+        await asyncio.sleep(0)
+        del driver
+        assert (await waiting).kind == "completed"
+        await asyncio.sleep(0)
+        gc.collect()
+        assert gone_task() is None
+        assert rt.info(ref).terminal is not None  # still retained, still answers by ref
+        assert (await session.wait()).kind == "completed"  # a later wait is answered at once
+        assert (await rt.wait(ref)).kind == "completed"
