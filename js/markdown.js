@@ -367,6 +367,7 @@ export class MarkdownView {
     this.chunkBlocks = 0; // sealed blocks in it
     this.pendingCR = false; // the last delta ended in \r: a leading \n of the next is its pair
     this.dirty = false;
+    this.drawn = 0; // characters of the tail the DOM shows (rendered, or as text by showNow)
   }
 
   // The whole text so far (newlines normalized).
@@ -393,6 +394,7 @@ export class MarkdownView {
     this.chunk = null;
     this.chunkBlocks = 0;
     this.pendingCR = false;
+    this.drawn = 0;
     this.container.replaceChildren();
     this.append(text || "");
     this.schedule();
@@ -413,6 +415,36 @@ export class MarkdownView {
     this.around(() => this.render(false));
   }
 
+  // Show every character appended so far at once, without parsing it: the text appended
+  // since the last render goes in as plain text at the end of the open block, and stays so
+  // until the next render (append, flush or finish) renders it as Markdown. A Stop press
+  // uses it: what arrived before the click is on screen within the click's handler, even
+  // when a Markdown render of a huge open block would take tens of milliseconds.
+  showNow() {
+    this.cancel();
+    let text = this.tail.slice(this.drawn);
+    if (!text) return;
+    // a rendered paragraph ends without its trailing white space: put it back in front
+    let space = this.drawn;
+    while (space > 0 && /\s/.test(this.tail[space - 1])) space -= 1;
+    text = this.tail.slice(space, this.drawn) + text;
+    this.drawn = this.tail.length;
+    this.dirty = true; // rendered as Markdown by the next flush or finish
+    this.around(() => {
+      const last = this.live[this.live.length - 1];
+      const node = document.createTextNode(text);
+      if (last !== undefined && last.nodeName === "P") {
+        last.append(node); // the open paragraph goes on
+      } else {
+        const block = document.createElement("p");
+        block.className = "streamnb-md-pending";
+        block.append(node);
+        this.live.push(block);
+        this.openChunk().append(block);
+      }
+    });
+  }
+
   // The text is complete: render it all and seal the last block too.
   finish() {
     this.cancel();
@@ -426,6 +458,7 @@ export class MarkdownView {
     const blocks = topLevelBlocks(tokens);
     for (const node of this.live) node.remove();
     this.live = [];
+    this.drawn = tail.length;
     if (blocks.length === 0) return;
     // Blocks before `open` are final: the block after them has its first two lines
     // complete (a line decides whether it continues the block before it, looking one line
@@ -451,6 +484,7 @@ export class MarkdownView {
       this.live = Array.from(fragment.childNodes);
       this.openChunk().append(fragment);
     }
+    this.drawn = this.tail.length;
   }
 
   // The chunk the next block goes into (a new one when the last is full).

@@ -223,6 +223,7 @@ function render({ model, el }) {
         }
       },
       flush() {},
+      showNow() {},
       finish() {},
       dispose() {},
     };
@@ -233,6 +234,7 @@ function render({ model, el }) {
       markdown: true,
       append: (text) => view.append(text),
       flush: () => view.flush(),
+      showNow: () => view.showNow(),
       finish: () => view.finish(),
       dispose: () => view.dispose(),
     };
@@ -423,11 +425,16 @@ function render({ model, el }) {
   const onStop = () => {
     stopPressed = true;
     showState();
-    // The stop point: what this page shows now (text received but not drawn yet, waiting
-    // for the next frame, is drawn at once); later deltas are held (holdAfterStop).
+    // The stop point: what this page shows now (text received but not drawn yet is drawn
+    // at once: Markdown as plain text until the settled render, which a huge open block
+    // would delay by tens of milliseconds); later deltas are held (holdAfterStop).
     if (store.stopSeq === undefined || store.stopSeq === null) {
-      for (const sink of sinks.values()) sink.flush();
-      for (const sink of segments) sink.flush();
+      if (pending !== null) {
+        if (frame !== null) cancelAnimationFrame(frame);
+        writeDom(); // text waiting for the next frame
+      }
+      for (const sink of sinks.values()) sink.showNow();
+      for (const sink of segments) sink.showNow();
       store.stopSeq = store.lastSeq === null ? -1 : store.lastSeq;
       store.held = [];
     }

@@ -253,6 +253,57 @@ def test_random_documents_stream_to_the_one_shot_dom(page: Page) -> None:
         assert streamed == one_shot, f"{text!r} split at {cuts}"
 
 
+# Stream `text` delta by delta; after every other delta `showNow()` (a Stop press) instead
+# of a render: [[text on screen, text appended] after each showNow, the DOM after
+# finish(), the one-shot DOM, elements made from the text while shown as plain text].
+SHOWN_NOW = """
+([text, cuts]) => {
+  const root = document.createElement("div");
+  document.body.replaceChildren(root);
+  const view = new md.MarkdownView(root);
+  const seen = [];
+  let start = 0;
+  let made = 0;
+  for (const [i, cut] of [...cuts, text.length].entries()) {
+    view.append(text.slice(start, cut));
+    start = cut;
+    if (i % 2) {
+      view.flush();
+      continue;
+    }
+    view.showNow();
+    seen.push([root.textContent, text.slice(0, cut)]);
+    made += root.querySelectorAll("img, script, b").length;
+  }
+  view.finish();
+  const oneShot = document.createElement("div");
+  md.renderMarkdown(oneShot, text);
+  return [seen, root.innerHTML, oneShot.innerHTML, made];
+}
+"""
+
+
+def test_show_now_puts_every_received_character_on_screen_at_once(page: Page) -> None:
+    """A Stop press rendered the Markdown of a huge open block inside its click handler
+    (41-70 ms after the click for a 100,000-token paragraph, bench_peers): ``showNow``
+    shows what arrived as plain text at once, and the next render is the usual one."""
+    words = " ".join(f"w{i}" for i in range(400))
+    cuts = list(range(7, len(words), 37))
+    seen, streamed, one_shot, made = page.evaluate(SHOWN_NOW, [words, cuts])
+    assert len(seen) > 5
+    for on_screen, appended in seen:
+        assert on_screen.split() == appended.split()  # everything, in order, nothing more
+    assert streamed == one_shot and made == 0
+    # Markdown and hostile text shown as text first, rendered (safely) at the end
+    rng = random.Random(3)
+    for text in (CORPUS, "para <img src=x onerror=alert(1)> and <b>bold</b>\n\n- a\n- b"):
+        seen, streamed, one_shot, made = page.evaluate(
+            SHOWN_NOW, [text, random_cuts(rng, text, 40)]
+        )
+        assert streamed == one_shot and made == 0
+        assert "<img" not in one_shot and "<b>" not in one_shot
+
+
 def test_a_list_item_after_a_blank_line_is_not_sealed_too_early(page: Page) -> None:
     # "1. one\n\n2" is a list and a paragraph until ". two" arrives and continues the list
     text = "1. one\n\n2. two\n"
