@@ -37,6 +37,15 @@ const RENDER_GAP = 4;
 const FRAME_BUDGET_MS = 12;
 // Sealed blocks per chunk element (see MarkdownView).
 const CHUNK_BLOCKS = 32;
+// An open block longer than this (characters) streams as plain text: each render appends
+// the new text instead of parsing the whole block again, until a blank line or a fence
+// line arrives (then the tail is parsed, which seals the block if it closed) or the view
+// finishes (then it is rendered as Markdown like any other). Parsing a block costs its
+// length, so one huge paragraph (a log, 100,000 tokens without a blank line) made every
+// render, and the click handler of a Stop waiting behind one, cost tens of milliseconds.
+const OPEN_TEXT_CHARS = 32768;
+// Where a plain-text open block may have closed: a blank line, or a code fence line.
+const MAY_CLOSE = /\n[ \t]*\n|\n {0,3}(`{3,}|~{3,})/;
 
 // --- links ------------------------------------------------------------------------------
 
@@ -368,6 +377,7 @@ export class MarkdownView {
     this.pendingCR = false; // the last delta ended in \r: a leading \n of the next is its pair
     this.dirty = false;
     this.drawn = 0; // characters of the tail the DOM shows (rendered, or as text by showNow)
+    this.plain = null; // the text node of an open block shown as plain text (OPEN_TEXT_CHARS)
   }
 
   // The whole text so far (newlines normalized).
@@ -395,6 +405,7 @@ export class MarkdownView {
     this.chunkBlocks = 0;
     this.pendingCR = false;
     this.drawn = 0;
+    this.plain = null;
     this.container.replaceChildren();
     this.append(text || "");
     this.schedule();
@@ -431,6 +442,10 @@ export class MarkdownView {
     this.drawn = this.tail.length;
     this.dirty = true; // rendered as Markdown by the next flush or finish
     this.around(() => {
+      if (this.plain !== null) {
+        this.plain.appendData(text);
+        return;
+      }
       const last = this.live[this.live.length - 1];
       const node = document.createTextNode(text);
       if (last !== undefined && last.nodeName === "P") {
@@ -454,6 +469,12 @@ export class MarkdownView {
 
   render(final) {
     const tail = this.tail;
+    if (!final && this.plain !== null && !MAY_CLOSE.test(tail.slice(Math.max(0, this.drawn - 1)))) {
+      this.plain.appendData(tail.slice(this.drawn)); // a huge open block goes on as text
+      this.drawn = tail.length;
+      return;
+    }
+    this.plain = null;
     const tokens = parser().parse(tail, {});
     const blocks = topLevelBlocks(tokens);
     for (const node of this.live) node.remove();
@@ -478,7 +499,14 @@ export class MarkdownView {
       this.sealed.push(tail.slice(0, cut));
       this.tail = tail.slice(cut);
     }
-    if (open < blocks.length) {
+    if (open < blocks.length && !final && this.tail.length > OPEN_TEXT_CHARS) {
+      const block = document.createElement("p");
+      block.className = "streamnb-md-plain";
+      this.plain = document.createTextNode(this.tail);
+      block.append(this.plain);
+      this.live = [block];
+      this.openChunk().append(block);
+    } else if (open < blocks.length) {
       const fragment = document.createDocumentFragment();
       renderBlocks(tokens, blocks[open].from, tokens.length, fragment);
       this.live = Array.from(fragment.childNodes);

@@ -304,6 +304,65 @@ def test_show_now_puts_every_received_character_on_screen_at_once(page: Page) ->
         assert "<img" not in one_shot and "<b>" not in one_shot
 
 
+# Stream `text` in deltas ending at `cuts`, rendering after each: [[plain-text open blocks,
+# whether the plain text node is the one of the previous delta (appended to, not parsed
+# again)] after each delta, streamed DOM == one-shot DOM, plain blocks after finish,
+# <strong> elements after finish].
+HUGE_OPEN_BLOCK = """
+([text, cuts]) => {
+  const root = document.createElement("div");
+  document.body.replaceChildren(root);
+  const view = new md.MarkdownView(root);
+  const steps = [];
+  let start = 0;
+  let previous = null;
+  for (const cut of [...cuts, text.length]) {
+    view.append(text.slice(start, cut));
+    start = cut;
+    view.flush();
+    const plain = root.querySelectorAll(".streamnb-md-plain");
+    const node = plain.length ? plain[0].firstChild : null;
+    steps.push([plain.length, node !== null && node === previous]);
+    previous = node;
+  }
+  view.finish();
+  const oneShot = document.createElement("div");
+  md.renderMarkdown(oneShot, text);
+  return [
+    steps,
+    root.innerHTML === oneShot.innerHTML,
+    root.querySelectorAll(".streamnb-md-plain").length,
+    root.querySelectorAll("strong").length,
+  ];
+}
+"""
+
+
+def test_a_huge_open_paragraph_streams_as_text_then_renders_as_markdown(page: Page) -> None:
+    """One paragraph of 100,000 tokens was parsed whole at every render (tens of ms each,
+    which also held up a Stop click): past 32,768 characters an open block grows as plain
+    text, and is rendered as Markdown once a blank line closes it, or at the end."""
+    words = "**bold** " + " ".join(f"w{i}" for i in range(6000))  # ~40,000 characters
+    text = words + "\n\n## After\n\n- item **x**\n"
+    cuts = [*range(1000, len(words), 1000), len(words) + 2, len(words) + 13]
+    steps, same, plain_after, strong = page.evaluate(HUGE_OPEN_BLOCK, [text, cuts])
+    plain = [count for count, _ in steps]
+    first = plain.index(1)  # the paragraph passed OPEN_TEXT_CHARS
+    assert 30 <= first <= 34 and all(count == 1 for count in plain[first : len(cuts) - 1])
+    # appended to, not parsed again, until the delta with the blank line
+    assert all(kept for _, kept in steps[first + 1 : len(cuts) - 2])
+    assert plain[-3:] == [1, 0, 0]  # the blank line and the heading closed it: Markdown
+    assert same and plain_after == 0 and strong == 2
+    # a huge code block: text while open, a code block once its fence closes
+    code = (
+        "```python\n" + "\n".join(f"x{i} = {i}" for i in range(4000)) + "\n```\n\nafter\n\nmore\n"
+    )
+    cuts = list(range(500, len(code), 700))
+    steps, same, plain_after, _ = page.evaluate(HUGE_OPEN_BLOCK, [code, cuts])
+    assert any(count for count, _ in steps) and steps[-1][0] == 0
+    assert same and plain_after == 0
+
+
 def test_a_list_item_after_a_blank_line_is_not_sealed_too_early(page: Page) -> None:
     # "1. one\n\n2" is a list and a paragraph until ". two" arrives and continues the list
     text = "1. one\n\n2. two\n"
