@@ -46,6 +46,8 @@ const CHUNK_BLOCKS = 32;
 const OPEN_TEXT_CHARS = 32768;
 // Where a plain-text open block may have closed: a blank line, or a code fence line.
 const MAY_CLOSE = /\n[ \t]*\n|\n {0,3}(`{3,}|~{3,})/;
+// Characters per block of a plain-text open block (see PlainText).
+const PLAIN_BLOCK_CHARS = 8192;
 
 // --- links ------------------------------------------------------------------------------
 
@@ -349,6 +351,47 @@ function renderFrame() {
   kick();
 }
 
+// Text shown as it is in `container`, in blocks (display: block) of about PLAIN_BLOCK_CHARS
+// characters that end at white space: an append lays out the last block again, not the
+// whole text (one text node of 300,000 characters took tens of milliseconds per frame).
+class PlainText {
+  constructor(container) {
+    this.container = container;
+    this.node = null; // the last block's text node
+    this.length = 0; // its characters
+  }
+
+  append(text) {
+    while (text) {
+      if (this.node === null) this.newBlock();
+      if (this.length < PLAIN_BLOCK_CHARS) {
+        const take = Math.min(text.length, PLAIN_BLOCK_CHARS - this.length);
+        this.node.appendData(text.slice(0, take));
+        this.length += take;
+        text = text.slice(take);
+        continue;
+      }
+      const cut = text.search(/\s/); // a full block ends at the next white space
+      if (cut < 0) {
+        this.node.appendData(text);
+        this.length += text.length;
+        return;
+      }
+      this.node.appendData(text.slice(0, cut + 1));
+      text = text.slice(cut + 1);
+      this.node = null;
+    }
+  }
+
+  newBlock() {
+    const block = document.createElement("span");
+    this.node = document.createTextNode("");
+    block.append(this.node);
+    this.container.append(block);
+    this.length = 0;
+  }
+}
+
 /**
  * A Markdown reply shown in `container` (which gets the class "streamnb-md"), as it streams.
  *
@@ -377,7 +420,7 @@ export class MarkdownView {
     this.pendingCR = false; // the last delta ended in \r: a leading \n of the next is its pair
     this.dirty = false;
     this.drawn = 0; // characters of the tail the DOM shows (rendered, or as text by showNow)
-    this.plain = null; // the text node of an open block shown as plain text (OPEN_TEXT_CHARS)
+    this.plain = null; // the PlainText of an open block shown as text (OPEN_TEXT_CHARS)
   }
 
   // The whole text so far (newlines normalized).
@@ -443,7 +486,7 @@ export class MarkdownView {
     this.dirty = true; // rendered as Markdown by the next flush or finish
     this.around(() => {
       if (this.plain !== null) {
-        this.plain.appendData(text);
+        this.plain.append(text);
         return;
       }
       const last = this.live[this.live.length - 1];
@@ -470,7 +513,7 @@ export class MarkdownView {
   render(final) {
     const tail = this.tail;
     if (!final && this.plain !== null && !MAY_CLOSE.test(tail.slice(Math.max(0, this.drawn - 1)))) {
-      this.plain.appendData(tail.slice(this.drawn)); // a huge open block goes on as text
+      this.plain.append(tail.slice(this.drawn)); // a huge open block goes on as text
       this.drawn = tail.length;
       return;
     }
@@ -500,10 +543,10 @@ export class MarkdownView {
       this.tail = tail.slice(cut);
     }
     if (open < blocks.length && !final && this.tail.length > OPEN_TEXT_CHARS) {
-      const block = document.createElement("p");
+      const block = document.createElement("div");
       block.className = "streamnb-md-plain";
-      this.plain = document.createTextNode(this.tail);
-      block.append(this.plain);
+      this.plain = new PlainText(block);
+      this.plain.append(this.tail);
       this.live = [block];
       this.openChunk().append(block);
     } else if (open < blocks.length) {

@@ -305,8 +305,8 @@ def test_show_now_puts_every_received_character_on_screen_at_once(page: Page) ->
 
 
 # Stream `text` in deltas ending at `cuts`, rendering after each: [[plain-text open blocks,
-# whether the plain text node is the one of the previous delta (appended to, not parsed
-# again)] after each delta, streamed DOM == one-shot DOM, plain blocks after finish,
+# whether its first piece is the one of the previous delta (appended to, not parsed
+# again), its pieces] after each delta, streamed DOM == one-shot DOM, plain blocks after finish,
 # <strong> elements after finish].
 HUGE_OPEN_BLOCK = """
 ([text, cuts]) => {
@@ -322,7 +322,8 @@ HUGE_OPEN_BLOCK = """
     view.flush();
     const plain = root.querySelectorAll(".streamnb-md-plain");
     const node = plain.length ? plain[0].firstChild : null;
-    steps.push([plain.length, node !== null && node === previous]);
+    const blocks = root.querySelectorAll(".streamnb-md-plain > span").length;
+    steps.push([plain.length, node !== null && node === previous, blocks]);
     previous = node;
   }
   view.finish();
@@ -346,11 +347,12 @@ def test_a_huge_open_paragraph_streams_as_text_then_renders_as_markdown(page: Pa
     text = words + "\n\n## After\n\n- item **x**\n"
     cuts = [*range(1000, len(words), 1000), len(words) + 2, len(words) + 13]
     steps, same, plain_after, strong = page.evaluate(HUGE_OPEN_BLOCK, [text, cuts])
-    plain = [count for count, _ in steps]
+    plain = [count for count, _, _ in steps]
     first = plain.index(1)  # the paragraph passed OPEN_TEXT_CHARS
     assert 30 <= first <= 34 and all(count == 1 for count in plain[first : len(cuts) - 1])
     # appended to, not parsed again, until the delta with the blank line
-    assert all(kept for _, kept in steps[first + 1 : len(cuts) - 2])
+    assert all(kept for _, kept, _ in steps[first + 1 : len(cuts) - 2])
+    assert steps[len(cuts) - 2][2] >= 4  # in pieces of ~8 KB: a frame lays out the last one
     assert plain[-3:] == [1, 0, 0]  # the blank line and the heading closed it: Markdown
     assert same and plain_after == 0 and strong == 2
     # a huge code block: text while open, a code block once its fence closes
@@ -359,7 +361,7 @@ def test_a_huge_open_paragraph_streams_as_text_then_renders_as_markdown(page: Pa
     )
     cuts = list(range(500, len(code), 700))
     steps, same, plain_after, _ = page.evaluate(HUGE_OPEN_BLOCK, [code, cuts])
-    assert any(count for count, _ in steps) and steps[-1][0] == 0
+    assert any(count for count, _, _ in steps) and steps[-1][0] == 0
     assert same and plain_after == 0
 
 
