@@ -43,7 +43,12 @@ def handler(kind, run, **kw):
 # --- 1. throughput ----------------------------------------------------------------------
 
 
-async def queue_baseline(n: int) -> float:
+async def queue_baseline(n: int, *, batched: bool = False) -> float:
+    """A bare asyncio.Queue of the same dicts, one producer, one consumer: items/s (CPU).
+
+    ``batched``: the consumer gets the batching the streamnb reader gets: it waits for one
+    item, then drains every item available in one step; otherwise it gets them one by one.
+    """
     q: asyncio.Queue[dict | None] = asyncio.Queue()
 
     async def produce():
@@ -51,29 +56,13 @@ async def queue_baseline(n: int) -> float:
             await q.put({"kind": "output", "channel": "c", "payload": "tok"})
         await q.put(None)
 
-    async def consume():
+    async def consume_each():
         count = 0
         while (await q.get()) is not None:
             count += 1
         return count
 
-    t = CLOCK()
-    _, count = await asyncio.gather(produce(), consume())
-    assert count == n
-    return n / (CLOCK() - t)
-
-
-async def queue_batched_baseline(n: int) -> float:
-    """The queue with the batching the streamnb reader gets: the consumer waits for one
-    item, then drains every item available in one step."""
-    q: asyncio.Queue[dict | None] = asyncio.Queue()
-
-    async def produce():
-        for _ in range(n):
-            await q.put({"kind": "output", "channel": "c", "payload": "tok"})
-        await q.put(None)
-
-    async def consume():
+    async def consume_batches():
         count = 0
         while True:
             batch = [await q.get()]
@@ -83,14 +72,19 @@ async def queue_batched_baseline(n: int) -> float:
                 return count + len(batch) - 1
             count += len(batch)
 
+    consume = consume_batches if batched else consume_each
     t = CLOCK()
     _, count = await asyncio.gather(produce(), consume())
     assert count == n
     return n / (CLOCK() - t)
 
 
-async def streamnb_batched_throughput(n: int) -> float:
-    """streamnb with a batch-draining reader: ``session.output.batches()``."""
+async def streamnb_throughput(n: int, *, batched: bool) -> float:
+    """streamnb, one stream of ``n`` output frames to one reader: frames/s (CPU).
+
+    ``batched``: a batch-draining reader (``session.output.batches()``); otherwise the
+    reader takes one frame per step (``async for frame in session.output``).
+    """
 
     async def run(start, _input, ctx):
         for _ in range(n):
@@ -102,31 +96,16 @@ async def streamnb_batched_throughput(n: int) -> float:
         t = CLOCK()
         session = await rt.attach("flood")
         count = 0
-        async for batch in session.output.batches():
-            count += len(batch)
+        if batched:
+            async for batch in session.output.batches():
+                count += len(batch)
+        else:
+            async for frame in session.output:
+                count += 1
+                if frame.is_terminal:
+                    break
         dt = CLOCK() - t
-        assert batch.terminal is not None
-    rt.ledger.close()
-    assert count == n + 2
-    return n / dt
-
-
-async def streamnb_throughput(n: int) -> float:
-    async def run(start, _input, ctx):
-        for _ in range(n):
-            yield {"kind": "output", "channel": "c", "payload": "tok"}
-        yield {"kind": "completed", "terminal": {"ok": True}}
-
-    async with sn.StreamRuntime() as rt:
-        rt.register(handler("flood", run))
-        t = CLOCK()
-        session = await rt.attach("flood")
-        count = 0
-        async for frame in session.output:
-            count += 1
-            if frame.is_terminal:
-                break
-        dt = CLOCK() - t
+        assert not batched or batch.terminal is not None
     rt.ledger.close()
     assert count == n + 2
     return n / dt
@@ -136,9 +115,9 @@ async def bench_throughput(n: int, out: list) -> None:
     base = batched_base = value = per_frame = 0.0
     for _ in range(3):  # interleaved, best of three: the machine is shared and noisy
         base = max(base, await queue_baseline(n))
-        batched_base = max(batched_base, await queue_batched_baseline(n))
-        value = max(value, await streamnb_batched_throughput(n))
-        per_frame = max(per_frame, await streamnb_throughput(n))
+        batched_base = max(batched_base, await queue_baseline(n, batched=True))
+        value = max(value, await streamnb_throughput(n, batched=True))
+        per_frame = max(per_frame, await streamnb_throughput(n, batched=False))
     ratio = value / base
     emit(
         Figure(

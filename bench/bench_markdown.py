@@ -41,15 +41,12 @@ In JupyterLab (the harness of ``tests/browser/conftest.py``), notebook
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import random
-import tempfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from bench.common import Figure, emit
+from bench.common import Figure, emit, jupyterlab_in_chromium, token_handler
 
 REPO = Path(__file__).resolve().parent.parent
 BUNDLE = REPO / "streamnb" / "static" / "markdown.bundle.js"
@@ -119,20 +116,9 @@ def markdown_tokens(n: int, seed: int = 0) -> list[str]:
 
 
 def markdown_handler(kind: str = MARKDOWN_KIND) -> Any:
-    """Output-only: ``{"n": tokens}`` of :func:`markdown_tokens` on ``assistant.delta``."""
-    import streamnb as sn
-
-    async def run(start: Any, _input: Any, ctx: sn.StreamContext) -> AsyncIterator[Any]:
-        for i, token in enumerate(markdown_tokens(int(start["n"]))):
-            if i % 64 == 63:
-                await asyncio.sleep(0)
-            if ctx.signal.aborted:
-                yield sn.cancelled()
-                return
-            yield sn.output(token)
-        yield sn.completed()
-
-    return sn.AttachedStreamHandler(kind=kind, run=run)
+    """Output-only: ``{"n": tokens}`` of :func:`markdown_tokens` on ``assistant.delta``, as
+    fast as possible (:func:`bench.common.token_handler`)."""
+    return token_handler(kind, markdown_tokens)
 
 
 # --- 1. the renderer on a static page -------------------------------------------------------
@@ -396,59 +382,36 @@ SETUP, MARKDOWN_CELL, TEXT_CELL, WARM_CELL = 1, 2, 3, 4
 
 
 def in_jupyterlab(quick: bool, out: list[Figure], tokens: int = TOKENS) -> None:
-    from playwright.sync_api import sync_playwright
-
-    from tests.browser.conftest import (
-        CHROMIUM,
-        CHROMIUM_ARGS,
-        cell,
-        cell_output,
-        open_notebook,
-        run_cell,
-        start_jupyter_server,
-    )
+    from tests.browser.conftest import cell, cell_output, open_notebook, run_cell
 
     text = "".join(markdown_tokens(tokens))
     results: dict[str, list[float]] = {"markdown": [], "text": []}
-    with tempfile.TemporaryDirectory(prefix="streamnb-bench-markdown-") as home:
-        server = start_jupyter_server(Path(home), REPO)
-        try:
-            name = server.add_notebook(FIXTURE)
-            (server.root_dir / PARAMS_FILE).write_text(json.dumps({"tokens": tokens}))
-            with sync_playwright() as pw:
-                browser = pw.chromium.launch(
-                    executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-                )
-                try:
-                    context = browser.new_context(viewport={"width": 1280, "height": 900})
-                    context.set_default_timeout(120_000)
-                    context.add_init_script(WS_HOOK)
-                    page = context.new_page()
-                    open_notebook(page, server, name)
-                    run_cell(page, SETUP)
-                    run_cell(page, WARM_CELL)  # a first Markdown widget loads the renderer
-                    # the live widget, or the saved transcript it becomes once settled
-                    warm = cell_output(page, WARM_CELL)
-                    warm.locator(".streamnb-md, .streamnb-saved").first.wait_for()
-                    markdown_length = page.evaluate(RENDERED_LENGTH_JS, text)
-                    lengths = {"markdown": markdown_length, "text": len(text)}
-                    for _ in range(1 if quick else ROUNDS):
-                        for mode, index in (("markdown", MARKDOWN_CELL), ("text", TEXT_CELL)):
-                            node = cell(page, index).element_handle()
-                            page.evaluate("() => { window.__benchDeltas.length = 0; }")
-                            done = page.evaluate_handle(
-                                DONE_JS, [node, lengths[mode], DONE_TIMEOUT_MS]
-                            )
-                            run_cell(page, index, timeout_s=120)
-                            finished = page.evaluate("(watch) => watch.done", done)
-                            if isinstance(finished, dict):
-                                raise RuntimeError(f"{mode} widget not finished: {finished}")
-                            first = page.evaluate("() => window.__benchDeltas[0]")
-                            results[mode].append((finished - first) / 1000)
-                finally:
-                    browser.close()
-        finally:
-            server.stop()
+    with jupyterlab_in_chromium("streamnb-bench-markdown-") as (server, browser):
+        name = server.add_notebook(FIXTURE)
+        (server.root_dir / PARAMS_FILE).write_text(json.dumps({"tokens": tokens}))
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context.set_default_timeout(120_000)
+        context.add_init_script(WS_HOOK)
+        page = context.new_page()
+        open_notebook(page, server, name)
+        run_cell(page, SETUP)
+        run_cell(page, WARM_CELL)  # a first Markdown widget loads the renderer
+        # the live widget, or the saved transcript it becomes once settled
+        warm = cell_output(page, WARM_CELL)
+        warm.locator(".streamnb-md, .streamnb-saved").first.wait_for()
+        markdown_length = page.evaluate(RENDERED_LENGTH_JS, text)
+        lengths = {"markdown": markdown_length, "text": len(text)}
+        for _ in range(1 if quick else ROUNDS):
+            for mode, index in (("markdown", MARKDOWN_CELL), ("text", TEXT_CELL)):
+                node = cell(page, index).element_handle()
+                page.evaluate("() => { window.__benchDeltas.length = 0; }")
+                done = page.evaluate_handle(DONE_JS, [node, lengths[mode], DONE_TIMEOUT_MS])
+                run_cell(page, index, timeout_s=120)
+                finished = page.evaluate("(watch) => watch.done", done)
+                if isinstance(finished, dict):
+                    raise RuntimeError(f"{mode} widget not finished: {finished}")
+                first = page.evaluate("() => window.__benchDeltas[0]")
+                results[mode].append((finished - first) / 1000)
     md_s = sorted(results["markdown"])[len(results["markdown"]) // 2]
     text_s = sorted(results["text"])[len(results["text"]) // 2]
     emit(

@@ -85,14 +85,14 @@ import os
 import re
 import statistics
 import sys
-import tempfile
+import textwrap
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import Figure, emit, machine
+from bench.common import Figure, emit, jupyterlab_in_chromium, machine
 from bench.peers_budget import QUICK_TOKENS as BUDGET_QUICK_TOKENS
 from bench.peers_budget import SERVER_LIMIT_MSGS_PER_S, budget_trial, notebook_of
 from bench.peers_budget import TOKENS as BUDGET_TOKENS
@@ -165,27 +165,57 @@ print("ready", PANEL)
 
 
 @dataclass(frozen=True)
-class Contender:
-    """One way to stream ``tokens(n)`` into a notebook cell.
+class CellCode:
+    """What a trial runs in the contender cell, and how the page reads its text.
 
     ``code`` is the cell (``{n}``: tokens); ``getter`` names the page function that reads
-    its visible text (``peers_page.js``); ``per_token``: it sends a message per token;
-    ``poll``: its text changes are not DOM mutations (read every animation frame).
-    With a ``prelude``, the cell runs the prelude (which shows the view), the harness waits
-    for ``ready`` (a CSS selector, matched inside shadow roots too) in its output, then
-    sends ``code`` as a request of its own (no cell shows its output).
+    its visible text (``peers_page.js``); ``poll``: its text changes are not DOM mutations
+    (read every animation frame); ``panel``: a Panel view (the page is replaced after it).
+    With a ``prelude`` (``{n}``: tokens too), the cell runs the prelude (which shows the
+    view), the harness waits for ``ready`` (a CSS selector, matched inside shadow roots too)
+    in its output, then sends ``code`` as a request of its own (no cell shows its output).
     """
 
     key: str
     label: str
     code: str
     getter: str
-    per_token: bool
-    poll: bool = False
-    panel: bool = False
-    prelude: str | None = None
-    ready: str | None = None
+    poll: bool = field(default=False, kw_only=True)
+    panel: bool = field(default=False, kw_only=True)
+    prelude: str | None = field(default=None, kw_only=True)
+    ready: str | None = field(default=None, kw_only=True)
 
+
+@dataclass(frozen=True)
+class Contender(CellCode):
+    """One way to stream ``tokens(n)`` into a notebook cell; ``per_token``: it sends a
+    message per token."""
+
+    per_token: bool
+
+
+@dataclass(frozen=True)
+class Stopper(CellCode):
+    """A stream stopped mid-flood: ``click`` is ``widget`` (streamnb's Stop button),
+    ``interrupt`` (JupyterLab's toolbar button) or ``panel`` (Panel's Stop button)."""
+
+    click: str
+
+
+def token_cell(each_token: str, *, setup: str = "", after: str = "", indent: str = "") -> str:
+    """A contender cell: ``setup``, then ``each_token`` for each token of the shared source
+    (``async for tok in token_stream({n})``, itself indented by ``indent``), then ``after``,
+    between the kernel's marks of the cell's start and of the producer's end
+    (``peers_kernel.MARKS``)."""
+    loop = f"{indent}async for tok in token_stream({{n}}):\n"
+    body = textwrap.indent(each_token, indent + "    ")
+    start, done = 'MARKS["cell"] = time.time()\n', 'MARKS["producer_done"] = time.time()\n'
+    return f"{start}{setup}{loop}{body}{after}{done}"
+
+
+THROTTLED_UPDATE = 'handle.update({{"text/plain": "".join(parts)}}, raw=True)\n'
+PANEL_FEED = "feed = pn.chat.ChatFeed(height=400)\ndisplay(feed)\n"
+PANEL_STREAM = 'message = feed.stream(tok, user="Assistant", message=message)\n'
 
 CONTENDERS = [
     Contender(
@@ -202,85 +232,56 @@ display(W)
     Contender(
         "print",
         '`print(tok, end="")` (unflushed)',
-        """\
-MARKS["cell"] = time.time()
-async for tok in token_stream({n}):
-    print(tok, end="")
-MARKS["producer_done"] = time.time()
-""",
+        token_cell('print(tok, end="")\n'),
         "stdout",
         per_token=False,
     ),
     Contender(
         "display_throttled",
         "`display(..., display_id=True)` + `update()` every 50 ms",
-        f"""\
-MARKS["cell"] = time.time()
-handle = display({{{{"text/plain": ""}}}}, raw=True, display_id=True)
-parts, last = [], time.monotonic()
-async for tok in token_stream({{n}}):
-    parts.append(tok)
-    if time.monotonic() - last >= {THROTTLE_S}:
-        handle.update({{{{"text/plain": "".join(parts)}}}}, raw=True)
-        last = time.monotonic()
-handle.update({{{{"text/plain": "".join(parts)}}}}, raw=True)
-MARKS["producer_done"] = time.time()
-""",
+        token_cell(
+            f"parts.append(tok)\nif time.monotonic() - last >= {THROTTLE_S}:\n"
+            f"    {THROTTLED_UPDATE}    last = time.monotonic()\n",
+            setup='handle = display({{"text/plain": ""}}, raw=True, display_id=True)\n'
+            "parts, last = [], time.monotonic()\n",
+            after=THROTTLED_UPDATE,
+        ),
         "plain",
         per_token=False,
     ),
     Contender(
         "print_flush",
         '`print(tok, end="", flush=True)`',
-        """\
-MARKS["cell"] = time.time()
-async for tok in token_stream({n}):
-    print(tok, end="", flush=True)
-MARKS["producer_done"] = time.time()
-""",
+        token_cell('print(tok, end="", flush=True)\n'),
         "stdout",
         per_token=True,
     ),
     Contender(
         "output_widget",
         "`ipywidgets.Output` + `print(..., flush=True)`",
-        """\
-MARKS["cell"] = time.time()
-out = widgets.Output()
-display(out)
-with out:
-    async for tok in token_stream({n}):
-        print(tok, end="", flush=True)
-MARKS["producer_done"] = time.time()
-""",
+        token_cell(
+            'print(tok, end="", flush=True)\n',
+            setup="out = widgets.Output()\ndisplay(out)\nwith out:\n",
+            indent="    ",
+        ),
         "stdout",
         per_token=True,
     ),
     Contender(
         "anywidget_trait",
         "plain anywidget, a `text` trait updated per token",
-        """\
-MARKS["cell"] = time.time()
-W = TextWidget()
-display(W)
-async for tok in token_stream({n}):
-    W.text += tok
-MARKS["producer_done"] = time.time()
-""",
+        token_cell("W.text += tok\n", setup="W = TextWidget()\ndisplay(W)\n"),
         "pre",
         per_token=True,
     ),
     Contender(
         "textarea",
         "`ipywidgets.Textarea.value += tok`",
-        """\
-MARKS["cell"] = time.time()
-W = widgets.Textarea(layout=widgets.Layout(width="100%", height="12em"))
-display(W)
-async for tok in token_stream({n}):
-    W.value += tok
-MARKS["producer_done"] = time.time()
-""",
+        token_cell(
+            "W.value += tok\n",
+            setup='W = widgets.Textarea(layout=widgets.Layout(width="100%", height="12em"))\n'
+            "display(W)\n",
+        ),
         "textarea",
         per_token=True,
         poll=True,
@@ -288,50 +289,28 @@ MARKS["producer_done"] = time.time()
     Contender(
         "markdown_per_token",
         "`display_id` + `update(Markdown(text))` per token",
-        """\
-MARKS["cell"] = time.time()
-handle = display(Markdown(""), display_id=True)
-text = ""
-async for tok in token_stream({n}):
-    text += tok
-    handle.update(Markdown(text))
-MARKS["producer_done"] = time.time()
-""",
+        token_cell(
+            "text += tok\nhandle.update(Markdown(text))\n",
+            setup='handle = display(Markdown(""), display_id=True)\ntext = ""\n',
+        ),
         "markdown",
         per_token=True,
     ),
     Contender(
         "panel",
         "Panel `ChatFeed.stream` (feed shown first)",
-        """\
-MARKS["cell"] = time.time()
-message = None
-async for tok in token_stream({n}):
-    message = feed.stream(tok, user="Assistant", message=message)
-MARKS["producer_done"] = time.time()
-""",
+        token_cell(PANEL_STREAM, setup="message = None\n"),
         "panel",
         per_token=True,
         poll=True,
         panel=True,
-        prelude="""\
-feed = pn.chat.ChatFeed(height=400)
-display(feed)
-""",
+        prelude=PANEL_FEED,
         ready=".chat-feed-log",
     ),
     Contender(
         "panel_same_cell",
         "Panel `ChatFeed.stream`, feed made in the same cell",
-        """\
-MARKS["cell"] = time.time()
-feed = pn.chat.ChatFeed(height=400)
-display(feed)
-message = None
-async for tok in token_stream({n}):
-    message = feed.stream(tok, user="Assistant", message=message)
-MARKS["producer_done"] = time.time()
-""",
+        token_cell(PANEL_STREAM, setup=PANEL_FEED + "message = None\n"),
         "panel",
         per_token=True,
         poll=True,
@@ -341,75 +320,40 @@ MARKS["producer_done"] = time.time()
 BY_KEY = {c.key: c for c in CONTENDERS}
 
 
-@dataclass(frozen=True)
-class Stopper:
-    """A stream stopped mid-flood: ``click`` is ``widget`` (streamnb's Stop button),
-    ``interrupt`` (JupyterLab's toolbar button) or ``panel`` (Panel's Stop button)."""
-
-    key: str
-    label: str
-    code: str
-    getter: str
-    click: str
-    poll: bool = False
-    panel: bool = False
-    prelude: str | None = None
-    ready: str | None = None
+def interrupted_print(flush: bool) -> Stopper:
+    """A blocking ``print`` loop (an interrupt stops a blocking loop) stopped by a kernel
+    interrupt: flushed per token or not."""
+    call = 'print(tok, end="", flush=True)' if flush else 'print(tok, end="")'
+    return Stopper(
+        "print_flush_interrupt" if flush else "print_interrupt",
+        f"`{call}` loop{'' if flush else ' (unflushed)'}, kernel interrupt",
+        f"""\
+MARKS["cell"] = time.time()
+try:
+    for tok in tokens({{n}}):
+        {call}
+    MARKS["producer_done"] = time.time()
+except KeyboardInterrupt:
+    MARKS["producer_stopped"] = time.time()
+""",
+        "stdout",
+        "interrupt",
+    )
 
 
 STOPPERS = [
-    Stopper(
-        "streamnb",
-        "streamnb Stop button",
-        BY_KEY["streamnb"].code,
-        "streamnb",
-        "widget",
-    ),
-    Stopper(
-        "print_flush_interrupt",
-        '`print(tok, end="", flush=True)` loop, kernel interrupt',
-        """\
-MARKS["cell"] = time.time()
-try:
-    for tok in tokens({n}):
-        print(tok, end="", flush=True)
-    MARKS["producer_done"] = time.time()
-except KeyboardInterrupt:
-    MARKS["producer_stopped"] = time.time()
-""",
-        "stdout",
-        "interrupt",
-    ),
-    Stopper(
-        "print_interrupt",
-        '`print(tok, end="")` loop (unflushed), kernel interrupt',
-        """\
-MARKS["cell"] = time.time()
-try:
-    for tok in tokens({n}):
-        print(tok, end="")
-    MARKS["producer_done"] = time.time()
-except KeyboardInterrupt:
-    MARKS["producer_stopped"] = time.time()
-""",
-        "stdout",
-        "interrupt",
-    ),
+    Stopper("streamnb", "streamnb Stop button", BY_KEY["streamnb"].code, "streamnb", "widget"),
+    interrupted_print(flush=True),
+    interrupted_print(flush=False),
     Stopper(
         "panel",
         "Panel `ChatInterface` Stop button",
-        """\
-MARKS["cell"] = time.time()
-chat.send("go", respond=True)
-""",
+        'MARKS["cell"] = time.time()\nchat.send("go", respond=True)\n',
         "panel_reply",
         "panel",
         poll=True,
         panel=True,
-        prelude="""\
-chat = panel_stop_interface({n})
-display(chat)
-""",
+        prelude="chat = panel_stop_interface({n})\ndisplay(chat)\n",
         ready=".chat-feed-log",
     ),
 ]
@@ -783,30 +727,27 @@ class PeersLab:
     # --- one trial -----------------------------------------------------------------------
 
     def _start(
-        self,
-        code: str,
-        getter: str,
-        target: int,
-        *,
-        poll: bool,
-        keep: bool,
-        prelude: str | None = None,
-        ready: str | None = None,
+        self, c: CellCode, n: int, target: int, *, keep: bool
     ) -> tuple[dict[str, int], list[Any], int]:
+        """Run ``c`` for ``n`` tokens in the contender cell, its page watcher waiting for
+        ``target`` characters; the page's marks, the ``execute_request`` row and the frame
+        count before it."""
         from tests.browser.conftest import wait_kernel_idle
 
+        code = c.code.format(n=n)
+        prelude = None if c.prelude is None else c.prelude.format(n=n)
         # reset() also makes a round trip, so every earlier frame has been delivered
         self.page.evaluate("() => window.__peers.evalExpression('reset()', '0')")
         frames_mark = len(self.frames)
-        options = {"poll": poll, "keep": keep}
+        options = {"poll": c.poll, "keep": keep}
         marks = self.page.evaluate(
-            RUN_JS, [CELL, SCRATCH, prelude or code, getter, target, options]
+            RUN_JS, [CELL, SCRATCH, prelude or code, c.getter, target, options]
         )
         if prelude is not None:
             wait_kernel_idle(self.page, PAGE_TIMEOUT_S)
             self.page.wait_for_function(
                 f"([i, sel]) => window.__peers.deepCount({CELL_ROOT_JS}, sel) > 0",
-                arg=[CELL, ready or "*"],
+                arg=[CELL, c.ready or "*"],
                 polling=100,
                 timeout=PAGE_TIMEOUT_S * 1000,
             )
@@ -872,15 +813,7 @@ class PeersLab:
         target = len(expected.strip())
         started = time.monotonic()
         deadline = started + cap_s
-        marks, exec_row, frames_mark = self._start(
-            c.code.format(n=n),
-            c.getter,
-            target,
-            poll=c.poll,
-            keep=False,
-            prelude=c.prelude,
-            ready=c.ready,
-        )
+        marks, exec_row, frames_mark = self._start(c, n, target, keep=False)
         t_exec, exec_id = exec_row[0], exec_row[3]
         probe_id: str | None = None
         press_ms: float | None = None
@@ -1019,26 +952,16 @@ class PeersLab:
             + ("" if state else " (page did not answer)")
         )
         note += self.diagnose(exec_id)
-        trial = Trial(
-            contender=c.key,
-            n=n,
-            round=round_,
-            outcome="capped",
-            full_s=None,
-            first_ms=None if first is None else round(first - t_exec, 1),
-            first_from_cell_ms=None,
+        trial = unread_trial(
+            c.key,
+            n,
+            round_,
+            "capped",
+            elapsed,
+            note,
             shown_chars=shown,
-            expected_chars=want,
-            first_diff=-1,
-            messages=-1,  # not counted: the page is replaced
-            bytes=0,
-            page_messages=0,
-            kernel_probe_ms=None,
-            keypress_ms=None,
+            first_ms=None if first is None else round(first - t_exec, 1),
             probe_mid_stream=True,
-            server_dropped=False,
-            elapsed_s=round(elapsed, 2),
-            note=note,
         )
         self.recover(f"{c.key} at {n} tokens capped after {cap_s:.0f} s")
         return trial
@@ -1053,15 +976,7 @@ class PeersLab:
         expected = expected_text(n)
         target = len(expected.strip())
         deadline = time.monotonic() + STOP_CAP_S
-        marks, exec_row, _ = self._start(
-            s.code.format(n=n),
-            s.getter,
-            target,
-            poll=s.poll,
-            keep=True,
-            prelude=None if s.prelude is None else s.prelude.format(n=n),
-            ready=s.ready,
-        )
+        marks, exec_row, _ = self._start(s, n, target, keep=True)
         exec_id = exec_row[3]
         threshold = min(STOP_AFTER_CHARS, target // 2)
         try:
@@ -1331,17 +1246,29 @@ def measure(
     return run
 
 
-def error_trial(key: str, n: int, round_: int, exc: BaseException, elapsed_s: float) -> Trial:
-    """A trial the harness could not finish (the page or kernel broke): kept, not dropped."""
+def unread_trial(
+    key: str,
+    n: int,
+    round_: int,
+    outcome: str,
+    elapsed_s: float,
+    note: str,
+    *,
+    shown_chars: int = 0,
+    first_ms: float | None = None,
+    probe_mid_stream: bool = False,
+) -> Trial:
+    """A trial whose page was not read to the end (capped, or broken): what it showed, no
+    full-text time and no message counts (``messages`` -1: the page is replaced)."""
     return Trial(
         contender=key,
         n=n,
         round=round_,
-        outcome="error",
+        outcome=outcome,
         full_s=None,
-        first_ms=None,
+        first_ms=first_ms,
         first_from_cell_ms=None,
-        shown_chars=0,
+        shown_chars=shown_chars,
         expected_chars=len(expected_text(n).strip()),
         first_diff=-1,
         messages=-1,
@@ -1349,11 +1276,17 @@ def error_trial(key: str, n: int, round_: int, exc: BaseException, elapsed_s: fl
         page_messages=0,
         kernel_probe_ms=None,
         keypress_ms=None,
-        probe_mid_stream=False,
+        probe_mid_stream=probe_mid_stream,
         server_dropped=False,
         elapsed_s=round(elapsed_s, 2),
-        note=f"harness error: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
+        note=note,
     )
+
+
+def error_trial(key: str, n: int, round_: int, exc: BaseException, elapsed_s: float) -> Trial:
+    """A trial the harness could not finish (the page or kernel broke): kept, not dropped."""
+    note = f"harness error: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    return unread_trial(key, n, round_, "error", elapsed_s, note)
 
 
 def summary_line(t: Trial) -> str:
@@ -1393,21 +1326,14 @@ class Cell:
     def full_s(self) -> float | None:
         return median(t.full_s for t in self.complete)
 
-    @property
-    def first_ms(self) -> float | None:
-        return median(t.first_ms for t in self.trials)
+    def median_ms(self, attr: str) -> float | None:
+        """Median over the rounds of a trial's ``attr`` (``first_ms``, ``kernel_probe_ms``,
+        ``keypress_ms``), the rounds without it left out."""
+        return median(getattr(t, attr) for t in self.trials)
 
     def per_token(self, attr: str) -> float | None:
         counted = [t for t in self.trials if t.messages >= 0]
         return median(getattr(t, attr) / t.n for t in counted)
-
-    @property
-    def kernel_probe_ms(self) -> float | None:
-        return median(t.kernel_probe_ms for t in self.trials)
-
-    @property
-    def keypress_ms(self) -> float | None:
-        return median(t.keypress_ms for t in self.trials)
 
     @property
     def lost_chars(self) -> int:
@@ -1486,6 +1412,29 @@ def ratio_figure(
     )
 
 
+def median_ms_figure(
+    name: str,
+    value: float | None,
+    base: float | None,
+    target: str,
+    meets_target: bool,
+    note: str,
+    extra: dict[str, Any] | None = None,
+) -> Figure:
+    """A median in ms against a baseline median of the same run (ratio to 2 places)."""
+    return Figure(
+        name,
+        r2(value, 1) if value is not None else float("nan"),
+        "ms (median)",
+        r2(base, 1),
+        None if value is None or not base else round(value / base, 2),
+        target,
+        meets_target,
+        note,
+        extra or {},
+    )
+
+
 def figures(run: PeersRun) -> list[Figure]:
     """The issue's targets as figures, each against a contender of the same run."""
     table = cells(run)
@@ -1499,38 +1448,39 @@ def figures(run: PeersRun) -> list[Figure]:
 
         printed = table.get(("print", n))
         limit = PRINT_RATIO_SMALL if n < 50_000 else PRINT_RATIO_LARGE
-        if printed:
-            out.append(
-                ratio_figure(
-                    "peers.full_text_s",
-                    n,
-                    ours,
-                    printed.lower_bound_s(run.cap_s) if printed else None,
-                    limit,
-                    "unflushed print, same run",
-                    f"<= {limit}x unflushed print",
-                    rounds,
+        # (figure, baseline contender, limit, baseline, what a capped baseline adds, target)
+        for name, key, ratio_limit, what, if_capped, target in [
+            (
+                "peers.full_text_s",
+                "print",
+                limit,
+                "unflushed print, same run",
+                "",
+                f"<= {limit}x unflushed print",
+            ),
+            (
+                "peers.vs_throttled",
+                "display_throttled",
+                THROTTLED_RATIO,
+                "display_id + update() every 50 ms",
+                " (capped: the cap is a lower bound)",
+                f"<= {THROTTLED_RATIO}x the throttled display_id loop",
+            ),
+        ]:
+            base_cell = table.get((key, n))
+            if base_cell:
+                out.append(
+                    ratio_figure(
+                        name,
+                        n,
+                        ours,
+                        base_cell.lower_bound_s(run.cap_s),
+                        ratio_limit,
+                        what + (if_capped if base_cell.capped else ""),
+                        target,
+                        rounds,
+                    )
                 )
-            )
-        throttled = table.get(("display_throttled", n))
-        if throttled:
-            out.append(
-                ratio_figure(
-                    "peers.vs_throttled",
-                    n,
-                    ours,
-                    throttled.lower_bound_s(run.cap_s) if throttled else None,
-                    THROTTLED_RATIO,
-                    "display_id + update() every 50 ms"
-                    + (
-                        " (capped: the cap is a lower bound)"
-                        if throttled and throttled.capped
-                        else ""
-                    ),
-                    f"<= {THROTTLED_RATIO}x the throttled display_id loop",
-                    rounds,
-                )
-            )
         per_token = [
             (cell.lower_bound_s(run.cap_s), key)
             for (key, size), cell in table.items()
@@ -1554,16 +1504,13 @@ def figures(run: PeersRun) -> list[Figure]:
                     rounds,
                 )
             )
-        first = us.first_ms
+        first = us.median_ms("first_ms")
+        printed_first = printed.median_ms("first_ms") if printed else None
         out.append(
-            Figure(
+            median_ms_figure(
                 f"peers.first_text_ms.{n}",
-                r2(first, 1) if first is not None else float("nan"),
-                "ms (median)",
-                r2(printed.first_ms, 1) if printed else None,
-                None
-                if first is None or not printed or not printed.first_ms
-                else round(first / printed.first_ms, 2),
+                first,
+                printed_first,
                 f"<= {FIRST_TEXT_MS:.0f} ms",
                 first is not None and first <= FIRST_TEXT_MS,
                 f"execute_request to the first text in the page, a page that has run the "
@@ -1589,15 +1536,13 @@ def figures(run: PeersRun) -> list[Figure]:
             ("peers.kernel_probe_ms", "kernel_probe_ms", "a trivial request to its reply"),
             ("peers.keypress_ms", "keypress_ms", "a keypress in another cell to its paint"),
         ]:
-            value = getattr(us, attr)
-            base = getattr(printed, attr) if printed else None
+            value = us.median_ms(attr)
+            base = printed.median_ms(attr) if printed else None
             out.append(
-                Figure(
+                median_ms_figure(
                     f"{name}.{n}",
-                    r2(value, 1) if value is not None else float("nan"),
-                    "ms (median)",
-                    r2(base, 1),
-                    None if value is None or not base else round(value / base, 2),
+                    value,
+                    base,
                     "report only",
                     True,
                     f"mid-stream (sent when the first text showed): {what}; {n:,} tokens; "
@@ -1611,12 +1556,10 @@ def figures(run: PeersRun) -> list[Figure]:
         base_samples = [x for x in stops.get("print_flush_interrupt", []) if x.outcome == "stopped"]
         base = median(x.click_to_last_text_ms for x in base_samples)
         out.append(
-            Figure(
+            median_ms_figure(
                 "peers.stop_last_text_ms",
-                r2(value, 1) if value is not None else float("nan"),
-                "ms (median)",
-                r2(base, 1),
-                None if value is None or not base else round(value / base, 2),
+                value,
+                base,
                 f"<= {STOP_TEXT_MS:.0f} ms",
                 value is not None and value <= STOP_TEXT_MS,
                 f"{run.stop_tokens:,}-token stream, Stop clicked once {STOP_AFTER_CHARS:,} chars "
@@ -1731,10 +1674,12 @@ def readme_table(details: dict[str, Any]) -> str:
             msgs = cell.per_token("messages")
             nbytes = cell.per_token("bytes")
             lines.append(
-                f"| {label} | {cell.shown()} | {fmt_ms(cell.first_ms)} | "
+                f"| {label} | {cell.shown()} | {fmt_ms(cell.median_ms('first_ms'))} | "
                 f"{'' if msgs is None else f'{msgs:.3g}'} | "
-                f"{'' if nbytes is None else f'{nbytes:.3g}'} | {fmt_ms(cell.kernel_probe_ms)} | "
-                f"{fmt_ms(cell.keypress_ms)} | {len(cell.complete)} of {len(cell.trials)} |"
+                f"{'' if nbytes is None else f'{nbytes:.3g}'} | "
+                f"{fmt_ms(cell.median_ms('kernel_probe_ms'))} | "
+                f"{fmt_ms(cell.median_ms('keypress_ms'))} | "
+                f"{len(cell.complete)} of {len(cell.trials)} |"
             )
         lines.append("")
     if run.stops:
@@ -1831,54 +1776,6 @@ def store(run: PeersRun, figs: list[Figure], results: Path, details: Path) -> No
 # --- command line ----------------------------------------------------------------------------
 
 
-def run_all(
-    *,
-    quick: bool,
-    sizes: list[int],
-    rounds: int,
-    contenders: list[Contender],
-    stoppers: list[Stopper],
-    stop_samples: int,
-    cap_s: float,
-    command: str,
-    skip_after_cap: bool,
-    budget_widgets: int = 0,
-    budget_tokens: int = BUDGET_TOKENS,
-) -> PeersRun:
-    from playwright.sync_api import sync_playwright
-
-    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, start_jupyter_server
-
-    del quick
-    with tempfile.TemporaryDirectory(prefix="streamnb-bench-peers-") as home:
-        server = start_jupyter_server(Path(home), REPO)
-        try:
-            with sync_playwright() as pw:
-                browser = pw.chromium.launch(
-                    executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-                )
-                try:
-                    return measure(
-                        server,
-                        browser,
-                        sizes=sizes,
-                        rounds=rounds,
-                        contenders=contenders,
-                        stoppers=stoppers,
-                        stop_samples=stop_samples,
-                        cap_s=cap_s,
-                        command=command,
-                        skip_after_cap=skip_after_cap,
-                        budget_widgets=budget_widgets,
-                        budget_tokens=budget_tokens,
-                        log=lambda line: print(line, file=sys.stderr, flush=True),
-                    )
-                finally:
-                    browser.close()
-        finally:
-            server.stop()
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="N=2,000 only, 2 rounds, 2 Stop samples")
@@ -1934,23 +1831,28 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown contenders or stoppers: {', '.join(unknown)}")
     command = "python -m bench.bench_peers" + " ".join(["", *(argv or sys.argv[1:])]).rstrip()
     command = command.replace(" --readme", "").replace(" --no-store", "")
-    run = run_all(
-        quick=args.quick,
-        sizes=sizes,
-        rounds=rounds,
-        contenders=[BY_KEY[k] for k in keys],
-        stoppers=[STOPPER_BY_KEY[k] for k in stop_keys if k],
-        stop_samples=(
-            args.stop_samples
-            if args.stop_samples is not None
-            else (QUICK_STOP_SAMPLES if args.quick else STOP_SAMPLES)
-        ),
-        cap_s=args.cap_s,
-        command=command,
-        skip_after_cap=args.skip_after_cap,
-        budget_widgets=args.budget_widgets,
-        budget_tokens=args.budget_tokens or (BUDGET_QUICK_TOKENS if args.quick else BUDGET_TOKENS),
-    )
+    with jupyterlab_in_chromium("streamnb-bench-peers-") as (server, browser):
+        run = measure(
+            server,
+            browser,
+            sizes=sizes,
+            rounds=rounds,
+            contenders=[BY_KEY[k] for k in keys],
+            stoppers=[STOPPER_BY_KEY[k] for k in stop_keys if k],
+            stop_samples=(
+                args.stop_samples
+                if args.stop_samples is not None
+                else (QUICK_STOP_SAMPLES if args.quick else STOP_SAMPLES)
+            ),
+            cap_s=args.cap_s,
+            command=command,
+            skip_after_cap=args.skip_after_cap,
+            budget_widgets=args.budget_widgets,
+            budget_tokens=(
+                args.budget_tokens or (BUDGET_QUICK_TOKENS if args.quick else BUDGET_TOKENS)
+            ),
+            log=lambda line: print(line, file=sys.stderr, flush=True),
+        )
     figs = figures(run)
     for f in figs:
         emit(f)

@@ -46,17 +46,15 @@ import asyncio
 import json
 import re
 import statistics
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import streamnb as sn
-from bench.common import Figure, emit
+from bench.common import Figure, emit, jupyterlab_in_chromium, token_handler
 from streamnb.testing import lorem_tokens
 
-REPO = Path(__file__).resolve().parent.parent
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "widget_bench.ipynb"
 PARAMS_FILE = "widget_bench_params.json"
 TOKENS_KIND = "bench.tokens"
@@ -81,43 +79,13 @@ def expected_text(n: int) -> str:
 
 
 def bench_handler(kind: str = TOKENS_KIND) -> sn.AttachedStreamHandler:
-    """Output-only: ``{"n": tokens, "rate": tokens/s or None}`` on ``assistant.delta``.
+    """Output-only: ``{"n": tokens, "rate": tokens/s or None}`` on ``assistant.delta``
+    (:func:`bench.common.token_handler` of the lorem tokens, a ``progress`` frame first).
 
     Paced against a monotonic schedule; a cancel wakes the pause at once, so the Stop
     figure measures the widget and runtime, not the handler's token period.
     """
-
-    async def pause(ctx: sn.StreamContext, delay: float) -> None:
-        if delay < 0.005:
-            await asyncio.sleep(max(delay, 0.0))
-            return
-        try:
-            await asyncio.wait_for(ctx.signal.wait(), delay)
-        except asyncio.TimeoutError:
-            pass
-
-    async def run(start: Any, _input: Any, ctx: sn.StreamContext) -> AsyncIterator[Any]:
-        n = int(start["n"])
-        rate = start.get("rate")
-        loop = asyncio.get_running_loop()
-        yield sn.progress({"phase": "streaming", "tokens": n})
-        t0 = loop.time()
-        for i, token in enumerate(lorem_tokens(n)("bench")):
-            if rate is not None:
-                delay = t0 + i / rate - loop.time()
-                if delay > 0:
-                    await pause(ctx, delay)
-                elif i % 64 == 63:
-                    await asyncio.sleep(0)
-            elif i % 64 == 63:
-                await asyncio.sleep(0)
-            if ctx.signal.aborted:
-                yield sn.cancelled()
-                return
-            yield sn.output(token)
-        yield sn.completed()
-
-    return sn.AttachedStreamHandler(kind=kind, run=run)
+    return token_handler(kind, lambda n: lorem_tokens(n)("bench"), progress=True)
 
 
 # --- measuring helpers ---------------------------------------------------------------------
@@ -726,55 +694,35 @@ def browser_many(
 
 
 def browser_side(quick: bool, out: list[Figure], facts: dict[str, Any]) -> None:
-    from playwright.sync_api import sync_playwright
-
-    from tests.browser.conftest import (
-        CHROMIUM,
-        CHROMIUM_ARGS,
-        cell_output,
-        open_notebook,
-        run_cell,
-        start_jupyter_server,
-    )
+    from tests.browser.conftest import cell_output, open_notebook, run_cell
 
     flood_tokens = 100_000
     many_tokens = 10_000 if quick else 50_000
-    with tempfile.TemporaryDirectory(prefix="streamnb-bench-widget-") as home:
-        server = start_jupyter_server(Path(home), REPO)
-        try:
-            name = server.add_notebook(FIXTURE)
-            (server.root_dir / PARAMS_FILE).write_text(
-                json.dumps(
-                    {
-                        "flood_tokens": flood_tokens,
-                        "many_widgets": MANY_WIDGETS,
-                        "many_tokens": many_tokens,
-                        "slow_rate": 20,
-                    }
-                )
+    with jupyterlab_in_chromium("streamnb-bench-widget-") as (server, browser):
+        name = server.add_notebook(FIXTURE)
+        (server.root_dir / PARAMS_FILE).write_text(
+            json.dumps(
+                {
+                    "flood_tokens": flood_tokens,
+                    "many_widgets": MANY_WIDGETS,
+                    "many_tokens": many_tokens,
+                    "slow_rate": 20,
+                }
             )
-            with sync_playwright() as pw:
-                browser = pw.chromium.launch(
-                    executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-                )
-                try:
-                    context = browser.new_context(viewport={"width": 1280, "height": 900})
-                    context.set_default_timeout(60_000)
-                    context.add_init_script(WS_HOOK)
-                    page = context.new_page()
-                    counter = PyFrameCounter(page)
-                    open_notebook(page, server, name)
-                    run_cell(page, SETUP)
-                    assert cell_output(page, SETUP).inner_text().strip() == "ready", cell_output(
-                        page, SETUP
-                    ).inner_text()
-                    browser_flood(page, flood_tokens, facts, out)
-                    browser_stop(page, 6 if quick else 20, facts, out)
-                    browser_many(page, server, counter, many_tokens, facts, out)
-                finally:
-                    browser.close()
-        finally:
-            server.stop()
+        )
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context.set_default_timeout(60_000)
+        context.add_init_script(WS_HOOK)
+        page = context.new_page()
+        counter = PyFrameCounter(page)
+        open_notebook(page, server, name)
+        run_cell(page, SETUP)
+        assert cell_output(page, SETUP).inner_text().strip() == "ready", cell_output(
+            page, SETUP
+        ).inner_text()
+        browser_flood(page, flood_tokens, facts, out)
+        browser_stop(page, 6 if quick else 20, facts, out)
+        browser_many(page, server, counter, many_tokens, facts, out)
 
 
 def run(quick: bool = False, browser: bool = True) -> list[Figure]:

@@ -31,12 +31,12 @@ import pstats
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+from bench.common import jupyterlab_in_chromium
+
 TOP = 25
 PY_SPY_RATE_HZ = 500
 PY_SPY_ATTACH_S = 1.0
@@ -177,72 +177,59 @@ def top_frames(raw: str) -> str:
 
 
 def profile_live(n: int) -> None:
-    from playwright.sync_api import sync_playwright
-
     from bench.bench_peers import BY_KEY, PeersLab
-    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, start_jupyter_server
 
-    with tempfile.TemporaryDirectory(prefix="streamnb-profile-") as home:
-        server = start_jupyter_server(Path(home), REPO)
+    with jupyterlab_in_chromium("streamnb-profile-") as (server, browser):
+        lab = PeersLab(
+            server,
+            browser,
+            contenders=[BY_KEY["streamnb"]],
+            stoppers=[],
+            log=lambda line: print(line, file=sys.stderr),
+        )
         try:
-            with sync_playwright() as pw:
-                browser = pw.chromium.launch(
-                    executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+            lab.fresh()
+            [pid] = kernel_pids(server)
+            out = server.log_path.parent / "py-spy.txt"  # the home
+            spy = subprocess.Popen(
+                [
+                    "py-spy",
+                    "record",
+                    "--pid",
+                    str(pid),
+                    "--rate",
+                    str(PY_SPY_RATE_HZ),
+                    "--format",
+                    "raw",
+                    "--threads",
+                    "--nonblocking",
+                    "--output",
+                    str(out),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            time.sleep(PY_SPY_ATTACH_S)
+            trials = [
+                lab.trial(BY_KEY["streamnb"], n, i, cap_s=LIVE_CAP_S) for i in range(LIVE_RUNS)
+            ]
+            spy.send_signal(signal.SIGINT)
+            _, err = spy.communicate(timeout=60)
+            print(f"# py-spy on the kernel (pid {pid}) during {LIVE_RUNS} floods of {n:,}")
+            if out.exists():
+                print(top_frames(out.read_text()))
+            else:
+                print(f"py-spy wrote nothing: {err.decode(errors='replace')[-2000:]}")
+            print("\n# page timelines, ms after the execute_request left the page")
+            for i, timeline in enumerate(lab.cold_start):
+                print(f"cold (first widget in the page, {i}): {json.dumps(timeline)}")
+            for t in trials:
+                print(
+                    f"warm {n:,} tokens, round {t.round}: {t.outcome}, "
+                    f"{t.messages} iopub msgs, {json.dumps(t.timeline_ms)}"
                 )
-                lab = PeersLab(
-                    server,
-                    browser,
-                    contenders=[BY_KEY["streamnb"]],
-                    stoppers=[],
-                    log=lambda line: print(line, file=sys.stderr),
-                )
-                try:
-                    lab.fresh()
-                    [pid] = kernel_pids(server)
-                    out = Path(home) / "py-spy.txt"
-                    spy = subprocess.Popen(
-                        [
-                            "py-spy",
-                            "record",
-                            "--pid",
-                            str(pid),
-                            "--rate",
-                            str(PY_SPY_RATE_HZ),
-                            "--format",
-                            "raw",
-                            "--threads",
-                            "--nonblocking",
-                            "--output",
-                            str(out),
-                        ],
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.PIPE,
-                    )
-                    time.sleep(PY_SPY_ATTACH_S)
-                    trials = [
-                        lab.trial(BY_KEY["streamnb"], n, i, cap_s=LIVE_CAP_S)
-                        for i in range(LIVE_RUNS)
-                    ]
-                    spy.send_signal(signal.SIGINT)
-                    _, err = spy.communicate(timeout=60)
-                    print(f"# py-spy on the kernel (pid {pid}) during {LIVE_RUNS} floods of {n:,}")
-                    if out.exists():
-                        print(top_frames(out.read_text()))
-                    else:
-                        print(f"py-spy wrote nothing: {err.decode(errors='replace')[-2000:]}")
-                    print("\n# page timelines, ms after the execute_request left the page")
-                    for i, timeline in enumerate(lab.cold_start):
-                        print(f"cold (first widget in the page, {i}): {json.dumps(timeline)}")
-                    for t in trials:
-                        print(
-                            f"warm {n:,} tokens, round {t.round}: {t.outcome}, "
-                            f"{t.messages} iopub msgs, {json.dumps(t.timeline_ms)}"
-                        )
-                finally:
-                    lab.close()
-                    browser.close()
         finally:
-            server.stop()
+            lab.close()
 
 
 def main(argv: list[str] | None = None) -> int:
