@@ -50,6 +50,8 @@ class FrameBatch(Sequence[Frame]):
     ['opened', 'progress', 'output', 'completed']
     >>> batch.text("stdout")
     'hello'
+    >>> batch.texts(), batch.last("progress").kind
+    ({'stdout': 'hello'}, 'progress')
     >>> runtime.close()
     """
 
@@ -119,19 +121,8 @@ class FrameBatch(Sequence[Frame]):
         Returns
         -------
         dict of str to str
-            ``{channel: text}``; empty when the batch has no ``output`` frame.
-
-        Examples
-        --------
-        >>> import streamnb as sn
-        >>> from streamnb.demo import output_only_handler
-        >>> runtime = sn.StreamRuntime()
-        >>> handler = runtime.register(output_only_handler())
-        >>> session = runtime.run(runtime.attach("tutorial.output_only", {}))
-        >>> _ = runtime.run(session.wait())
-        >>> session.output.read_available().texts()
-        {'stdout': 'hello'}
-        >>> runtime.close()
+            ``{channel: text}``; empty when the batch has no ``output`` frame (see the
+            class's example).
         """
         parts: dict[str, list[str]] = {}
         # raw tuples: 0 kind, 4 channel, 5 payload (Frame's field order)
