@@ -30,7 +30,7 @@ import math
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from .._cursor import FrameBatch
+from .._cursor import FrameBatch, FrameCursor
 from .._errors import UnknownStreamError
 from .._frames import Frame
 from .._runtime import StreamRuntime
@@ -183,6 +183,7 @@ class Follower:
         self._emit = emit
         self._parts: dict[str, list[str]] = {}
         self._pending = _EMPTY  # frames read ahead of a flush (catch_up)
+        self._cursor: FrameCursor | None = None  # flushes read the log here (_log_cursor)
         self._timer: asyncio.TimerHandle | None = None
         self._queued = False  # waiting for a turn in the budget
         self._last_flush = -math.inf
@@ -340,10 +341,9 @@ class Follower:
             return True
         try:
             ended = self.runtime.info(self.stream_ref).terminal is not None
-            cursor = self.runtime.follow(self.stream_ref, self.upto_seq)
+            frames = self._log_cursor().read_available() if ended else _EMPTY
         except UnknownStreamError:
             return False
-        frames = cursor.read_available() if ended else _EMPTY
         if frames.terminal is None:
             return False
         if self._task is not None and not self._task.done():
@@ -426,6 +426,19 @@ class Follower:
 
     # --- flushing ---------------------------------------------------------------------
 
+    def _log_cursor(self) -> FrameCursor:
+        """The cursor flushes read the log through, at ``upto_seq + 1`` (made on first use;
+        it moves only as flushes and :meth:`catch_up` take frames, so it stays there).
+
+        Raises
+        ------
+        UnknownStreamError
+            Made after the stream left the runtime's memory.
+        """
+        if self._cursor is None:
+            self._cursor = self.runtime.follow(self.stream_ref, self.upto_seq)
+        return self._cursor
+
     def flush(self) -> None:
         """Fold the pending frames and emit them as one delta (no-op when none).
 
@@ -440,7 +453,7 @@ class Follower:
         self._pending = _EMPTY
         if not batch:
             try:
-                batch = self.runtime.follow(self.stream_ref, self.upto_seq).read_available()
+                batch = self._log_cursor().read_available()
             except UnknownStreamError:  # evicted: what was flushed is all there is
                 batch = _EMPTY
         flushed, self._flushed = self._flushed, []
