@@ -43,7 +43,6 @@ __all__ = [
     "LoopBridge",
     "check_flush_interval",
     "input_text",
-    "output_text",
     "spawn",
 ]
 
@@ -61,14 +60,6 @@ def check_flush_interval(flush_interval_s: float) -> float:
             f"flush_interval_s is seconds between deltas, 0.001 to 5.0; got {flush_interval_s!r}"
         )
     return value
-
-
-def output_text(frame: Frame) -> str:
-    """The text an ``output`` frame adds to its channel (JSON for non-string payloads)."""
-    payload = frame.payload
-    if isinstance(payload, str):
-        return payload
-    return json.dumps(payload, ensure_ascii=False)
 
 
 def input_text(payload: Any) -> str:
