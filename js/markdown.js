@@ -522,8 +522,10 @@ export class MarkdownView {
     const blocks = topLevelBlocks(tokens);
     for (const node of this.live) node.remove();
     this.live = [];
-    this.drawn = tail.length;
-    if (blocks.length === 0) return;
+    if (blocks.length === 0) {
+      this.drawn = tail.length;
+      return;
+    }
     // Blocks before `open` are final: the block after them has its first two lines
     // complete (a line decides whether it continues the block before it, looking one line
     // ahead at most: a GFM table's delimiter row).
